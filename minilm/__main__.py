@@ -1,0 +1,66 @@
+"""The command line: ``python -m minilm <stage>`` runs one stage, ``python -m minilm speedrun`` runs them all.
+
+Every command calls the same functions the notebooks call, and reuses what earlier runs cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+STAGES = [
+    ("data", "stage 1: gather web pages, stories, docs and code; clean, filter, deduplicate, balance; write splits"),
+]
+
+EPILOG = """pipeline:
+  sources -> clean/filter/dedup/balance -> tokenizer -> token shards -> pretrained model
+          -> SFT model -> RLHF model -> evaluation report -> chat / serving
+
+presets: ci (seconds, for tests), cpu (minutes on a laptop), gpu (one CUDA GPU).
+The default is gpu when CUDA is found and cpu otherwise; MINILM_PRESET or --preset overrides it.
+Outputs go to data/runs/<preset>/<stage>/ (MINILM_HOME overrides data/)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m minilm",
+        description="Build a small language model, stage by stage.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, help_text in STAGES + [("speedrun", "run every stage in order and write report.md")]:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--preset", choices=["ci", "cpu", "gpu"], help="sizes to run at (default: automatic)")
+        sub.add_argument("--force", action="store_true", help="rebuild even when a cached result matches")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+
+    from minilm.presets import preset_name
+
+    preset = preset_name(args.preset)
+    started = time.perf_counter()
+    if args.command == "speedrun":
+        from minilm.speedrun import speedrun
+
+        report = speedrun(preset, force=args.force)
+        print(f"report: {report}")
+    elif args.command == "data":
+        from minilm.data.pipeline import describe, run_data_stage
+
+        artifact = run_data_stage(preset, force=args.force)
+        print(describe(artifact))
+    print(f"done in {time.perf_counter() - started:.1f} s (preset {preset})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

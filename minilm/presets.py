@@ -1,0 +1,85 @@
+"""Presets, devices and seeds: the three knobs every stage shares.
+
+A preset names the sizes a stage runs at: `ci` for tests (seconds), `cpu` for a learner's laptop
+(minutes on 2 cores), `gpu` for one CUDA GPU. A preset changes sizes and steps, never code paths,
+so the `ci` tests exercise the same code that the `gpu` run uses.
+
+All presets live in the `PRESETS` table below; each stage's config dataclass is built from its row
+with `config_for`. The preset is chosen by, in order: an explicit argument, the `MINILM_PRESET`
+environment variable, then `gpu` if CUDA is available and `cpu` otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from typing import TypeVar
+
+PRESET_NAMES = ("ci", "cpu", "gpu")
+
+# Stage -> preset -> field overrides of that stage's config dataclass.
+# Fields not named here keep the dataclass defaults, which are the published or sensible values.
+PRESETS: dict[str, dict[str, dict]] = {
+    "data": {
+        "ci": dict(n_stories=400, n_web_pages=60, n_doc_topics=40, n_code_files=40, defect_rate=0.08),
+        "cpu": dict(n_stories=12_000, n_web_pages=400, n_doc_topics=300, n_code_files=300, defect_rate=0.08),
+        "gpu": dict(n_stories=60_000, n_web_pages=1_000, n_doc_topics=550, n_code_files=700, defect_rate=0.08),
+    },
+}
+
+Config = TypeVar("Config")
+
+
+def preset_name(preset: str | None = None) -> str:
+    """The preset to use: `preset` if given, else $MINILM_PRESET, else `gpu` with CUDA and `cpu` without."""
+    name = preset or os.environ.get("MINILM_PRESET") or ("gpu" if _cuda_available() else "cpu")
+    if name not in PRESET_NAMES:
+        source = "argument" if preset else "MINILM_PRESET"
+        raise ValueError(f"unknown preset {name!r} (from the {source}); choose one of {', '.join(PRESET_NAMES)}")
+    return name
+
+
+def config_for(cls: type[Config], stage: str, preset: str | None = None, **overrides) -> Config:
+    """Build `cls` (a stage's config dataclass) from the preset table, then apply `overrides`."""
+    name = preset_name(preset)
+    values = {**PRESETS.get(stage, {}).get(name, {}), **overrides}
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {unknown}; known fields: {sorted(known)}")
+    return cls(**values)
+
+
+def device(prefer: str | None = None) -> str:
+    """The best available torch device name: `cuda`, then `mps`, then `cpu` (or `prefer` if given)."""
+    if prefer:
+        return prefer
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (every device), so that a run can be repeated exactly."""
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:  # the data stage runs without torch
+        return
+    torch.manual_seed(seed)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()

@@ -1,0 +1,40 @@
+"""The speedrun: every stage in order, then one report card.
+
+Each stage is called exactly as its notebook and its command call it, so a speedrun after the
+notebooks reuses their cached outputs, and a speedrun on a fresh machine builds everything.
+A stage adds itself here with two lines: its run, and its section of the report.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+from minilm.cache import home
+from minilm.presets import preset_name
+from minilm.report import Section, write_report
+
+
+def speedrun(preset: str | None = None, force: bool = False) -> Path:
+    """Run every stage that exists with `preset` and write `report.md`; returns the report's path."""
+    from minilm.data import pipeline as data_stage
+
+    preset = preset_name(preset)
+    report_dir = home() / "runs" / preset / "report"
+    sections: list[Section] = []
+    timings: list[tuple[str, float]] = []
+
+    started = time.perf_counter()
+    data = data_stage.run_data_stage(preset, force=force)
+    timings.append(("data", time.perf_counter() - started))
+    sections.append(data_stage.report_section(data, report_dir))
+
+    header = {
+        "preset": preset,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {platform.system()}",
+        "stages": ", ".join(f"{name} ({seconds:.1f} s)" for name, seconds in timings),
+        "total time": f"{sum(s for _, s in timings):.1f} s",
+    }
+    return write_report(report_dir / "report.md", header, sections)
