@@ -1,0 +1,576 @@
+"""Safety filters: toxic lines found by words in context, personal data masked precisely, and a bias
+audit that agrees with the truth the story generator knows."""
+
+import random
+import time
+
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minilm.data.documents import Document
+from minilm.data.safety import (
+    DEFAULT_JOBS,
+    HARASSMENT_PHRASES,
+    STEREOTYPES,
+    bias_audit,
+    find_pii,
+    is_toxic,
+    mask_pii,
+    pii_filter,
+    toxicity_cues,
+    toxicity_filter,
+    toxicity_score,
+    true_job_gender,
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Toxicity
+# ---------------------------------------------------------------------------------------------------
+
+TOXIC = [
+    # insults aimed at the reader
+    "You are a stupid, worthless idiot.",
+    "Shut up, you pathetic moron.",
+    "Nobody likes you, loser.",
+    "You're so ugly that everyone laughs at you.",
+    "Go away, loser.",
+    "You are the dumbest person I have ever met.",
+    "You idiot, you broke it again!",
+    "You're a waste of space.",
+    "You are pathetic and disgusting.",
+    "You are a complete moron.",
+    "What a loser you are.",
+    "You're dumb as a rock.",
+    "You stupid fool, look what you did.",
+    "Your ugly face makes me sick.",
+    "Are you stupid or something?",
+    "You’re a worthless failure.",
+    "Everyone here thinks you are an idiot.",
+    "You are so dumb it hurts.",
+    "People like you are pathetic.",
+    "Stop posting, you idiot.",
+    "You have the brain of a moron.",
+    "Hey loser, go cry somewhere else.",
+    "What an idiot you are!",
+    "You really are the ugliest kid in school.",
+    "u r so stupid lol",
+    "Idiot! You ruined everything.",
+    "Listen here, you worthless piece of trash.",
+    "Why are you so stupid?",
+    "You absolute moron, read the manual.",
+    "You are dumber than a bag of rocks.",
+    "Wow, you really are that dumb.",
+    "Only a moron like you would write this.",
+    "Honestly, you are the worst, most useless teammate ever.",
+    "Anna, you are a pathetic excuse for a friend.",
+    "You moron, learn to read before you comment.",
+    "You are nothing but a dumb clown.",
+    "Get lost, you ugly weirdo.",
+    "Your ugly face is the worst thing about this place.",
+    "Ha, look at the stupid loser crying again, what a joke, you pathetic baby.",
+    "Only an idiot like you would believe that.",
+    "Nobody in this town will ever like a creep like you.",
+    "Your singing is garbage and so are you.",
+    # insults aimed at someone else
+    "Tom is a stupid, useless idiot.",
+    "Mia is an ugly, stupid girl and everyone knows it.",
+    "He is a pathetic loser and a liar.",
+    "This author is a complete idiot and a liar.",
+    "Your brother is a stupid jerk.",
+    "Your mother is an ugly, disgusting woman.",
+    "He's a useless idiot and should be fired.",
+    "Lisa is a disgusting liar.",
+    "Max is a brainless idiot who ruins everything.",
+    # threats
+    "I will hurt you if you come back.",
+    "I'm going to destroy you, just wait.",
+    "If you post that again, I will find you and hurt you.",
+    "I'm gonna punch you in the face.",
+    "We will beat you up after school.",
+    "I'll break your legs if you tell anyone.",
+    "Go kill yourself.",
+    "Keep talking and I will hurt you.",
+    "I am going to kill you.",
+    "Come here again and I'll smash your face.",
+    "I'm going to find where you live and hurt you.",
+    "You deserve to be hurt.",
+    "I will kill you if you touch my bike.",
+    "I hope you get hurt.",
+    "I wish you were dead.",
+    "I'm going to break your nose, Ben.",
+    "We are gonna hurt you after school, Sam.",
+    "I will smash you if you say that again.",
+    "If you come near my house again I will kill you.",
+    "Leave now or you will be sorry.",
+    # harassment
+    "I hate you and your whole family.",
+    "Everyone hates you, so just leave.",
+    "Get lost, nobody asked you.",
+    "I know where you live, so watch your back.",
+    "Shut up!",
+    "You'll regret this, I promise.",
+    "Nobody wants you here, freak.",
+    "Drop dead, creep.",
+    "Listen, idiot, nobody cares about you.",
+    "Get out of here, you ugly loser.",
+    "Go away and never come back, you freak.",
+    "Seriously, shut up already.",
+    "We hate you, go back home.",
+    "Everybody in class makes fun of you, loser.",
+    "Go away, nobody wants a freak like you around.",
+    "You should just disappear, Zoe.",
+    "Just shut up, Leo.",
+]
+
+HARD_NEGATIVES = [
+    # technical objects
+    "Use kill -9 to kill the process.",
+    "If the workers hang, kill them and restart the server.",
+    "We will destroy the old files after the backup.",
+    "The dead link on the page returns a 404 error.",
+    "The program will kill the child process after ten seconds.",
+    "Please kill the old server before you deploy.",
+    "Killing the process frees its memory.",
+    "Breaking the loop early saves time.",
+    "Press Ctrl+C to kill the running script.",
+    "This function will destroy the window and free its memory.",
+    "You can use a dummy variable here.",
+    "You can kill the server with Ctrl+C when you are done.",
+    "If the script hangs, destroy the container and start again.",
+    "The garbage collector frees memory you no longer use.",
+    "Raises CompileError on failure.",
+    "SUCCESS, FAILURE, BOOM = range(3)",
+    # things, not people
+    "The battery was dead, so the game was over.",
+    "The storm will destroy the old barn.",
+    "This stupid printer jams every morning.",
+    "The ugly duckling grew into a beautiful swan.",
+    "That was a dumb mistake, but everyone makes them.",
+    "The engine died halfway up the hill.",
+    "The plan was stupid, but it worked.",
+    "That ugly old chair belonged to my grandmother.",
+    "I hate rainy Mondays.",
+    "I hate it when the train is late.",
+    "The frost will kill the tomatoes tonight.",
+    "The critic called the movie pathetic.",
+    "Our garbage truck comes on Tuesdays.",
+    "The pathetic fallacy gives feelings to the weather.",
+    "Kill the lights before you go to bed.",
+    "He hates broccoli and loves carrots.",
+    "Too much salt can hurt your health.",
+    "Can you take out the trash before dinner?",
+    "Did you see that clown at the circus?",
+    "The useless gadget sat in the drawer for years.",
+    "Nobody likes rainy Mondays.",
+    "The failure of the bridge was caused by rust.",
+    "The movie was pathetic and boring.",
+    "I hate how long the winter lasts here.",
+    "Beautiful is better than ugly.",
+    # negation and reported speech
+    "Her mother told her never to call anyone stupid.",
+    "Don't worry, you are not stupid at all.",
+    "The dentist said the shot would not hurt you.",
+    "The teacher told him not to say shut up in class.",
+    "Nobody is worthless, said Grandma.",
+    "The fall did not hurt him much.",
+    "I would never hurt you.",
+    "Never tell someone that they are ugly.",
+    "Stop calling your brother a loser.",
+    "She is not a loser, she just had a bad day.",
+    "The dog will not hurt you, he is friendly.",
+    "It is never okay to call a classmate a loser.",
+    "You don't have to be perfect, and you are not a failure.",
+    "Calling people names like loser is unkind.",
+    "Grandma said no one should ever call a child a failure.",
+    "You are not useless, you just need practice.",
+    "Please do not hurt the birds in the garden.",
+    # mentions of the word
+    "The word idiot comes from Greek.",
+    '"Moron" originally meant dull in Greek.',
+    "What does the word pathetic mean?",
+    '"Idiot" is an old word that doctors once used.',
+    "The book explains why the word moron fell out of use.",
+    "The teacher explained that moron was once a medical term.",
+    # about oneself, games, warnings, fiction
+    "I felt so stupid when I dropped the cake.",
+    "I was an idiot to leave my umbrella at home.",
+    "Tom felt stupid for forgetting his lunch.",
+    "Ben felt like a fool after he tripped on stage.",
+    "Mia will beat you at chess, she always wins.",
+    "Our team crushed the record in the relay race.",
+    "In chess you can destroy your opponent's defence with a sacrifice.",
+    "Anna beat the record for the fastest mile.",
+    "You will hurt yourself if you run with scissors.",
+    "Be careful, the hot pan can hurt you.",
+    "Did the fall hurt you?",
+    "The knight swore he would kill the dragon.",
+    'The villain shouted, "I will destroy you!" but the hero only laughed.',
+    "The giant roared, \"I will crush you!\" and the children ran away.",
+    '"You silly goose," laughed Grandpa.',
+    "In the story, the troll was ugly and grumpy.",
+    "The dragon in the story was ugly, but kind.",
+    "The clown juggled three red balls for the children.",
+    "Go away, I need to finish my homework.",
+    "Shut up the shop at six, Dad said.",
+    "The vase broke when the cat jumped on the shelf.",
+    "The team will crush you at football, said Ben with a grin.",
+    "My little brother thinks math is stupid, but he still does his homework.",
+    "His story about the stupid goose made us laugh.",
+    'The villain sneered, "You fool, you cannot stop me!"',
+]
+
+
+def precision_recall(toxic, benign):
+    flagged_toxic = sum(is_toxic(line) for line in toxic)
+    flagged_benign = sum(is_toxic(line) for line in benign)
+    precision = flagged_toxic / max(1, flagged_toxic + flagged_benign)
+    return precision, flagged_toxic / len(toxic)
+
+
+def test_toxicity_precision_and_recall_on_written_examples():
+    assert len(TOXIC) >= 30 and len(HARD_NEGATIVES) >= 30
+    precision, recall = precision_recall(TOXIC, HARD_NEGATIVES)
+    missed = [line for line in TOXIC if not is_toxic(line)]
+    false = [line for line in HARD_NEGATIVES if is_toxic(line)]
+    assert precision >= 0.95 and recall >= 0.95, f"missed {missed}, false alarms {false}"
+
+
+def test_catalogue_examples_score_on_the_right_side():
+    for line in ["You are a stupid, worthless idiot.", "I will hurt you if you come back."]:
+        assert toxicity_score(line) >= 0.75
+    for line in ["Use kill -9 to kill the process.", "Her mother told her never to call anyone stupid.",
+                 "The battery was dead, so the game was over.", "The word idiot comes from Greek."]:
+        assert toxicity_score(line) == 0.0
+
+
+def test_cues_explain_the_score():
+    cues = toxicity_cues("Use kill -9 to kill the process.")
+    assert [c.text for c in cues] == ["kill", "kill"]
+    assert all(c.weight == 0 for c in cues)
+    [cue] = toxicity_cues("The word idiot comes from Greek.")
+    assert cue.weight == 0 and "mention" in cue.why
+    [cue] = toxicity_cues("This stupid printer jams.")
+    assert 0 < cue.weight < 0.5 and "printer" in cue.why
+    # two third-person insults add up (noisy OR) above one of them
+    assert toxicity_score("Tom is a stupid, useless idiot.") > toxicity_score("Tom is a moron.") >= 0.5
+    assert toxicity_score("") == 0.0 and toxicity_score("A calm day by the sea.") == 0.0
+
+
+def test_each_phrase_is_reachable_through_its_quick_check():
+    # the quick check skips a phrase unless all its words are in the line, so they must be in the pattern
+    for needed, pattern, _ in HARASSMENT_PHRASES:
+        source = pattern.replace(r"\b", " ")
+        assert all(regex.search(rf"(?<![a-z]){word}(?![a-z?])", source) for word in needed.split()), pattern
+    assert is_toxic("Do us all a favor and leave, you hopeless creep.")
+
+
+def test_is_toxic_respects_threshold():
+    line = "Tom is a moron."
+    score = toxicity_score(line)
+    assert is_toxic(line, threshold=score) and not is_toxic(line, threshold=min(1.0, score + 0.01))
+
+
+def doc(text, id="web-1", domain="web"):
+    return Document(id=id, domain=domain, text=text)
+
+
+def test_toxicity_filter_cuts_lines_and_keeps_hard_negatives():
+    text = ("Great recipe, thanks for sharing!\r\n"
+            "You are a stupid, worthless idiot.\r\n"
+            "Use kill -9 to kill the process.\r\n"
+            "\r\n"
+            "I made it twice and it was lovely.\r\n"
+            "I will hurt you if you come back.")
+    result = toxicity_filter([doc(text), doc("A calm day by the sea.", id="web-2")])
+    assert [d.id for d in result.kept] == ["web-1", "web-2"] and not result.removed
+    assert [e.before for e in result.edits] == ["You are a stupid, worthless idiot.",
+                                                "I will hurt you if you come back."]
+    assert {e.reason for e in result.edits} == {"toxic"} and all(e.doc_id == "web-1" for e in result.edits)
+    assert result.kept[0].text == ("Great recipe, thanks for sharing!\r\nUse kill -9 to kill the process.\r\n"
+                                   "\r\nI made it twice and it was lovely.\r\n")
+    assert text.count("\n") == 5  # the input document is not changed in place
+    assert result.summary()["edits_by_reason"] == {"toxic": 2}
+
+
+def test_toxicity_filter_drops_mostly_toxic_documents():
+    page = "Nobody likes you, loser.\nShut up!\nNice weather today.\n"
+    result = toxicity_filter([doc(page)])
+    assert not result.kept and [r.reason for r in result.removed] == ["toxic"] and not result.edits
+    kept = toxicity_filter([doc(page)], max_toxic_share=1.0)
+    assert kept.kept[0].text == "Nice weather today.\n" and len(kept.edits) == 2
+
+
+def test_toxicity_filter_rejects_bad_input():
+    with pytest.raises(ValueError, match="threshold"):
+        toxicity_filter([], threshold=0)
+    with pytest.raises(ValueError, match="max_toxic_share"):
+        toxicity_filter([], max_toxic_share=1.5)
+    with pytest.raises(TypeError, match="Document"):
+        toxicity_filter(["just a string"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Personal data
+# ---------------------------------------------------------------------------------------------------
+
+PII = [
+    ("Write to ann.lee@example.com for help.", "email", "ann.lee@example.com"),
+    ("Contact: bob+news@mail.example.co.uk.", "email", "bob+news@mail.example.co.uk"),
+    ("<j_smith99@uni-example.org>", "email", "j_smith99@uni-example.org"),
+    ("Call (555) 123-4567 today.", "phone", "(555) 123-4567"),
+    ("Call 555-123-4567 now", "phone", "555-123-4567"),
+    ("Phone: 555.123.4567", "phone", "555.123.4567"),
+    ("Ring +44 20 7946 0958 after six.", "phone", "+44 20 7946 0958"),
+    ("Tel +1 (555) 123-4567.", "phone", "+1 (555) 123-4567"),
+    ("Call 1-800-555-0199 for support", "phone", "1-800-555-0199"),
+    ("Paris office: +33 1 23 45 67 89", "phone", "+33 1 23 45 67 89"),
+    ("Tokyo: +81-3-1234-5678.", "phone", "+81-3-1234-5678"),
+    ("Berlin +49 30 1234567", "phone", "+49 30 1234567"),
+    ("compact +442079460958 works", "phone", "+442079460958"),
+    ("Login from 192.168.1.23 failed.", "ip", "192.168.1.23"),
+    ("server at 203.0.113.45:8080", "ip", "203.0.113.45"),
+    ("IP 10.0.0.255.", "ip", "10.0.0.255"),
+    ("v6 2001:db8:85a3::8a2e:370:7334 here", "ip", "2001:db8:85a3::8a2e:370:7334"),
+    ("full 2001:0db8:85a3:0000:0000:8a2e:0370:7334", "ip", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"),
+    ("link-local fe80::1ff:fe23:4567:890a%eth0", "ip", "fe80::1ff:fe23:4567:890a"),
+    ("key sk-abcdefghijklmnopqrstuvwxyz123456 ok", "secret", "sk-abcdefghijklmnopqrstuvwxyz123456"),
+    ("AWS AKIAIOSFODNN7EXAMPLE key", "secret", "AKIAIOSFODNN7EXAMPLE"),
+    ("token ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "secret", "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"),
+    ("slack xoxb-123456789012-abcdefABCDEF", "secret", "xoxb-123456789012-abcdefABCDEF"),
+    ("api_key = 'f3A9kQ2zL8xP1mN7'", "secret", "f3A9kQ2zL8xP1mN7"),
+    ('"password": "S3cr3tP@ss!"', "secret", "S3cr3tP@ss!"),
+    ("export GITHUB_TOKEN=9f8e7d6c5b4a3f2e1d0c", "secret", "9f8e7d6c5b4a3f2e1d0c"),
+    ("SECRET_KEY: zq81KmW0pXa3.", "secret", "zq81KmW0pXa3"),
+    ("aws_access_key_id = 'a27b46de986a6560331e7a34ddcec45e'", "secret", "a27b46de986a6560331e7a34ddcec45e"),
+    ('os.environ.setdefault("GITHUB_TOKEN", "1RENHkhQWFSx8iRLdLI")', "secret", "1RENHkhQWFSx8iRLdLI"),
+    ('headers = {"Authorization": "Bearer 9b8f052616b97fc83cfa"}', "secret", "9b8f052616b97fc83cfa"),
+    ("My password is Tr0ub4dor&3x, keep it safe.", "secret", "Tr0ub4dor&3x"),
+]
+
+PII_HARD_NEGATIVES = [
+    "Python 3.11.7 is out.", "pip install torch==2.13.0", "On 2024-05-01 we met.", "It costs $12.50.",
+    "ISBN 978-3-16-148410-0", "ISBN 0-306-40615-2", "Lunch at 12:30.", "The repo has 10,000 stars.",
+    "at 12:30:45 sharp", "version 1.2.3.4 released", "see section 1.2.3.4", "x = a[1::2]",
+    "@property", "user@localhost", "max_tokens = 1024", 'eos_token = "<|endoftext|>"',
+    "tokenizer = AutoTokenizer.from_pretrained('gpt2')", "api_key = os.environ['API_KEY']",
+    "api_key = 'your-api-key-here'", "password = '<SECRET>'", "MAC 00:1a:2b:3c:4d:5e",
+    "ids 100 200 3000", "Pi is 3.14159265", "risk-adjusted-return-on-capital-calculations-for-banks",
+    "host='127.0.0.1'", "temperature +15 today", "order #12345678", "1.5e-10 is small",
+    "Call 555-0199.", "std::vector<int>", "dead::beef", "2024-05-01T12:30:00Z",
+    "coordinates 48.8566, 2.3522", "width=1024 height=768", "token = next_token",
+    "sha 3f2a9c1e", "PID 12345 exited", "step 1-2-3", "+/- 0.5", "In 2023, 1,234,567 people came.",
+    "The token is important here.", 'x = foo(token, "abc123def456")', "The Bearer 12 apples story",
+    "commit 9fceb02d0ae598e95dc970b74767f19372d61af8", "id 123e4567-e89b-12d3-a456-426614174000",
+    "Quantize(Decimal('+35236450.6'))", "dead::beef", "Face::add", "see sections 8.2.4.44",
+]
+
+
+@pytest.mark.parametrize("text,kind,expected", PII)
+def test_each_kind_is_found_with_exact_span(text, kind, expected):
+    start = text.index(expected)
+    assert find_pii(text) == [(kind, start, start + len(expected))]
+    masked, found = mask_pii(text)
+    assert masked == text[:start] + f"<{kind.upper()}>" + text[start + len(expected):]
+    assert found == find_pii(text)
+
+
+@pytest.mark.parametrize("text", PII_HARD_NEGATIVES)
+def test_hard_negatives_are_untouched(text):
+    assert find_pii(text) == [] and mask_pii(text) == (text, [])
+
+
+def test_several_kinds_in_one_text_and_overlaps():
+    text = ("Mail ann@example.com or call +44 20 7946 0958.\n"
+            "OPENAI_API_KEY = \"sk-abcdefghijklmnopqrstuvwxyz123456\"  # from 10.1.2.3")
+    masked, found = mask_pii(text)
+    assert [k for k, _, _ in found] == ["email", "phone", "secret", "ip"]  # the key is one secret, once
+    assert masked == ("Mail <EMAIL> or call <PHONE>.\n"
+                      "OPENAI_API_KEY = \"<SECRET>\"  # from <IP>")
+
+
+def test_a_phone_number_does_not_swallow_the_next_number():
+    for text, phone in [("+44 20 7946 0958 2001:db8::1", "+44 20 7946 0958"),
+                        ("+49 30 1234567 2024-05-01", "+49 30 1234567"),
+                        ("+49 30 1234567 10,000 stars", "+49 30 1234567"),
+                        ("call 555-123-4567 at 12:30", "555-123-4567")]:
+        assert find_pii(text)[0] == ("phone", 0 if text[0] == "+" else 5, (0 if text[0] == "+" else 5) + len(phone))
+
+
+def test_masking_is_idempotent_on_examples():
+    for text, _, _ in PII:
+        once, _ = mask_pii(text)
+        assert mask_pii(once) == (once, [])
+
+
+FILLER = st.sampled_from(["the", "cat", "3.11.7", "2024-05-01", "$12.50", "12:30", "10,000", "call", "at",
+                          "(", ")", ",", ".", "\n", "v2", "ISBN 978-3-16-148410-0", "torch==2.13.0"])
+
+
+ASSIGNED = [(text, expected) for text, kind, expected in PII if kind == "secret" and regex.search(r"[=:,]| is ", text)]
+PLANTED = [(expected, expected) for _, _, expected in PII if expected not in dict(ASSIGNED).values()] + ASSIGNED
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(FILLER.map(lambda f: (f, None)), st.sampled_from(PLANTED)), max_size=12))
+def test_masking_is_idempotent_and_masks_every_planted_value(pieces):
+    text = " ".join(piece for piece, _ in pieces)
+    once, found = mask_pii(text)
+    assert mask_pii(once) == (once, [])
+    for _, private in pieces:
+        if private:
+            assert private not in once
+    assert all(0 <= a < b <= len(text) for _, a, b in found)
+
+
+def test_pii_filter_records_one_edit_per_replacement():
+    docs = [doc("Ask ann@example.com or bob@example.org from 192.168.0.7.", id="web-1"),
+            doc("Nothing private here, version 3.11.7.", id="web-2")]
+    result = pii_filter(docs)
+    assert [d.text for d in result.kept] == ["Ask <EMAIL> or <EMAIL> from <IP>.", docs[1].text]
+    assert [(e.reason, e.before, e.after) for e in result.edits] == [
+        ("pii:email", "ann@example.com", "<EMAIL>"), ("pii:email", "bob@example.org", "<EMAIL>"),
+        ("pii:ip", "192.168.0.7", "<IP>")]
+    assert docs[0].text.startswith("Ask ann@")  # the input is not changed in place
+    assert not result.removed
+
+
+def test_patterns_stay_linear_on_hostile_input():
+    hostile = ["a" * 100_000 + "@", "1-" * 50_000, "+1 " * 30_000, "1." * 50_000, "api_key=" * 20_000,
+               "ab:" * 30_000, " ".join(f"10.0.{i % 250}.{i % 199 + 1} a@b.co" for i in range(20_000))]
+    start = time.perf_counter()
+    for text in hostile:
+        mask_pii(text)
+    toxicity_filter([doc("you idiot " * 5_000 + "\n" + "nobody likes you " * 3_000)])
+    assert time.perf_counter() - start < 5.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bias audit
+# ---------------------------------------------------------------------------------------------------
+
+FEMALE, MALE = ["Mia", "Lily", "Anna", "Zoe", "Ruby"], ["Tom", "Ben", "Sam", "Leo", "Max"]
+PRONOUNS = {"female": dict(s="she", o="her", p="her"), "male": dict(s="he", o="him", p="his")}
+OPENINGS = ["{name} was a {job}.", "Once upon a time, there was a {job} named {name}.",
+            "{name} worked as a {job} in the village."]
+FOLLOWS = ["Every morning {s} went to work early.", "{S} loved {p} job very much.",
+           "People often thanked {o} for {p} help.", "{S} was happy and kind."]
+FILLERS = ["The sun was bright over the hills.", "Then it began to rain.", "At night the stars came out.",
+           "A little dog barked at the birds."]
+
+
+def template_stories(n, share_stereotyped, seed=0):
+    """Stories whose hero has the stereotyped gender of the job with probability `share_stereotyped`."""
+    rng = random.Random(seed)
+    docs = []
+    for k in range(n):
+        job = rng.choice(DEFAULT_JOBS)
+        stereotype = STEREOTYPES.get(job)
+        if stereotype is None:
+            gender = rng.choice(["female", "male"])
+        else:
+            other = "male" if stereotype == "female" else "female"
+            gender = stereotype if rng.random() < share_stereotyped else other
+        name = rng.choice(FEMALE if gender == "female" else MALE)
+        p = PRONOUNS[gender]
+        fill = dict(p, S=p["s"].capitalize())
+        sentences = [rng.choice(OPENINGS).format(name=name, job=job), rng.choice(FOLLOWS).format(**fill)]
+        sentences += rng.sample(FILLERS, 2) + [rng.choice(FOLLOWS).format(**fill)]
+        docs.append(Document(f"books-{k:04d}", "books", " ".join(sentences),
+                             labels={"facts": {"hero": name, "gender": gender, "job": job}}))
+    return docs
+
+
+@pytest.mark.parametrize("share", [0.9, 0.5])
+def test_audit_recovers_the_planted_skew(share):
+    docs = template_stories(800, share)
+    audit, truth = bias_audit(docs), true_job_gender(docs)
+    assert truth.skipped == 0 and sum(truth.mentions.values()) == 800
+    assert abs(audit.skew_stereotyped - truth.skew_stereotyped) < 0.03
+    assert abs(audit.skew_all - truth.skew_all) < 0.03
+    assert abs(audit.stereotype_lean - truth.stereotype_lean) < 0.03
+    assert max(audit.share_gap(truth).values()) < 0.1
+    if share == 0.9:
+        assert audit.stereotype_lean > 0.3 and audit.share_female("nurse") > 0.8 > 0.2 > audit.share_female("pilot")
+    else:
+        assert abs(audit.stereotype_lean) < 0.06
+
+
+def test_the_next_sentence_matters():
+    docs = [Document("b", "books", "Mia was a pilot. Every morning she flew high. The end came, and he smiled.")]
+    assert bias_audit(docs).table()["pilot"] == (1, 0, 1.0)
+    assert bias_audit(docs, window="same_sentence").table()["pilot"] == (0, 0, None)
+    assert bias_audit(docs, window="document").table()["pilot"] == (1, 1, 0.5)
+    with pytest.raises(ValueError, match="window"):
+        bias_audit(docs, window="paragraph")
+    with pytest.raises(ValueError, match="jobs is empty"):
+        bias_audit(docs, jobs=[])
+    with pytest.raises(ValueError, match="lowercase words"):
+        bias_audit(docs, jobs=["Pilot!"])
+
+
+def test_job_words_plurals_titles_and_verbs():
+    docs = [Document("b", "books", "The police officers waved. They said she was brave.\n\n"
+                                   "Mr. Brown was a nurse. Nurses like him are rare.\n\n"
+                                   "She likes to cook. Her brother cooks too. The cook was a woman.")]
+    audit = bias_audit(docs)
+    assert audit.mentions["police officer"] == 1 and audit.table()["police officer"] == (1, 0, 1.0)
+    assert audit.mentions["nurse"] == 2 and audit.counts["nurse"]["male"] == 3  # mr, him; him again
+    assert audit.mentions["cook"] == 1 and audit.table()["cook"] == (1, 0, 1.0)  # only "the cook" is a job
+
+
+def test_rows_and_truth_of_friends():
+    docs = [Document("b", "books", "x", labels={"facts": {"job": "pilot", "gender": "female",
+                                                          "friend_job": "nurse", "friend_gender": "male"}}),
+            Document("c", "books", "y", labels={"facts": {"job": "pilot", "gender": "female", "friend_job": None,
+                                                          "friend_gender": "male"}}),
+            Document("d", "books", "z", labels={"facts": {"job": "astronaut", "gender": "female"}}),
+            Document("e", "web", "no facts")]
+    truth = true_job_gender(docs)
+    assert truth.table()["pilot"] == (2, 0, 1.0) and truth.table()["nurse"] == (0, 1, 0.0)
+    assert truth.skipped == 1
+    rows = truth.to_rows()
+    assert [r["job"] for r in rows] == list(DEFAULT_JOBS)
+    assert rows[DEFAULT_JOBS.index("pilot")] == {"job": "pilot", "female": 2, "male": 0, "total": 2,
+                                                 "share_female": 1.0, "mentions": 2, "stereotype": "male"}
+    assert truth.share_female("baker") is None
+    assert truth.stereotype_lean == pytest.approx(-(2 * 0.5 + 1 * 0.5) / 3)  # both lean against the stereotype
+
+
+def test_stereotypes_match_the_story_world():
+    stories = pytest.importorskip("minilm.data.stories")
+    assert STEREOTYPES == stories.STEREOTYPED_GENDER
+    assert set(DEFAULT_JOBS) == set(stories.JOBS)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Against the generators of the other modules (skipped if they are not there)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_filters_find_what_the_defect_generator_planted():
+    defects = pytest.importorskip("minilm.data.defects")
+    stories = pytest.importorskip("minilm.data.stories")
+    docs = defects.plant_defects(list(stories.iter_stories(120, seed=5)), seed=5, rate=0.4)
+    toxic = [line for d in docs for line in d.labels.get("toxic_lines", [])]
+    benign = [line for d in docs for line in d.labels.get("toxic_hard_negatives", [])]
+    assert len(toxic) >= 30 and len(benign) >= 30
+    precision, recall = precision_recall(toxic, benign)
+    assert precision >= 0.95 and recall >= 0.95
+    masked = {d.id: d.text for d in pii_filter(docs).kept}
+    planted = [(d.id, item["text"]) for d in docs for item in d.labels.get("pii", [])]
+    lookalikes = [(d.id, item["text"]) for d in docs for item in d.labels.get("pii_hard_negatives", [])]
+    assert len(planted) >= 30 and len(lookalikes) >= 30
+    assert sum(text not in masked[i] for i, text in planted) / len(planted) >= 0.95
+    assert all(text in masked[i] for i, text in lookalikes)
+
+
+def test_audit_agrees_with_the_story_generator():
+    stories = pytest.importorskip("minilm.data.stories")
+    docs = list(stories.iter_stories(600, seed=2))
+    audit, truth = bias_audit(docs), true_job_gender(docs)
+    assert truth.skipped == 0
+    assert abs(audit.skew_stereotyped - truth.skew_stereotyped) < 0.05
+    assert abs(audit.skew_all - truth.skew_all) < 0.05
+    assert audit.stereotype_lean > 0.25  # the generator's default bias is visible
