@@ -1198,7 +1198,8 @@ def _near_copies(rng: random.Random, originals: list[_Draft], count: int) -> lis
         copies.append(_Draft(path=path, kind="near_dup", title=lines[0], section=source.section, date=source.date,
                              blocks=[("h1", lines[0])] + [("p", t) for t in lines[1:]],
                              author="" if i % 2 == 0 else source.author,
-                             labels={"defects": ["near_dup"], "dup_of": url_id(source.path)}))
+                             labels={"defects": ["near_dup"], "dup_of": url_id(source.path),
+                                     "jaccard": round(shingle_jaccard("\n".join(original_lines), "\n".join(lines)), 4)}))
     return copies
 
 

@@ -1,0 +1,308 @@
+"""Stage 1 end to end: gather the sources, prepare them step by step, split, and write.
+
+    gather:  web (crawl the local site) + books (stories) + docs (pydoc) + code (stdlib),
+             then plant the defects the filters will be scored on
+    prepare: clean -> quality -> toxicity -> pii -> exact dedup -> near dedup -> counterfactual
+    split:   train / validation by a hash of each document's id, then the domain mixture on train
+    write:   train.jsonl, val.jsonl and stats.json in data/runs/<preset>/data/
+
+`run_data_stage` is what the command line, the speedrun and the notebook call; it returns the
+cached result when config and code are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minilm.cache import Artifact, cached_stage
+from minilm.data import balance, clean, code, crawl, dedup, defects, extract, quality, safety, site, stories, techdocs
+from minilm.data.documents import DOMAINS, Document, StepResult, write_jsonl
+from minilm.data.scoring import score_pipeline
+from minilm.files import atomic_write_json
+from minilm.presets import config_for, preset_name
+
+VERSION = 1  # bump when a change of code changes what this stage writes
+
+
+@dataclass
+class DataConfig:
+    """Everything stage 1 depends on. Sizes come from the preset; the rest are the published or measured defaults."""
+
+    seed: int = 1337
+    # sources
+    n_stories: int = 12_000
+    book_share: float = 0.5  # share of stories wrapped as e-books, with front matter and licence to strip
+    bias: float = 0.8  # job-gender skew of the stories: 0 none, 1 always the stereotype
+    n_web_pages: int = 400
+    n_doc_topics: int = 300
+    n_code_files: int = 300
+    defect_rate: float = 0.08
+    crawl_seconds: float = 120.0
+    # preparation
+    near_dup_threshold: float = 0.55
+    num_perm: int = 128
+    shingle_words: int = 5
+    debias: str = "substitute"  # "substitute", "augment" or "none"
+    # output
+    val_fraction: float = 0.05
+    mixture: dict[str, float] = field(default_factory=lambda: {"books": 0.7, "web": 0.1, "docs": 0.1, "code": 0.1})
+    mixture_temperature: float | None = None  # when set, temperature sampling replaces `mixture`
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **overrides) -> "DataConfig":
+        return config_for(cls, "data", preset, **overrides)
+
+
+# --- gather -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Gathered:
+    """The raw corpus, with what each source skipped and how the crawl went."""
+
+    docs: list[Document]
+    skipped: dict[str, Counter]
+    crawl: dict
+    seconds: dict[str, float]
+
+
+def gather_web(config: DataConfig) -> tuple[list[Document], dict]:
+    """Serve the generated website on 127.0.0.1, crawl it politely, and extract each page's main text."""
+    the_site = site.build_site(config.n_web_pages, config.seed)
+    with site.serve(the_site) as base_url:
+        result = crawl.crawl(crawl.CrawlConfig(
+            start_urls=[base_url + "/"], max_pages=config.n_web_pages, delay=0.0, timeout=1.0,
+            max_seconds=config.crawl_seconds,
+        ))
+    return extract.pages_to_documents(result, the_site), result.summary()
+
+
+def gather_books(config: DataConfig) -> list[Document]:
+    """Generate stories; wrap a share of them as e-books whose front matter and licence must be stripped."""
+    import random
+
+    rng = random.Random(config.seed)
+    docs = []
+    for doc in stories.iter_stories(config.n_stories, config.seed, config.bias):
+        docs.append(stories.as_book(doc, rng) if rng.random() < config.book_share else doc)
+    return docs
+
+
+def gather(config: DataConfig) -> Gathered:
+    """All four sources, then the planted defects."""
+    seconds: dict[str, float] = {}
+    skipped = {"docs": Counter(), "code": Counter()}
+
+    def timed(name, make):
+        start = time.perf_counter()
+        out = make()
+        seconds[name] = round(time.perf_counter() - start, 3)
+        return out
+
+    web_docs, crawl_summary = timed("web", lambda: gather_web(config))
+    books = timed("books", lambda: gather_books(config))
+    docs = timed("docs", lambda: list(techdocs.iter_tech_docs(config.n_doc_topics, config.seed, skipped=skipped["docs"])))
+    code_docs = timed("code", lambda: list(code.iter_code_files(config.n_code_files, config.seed, skipped=skipped["code"])))
+    planted = timed("plant_defects", lambda: defects.plant_defects(web_docs + books + docs + code_docs, config.seed, config.defect_rate))
+    return Gathered(planted, skipped, crawl_summary, seconds)
+
+
+# --- prepare ------------------------------------------------------------------------------------------
+
+FEMALE_TO_MALE_NAMES = dict(zip(stories.FEMALE_NAMES, stories.MALE_NAMES))
+SWAPPED_NAMES = {**FEMALE_TO_MALE_NAMES, **{m: f for f, m in FEMALE_TO_MALE_NAMES.items()}}
+
+
+def job_gender(text: str) -> tuple[str, str] | None:
+    """The main job of a text and the gender the text gives it, read by the bias audit (never the labels)."""
+    table = safety.bias_audit([Document("_", "books", text)]).table()
+    if not table:
+        return None
+    job, (female, male, _) = max(table.items(), key=lambda item: item[1][0] + item[1][1])
+    if female == male:
+        return None
+    return job, "female" if female > male else "male"
+
+
+def prepare(docs: list[Document], config: DataConfig, seconds: dict[str, float] | None = None) -> list[StepResult]:
+    """Run every preparation step in order, each on what the previous one kept."""
+    steps = [
+        lambda d: clean.clean(d),
+        lambda d: quality.quality_filter(d),
+        lambda d: safety.toxicity_filter(d),
+        lambda d: safety.pii_filter(d),
+        lambda d: dedup.exact_dedup(d),
+        lambda d: dedup.near_dedup(d, threshold=config.near_dup_threshold, num_perm=config.num_perm,
+                                   ngram=config.shingle_words, seed=config.seed),
+        lambda d: debias(d, config),
+    ]
+    results = []
+    for step in steps:
+        start = time.perf_counter()
+        result = step(docs)
+        if seconds is not None:
+            seconds[result.name] = round(time.perf_counter() - start, 3)
+        results.append(result)
+        docs = result.kept
+    return results
+
+
+def debias(docs: list[Document], config: DataConfig) -> StepResult:
+    """Counterfactual balance of the job-gender association in the prose domains."""
+    prose = [d for d in docs if d.domain in ("web", "books")]
+    others = [d for d in docs if d.domain not in ("web", "books")]
+    result = balance.counterfactual_balance(prose, job_gender, SWAPPED_NAMES, config.seed, config.debias)
+    return StepResult(result.name, result.kept + others, result.removed, result.edits)
+
+
+# --- split and mix ------------------------------------------------------------------------------------
+
+
+def is_validation(doc_id: str, fraction: float) -> bool:
+    """A stable split: the same document lands on the same side whatever else is in the corpus."""
+    base = doc_id.split("#")[0]
+    bucket = int.from_bytes(hashlib.blake2b(base.encode(), digest_size=8).digest(), "big") % 10_000
+    return bucket < fraction * 10_000
+
+
+def split_and_mix(docs: list[Document], config: DataConfig) -> tuple[list[Document], list[Document], StepResult]:
+    """Validation keeps the natural mixture (it measures); train gets the chosen mixture (it teaches)."""
+    val = [d for d in docs if is_validation(d.id, config.val_fraction)]
+    train = [d for d in docs if not is_validation(d.id, config.val_fraction)]
+    if config.mixture_temperature is not None:
+        weights = balance.temperature_weights(balance.domain_bytes(train), config.mixture_temperature)
+    else:
+        weights = config.mixture
+    mixed = balance.mix_domains(train, weights, config.seed)
+    return mixed.kept, val, mixed
+
+
+# --- the stage ----------------------------------------------------------------------------------------
+
+
+def build(config: DataConfig, folder: Path) -> dict:
+    """Gather, prepare, split, write; returns the summary that goes into the manifest."""
+    started = time.perf_counter()
+    gathered = gather(config)
+    seconds = dict(gathered.seconds)
+    steps = prepare(gathered.docs, config, seconds)
+    prepared = steps[-1].kept
+    train, val, mixture = split_and_mix(prepared, config)
+    scores = [s.row() for s in score_pipeline(gathered.docs, steps)]
+    audit_before = safety.bias_audit([d for d in gathered.docs if d.domain == "books"])
+    audit_after = safety.bias_audit([d for d in prepared if d.domain == "books"])
+
+    n_train = write_jsonl(folder / "train.jsonl", train)
+    n_val = write_jsonl(folder / "val.jsonl", val)
+    stats = {
+        "steps": [s.summary() for s in steps] + [mixture.summary()],
+        "scores": scores,
+        "skipped": {k: dict(v) for k, v in gathered.skipped.items()},
+        "crawl": gathered.crawl,
+        "bytes": {
+            "gathered": balance.domain_bytes(gathered.docs),
+            "prepared": balance.domain_bytes(prepared),
+            "train": balance.domain_bytes(train),
+            "val": balance.domain_bytes(val),
+        },
+        "bias": {"before": audit_before.to_rows(), "after": audit_after.to_rows(),
+                 "skew_before": audit_before.skew_stereotyped, "skew_after": audit_after.skew_stereotyped},
+        "seconds": seconds,
+    }
+    atomic_write_json(folder / "stats.json", stats)
+    return {
+        "documents": {"gathered": len(gathered.docs), "train": n_train, "val": n_val},
+        "train_bytes": sum(stats["bytes"]["train"].values()),
+        "val_bytes": sum(stats["bytes"]["val"].values()),
+        "train_shares": _shares(stats["bytes"]["train"]),
+        "min_precision": min(s["precision"] for s in scores),
+        "min_recall": min(s["recall"] for s in scores),
+        "bias_skew": {"before": round(audit_before.skew_stereotyped, 3), "after": round(audit_after.skew_stereotyped, 3)},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def run_data_stage(preset: str | None = None, force: bool = False, config: DataConfig | None = None) -> Artifact:
+    """Stage 1, cached: returns the run folder with train.jsonl, val.jsonl and stats.json."""
+    preset = preset_name(preset)
+    config = config or DataConfig.from_preset(preset)
+    return cached_stage("data", config, lambda folder: build(config, folder), preset=preset, version=VERSION, force=force)
+
+
+def load_stats(artifact: Artifact) -> dict:
+    import json
+
+    return json.loads((artifact.path / "stats.json").read_text(encoding="utf-8"))
+
+
+def _shares(sizes: dict[str, int]) -> dict[str, float]:
+    total = sum(sizes.values()) or 1
+    return {domain: round(sizes.get(domain, 0) / total, 3) for domain in DOMAINS}
+
+
+# --- reporting ----------------------------------------------------------------------------------------
+
+
+def describe(artifact: Artifact) -> str:
+    """A few lines for the terminal."""
+    s = artifact.summary
+    docs = s["documents"]
+    return (
+        f"stage 1 (data): {docs['gathered']} documents gathered -> {docs['train']} train, {docs['val']} validation\n"
+        f"  train {s['train_bytes'] / 1e6:.1f} MB, shares {s['train_shares']}\n"
+        f"  filters: precision >= {s['min_precision']:.3f}, recall >= {s['min_recall']:.3f} against the planted truth\n"
+        f"  job-gender skew (stereotyped jobs): {s['bias_skew']['before']} -> {s['bias_skew']['after']}\n"
+        f"  built in {s['seconds']} s; outputs in data/runs/{artifact.manifest['preset']}/data/"
+    )
+
+
+def report_section(artifact: Artifact, report_dir: Path):
+    """Stage 1's part of the speedrun report: the scores table and two figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minilm.report import Section, markdown_table
+
+    stats = load_stats(artifact)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
+    stages = ["gathered", "prepared", "train"]
+    bottom = [0.0] * len(stages)
+    for domain in DOMAINS:
+        values = [stats["bytes"][s].get(domain, 0) / 1e6 for s in stages]
+        left.bar(stages, values, bottom=bottom, label=domain)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    left.set_ylabel("MB")
+    left.set_title("bytes per domain")
+    left.legend()
+    removed = Counter()
+    for step in stats["steps"]:
+        removed[step["step"]] += step["removed"] + step["edits"]
+    right.barh(list(removed), list(removed.values()), color="#35608f")
+    right.set_title("documents removed + edits, per step")
+    fig.tight_layout()
+    figure = report_dir / "data_overview.png"
+    fig.savefig(figure, dpi=90)
+    plt.close(fig)
+
+    s = artifact.summary
+    body = describe(artifact).replace("\n", "  \n") + "\n\n" + markdown_table(
+        stats["scores"], ["defect", "step", "planted", "found", "flagged", "unlabelled", "precision", "recall"]
+    )
+    return Section(
+        title="Stage 1: data",
+        headline={
+            "train": f"{s['train_bytes'] / 1e6:.1f} MB",
+            "filters (min P / R)": f"{s['min_precision']:.3f} / {s['min_recall']:.3f}",
+            "bias skew": f"{s['bias_skew']['before']} -> {s['bias_skew']['after']}",
+            "time": f"{s['seconds']} s",
+        },
+        body=body,
+        figures=[figure],
+    )

@@ -1,0 +1,450 @@
+"""Quality rules: each on hand-written texts that must fail it and texts that must pass it."""
+
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minilm.data.documents import Document
+from minilm.data.quality import (
+    PROSE_RULES,
+    QualityConfig,
+    TextStats,
+    c4_filter_lines,
+    code_quality,
+    gopher_alpha_words,
+    gopher_bullet_lines,
+    gopher_duplicate_lines,
+    gopher_duplicate_ngrams,
+    gopher_duplicate_paragraphs,
+    gopher_ellipsis_lines,
+    gopher_mean_word_length,
+    gopher_stop_words,
+    gopher_symbol_ratio,
+    gopher_top_ngrams,
+    gopher_word_count,
+    is_data_line,
+    ngram_char_shares,
+    not_english,
+    prose_quality,
+    quality_filter,
+    quality_signals,
+    without_code_examples,
+)
+
+CONFIG = QualityConfig()
+
+STORY = """The Lost Red Kite
+
+Once upon a time, there was a little girl named Mia. She lived in a small house near the park with her mother and her dog, Max. Mia had a red kite that she loved more than anything.
+
+One windy morning, Mia took the kite to the park. “Look, Max!” she said. “The wind is strong today.” Max barked and ran in a circle.
+
+Mia let the string go a little, and the kite flew high over the trees. It danced in the sky like a bird. Mia laughed and held the string tight.
+
+Then a big gust of wind came. The string slipped from her hand, and the kite flew away over the pond. Mia felt sad. Her eyes filled with tears.
+
+"Don't cry," said Mr. Brown, the baker, who was walking by with a bag of warm bread. "I saw where it went. Let's find it together."
+
+"Really?" asked Mia.
+
+"Yes!"
+
+They walked around the pond and looked under the bushes. Max sniffed the grass. At last, they saw the red kite stuck in the branches of an old oak tree.
+
+Mr. Brown was tall, but not tall enough. So he asked the firefighter, Ms. Lee, to help. She brought a ladder and climbed up slowly. Soon she came down with the kite in her hand.
+
+"Thank you!" said Mia. She gave Ms. Lee and Mr. Brown a big hug. That afternoon, they all sat by the pond, ate warm bread, and watched the red kite fly.
+
+Mia learned that friends can help when things go wrong.
+
+The End
+"""
+
+
+def stats(text):
+    return TextStats(text)
+
+
+def test_published_defaults():
+    c = QualityConfig()
+    assert (c.min_words, c.max_words) == (50, 100_000)
+    assert (c.min_mean_word_length, c.max_mean_word_length) == (3, 10)
+    assert c.max_symbol_word_ratio == 0.1
+    assert (c.max_bullet_line_share, c.max_ellipsis_line_share) == (0.9, 0.3)
+    assert c.min_alpha_word_share == 0.8
+    assert c.stop_words == ("the", "be", "to", "of", "and", "that", "have", "with") and c.min_stop_words == 2
+    assert (c.max_dup_line_share, c.max_dup_paragraph_share) == (0.3, 0.3)
+    assert (c.max_dup_line_char_share, c.max_dup_paragraph_char_share) == (0.2, 0.2)
+    assert c.max_top_ngram_char_share == ((2, 0.20), (3, 0.18), (4, 0.16))
+    assert c.max_dup_ngram_char_share == ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+    assert (c.min_words_per_line, c.min_sentences, c.max_word_length) == (3, 5, 1000)
+    assert (c.max_line_length, c.max_mean_line_length, c.min_alphanumeric_share) == (1000, 100, 0.25)
+
+
+# --- A realistic story passes everything -----------------------------------------------------
+
+
+@pytest.mark.parametrize("domain", ["web", "books", "docs"])
+def test_story_passes_every_prose_rule(domain):
+    s = TextStats(STORY)
+    assert [rule.__name__ for rule in PROSE_RULES if rule(s, CONFIG)] == []
+    reason, text, changes = prose_quality(STORY, domain)
+    assert reason is None
+    if domain == "web":  # C4 keeps the dialogue (curly and straight quotes) and drops title, "Yes!", "The End"
+        assert [(r, line) for r, line, _ in changes] == [
+            ("c4:no_terminal_punct", "The Lost Red Kite"),
+            ("c4:few_words", '"Yes!"'),
+            ("c4:no_terminal_punct", "The End"),
+        ]
+        assert "“Look, Max!” she said." in text and '"Really?" asked Mia.' in text
+    else:
+        assert text == STORY and changes == []
+
+
+# --- Gopher quality rules --------------------------------------------------------------------
+
+
+def test_word_count():
+    assert gopher_word_count(stats("The cat sat on the mat, and the dog ran."), CONFIG) == "gopher:word_count"
+    assert gopher_word_count(stats(STORY), CONFIG) is None
+    assert gopher_word_count(stats(STORY), QualityConfig(max_words=100)) == "gopher:word_count"
+    assert TextStats("Hello , world -- and ... so ! on").n_words == 5  # punctuation-only tokens are not words
+
+
+def test_mean_word_length():
+    assert gopher_mean_word_length(stats("a b c d of to an it is I " * 10), CONFIG) == "gopher:mean_word_length"
+    long_words = "internationalization responsibilities characteristically incomprehensibilities " * 10
+    assert gopher_mean_word_length(stats(long_words), CONFIG) == "gopher:mean_word_length"
+    assert gopher_mean_word_length(stats(STORY), CONFIG) is None
+
+
+def test_symbol_ratios():
+    hashtags = "the best #kites #sky #wind #fun #summer #love of the day " * 6
+    assert gopher_symbol_ratio(stats(hashtags), CONFIG) == "gopher:hash_ratio"
+    trailing = "and then... so... well... the kite... of course… " * 6
+    assert gopher_symbol_ratio(stats(trailing), CONFIG) == "gopher:ellipsis_ratio"
+    assert gopher_symbol_ratio(stats(STORY + "\nI love #kites... and the sky."), CONFIG) is None
+
+
+def test_bullet_and_ellipsis_lines():
+    bullets = "\n".join(f"• Buy the best kite number {i} today" for i in range(20))
+    assert gopher_bullet_lines(stats(bullets), CONFIG) == "gopher:bullet_lines"
+    list_in_story = STORY + "\n".join(f"- item {i}" for i in range(5))
+    assert gopher_bullet_lines(stats(list_in_story), CONFIG) is None
+    teasers = "\n".join(f"Read the story of the kite and the {w}..." for w in "sun moon sea".split())
+    assert gopher_ellipsis_lines(stats(teasers + "\nA full line.\nAnother one."), CONFIG) == "gopher:ellipsis_lines"
+    assert gopher_ellipsis_lines(stats(STORY), CONFIG) is None
+
+
+def test_alpha_words():
+    table = "the price list: " + " ".join(f"{i} {i * 3}.50 €{i}" for i in range(30))
+    assert gopher_alpha_words(stats(table), CONFIG) == "gopher:alpha_words"
+    assert gopher_alpha_words(stats(STORY + " It was 10,000 feet high in 2024."), CONFIG) is None
+
+
+def test_stop_words():
+    spam = "cheap kites online best price kites discount kites buy kites now free shipping kites sale " * 5
+    assert gopher_stop_words(stats(spam), CONFIG) == "gopher:stop_words"
+    assert gopher_stop_words(stats("The kite and the wind. " + spam), CONFIG) is None  # two are enough
+
+
+# --- Gopher repetition rules -----------------------------------------------------------------
+
+
+def test_duplicate_lines():
+    lines = ["Win a free kite now!"] * 5 + [f"Line {w} of the page is different." for w in "one two three four".split()]
+    assert gopher_duplicate_lines(stats("\n".join(lines)), CONFIG) == "gopher:dup_line_frac"
+    long_line = "This very long line about kites is repeated twice, and it is long enough to hold most characters. " * 3
+    few_long = [long_line, *[f"Short {w}." for w in "a b c d e f g h".split()], long_line]
+    assert gopher_duplicate_lines(stats("\n".join(few_long)), CONFIG) == "gopher:dup_line_char_frac"
+    assert gopher_duplicate_lines(stats(STORY), CONFIG) is None
+
+
+def test_duplicate_paragraphs():
+    paragraph = "Buy our kites. They are the best kites in town.\nVisit the shop today."
+    text = "\n\n".join([paragraph, "A different paragraph here.", paragraph, paragraph])
+    assert gopher_duplicate_paragraphs(stats(text), CONFIG) == "gopher:dup_para_frac"
+    assert gopher_duplicate_paragraphs(stats(STORY), CONFIG) is None
+
+
+def test_top_ngrams():
+    spam = " ".join(f"cheap kites {w}" for w in "red blue green gold pink grey black white".split() * 3)
+    assert gopher_top_ngrams(stats(spam), CONFIG) == "gopher:top_2gram"
+    assert gopher_top_ngrams(stats(STORY), CONFIG) is None
+
+
+def test_duplicate_ngrams():
+    sentence = "the little red kite flew over the old oak tree by the pond"
+    text = f"Mia saw that {sentence}. Then Max saw that {sentence}. And Mr. Brown said {sentence}."
+    assert gopher_duplicate_ngrams(stats(text), CONFIG) == "gopher:dup_5gram"
+    assert gopher_duplicate_ngrams(stats(STORY), CONFIG) is None
+
+
+def reference_ngram_shares(tokens, text_length):
+    """Gopher's n-gram measures written the slow, obvious way (strings and Counters)."""
+    shares = {}
+    for n in (2, 3, 4):
+        grams = [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        gram, count = Counter(grams).most_common(1)[0] if grams else ("", 0)
+        shares[f"top_{n}"] = len(gram) * count / text_length if count >= 2 else 0.0
+    for n in range(5, 11):
+        seen, covered = set(), [False] * len(tokens)
+        for i in range(len(tokens) - n + 1):
+            gram = tuple(tokens[i : i + n])
+            if gram in seen:
+                covered[i : i + n] = [True] * n
+            seen.add(gram)
+        chars = sum(len(t) for t, c in zip(tokens, covered) if c)
+        chars += sum(1 for a, b in zip(covered, covered[1:]) if a and b)
+        shares[f"dup_{n}"] = chars / text_length
+    return shares
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["a", "kite", "the", "red", "flew", "Mia", "away!"]), min_size=0, max_size=80))
+def test_ngram_shares_equal_the_obvious_implementation(tokens):
+    text = " ".join(tokens) or " "
+    fast = ngram_char_shares(tokens, len(text))
+    slow = reference_ngram_shares(tokens, len(text))
+    assert fast == pytest.approx(slow)
+
+
+# --- Language --------------------------------------------------------------------------------
+
+FRENCH = (
+    "Il était une fois une petite fille qui habitait dans une maison près du parc. Elle avait un cerf-volant "
+    "rouge et elle le aimait plus que tout. Un matin, le vent était fort et elle est allée au parc avec son chien. "
+    "Nous vous proposons les meilleurs produits pour la maison et le jardin, avec des prix très bas."
+)
+GERMAN = (
+    "Es war einmal ein kleines Mädchen, das in einem Haus in der Nähe des Parks wohnte. Sie hatte einen roten "
+    "Drachen und sie liebte ihn mehr als alles andere. Eines Morgens war der Wind stark und sie ging mit dem Hund "
+    "in den Park. Wir bieten Ihnen die besten Produkte für Haus und Garten, und das ist nicht teuer."
+)
+SPANISH = (
+    "Había una vez una niña que vivía en una casa cerca del parque. Tenía una cometa roja y la quería más que "
+    "nada. Una mañana el viento era fuerte y ella fue al parque con su perro. Los niños de la ciudad también "
+    "jugaban en el parque, y todos estaban muy contentos con el sol y la música."
+)
+
+
+@pytest.mark.parametrize("text", [FRENCH, GERMAN, SPANISH])
+def test_foreign_pages_are_not_english(text):
+    assert not_english(stats(text), CONFIG) == "lang:not_english"
+    assert prose_quality(text, "web")[0] == "lang:not_english"
+
+
+def test_english_with_foreign_words_is_english():
+    text = STORY + "\nMia's French friend Marie said the kite was très joli, and la vie est belle."
+    assert not_english(stats(text), CONFIG) is None
+    assert not_english(stats("la le de et"), CONFIG) is None  # too short to judge
+
+
+# --- C4 --------------------------------------------------------------------------------------
+
+
+def test_c4_line_filter():
+    page = "\n".join(
+        [
+            "Home | Kites | About",
+            "Kites have flown for more than two thousand years.[1]",
+            "Please enable JavaScript to see the comments.",
+            "Read our privacy policy before you post.",
+            "Great!",
+            "They were first made in China, from silk and bamboo.",
+        ]
+    )
+    text, changes = c4_filter_lines(page, CONFIG)
+    kept = ["Kites have flown for more than two thousand years.", "They were first made in China, from silk and bamboo."]
+    assert text == "\n".join(kept)
+    assert [reason for reason, _, _ in changes] == [
+        "c4:no_terminal_punct",
+        "c4:citation",
+        "c4:javascript",
+        "c4:policy",
+        "c4:few_words",
+    ]
+    sentences_only = STORY.replace("The Lost Red Kite\n", "").replace("The End\n", "").replace('"Yes!"\n', "")
+    assert c4_filter_lines(sentences_only, CONFIG) == (sentences_only, [])  # nothing to drop: text as it came
+
+
+def test_c4_lorem_ipsum_and_too_few_sentences():
+    lorem = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. " * 10
+    assert prose_quality(lorem, "books")[0] == "c4:lorem_ipsum"
+    page = "\n".join(
+        [
+            "Kites were first made in China more than two thousand years ago, from silk and light bamboo canes.",
+            "Sailors later carried them along the trade routes to India, Japan and the islands of the south seas.",
+            "In Europe they became toys for children, and scientists used them to measure the wind and the weather.",
+            "Today people fly them on beaches and in parks all over the world, in every colour and shape you can imagine.",
+        ]
+    )
+    assert prose_quality(page, "web")[0] == "c4:too_few_sentences"
+    assert prose_quality(page, "docs")[0] is None  # a reference page may rightly be short
+    words = (STORY.replace(".", "").replace(",", "").replace("!", "").replace("?", "").split())
+    random.Random(0).shuffle(words)
+    salad = "\n".join(" ".join(words[i : i + 15]) for i in range(0, 90, 15))
+    assert prose_quality(salad, "books")[0] == "c4:too_few_sentences"  # word salad: no sentence at all
+    assert prose_quality(STORY, "books")[0] is None
+
+
+def test_c4_curly_bracket_by_domain():
+    text = STORY + "\nShe wrote the kite's name as {Red} in her notebook, and that was the end of it."
+    assert prose_quality(text, "web")[0] == "c4:curly_bracket"
+    assert prose_quality(text, "books")[0] == "c4:curly_bracket"
+    assert prose_quality(text, "docs")[0] is None
+
+
+# --- Technical documents ---------------------------------------------------------------------
+
+REFERENCE_PAGE = """json (module)
+=============
+
+JSON is a lightweight data interchange format inspired by the object literal syntax of JavaScript.
+The module exposes an API that is familiar to the users of the standard library marshal and pickle modules.
+Encoding basic Python object hierarchies is done with the dumps function, and decoding with loads.
+
+    >>> import json
+    >>> json.dumps(['foo', {'bar': ('baz', None, 1.0, 2)}])
+    '["foo", {"bar": ["baz", null, 1.0, 2]}]'
+    >>> print(json.dumps({"c": 0, "b": 0, "a": 0}, sort_keys=True))
+    {"a": 0, "b": 0, "c": 0}
+
+Compact encoding of a dictionary is done like this::
+
+    json.dumps({'4': 5, '6': 7}, separators=(',', ':'))
+    ...
+
+Functions
+---------
+
+dumps(obj, *, skipkeys=False, ensure_ascii=True, indent=None, sort_keys=False, **kw)
+    Serialize the object to a JSON formatted string, with the keys in the order they were given.
+"""
+
+
+def test_reference_pages_with_code_examples_are_kept():
+    prose = without_code_examples(REFERENCE_PAGE)
+    assert ">>>" not in prose and "{" not in prose and "null" not in prose and "separators" not in prose
+    assert "Compact encoding of a dictionary is done like this::" in prose and "Functions" in prose
+    assert prose_quality(REFERENCE_PAGE, "docs") == (None, REFERENCE_PAGE, [])
+    assert prose_quality(REFERENCE_PAGE, "web")[0] is not None  # a web page with braces would go
+
+
+def test_reference_pages_are_judged_with_repetition_slack():
+    entries = {
+        "get": "Look up a value in the store and hand it back to the caller as it was saved.",
+        "put": "Save a value in the store under a new name, replacing any old value quietly.",
+        "drop": "Forget a value and free the memory it used, so later calls cannot see it.",
+        "keys": "List every name in the store, sorted, so that loops over them are stable.",
+    }
+    shared = "Raises KeyError when the key is missing from the store."  # as reference pages do
+    page = "store (module)\n\nThe store module keeps values by name in memory for the length of one program run.\n\n"
+    page += "".join(f"{name}(key)\n    {doc}\n    {shared}\n\n" for name, doc in entries.items())
+    assert gopher_duplicate_ngrams(stats(page), CONFIG) == "gopher:dup_5gram"  # at the published limits
+    assert prose_quality(page, "docs")[0] is None
+    junk = "store (module)\n\n" + "Raises KeyError when the key is missing from the store.\n" * 30
+    assert prose_quality(junk, "docs")[0] == "gopher:dup_line_frac"  # real junk still goes
+
+
+# --- Code ------------------------------------------------------------------------------------
+
+NORMAL_CODE = '''"""Small helpers for kites."""
+
+import math
+
+
+def tail_length(span: float, wind: float) -> float:
+    """The tail a kite needs: longer in strong wind."""
+    if span <= 0:
+        raise ValueError(f"span must be positive, got {span}")
+    return {"light": 5, "strong": 7}.get("strong" if wind > 20 else "light") * span
+
+
+class Kite:
+    def __init__(self, colour="red"):
+        self.colour = colour
+        self.height = 0.0
+
+    def fly(self, seconds):
+        for _ in range(seconds):
+            self.height = min(100.0, self.height + math.sqrt(seconds))
+        return self.height
+'''
+
+
+def test_normal_code_passes():
+    assert code_quality(NORMAL_CODE) is None
+
+
+def test_generated_code():
+    assert code_quality("# This file is automatically generated. DO NOT EDIT.\n" + NORMAL_CODE) == "code:generated"
+    codec = '"""Codec generated from \'MAPPINGS/CP1252.TXT\' with gencodec.py."""\n'
+    assert code_quality(codec + NORMAL_CODE) == "code:generated"
+    explains = '"""An abstract syntax tree can be generated by passing a flag to compile()."""\n'
+    assert code_quality(explains + NORMAL_CODE) is None
+
+
+def test_long_and_dense_lines():
+    minified = "var a=1;" * 200 + "\n"
+    assert code_quality(minified) == "code:long_lines"
+    arguments = ", ".join(f"argument_{k}" for k in range(12))
+    wide = "\n".join(f"value_{i} = compute_step_{i}({arguments})" for i in range(30))
+    assert code_quality(wide) == "code:mean_line_length"
+    symbols = "\n".join("+-*/ == != <> ;; {{ }} [] () ::" for _ in range(30))
+    assert code_quality(symbols) == "code:alphanumeric"
+
+
+def test_data_tables():
+    assert is_data_line("    0x00c6, 0x00c7, 0x00c8,  # Latin capitals")
+    assert is_data_line("    'AElig': 198,")
+    assert is_data_line('    (1, 2.5, -3e4, None, True),')
+    assert not is_data_line("    return 0")
+    assert not is_data_line('    """A docstring on one line."""')
+    table = "TABLE = [\n" + "\n".join(f"    {i}, {i * 2}, {i * 3}," for i in range(60)) + "\n]\n"
+    assert code_quality(NORMAL_CODE + table) == "code:data_lines"
+
+
+# --- The step --------------------------------------------------------------------------------
+
+
+def test_quality_filter():
+    docs = [
+        Document("web-1", "web", "Home | About\n" + STORY),
+        Document("web-2", "web", "buy cheap kites " * 40),
+        Document("web-3", "web", FRENCH * 2),
+        Document("books-1", "books", STORY),
+        Document("docs-1", "docs", REFERENCE_PAGE),
+        Document("code-1", "code", NORMAL_CODE),
+        Document("code-2", "code", "var a=1;" * 200),
+    ]
+    result = quality_filter(docs)
+    assert [d.id for d in result.kept] == ["web-1", "books-1", "docs-1", "code-1"]
+    assert {r.doc.id: r.reason for r in result.removed} == {
+        "web-2": "gopher:stop_words",
+        "web-3": "lang:not_english",
+        "code-2": "code:long_lines",
+    }
+    assert {e.doc_id for e in result.edits} == {"web-1"}
+    assert "Home | About" in [e.before for e in result.edits]
+    assert result.kept[0].text.startswith("Once upon a time") and result.kept[1] is docs[3]
+
+
+def test_quality_filter_rejects_bad_input():
+    with pytest.raises(TypeError, match="web-9"):
+        quality_filter([Document("web-9", "web", None)])
+    with pytest.raises(ValueError, match="unknown domain"):
+        quality_filter([Document("x", "poems", STORY)])
+
+
+def test_quality_signals():
+    signals = quality_signals(STORY, "books")
+    assert signals["words"] == TextStats(STORY).n_words > 200
+    assert 3 < signals["mean_word_length"] < 5 and signals["stop_words"] > 20
+    assert signals["english_share"] == 1.0 and signals["dup_5gram_char_share"] == 0.0
+    assert {"top_2gram_char_share", "dup_10gram_char_share", "terminal_line_share", "sentences"} <= set(signals)
+    assert quality_signals(NORMAL_CODE, "code")["max_line_length"] < 100
+    assert quality_signals("", "web")["words"] == 0  # empty text: no division by zero
