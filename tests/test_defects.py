@@ -139,8 +139,13 @@ def test_copies_follow_their_original(planted):
             assert doc.text == original.text
         else:
             assert "near_dup" in doc.defects
-            assert 0.6 <= doc.labels["jaccard"] <= 0.95
-            assert doc.labels["jaccard"] == pytest.approx(jaccard(original.text, doc.text), abs=1e-4)
+            assert 0.65 <= doc.labels["jaccard"] <= 0.95
+            boilerplate = {line.strip() for line in original.labels.get("boilerplate_lines", [])}
+
+            def content(text):
+                return "\n".join(line for line in text.splitlines() if line.strip() not in boilerplate)
+
+            assert doc.labels["jaccard"] == pytest.approx(jaccard(content(original.text), content(doc.text)), abs=1e-4)
 
 
 def test_toxic_and_pii_material_is_varied(planted):

@@ -141,6 +141,30 @@ def swap_gender(text: str, names: dict[str, str]) -> str:
     return "".join(out)
 
 
+def swapped_labels(labels: dict, names: dict[str, str]) -> dict:
+    """The generator's truth after a gender swap: the story's facts now name the other gender.
+
+    The swap decides nothing from the labels; it only keeps them true, so that later stages
+    (questions about stories, bias evaluation) still see the right answers.
+    """
+    if "facts" not in labels:
+        return labels
+    flip = {"female": "male", "male": "female"}
+
+    def swap(key: str, value):
+        if key.endswith("gender") and value in flip:
+            return flip[value]
+        if isinstance(value, str):
+            return swap_gender(value, names)
+        if isinstance(value, list):
+            return [swap(key, item) for item in value]
+        if isinstance(value, dict):
+            return {k: swap(k, v) for k, v in value.items()}
+        return value
+
+    return {**labels, "facts": swap("facts", labels["facts"]), "counterfactual": True}
+
+
 def counterfactual_balance(
     docs: list[Document],
     job_gender: Callable[[str], tuple[str, str] | None],
@@ -177,7 +201,7 @@ def counterfactual_balance(
     edits: list[Edit] = []
     for index in sorted(chosen):
         doc = docs[index]
-        swapped = doc.replace(text=swap_gender(doc.text, names))
+        swapped = doc.replace(text=swap_gender(doc.text, names), labels=swapped_labels(doc.labels, names))
         if method == "substitute":
             kept[index] = swapped
         else:

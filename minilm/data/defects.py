@@ -8,8 +8,8 @@ these labels. The contract (the "defect catalogue") is shared with the filters:
 | defect           | domains          | what is planted                                        | labels                              |
 | ---------------- | ---------------- | ------------------------------------------------------ | ----------------------------------- |
 | `exact_dup`      | all              | a verbatim copy "<id>-dupN", placed after the original | dup_of                              |
-| `near_dup`       | prose            | a copy with a few words changed, a sentence dropped or | dup_of, jaccard (5-word shingles,   |
-|                  |                  | added                                                  | 0.6 to 0.95)                        |
+| `near_dup`       | prose            | a copy with a few words changed, a sentence dropped or | dup_of, jaccard (5-word shingles of|
+|                  |                  | added                                                  | the content, 0.65 to 0.95)          |
 | `low_quality`    | prose            | a new junk document                                    | quality_kind                        |
 | `toxic`          | prose            | insults, threats, harassment, each its own line        | toxic_lines                         |
 | (hard negatives) | prose            | the same words used harmlessly, each its own line      | hard_negatives, toxic_hard_negatives|
@@ -658,16 +658,23 @@ def _add_sentence(text: str, spans: list[tuple[int, int]], pool: list[str], rng:
 
 
 def make_near_duplicate(doc: Document, rng: random.Random, pool: list[str], copy_id: str) -> Document | None:
-    """A lightly edited copy whose shingle Jaccard with `doc` lands in [0.6, 0.95], or None if it cannot.
+    """A lightly edited copy whose content Jaccard with `doc` lands in [0.65, 0.95], or None if it cannot.
 
+    "Content" leaves out the boilerplate lines the labels list (an e-book's licence, a page's leftover
+    menu): cleaning cuts them before dedup runs, so the similarity that dedup sees is the content's.
     Edits are mostly synonym swaps, sometimes a dropped or an added sentence, never inside a string
     the labels list. They are applied in batches sized from the estimate that one changed word
     removes about 5 of the n shingles (J ~ (n - 5s) / (n + 5s)), until J falls below a target drawn
-    in [0.65, 0.92]; an edit that overshoots below 0.6 is undone and retried smaller.
+    in [0.7, 0.92]; an edit that overshoots below 0.65 is undone and retried smaller.
     """
-    target = rng.uniform(0.65, 0.92)
-    n = max(len(SHINGLE_WORD.findall(doc.text)), 1)
-    original = shingle_set(doc.text)
+    boilerplate = {line.strip() for line in doc.labels.get("boilerplate_lines", [])}
+
+    def content(text: str) -> str:
+        return "\n".join(line for line in text.splitlines() if line.strip() not in boilerplate)
+
+    target = rng.uniform(0.7, 0.92)
+    n = max(len(SHINGLE_WORD.findall(content(doc.text))), 1)
+    original = shingle_set(content(doc.text))
     text, similarity = doc.text, 1.0
     for _ in range(80):
         if similarity <= target:
@@ -683,12 +690,12 @@ def make_near_duplicate(doc: Document, rng: random.Random, pool: list[str], copy
             candidate = _substitute_words(text, spans, needed, rng)
             if candidate == text:  # no synonyms left: change a sentence instead
                 candidate = _drop_sentence(text, spans, rng) if rng.random() < 0.5 else _add_sentence(text, spans, pool, rng)
-        shingles = shingle_set(candidate)
+        shingles = shingle_set(content(candidate))
         union = len(original | shingles)
         new_similarity = len(original & shingles) / union if union else 1.0
-        if new_similarity >= 0.6:
+        if new_similarity >= 0.65:
             text, similarity = candidate, new_similarity
-    if not 0.6 <= similarity <= 0.95:
+    if not 0.65 <= similarity <= 0.95:
         return None
     return _copy(doc, copy_id, "near_dup", text=text, jaccard=round(similarity, 4))
 
@@ -885,6 +892,8 @@ def plant_defects(docs: list[Document], seed: int, rate: float = 0.08) -> list[D
                 doc = plant_pii(doc, rng)
             if rng.random() < rate:
                 doc = plant_pii(doc, rng, hard_negatives=True)
+        elif set(doc.defects) & {"foreign", "low_quality"}:
+            pass  # English sentences in a German page, or a line in junk, would only blur what those pages are
         else:
             if rng.random() < rate:
                 doc = plant_noise(doc, rng)

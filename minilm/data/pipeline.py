@@ -52,6 +52,21 @@ class DataConfig:
     mixture: dict[str, float] = field(default_factory=lambda: {"books": 0.7, "web": 0.1, "docs": 0.1, "code": 0.1})
     mixture_temperature: float | None = None  # when set, temperature sampling replaces `mixture`
 
+    def __post_init__(self):
+        counts = {"n_stories": self.n_stories, "n_web_pages": self.n_web_pages, "n_doc_topics": self.n_doc_topics,
+                  "n_code_files": self.n_code_files}
+        if any(n < 0 for n in counts.values()):
+            raise ValueError(f"source sizes must be >= 0, got {counts}")
+        for name in ("book_share", "bias", "defect_rate", "near_dup_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be between 0 and 0.5, got {self.val_fraction}")
+        if self.debias not in ("substitute", "augment", "none"):
+            raise ValueError(f"debias must be 'substitute', 'augment' or 'none', got {self.debias!r}")
+        if unknown := set(self.mixture) - set(DOMAINS):
+            raise ValueError(f"mixture names unknown domain(s) {sorted(unknown)}; the domains are {DOMAINS}")
+
     @classmethod
     def from_preset(cls, preset: str | None = None, **overrides) -> "DataConfig":
         return config_for(cls, "data", preset, **overrides)
@@ -103,11 +118,14 @@ def gather(config: DataConfig) -> Gathered:
         seconds[name] = round(time.perf_counter() - start, 3)
         return out
 
-    web_docs, crawl_summary = timed("web", lambda: gather_web(config))
+    web_docs, crawl_summary = timed("web", lambda: gather_web(config)) if config.n_web_pages else ([], {})
     books = timed("books", lambda: gather_books(config))
     docs = timed("docs", lambda: list(techdocs.iter_tech_docs(config.n_doc_topics, config.seed, skipped=skipped["docs"])))
     code_docs = timed("code", lambda: list(code.iter_code_files(config.n_code_files, config.seed, skipped=skipped["code"])))
-    planted = timed("plant_defects", lambda: defects.plant_defects(web_docs + books + docs + code_docs, config.seed, config.defect_rate))
+    sources = web_docs + books + docs + code_docs
+    if not sources:
+        raise ValueError("no documents were gathered: every source size in the DataConfig is 0 (or every source was skipped)")
+    planted = timed("plant_defects", lambda: defects.plant_defects(sources, config.seed, config.defect_rate))
     return Gathered(planted, skipped, crawl_summary, seconds)
 
 

@@ -760,7 +760,7 @@ def _write_spam(rng: random.Random) -> _Draft:
 
 
 def _near_copy(original: list[str], start: list[str], rng: random.Random,
-               low: float = 0.6, high: float = 0.95) -> list[str]:
+               low: float = 0.65, high: float = 0.95) -> list[str]:
     """Edit `start` (a copy of `original`, maybe with lines added) until its 5-word-shingle Jaccard with
     the original falls to a target in [low, high]: change words, drop a line, add a line."""
     target = rng.uniform(low + 0.1, high - 0.03)

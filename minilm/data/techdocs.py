@@ -222,7 +222,7 @@ def _public_members(module) -> list[tuple[str, object]]:
     `vars(module)` rather than `getattr`, so that no lazy attribute loader runs.
     """
     namespace = vars(module)
-    public = getattr(module, "__all__", None)
+    public = namespace.get("__all__")
     if isinstance(public, (list, tuple, set, frozenset)):
         names = {name for name in public if isinstance(name, str) and name in namespace}
     else:

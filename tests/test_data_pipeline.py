@@ -1,0 +1,146 @@
+"""Stage 1 end to end: the cached stage, its outputs, its scores, the speedrun and the command line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from minilm.data import balance, pipeline
+from minilm.data.documents import Document, read_jsonl
+from minilm.data.scoring import Score, score_pipeline
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def ci_stage(home):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINILM_HOME", str(home))
+        return pipeline.run_data_stage("ci")
+
+
+def test_stage_writes_splits_stats_and_manifest(ci_stage, home):
+    folder = home / "runs" / "ci" / "data"
+    assert ci_stage.path == folder
+    assert sorted(ci_stage.manifest["files"]) == ["stats.json", "train.jsonl", "val.jsonl"]
+    train = list(read_jsonl(folder / "train.jsonl"))
+    val = list(read_jsonl(folder / "val.jsonl"))
+    assert len(train) == ci_stage.summary["documents"]["train"] > 200
+    assert len(val) == ci_stage.summary["documents"]["val"] > 5
+    assert {d.domain for d in train} == {"web", "books", "docs", "code"}
+    # no validation document (or its repeat) leaks into train
+    assert not {d.id.split("#")[0] for d in train} & {d.id for d in val}
+    # what the filters promise holds in the output
+    text = "\n".join(d.text for d in train + val)
+    assert "\x00" not in text and "â€™" not in text
+    for doc in train + val:
+        for item in doc.labels.get("pii", []):
+            assert item["text"] not in doc.text
+        for line in doc.labels.get("toxic_lines", []):
+            assert line not in doc.text.splitlines()
+    stats = json.loads((folder / "stats.json").read_text())
+    assert [s["step"] for s in stats["steps"]] == [
+        "clean", "quality", "toxicity", "pii", "exact_dedup", "near_dedup", "counterfactual", "mixture"]
+
+
+def test_train_follows_the_mixture(ci_stage):
+    shares = ci_stage.summary["train_shares"]
+    for domain, weight in pipeline.DataConfig().mixture.items():
+        assert shares[domain] == pytest.approx(weight, abs=0.03)
+
+
+def test_counterfactual_balance_removes_the_planted_skew(ci_stage):
+    skew = ci_stage.summary["bias_skew"]
+    assert skew["before"] > 0.25  # the generator's bias knob (0.8) is visible to the audit
+    assert skew["after"] < 0.1
+
+
+def test_second_call_is_cached_and_config_change_rebuilds(ci_stage, home, monkeypatch):
+    monkeypatch.setenv("MINILM_HOME", str(home))
+    again = pipeline.run_data_stage("ci")
+    assert again.key == ci_stage.key and again.manifest["created"] == ci_stage.manifest["created"]
+    config = pipeline.DataConfig.from_preset("ci", n_stories=100, n_web_pages=50, n_doc_topics=10, n_code_files=10)
+    other = pipeline.run_data_stage("ci", config=config)
+    assert other.key != ci_stage.key and other.summary["documents"]["gathered"] < ci_stage.summary["documents"]["gathered"]
+
+
+def test_every_filter_reaches_the_goal_on_the_cpu_corpus():
+    """The issue's bar: precision and recall >= 0.95 for each defect kind on the cpu preset corpus."""
+    config = pipeline.DataConfig.from_preset("cpu")
+    gathered = pipeline.gather(config)
+    steps = pipeline.prepare(gathered.docs, config)
+    scores = {s.defect: s for s in score_pipeline(gathered.docs, steps)}
+    assert set(scores) == {"boilerplate", "noise", "low_quality", "foreign", "generated_code", "toxic", "pii",
+                           "exact_dup", "near_dup"}
+    for defect, score in scores.items():
+        assert score.planted >= 15, defect
+        assert score.precision >= 0.95 and score.recall >= 0.95, score.row()
+
+
+def test_scores_count_hits_misses_and_unlabelled_flags():
+    story = Document("books-1", "books", "A story.\nYou are a stupid idiot.\nThe end.", labels={
+        "defects": ["toxic"], "toxic_lines": ["You are a stupid idiot."]})
+    clean_story = Document("books-2", "books", "Another story.\nShe told him never to call anyone stupid.")
+    real_module = Document("docs-1", "docs", "Kill the child process.\nYou idiot, kill -9 it.")
+    from minilm.data.documents import Edit, StepResult
+
+    step = StepResult("toxicity", kept=[story, clean_story, real_module], edits=[
+        Edit("books-1", "toxic", "You are a stupid idiot."),
+        Edit("books-2", "toxic", "She told him never to call anyone stupid."),  # a false alarm in known text
+        Edit("docs-1", "toxic", "You idiot, kill -9 it."),  # in real text: truth unknown
+    ])
+    (score,) = score_pipeline([story, clean_story, real_module], [step])
+    assert isinstance(score, Score)
+    assert (score.planted, score.found, score.flagged, score.hits, score.unlabelled) == (1, 1, 2, 1, 1)
+    assert score.precision == 0.5 and score.recall == 1.0
+
+
+def test_temperature_weights_and_mixing():
+    assert balance.temperature_weights({"a": 900, "b": 100}, 1.0) == {"a": 0.9, "b": 0.1}
+    flat = balance.temperature_weights({"a": 900, "b": 100}, 1000.0)
+    assert flat["a"] == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match="positive"):
+        balance.temperature_weights({"a": 1}, 0)
+    docs = [Document(f"a{i}", "books", "x" * 100) for i in range(90)] + [Document(f"b{i}", "code", "y" * 100) for i in range(10)]
+    mixed = balance.mix_domains(docs, {"books": 0.5, "code": 0.5}, seed=0)
+    sizes = balance.domain_bytes(mixed.kept)
+    assert sizes["books"] == pytest.approx(sizes["code"], rel=0.05)
+    assert any("#r" in d.id for d in mixed.kept)  # the small domain was repeated
+    with pytest.raises(ValueError, match="has none"):
+        balance.mix_domains(docs, {"books": 0.5, "web": 0.5}, seed=0)
+
+
+def test_gender_swap_keeps_case_and_grammar():
+    names = {"Mia": "Tom", "Tom": "Mia"}
+    text = "Mia was a pilot. She gave her ball to Tom, and he thanked her. His dog liked her."
+    assert balance.swap_gender(text, names) == "Tom was a pilot. He gave his ball to Mia, and she thanked him. Her dog liked him."
+
+
+def test_bad_config_gets_a_clear_error():
+    with pytest.raises(ValueError, match="bias must be between 0 and 1"):
+        pipeline.DataConfig(bias=1.5)
+    with pytest.raises(ValueError, match="debias"):
+        pipeline.DataConfig(debias="magic")
+    with pytest.raises(ValueError, match="unknown domain"):
+        pipeline.DataConfig(mixture={"books": 0.5, "poems": 0.5})
+    empty = pipeline.DataConfig(n_stories=0, n_web_pages=0, n_doc_topics=0, n_code_files=0)
+    with pytest.raises(ValueError, match="no documents were gathered"):
+        pipeline.gather(empty)
+
+
+def test_speedrun_and_command_line(ci_stage, home):
+    env = {"MINILM_HOME": str(home), "MINILM_PRESET": "ci", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, "-m", "minilm", "--help"], capture_output=True, text=True, env=env, check=True)
+    assert "data" in out.stdout and "speedrun" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "minilm", "speedrun"], capture_output=True, text=True, env=env, check=True)
+    report = home / "runs" / "ci" / "report" / "report.md"
+    assert f"report: {report}" in out.stdout
+    text = report.read_text()
+    assert "## Stage 1: data" in text and "| near_dup |" in text and "data_overview.png" in text
+    assert (report.parent / "data_overview.png").stat().st_size > 5_000
+    bad = subprocess.run([sys.executable, "-m", "minilm", "data", "--preset", "tpu"], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr
