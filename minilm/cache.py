@@ -13,6 +13,7 @@ crashed half-way, is never taken for a finished one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 import time
@@ -47,6 +48,7 @@ class Artifact:
 
     path: Path
     manifest: dict
+    reused: bool = False  # True when this call found the stage already built
 
     @property
     def key(self) -> str:
@@ -81,23 +83,25 @@ def cached_stage(
     *,
     preset: str,
     inputs: dict[str, str] | None = None,
-    version: int = 1,
+    code: list[str | os.PathLike] = (),
     force: bool = False,
 ) -> Artifact:
     """Return the stage's artifact, building it with ``build(folder) -> summary`` when needed.
 
     `config` is the stage's config dataclass; `inputs` maps each upstream artifact to its key;
-    `version` is bumped when the stage's code changes what it writes. Any change of the three
-    gives a new key, and a new key rebuilds. `build` writes its files into the folder it is given
-    and returns a JSON-able summary; files it writes are listed in the manifest and checked on reuse.
+    `code` lists the source files or folders of the stage, whose contents are fingerprinted too,
+    so that an update of the course's code rebuilds what it changes. Any change of the three gives
+    a new key, and a new key rebuilds. `build` writes its files into the folder it is given and
+    returns a JSON-able summary; files it writes are listed in the manifest and checked on reuse.
     """
     config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     inputs = dict(inputs or {})
-    key = fingerprint({"stage": stage, "config": config_dict, "inputs": inputs, "version": version})
+    key = fingerprint({"stage": stage, "config": config_dict, "inputs": inputs, "code": code_fingerprint(code)})
     target = run_dir(stage, preset)
 
     existing = None if force else load_artifact(target)
     if existing is not None and existing.manifest.get("key") == key:
+        existing.reused = True
         return existing
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +115,6 @@ def cached_stage(
             "stage": stage,
             "preset": preset,
             "key": key,
-            "version": version,
             "config": config_dict,
             "inputs": inputs,
             "summary": summary,
@@ -125,6 +128,16 @@ def cached_stage(
         shutil.rmtree(building, ignore_errors=True)
         raise
     return Artifact(target, manifest)
+
+
+def code_fingerprint(paths) -> str:
+    """A fingerprint of the contents of source files (folders: every .py file inside, recursively)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _swap_into_place(building: Path, target: Path) -> None:

@@ -48,5 +48,5 @@ def write_report(path: Path, header: dict[str, str], sections: list[Section]) ->
 
 def _cell(value) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value).replace("|", "\\|").replace("\n", " ")

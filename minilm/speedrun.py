@@ -7,6 +7,7 @@ A stage adds itself here with two lines: its run, and its section of the report.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -23,18 +24,21 @@ def speedrun(preset: str | None = None, force: bool = False) -> Path:
     preset = preset_name(preset)
     report_dir = home() / "runs" / preset / "report"
     sections: list[Section] = []
-    timings: list[tuple[str, float]] = []
+    timings: list[tuple] = []  # (stage, seconds, artifact)
 
     started = time.perf_counter()
     data = data_stage.run_data_stage(preset, force=force)
-    timings.append(("data", time.perf_counter() - started))
+    timings.append(("data", time.perf_counter() - started, data))
     sections.append(data_stage.report_section(data, report_dir))
 
     header = {
         "preset": preset,
         "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {platform.system()}",
-        "stages": ", ".join(f"{name} ({seconds:.1f} s)" for name, seconds in timings),
-        "total time": f"{sum(s for _, s in timings):.1f} s",
+        "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} cores",
+        "stages": ", ".join(
+            f"{name} ({seconds:.1f} s{', reused a build of ' + str(a.manifest['seconds']) + ' s' if a.reused else ''})"
+            for name, seconds, a in timings
+        ),
+        "total time": f"{sum(s for _, s, _ in timings):.1f} s",
     }
     return write_report(report_dir / "report.md", header, sections)

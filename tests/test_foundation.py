@@ -152,3 +152,15 @@ def test_home_defaults_to_checkout_data(monkeypatch):
     assert cache.home() == Path(cache.__file__).resolve().parent.parent / "data"
     monkeypatch.setenv("MINILM_HOME", os.path.join("~", "x"))
     assert cache.home() == Path.home() / "x"
+
+
+def test_changed_code_rebuilds_and_reuse_is_reported(home, tmp_path):
+    source = tmp_path / "stage.py"
+    source.write_text("STEP = 1\n")
+    calls = []
+    first = cache.cached_stage("toy", ToyConfig(), counting_build(calls), preset="ci", code=[tmp_path])
+    again = cache.cached_stage("toy", ToyConfig(), counting_build(calls), preset="ci", code=[tmp_path])
+    assert not first.reused and again.reused and len(calls) == 1
+    source.write_text("STEP = 2\n")
+    rebuilt = cache.cached_stage("toy", ToyConfig(), counting_build(calls), preset="ci", code=[tmp_path])
+    assert len(calls) == 2 and rebuilt.key != first.key

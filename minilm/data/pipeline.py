@@ -25,7 +25,7 @@ from minilm.data.scoring import score_pipeline
 from minilm.files import atomic_write_json
 from minilm.presets import config_for, preset_name
 
-VERSION = 1  # bump when a change of code changes what this stage writes
+CODE = [Path(__file__).parent]  # the stage's code: any change to minilm/data/ rebuilds the stage
 
 
 @dataclass
@@ -248,7 +248,7 @@ def run_data_stage(preset: str | None = None, force: bool = False, config: DataC
     """Stage 1, cached: returns the run folder with train.jsonl, val.jsonl and stats.json."""
     preset = preset_name(preset)
     config = config or DataConfig.from_preset(preset)
-    return cached_stage("data", config, lambda folder: build(config, folder), preset=preset, version=VERSION, force=force)
+    return cached_stage("data", config, lambda folder: build(config, folder), preset=preset, code=CODE, force=force)
 
 
 def load_stats(artifact: Artifact) -> dict:
@@ -310,8 +310,16 @@ def report_section(artifact: Artifact, report_dir: Path):
     plt.close(fig)
 
     s = artifact.summary
-    body = describe(artifact).replace("\n", "  \n") + "\n\n" + markdown_table(
-        stats["scores"], ["defect", "step", "planted", "found", "flagged", "unlabelled", "precision", "recall"]
+    crawl_skips = ", ".join(f"{k} {v}" for k, v in stats["crawl"].get("skipped_by_reason", {}).items())
+    source_skips = "; ".join(f"{domain}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                             for domain, counts in stats["skipped"].items())
+    body = (
+        describe(artifact).replace("\n", "  \n")
+        + f"\n\nCrawl: {stats['crawl'].get('pages', 0)} pages kept in {stats['crawl'].get('seconds', 0)} s; skipped: {crawl_skips}.  \n"
+        + f"Sources skipped: {source_skips}.\n\n"
+        + "Every filter scored against the defects the generators planted (`unlabelled`: flags in real docs and code, "
+        + "where the truth is not known):\n\n"
+        + markdown_table(stats["scores"], ["defect", "step", "planted", "found", "flagged", "unlabelled", "precision", "recall"])
     )
     return Section(
         title="Stage 1: data",
