@@ -9,6 +9,7 @@ sides and lets the tests score each filter against the labels the generators pla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -40,9 +41,13 @@ class Document:
         return self.labels.get("defects", [])
 
     def replace(self, **changes) -> "Document":
-        """A copy with some fields changed (labels are copied, so edits never leak back)."""
-        fields = {**asdict(self), **changes}
-        return Document(**fields)
+        """A copy with some fields changed.
+
+        The labels dict is copied (one level), so setting a label on the copy never changes the
+        original; labels are treated as values: replace a list, never append to it in place.
+        """
+        changes.setdefault("labels", dict(self.labels))
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
