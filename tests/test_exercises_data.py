@@ -1,0 +1,201 @@
+"""The checkers of notebook 01's exercises: they pass the package's own functions and written-out answers,
+and fail, with the input and a hint, on plausible wrong answers and on unsolved stubs."""
+
+import hashlib
+import itertools
+import re
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from minilm.data import balance, dedup, quality, safety
+from minilm.exercises import ExerciseFailed
+from minilm.exercises import data as checks
+
+
+def stub(*args):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+# --- the package's own functions, shaped like the exercises ---------------------------------------------------
+
+
+def package_mean_word_length_rule(text):
+    return quality.gopher_mean_word_length(quality.TextStats(text), quality.QualityConfig())
+
+
+def package_find_ipv4(text):
+    return [text[start:end] for kind, start, end in safety.find_pii(text) if kind == "ip"]
+
+
+def package_shingles(text, n):
+    return {int(x) for x in dedup.shingles(text, n)}
+
+
+def package_lsh(signatures, bands, rows):
+    return {tuple(map(int, p)) for p in dedup.lsh_candidates(np.array(signatures, dtype=np.uint64), bands, rows)}
+
+
+# --- answers written out, as a learner would (the notebook's solutions) ---------------------------------------
+
+
+def written_mean_word_length_rule(text):
+    words = [w for w in (t.strip(quality.PUNCTUATION) for t in text.split()) if w]
+    mean = sum(map(len, words)) / len(words) if words else 0.0
+    return None if 3 <= mean <= 10 else "gopher:mean_word_length"
+
+
+def written_temperature_weights(sizes, temperature):
+    powered = {d: s ** (1 / temperature) for d, s in sizes.items()}
+    total = sum(powered.values())
+    return {d: p / total for d, p in powered.items()}
+
+
+OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4 = re.compile(rf"(?<![\w.]){OCTET}(?:\.{OCTET}){{3}}(?!\w|\.\d)")
+
+
+def written_find_ipv4(text):
+    return IPV4.findall(text)
+
+
+def written_shingles(text, n):
+    hashes = [int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
+              for w in re.findall(r"\w+", text.lower())]
+    if not hashes:
+        return set()
+    n = min(n, len(hashes))
+    out = set()
+    for i in range(len(hashes) - n + 1):
+        h = 0
+        for x in hashes[i:i + n]:
+            h = (h * int(dedup.NGRAM_MULTIPLIER) + x) % 2**64
+        out.add(h)
+    return out
+
+
+def written_lsh(signatures, bands, rows):
+    pairs = set()
+    for band in range(bands):
+        buckets = defaultdict(list)
+        for doc, signature in enumerate(signatures):
+            buckets[tuple(signature[band * rows:(band + 1) * rows])].append(doc)
+        for members in buckets.values():
+            pairs.update(itertools.combinations(members, 2))
+    return pairs
+
+
+# --- plausible wrong answers ------------------------------------------------------------------------------------
+
+
+def wrong_strict_limits(text):  # < instead of <=: a mean of exactly 3 fails
+    words = [w for w in (t.strip(quality.PUNCTUATION) for t in text.split()) if w]
+    mean = sum(map(len, words)) / len(words) if words else 0.0
+    return None if 3 < mean < 10 else "gopher:mean_word_length"
+
+
+def wrong_punctuation_kept(text):  # "word," counts 5 characters, "—" counts as a word
+    words = text.split()
+    mean = sum(map(len, words)) / len(words) if words else 0.0
+    return None if 3 <= mean <= 10 else "gopher:mean_word_length"
+
+
+def wrong_temperature_power(sizes, temperature):  # size ** T instead of size ** (1 / T)
+    powered = {d: s ** temperature for d, s in sizes.items()}
+    total = sum(powered.values())
+    return {d: p / total for d, p in powered.items()}
+
+
+def wrong_ipv4_no_range(text):  # any 1-3 digits, word boundaries
+    return re.findall(r"\b\d{1,3}(?:\.\d{1,3}){3}\b", text)
+
+
+def wrong_ipv4_word_boundaries(text):  # the octet range is right, the boundaries are \b
+    return re.findall(rf"\b{OCTET}(?:\.{OCTET}){{3}}\b", text)
+
+
+def wrong_shingles_python_hash(text, n):  # Python's hash(): salted per process
+    words = re.findall(r"\w+", text.lower())
+    return {hash(tuple(words[i:i + n])) for i in range(max(1, len(words) - n + 1))} if words else set()
+
+
+def wrong_shingles_no_wrap(text, n):  # forgets the wrap-around at 2**64
+    hashes = [int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
+              for w in re.findall(r"\w+", text.lower())]
+    n = min(n, len(hashes))
+    out = set()
+    for i in range(len(hashes) - n + 1):
+        h = 0
+        for x in hashes[i:i + n]:
+            h = h * int(dedup.NGRAM_MULTIPLIER) + x
+        out.add(h)
+    return out if hashes else set()
+
+
+def wrong_lsh_interleaved(signatures, bands, rows):  # band k takes every bands-th column
+    pairs = set()
+    for band in range(bands):
+        buckets = defaultdict(list)
+        for doc, signature in enumerate(signatures):
+            buckets[tuple(signature[band::bands][:rows])].append(doc)
+        for members in buckets.values():
+            pairs.update(itertools.combinations(members, 2))
+    return pairs
+
+
+def wrong_lsh_any_column(signatures, bands, rows):  # one equal value is not a whole equal band
+    return {(i, j) for i, j in itertools.combinations(range(len(signatures)), 2)
+            if any(a == b for a, b in zip(signatures[i][:bands * rows], signatures[j][:bands * rows]))}
+
+
+CHECKS = [
+    (checks.check_mean_word_length_rule, [package_mean_word_length_rule, written_mean_word_length_rule],
+     [wrong_strict_limits, wrong_punctuation_kept]),
+    (checks.check_temperature_weights, [balance.temperature_weights, written_temperature_weights], [wrong_temperature_power]),
+    (checks.check_find_ipv4, [package_find_ipv4, written_find_ipv4], [wrong_ipv4_no_range, wrong_ipv4_word_boundaries]),
+    (checks.check_shingle_hashes, [package_shingles, written_shingles], [wrong_shingles_python_hash, wrong_shingles_no_wrap]),
+    (checks.check_lsh_candidates, [package_lsh, written_lsh], [wrong_lsh_interleaved, wrong_lsh_any_column]),
+]
+IDS = [c[0].__name__ for c in CHECKS]
+
+
+@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
+def test_right_answers_pass(check, rights, wrongs, capsys):
+    for right in rights:
+        for _ in range(3):  # fresh inputs each time
+            check(right)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 * len(rights) and all(line.startswith("✅") and "passed" in line for line in lines)
+
+
+@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
+def test_wrong_answers_fail_with_input_and_hint(check, rights, wrongs):
+    for wrong in wrongs:
+        with pytest.raises(ExerciseFailed) as failure:
+            check(wrong)
+        message = str(failure.value)
+        assert message.startswith("❌") and "hint:" in message, message
+        assert "input" in message or "signatures" in message, message
+
+
+@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
+def test_unsolved_stub_says_not_solved(check, rights, wrongs):
+    with pytest.raises(ExerciseFailed, match="not solved yet"):
+        check(stub)
+
+
+def test_a_crash_names_the_input():
+    def crashes(text):
+        return text.split()[1000]  # IndexError
+
+    with pytest.raises(ExerciseFailed, match="raised IndexError") as failure:
+        checks.check_mean_word_length_rule(crashes)
+    assert "on input:" in str(failure.value)
+
+
+def test_wrong_return_types_are_named():
+    with pytest.raises(ExerciseFailed, match="list of strings"):
+        checks.check_find_ipv4(lambda text: ",".join(written_find_ipv4(text)))
+    with pytest.raises(ExerciseFailed, match="set of"):
+        checks.check_lsh_candidates(lambda signatures, bands, rows: len(signatures))
