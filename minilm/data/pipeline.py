@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from minilm.cache import Artifact, cached_stage
 from minilm.data import balance, clean, code, crawl, dedup, defects, extract, quality, safety, site, stories, techdocs
 from minilm.data.documents import DOMAINS, Document, StepResult, write_jsonl
@@ -107,15 +109,18 @@ def gather_books(config: DataConfig) -> list[Document]:
     return docs
 
 
-def gather(config: DataConfig) -> Gathered:
+def gather(config: DataConfig, progress: bool = True) -> Gathered:
     """All four sources, then the planted defects."""
     seconds: dict[str, float] = {}
     skipped = {"docs": Counter(), "code": Counter()}
+    bar = tqdm(total=5, desc="gather", unit="source", disable=not progress)
 
     def timed(name, make):
+        bar.set_postfix_str(name)
         start = time.perf_counter()
         out = make()
         seconds[name] = round(time.perf_counter() - start, 3)
+        bar.update()
         return out
 
     web_docs, crawl_summary = timed("web", lambda: gather_web(config)) if config.n_web_pages else ([], {})
@@ -126,6 +131,7 @@ def gather(config: DataConfig) -> Gathered:
     if not sources:
         raise ValueError("no documents were gathered: every source size in the DataConfig is 0 (or every source was skipped)")
     planted = timed("plant_defects", lambda: defects.plant_defects(sources, config.seed, config.defect_rate))
+    bar.close()
     return Gathered(planted, skipped, crawl_summary, seconds)
 
 
@@ -146,7 +152,8 @@ def job_gender(text: str) -> tuple[str, str] | None:
     return job, "female" if female > male else "male"
 
 
-def prepare(docs: list[Document], config: DataConfig, seconds: dict[str, float] | None = None) -> list[StepResult]:
+def prepare(docs: list[Document], config: DataConfig, seconds: dict[str, float] | None = None,
+            progress: bool = True) -> list[StepResult]:
     """Run every preparation step in order, each on what the previous one kept."""
     steps = [
         lambda d: clean.clean(d),
@@ -159,7 +166,7 @@ def prepare(docs: list[Document], config: DataConfig, seconds: dict[str, float] 
         lambda d: debias(d, config),
     ]
     results = []
-    for step in steps:
+    for step in tqdm(steps, desc="prepare", unit="step", disable=not progress):
         start = time.perf_counter()
         result = step(docs)
         if seconds is not None:
