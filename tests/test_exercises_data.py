@@ -101,10 +101,8 @@ def wrong_punctuation_kept(text):  # "word," counts 5 characters, "—" counts a
     return None if 3 <= mean <= 10 else "gopher:mean_word_length"
 
 
-def wrong_temperature_power(sizes, temperature):  # size ** T instead of size ** (1 / T)
-    powered = {d: s ** temperature for d, s in sizes.items()}
-    total = sum(powered.values())
-    return {d: p / total for d, p in powered.items()}
+def wrong_temperature_unnormalised(sizes, temperature):  # forgets to divide by the total
+    return {d: s ** (1 / temperature) for d, s in sizes.items()}
 
 
 def wrong_ipv4_no_range(text):  # any 1-3 digits, word boundaries
@@ -152,7 +150,7 @@ def wrong_lsh_any_column(signatures, bands, rows):  # one equal value is not a w
 CHECKS = [
     (checks.check_mean_word_length_rule, [package_mean_word_length_rule, written_mean_word_length_rule],
      [wrong_strict_limits, wrong_punctuation_kept]),
-    (checks.check_temperature_weights, [balance.temperature_weights, written_temperature_weights], [wrong_temperature_power]),
+    (checks.check_temperature_weights, [balance.temperature_weights, written_temperature_weights], [wrong_temperature_unnormalised]),
     (checks.check_find_ipv4, [package_find_ipv4, written_find_ipv4], [wrong_ipv4_no_range, wrong_ipv4_word_boundaries]),
     (checks.check_shingle_hashes, [package_shingles, written_shingles], [wrong_shingles_python_hash, wrong_shingles_no_wrap]),
     (checks.check_lsh_candidates, [package_lsh, written_lsh], [wrong_lsh_interleaved, wrong_lsh_any_column]),
