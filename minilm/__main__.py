@@ -11,6 +11,7 @@ import time
 
 STAGES = [
     ("data", "stage 1: gather web pages, stories, docs and code; clean, filter, deduplicate, balance; write splits"),
+    ("tokenizer", "stage 2: train a byte-level BPE tokenizer on the train split; write token shards"),
 ]
 
 EPILOG = """pipeline:
@@ -57,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         from minilm.data.pipeline import describe, run_data_stage
 
         artifact = run_data_stage(preset, force=args.force)
+        print(describe(artifact))
+    elif args.command == "tokenizer":
+        from minilm.tokenizer.stage import describe, run_tokenizer_stage
+
+        artifact = run_tokenizer_stage(preset, force=args.force)
         print(describe(artifact))
     print(f"done in {time.perf_counter() - started:.1f} s (preset {preset})")
     return 0

@@ -26,6 +26,11 @@ PRESETS: dict[str, dict[str, dict]] = {
         "cpu": dict(n_stories=12_000, n_web_pages=400, n_doc_topics=300, n_code_files=300, defect_rate=0.08),
         "gpu": dict(n_stories=60_000, n_web_pages=1_000, n_doc_topics=550, n_code_files=700, defect_rate=0.08),
     },
+    "tokenizer": {
+        "ci": dict(vocab_size=512, shard_tokens=100_000),  # small shards, so ci reads across shard files
+        "cpu": dict(vocab_size=4096),
+        "gpu": dict(vocab_size=8192),
+    },
 }
 
 Config = TypeVar("Config")

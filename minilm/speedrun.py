@@ -20,6 +20,7 @@ from minilm.report import Section, write_report
 def speedrun(preset: str | None = None, force: bool = False) -> Path:
     """Run every stage that exists with `preset` and write `report.md`; returns the report's path."""
     from minilm.data import pipeline as data_stage
+    from minilm.tokenizer import stage as tokenizer_stage
 
     preset = preset_name(preset)
     report_dir = home() / "runs" / preset / "report"
@@ -30,6 +31,11 @@ def speedrun(preset: str | None = None, force: bool = False) -> Path:
     data = data_stage.run_data_stage(preset, force=force)
     timings.append(("data", time.perf_counter() - started, data))
     sections.append(data_stage.report_section(data, report_dir))
+
+    started = time.perf_counter()
+    tokenizer = tokenizer_stage.run_tokenizer_stage(preset, force=force, data=data)
+    timings.append(("tokenizer", time.perf_counter() - started, tokenizer))
+    sections.append(tokenizer_stage.report_section(tokenizer, report_dir))
 
     header = {
         "preset": preset,

@@ -53,8 +53,9 @@ def test_config_for_applies_preset_then_overrides(monkeypatch):
 
 def test_every_preset_row_fits_its_config():
     from minilm.data.pipeline import DataConfig
+    from minilm.tokenizer.stage import TokenizerConfig
 
-    configs = {"data": DataConfig}
+    configs = {"data": DataConfig, "tokenizer": TokenizerConfig}
     assert set(presets.PRESETS) <= set(configs), "each stage in PRESETS needs its config class here"
     for stage, cls in configs.items():
         for name in presets.PRESET_NAMES:

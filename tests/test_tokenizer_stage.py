@@ -1,0 +1,291 @@
+"""Stage 2 end to end: token shards (round trip, dtype, parallel, atomic, validation, windows), the cached stage, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minilm.data.documents import read_jsonl
+from minilm.data.stories import iter_stories
+from minilm.tokenizer import Tokenizer, bpe
+from minilm.tokenizer import shards as shards_module
+from minilm.tokenizer.shards import TokenShards, token_dtype, tokenizer_fingerprint, write_shards
+from minilm.tokenizer.stage import (TokenizerConfig, load_tokenizer, open_shards, run_tokenizer_stage,
+                                    training_texts)
+
+EOT = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    stories = [doc.text for doc in iter_stories(120, seed=3)]
+    tricky = ["", "café, naïve, 日本語, 😀", f"a document that mentions {EOT} in its text", "x" * 3000]
+    return stories[:60] + tricky + stories[60:]
+
+
+@pytest.fixture(scope="module")
+def tok_folder(texts, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tok")
+    Tokenizer.train(texts, vocab_size=400).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def written(texts, tok_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    manifest = write_shards(texts, tok_folder, out, "train", workers=0, shard_tokens=2_000, progress=False)
+    return out, manifest
+
+
+def stream(folder, split="train") -> np.ndarray:
+    shards = TokenShards(folder, split)
+    return shards.read(0, len(shards))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def test_shards_round_trip_to_the_documents(texts, tok_folder, written):
+    out, manifest = written
+    tokenizer = Tokenizer.load(tok_folder)
+    ids = stream(out)
+    assert tokenizer.decode(ids.tolist()) == "".join(EOT + text for text in texts)
+    # one separator per document: the text that mentions <|endoftext|> is encoded as ordinary text
+    eot = tokenizer.special_id(EOT)
+    assert int((ids == eot).sum()) == len(texts) == manifest["documents"]
+    starts = np.flatnonzero(ids == eot)
+    assert ids[0] == eot and len(starts) == len(texts)
+    assert manifest["text_bytes"] == sum(len(t.encode()) for t in texts)
+    assert manifest["tokenizer"] == tokenizer_fingerprint(tok_folder)
+    # several shards, each full but the last, named in order
+    sizes = [s["tokens"] for s in manifest["shards"]]
+    assert len(sizes) > 3 and all(n == 2_000 for n in sizes[:-1]) and 0 < sizes[-1] <= 2_000
+    assert [s["file"] for s in manifest["shards"]] == [f"train_{i:03d}.bin" for i in range(len(sizes))]
+    assert sum(sizes) == manifest["tokens"] == len(TokenShards(out, "train"))
+    assert sorted(p.name for p in out.iterdir()) == sorted([s["file"] for s in manifest["shards"]] + ["train.json"])
+
+
+def test_uint16_when_the_vocabulary_fits_else_uint32(tmp_path, written):
+    assert token_dtype(65_536) == np.uint16 and token_dtype(65_537) == np.uint32
+    assert written[1]["dtype"] == "uint16"
+    assert (written[0] / "train_000.bin").stat().st_size == 2_000 * 2
+    # a tokenizer whose <|endoftext|> id needs 32 bits
+    ranks = {bytes([b]): i for i, b in enumerate(bpe.BYTE_ORDER)}
+    big = Tokenizer(ranks, special_tokens={EOT: 70_000})
+    big.save(tmp_path / "big")
+    manifest = write_shards(["hello", "world"], tmp_path / "big", tmp_path / "out", "val", workers=0, progress=False)
+    assert manifest["dtype"] == "uint32"
+    ids = stream(tmp_path / "out", "val")
+    assert ids.tolist() == [70_000, *big.encode("hello"), 70_000, *big.encode("world")]
+
+
+def test_parallel_workers_write_the_same_bytes(texts, tok_folder, written, tmp_path, monkeypatch):
+    monkeypatch.setattr(shards_module, "DOCS_PER_TASK", 16)  # many tasks, so their order matters
+    manifest = write_shards(texts, tok_folder, tmp_path, "train", workers=2, shard_tokens=2_000, progress=False)
+    assert manifest == written[1]
+    for shard in manifest["shards"]:
+        assert (tmp_path / shard["file"]).read_bytes() == (written[0] / shard["file"]).read_bytes()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_crash_midway_leaves_no_shard_that_looks_complete(texts, tok_folder, tmp_path, workers):
+    write_shards(texts, tok_folder, tmp_path, "train", workers=0, shard_tokens=2_000, progress=False)
+
+    def crashing():
+        yield from texts[:100]  # enough for several full shards first
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_shards(crashing(), tok_folder, tmp_path, "train", workers=workers, shard_tokens=2_000, progress=False)
+    assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob(".*"))
+    with pytest.raises(FileNotFoundError, match="never finished"):
+        TokenShards(tmp_path, "train")
+
+
+def test_bad_input_gets_clear_errors(tok_folder, tmp_path):
+    with pytest.raises(ValueError, match="no documents"):
+        write_shards([], tok_folder, tmp_path, "train", workers=0, progress=False)
+    with pytest.raises(TypeError, match="iterable of str"):
+        write_shards(["fine", b"bytes"], tok_folder, tmp_path, "train", workers=0, progress=False)
+    with pytest.raises(FileNotFoundError, match="not a saved tokenizer"):
+        write_shards(["x"], tmp_path / "nowhere", tmp_path, "train", workers=0, progress=False)
+    with pytest.raises(ValueError, match="plain name"):
+        write_shards(["x"], tok_folder, tmp_path, "../train", workers=0, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def test_manifest_validation_names_the_problem(texts, tok_folder, tmp_path):
+    out = tmp_path / "shards"
+    write_shards(texts[:40], tok_folder, out, "val", workers=0, shard_tokens=1_000, progress=False)
+    other = tmp_path / "other"
+    Tokenizer.train(texts[:20], vocab_size=300).save(other)
+    with pytest.raises(ValueError, match=r"another tokenizer .*--force"):
+        TokenShards(out, "val", expected_tokenizer=tokenizer_fingerprint(other))
+    assert len(TokenShards(out, "val", expected_tokenizer=tokenizer_fingerprint(tok_folder))) > 0
+
+    shard = out / "val_001.bin"
+    shard.write_bytes(shard.read_bytes()[:-2])
+    with pytest.raises(ValueError, match="truncated"):
+        TokenShards(out, "val")
+    shard.unlink()
+    with pytest.raises(FileNotFoundError, match="val_001.bin is missing"):
+        TokenShards(out, "val")
+    (out / "val.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        TokenShards(out, "val")
+    with pytest.raises(FileNotFoundError, match="never finished"):
+        TokenShards(out, "test")
+
+
+def test_batches_are_shifted_windows_within_bounds(written):
+    shards = TokenShards(written[0], "train")
+    whole = np.concatenate([np.asarray(s) for s in shards.shards]).astype(np.int64)
+    context = 64
+    x, y = shards.batch(512, context, np.random.default_rng(0))
+    assert x.shape == y.shape == (512, context) and x.dtype == y.dtype == np.int64
+    assert (x[:, 1:] == y[:, :-1]).all() and x.max() < shards.vocab_size
+    starts = shards.window_starts(512, context, np.random.default_rng(0))
+    assert starts.min() >= 0 and starts.max() + context + 1 <= len(shards)
+    for row, start in enumerate(starts):  # windows read across shard boundaries too
+        assert (x[row] == whole[start : start + context]).all() and (y[row] == whole[start + 1 : start + context + 1]).all()
+    assert any(start // 2_000 != (start + context) // 2_000 for start in starts)
+    again = shards.batch(512, context, np.random.default_rng(0))
+    assert (again[0] == x).all()
+    # the last possible window is reachable, and nothing past the end ever is
+    assert shards.window_starts(10_000, len(shards) - 1, np.random.default_rng(1)).tolist() == [0] * 10_000
+    with pytest.raises(ValueError, match="too few"):
+        shards.batch(1, len(shards), np.random.default_rng(0))
+
+
+def test_rank_parts_are_disjoint_and_cover_the_stream(written):
+    shards = TokenShards(written[0], "train")
+    context, world = 32, 3
+    parts = [shards.part(rank, world) for rank in range(world)]
+    assert parts[0][0] == 0 and parts[-1][1] == len(shards)
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    for rank, (start, stop) in enumerate(parts):
+        starts = shards.window_starts(2_000, context, np.random.default_rng(rank), rank, world)
+        assert starts.min() >= start and starts.max() + context + 1 <= stop
+        assert starts.min() < start + 50 and starts.max() > stop - context - 1 - 50  # the whole part is drawn from
+    with pytest.raises(ValueError, match="rank"):
+        shards.part(3, 3)
+
+
+def test_sequential_windows_see_every_token_once(written):
+    shards = TokenShards(written[0], "train")
+    whole = shards.read(0, len(shards))
+    windows = list(shards.sequential_windows(100))
+    assert all(len(x) == 100 for x, _ in windows[:-1]) and 0 < len(windows[-1][0]) <= 100
+    assert (np.concatenate([x for x, _ in windows]) == whole[:-1]).all()
+    assert (np.concatenate([y for _, y in windows]) == whole[1:]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# The cached stage
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 262"):
+        TokenizerConfig(vocab_size=100)
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        TokenizerConfig(pattern="(unclosed")
+    with pytest.raises(ValueError, match="workers"):
+        TokenizerConfig(workers=-1)
+    with pytest.raises(ValueError, match="train_docs"):
+        TokenizerConfig(train_docs=0)
+    assert TokenizerConfig.from_preset("ci").vocab_size == 512
+    assert TokenizerConfig(pattern="gpt2").split_pattern == bpe.GPT2_SPLIT_PATTERN
+    assert "workers" not in TokenizerConfig().key()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def ci_stage(home):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINILM_HOME", str(home))
+        return run_tokenizer_stage("ci")
+
+
+def test_stage_trains_writes_and_measures(ci_stage, home):
+    s = ci_stage.summary
+    assert ci_stage.path == home / "runs" / "ci" / "tokenizer"
+    tokenizer = load_tokenizer(ci_stage)
+    assert tokenizer.vocab_size == s["vocab_size"] == 512 and s["dtype"] == "uint16"
+    data = home / "runs" / "ci" / "data"
+    train_texts = [d.text for d in read_jsonl(data / "train.jsonl")]
+    val_texts = [d.text for d in read_jsonl(data / "val.jsonl")]
+    val = open_shards(ci_stage, "val")
+    assert len(val) == s["tokens"]["val"] and val.documents == len(val_texts)
+    assert tokenizer.decode(val.read(0, len(val)).tolist()) == "".join(EOT + t for t in val_texts)
+    train = open_shards(ci_stage, "train")
+    assert len(train) == s["tokens"]["train"] and s["shard_files"]["train"] > 1  # ci shards are small
+    # the train documents are all there, in a shuffled order
+    decoded = tokenizer.decode(train.read(0, len(train)).tolist()).split(EOT)[1:]
+    assert sorted(decoded) == sorted(train_texts) and decoded != train_texts
+    ours, theirs = s["bytes_per_token"]["ours"], s["bytes_per_token"]["cl100k_base"]
+    assert set(ours) == {"web", "books", "docs", "code", "all"} and all(1.2 < v < 8 for v in ours.values())
+    if theirs is not None:  # a 100k vocabulary compresses more than a 512 one
+        assert all(theirs[d] > ours[d] for d in ours)
+
+
+def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_path, monkeypatch):
+    from minilm.data.pipeline import DataConfig, run_data_stage
+
+    monkeypatch.setenv("MINILM_HOME", str(home))
+    again = run_tokenizer_stage("ci")
+    assert again.reused and again.key == ci_stage.key
+
+    monkeypatch.setenv("MINILM_HOME", str(tmp_path))  # small corpora, in a home of their own
+    def small_data(n_stories):
+        return run_data_stage("ci", config=DataConfig.from_preset(
+            "ci", n_stories=n_stories, n_web_pages=0, n_doc_topics=8, n_code_files=8,
+            mixture={"books": 0.8, "docs": 0.1, "code": 0.1}))
+
+    config = TokenizerConfig.from_preset("ci", vocab_size=300, workers=0)
+    first = run_tokenizer_stage("ci", config=config, data=small_data(60))
+    assert not first.reused and run_tokenizer_stage("ci", config=config, data=small_data(60)).reused
+    other = small_data(90)
+    rebuilt = run_tokenizer_stage("ci", config=config, data=other)
+    assert not rebuilt.reused and rebuilt.key != first.key and rebuilt.manifest["inputs"] == {"data": other.key}
+    assert rebuilt.summary["tokens"]["train"] > first.summary["tokens"]["train"]
+
+
+def test_training_texts_limit_keeps_each_domains_share(ci_stage, home):
+    from collections import Counter
+
+    path = home / "runs" / "ci" / "data" / "train.jsonl"
+    docs = list(read_jsonl(path))
+    limit = len(docs) // 3
+    picked = list(training_texts(path, len(docs), limit))
+    assert len(picked) == limit and list(training_texts(path, len(docs), None)) == [d.text for d in docs]
+    everyone, chosen = Counter(d.domain for d in docs), Counter(d.domain for d in docs if d.text in set(picked))
+    for domain, count in everyone.items():  # train.jsonl is grouped by domain: the first `limit` would be books
+        assert abs(chosen[domain] - count * limit / len(docs)) <= 1, (domain, chosen, everyone)
+
+
+def test_command_line_and_speedrun_report(ci_stage, home):
+    env = {"MINILM_HOME": str(home), "MINILM_PRESET": "ci", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, "-m", "minilm", "--help"], capture_output=True, text=True, env=env, check=True)
+    assert "tokenizer" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "minilm", "tokenizer"], capture_output=True, text=True, env=env, check=True)
+    assert "stage 2 (tokenizer): byte-level BPE, 512 ids" in out.stdout and "bytes per token" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "minilm", "speedrun"], capture_output=True, text=True, env=env, check=True)
+    report = (home / "runs" / "ci" / "report" / "report.md").read_text()
+    assert "## Stage 1: data" in report and "## Stage 2: tokenizer" in report
+    assert "tokenizer_compression.png" in report and "| books |" in report and "tokenizer (" in report
+    assert (home / "runs" / "ci" / "report" / "tokenizer_compression.png").stat().st_size > 5_000
+    manifest = json.loads((home / "runs" / "ci" / "tokenizer" / "manifest.json").read_text())
+    assert manifest["key"] == ci_stage.key  # the command and the speedrun reused the stage
