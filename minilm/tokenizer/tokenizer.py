@@ -107,14 +107,14 @@ class Tokenizer:
         for chunk in self._split.findall(_without_surrogates(text)):
             chunk_ids = self._cache.get(chunk)
             if chunk_ids is None:
-                chunk_ids = self._encode_chunk(chunk.encode("utf-8"))
+                chunk_ids = self.encode_chunk(chunk.encode("utf-8"))
                 if len(self._cache) >= CACHE_SIZE:
                     self._cache.clear()
                 self._cache[chunk] = chunk_ids
             ids += chunk_ids
         return ids
 
-    def _encode_chunk(self, data: bytes) -> list[int]:
+    def encode_chunk(self, data: bytes) -> list[int]:
         """Merge the bytes of one chunk, the lowest-ranked adjacent pair first (leftmost on ties)."""
         if data in self.ranks:  # tiktoken's shortcut, and part of its definition: a token stays whole
             return [self.ranks[data]]
