@@ -96,14 +96,11 @@ SIZES: dict[str, dict] = {
     "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M
     "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
-    "ci": dict(vocab_size=512, block_size=64, n_layer=2, n_head=4, n_embd=64),  # 0.14M
-    "cpu": dict(vocab_size=8192, block_size=256, n_layer=6, n_head=6, n_embd=384),  # 14M
-    "gpu": dict(vocab_size=16384, block_size=1024, n_layer=12, n_head=12, n_embd=768),  # 98M
-}
+}  # the course's own sizes are the "pretrain" rows of minilm.presets.PRESETS
 
 
 def config_named(name: str, **overrides) -> GPTConfig:
-    """The config of a named size (see `SIZES`), with `overrides` applied: `config_named("cpu", vocab_size=4096)`."""
+    """The config of a named size (see `SIZES`), with `overrides` applied: `config_named("gpt2", vocab_size=4096)`."""
     if name not in SIZES:
         raise ValueError(f"no model size named {name!r}; known sizes: {', '.join(SIZES)}")
     return GPTConfig(**{**SIZES[name], **overrides})
