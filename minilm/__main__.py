@@ -12,6 +12,7 @@ import time
 STAGES = [
     ("data", "stage 1: gather web pages, stories, docs and code; clean, filter, deduplicate, balance; write splits"),
     ("tokenizer", "stage 2: train a byte-level BPE tokenizer on the train split; write token shards"),
+    ("pretrain", "stages 4-5: pretrain a GPT on the token shards (several processes: torchrun --nproc_per_node=N -m minilm pretrain)"),
 ]
 
 EPILOG = """pipeline:
@@ -63,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         from minilm.tokenizer.stage import describe, run_tokenizer_stage
 
         artifact = run_tokenizer_stage(preset, force=args.force)
+        print(describe(artifact))
+    elif args.command == "pretrain":
+        import os
+
+        from minilm.train.stage import describe, run_pretrain_stage
+
+        artifact = run_pretrain_stage(preset, force=args.force)
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for every process
+            return 0
         print(describe(artifact))
     print(f"done in {time.perf_counter() - started:.1f} s (preset {preset})")
     return 0

@@ -21,6 +21,7 @@ def speedrun(preset: str | None = None, force: bool = False) -> Path:
     """Run every stage that exists with `preset` and write `report.md`; returns the report's path."""
     from minilm.data import pipeline as data_stage
     from minilm.tokenizer import stage as tokenizer_stage
+    from minilm.train import stage as pretrain_stage
 
     preset = preset_name(preset)
     report_dir = home() / "runs" / preset / "report"
@@ -36,6 +37,11 @@ def speedrun(preset: str | None = None, force: bool = False) -> Path:
     tokenizer = tokenizer_stage.run_tokenizer_stage(preset, force=force, data=data)
     timings.append(("tokenizer", time.perf_counter() - started, tokenizer))
     sections.append(tokenizer_stage.report_section(tokenizer, report_dir))
+
+    started = time.perf_counter()
+    pretrained = pretrain_stage.run_pretrain_stage(preset, force=force, tokenizer=tokenizer)
+    timings.append(("pretrain", time.perf_counter() - started, pretrained))
+    sections.append(pretrain_stage.report_section(pretrained, report_dir))
 
     header = {
         "preset": preset,

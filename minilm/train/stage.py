@@ -1,0 +1,215 @@
+"""Stages 4 and 5 end to end: pretrain a model on stage 2's token shards, on one process or several.
+
+    python -m minilm pretrain                                 one process (GPU if found, else CPU)
+    torchrun --nproc_per_node=2 -m minilm pretrain            two processes, one per GPU (gloo on CPUs)
+
+`run_pretrain_stage` is what the command line, the speedrun and the notebooks call; it returns the
+cached result while its config, its code and the tokenizer stage's output are unchanged.
+
+Training runs in a work folder beside the stage's, ``data/runs/<preset>/.pretrain-work/``, with
+its checkpoints: interrupt a run (Ctrl-C, a crash, a killed process) and the next call continues
+from the last checkpoint. When training finishes, the final checkpoint, the log, the samples and the
+figure move into ``data/runs/<preset>/pretrain/`` and the work folder is removed.
+
+Under torchrun every process calls `run_pretrain_stage`. Rank 0 owns the cache: it builds the
+earlier stages while the others wait, then tells them whether to train (the cache missed) or not.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from minilm.cache import Artifact, cached_stage, code_fingerprint, load_artifact, run_dir
+from minilm.files import atomic_write_json, fingerprint
+from minilm.presets import preset_name
+from minilm.train import checkpoint as ckpt
+from minilm.train import distributed
+from minilm.train.distributed import World
+from minilm.train.loop import CHECKPOINTS, LOG, LOGISTICS, TrainConfig, read_log, train
+
+CODE = [Path(__file__).parent, Path(__file__).parent.parent / "model"]  # any change here retrains
+CHECKPOINT_DIR, SAMPLES, FIGURE = "checkpoint", "samples.json", "training.png"
+TRAIN, DONE = 1, 0  # what rank 0 tells the other processes
+
+
+def run_pretrain_stage(
+    preset: str | None = None,
+    force: bool = False,
+    config: TrainConfig | None = None,
+    tokenizer: Artifact | None = None,
+    progress: bool = True,
+) -> Artifact:
+    """Stages 4-5, cached: the run folder with checkpoint/, log.jsonl, samples.json and training.png.
+
+    `tokenizer` is stage 2's artifact (default: `run_tokenizer_stage(preset)`, itself cached).
+    `force` retrains from scratch, discarding an interrupted run's checkpoints.
+    """
+    preset = preset_name(preset)
+    config = config or TrainConfig.from_preset(preset)
+    with distributed.processes(config.device) as world:
+        tokenizer = tokenizer or _tokenizer_stage(preset, world)
+        work = run_dir("pretrain", preset).parent / ".pretrain-work"
+        if not world.is_main:  # wait for rank 0's word: train with it, or take its cached result
+            if distributed.broadcast_int(DONE, world) == TRAIN:
+                _train(config, tokenizer, work, world, progress)
+                distributed.broadcast_int(DONE, world)
+            distributed.barrier(world)
+            return load_artifact(run_dir("pretrain", preset))
+
+        def build(folder: Path) -> dict:
+            prepare_work_folder(work, work_key(config, tokenizer), fresh=force)
+            distributed.broadcast_int(TRAIN, world)
+            return _build(config, tokenizer, work, folder, world, progress)
+
+        # On an error nothing more is sent: the others fail the same way (bad data fails everywhere),
+        # or torchrun stops them when this process exits.
+        artifact = cached_stage("pretrain", config, build, preset=preset, inputs={"tokenizer": tokenizer.key},
+                                code=CODE, force=force)
+        distributed.broadcast_int(DONE, world)
+        distributed.barrier(world)  # the others read the artifact only once it is in place
+        return artifact
+
+
+def _tokenizer_stage(preset: str, world: World) -> Artifact:
+    """Stage 2's artifact; under torchrun rank 0 builds it (and stage 1) while the others wait."""
+    from minilm.tokenizer.stage import run_tokenizer_stage
+
+    if world.is_main:
+        artifact = run_tokenizer_stage(preset)
+    distributed.barrier(world)
+    return artifact if world.is_main else run_tokenizer_stage(preset)
+
+
+def work_key(config: TrainConfig, tokenizer: Artifact) -> str:
+    """What an unfinished run in the work folder must match to be continued: config, tokenizer, code."""
+    return fingerprint({
+        "config": {k: v for k, v in asdict(config).items() if k not in LOGISTICS},
+        "tokenizer": tokenizer.key,
+        "code": code_fingerprint(CODE),
+    })
+
+
+def prepare_work_folder(work: Path, key: str, fresh: bool = False) -> None:
+    """Keep an interrupted run of the same key, to resume it; remove anything else (or everything: `fresh`)."""
+    marker = work / "run.json"
+    if work.exists():
+        try:
+            same = json.loads(marker.read_text(encoding="utf-8")).get("key") == key
+        except (OSError, ValueError):
+            same = False
+        if fresh or not same:
+            shutil.rmtree(work)
+    atomic_write_json(marker, {"key": key})
+
+
+def _train(config: TrainConfig, tokenizer: Artifact, work: Path, world: World, progress: bool) -> dict:
+    from minilm.tokenizer.stage import load_tokenizer, open_shards
+
+    return train(config, open_shards(tokenizer, "train"), open_shards(tokenizer, "val"), load_tokenizer(tokenizer),
+                 work, world=world, resume=True, progress=progress)
+
+
+def _build(config: TrainConfig, tokenizer: Artifact, work: Path, folder: Path, world: World, progress: bool) -> dict:
+    """Train (or continue training) in the work folder, then move the results into the stage's folder."""
+    started = time.perf_counter()
+    summary = _train(config, tokenizer, work, world, progress)
+    final = ckpt.latest_checkpoint(work / CHECKPOINTS)
+    shutil.move(str(final), str(folder / CHECKPOINT_DIR))
+    shutil.move(str(work / LOG), str(folder / LOG))
+    samples = summary.pop("samples", [])
+    atomic_write_json(folder / SAMPLES, {"samples": samples, "quality": summary.get("quality")})
+    plot_training(read_log(folder / LOG), folder / FIGURE)
+    shutil.rmtree(work, ignore_errors=True)
+    summary["samples"] = samples[:3]
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def load_pretrained(artifact: Artifact, device: str = "cpu"):
+    """The pretrained GPT of stage 4's artifact, on `device` (for SFT, evaluation, generation)."""
+    return ckpt.load_model(artifact.path / CHECKPOINT_DIR, device)
+
+
+# --- figures and reporting ------------------------------------------------------------------------
+
+
+def plot_training(records: list[dict], path: Path | None = None, axes=None):
+    """Three panels from a run's log: train and validation loss, the learning rate, tokens per second."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trains = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    loss_ax, lr_ax, speed_ax = axes
+    loss_ax.plot([r["step"] for r in trains], [r["loss"] for r in trains], label="train (mean over log interval)")
+    loss_ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label="validation")
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("cross-entropy (nats/token)")
+    loss_ax.set_title("loss")
+    loss_ax.legend(fontsize=8)
+    lr_ax.plot([r["step"] for r in trains], [r["lr"] for r in trains], color="#c0504d")
+    lr_ax.set_xlabel("step")
+    lr_ax.set_title("learning rate (warmup, cosine)")
+    speed_ax.plot([r["step"] for r in trains], [r["tokens_per_s"] for r in trains], color="#4f8f3a")
+    speed_ax.set_xlabel("step")
+    speed_ax.set_title("throughput (tokens/s)")
+    speed_ax.set_ylim(bottom=0)
+    figure = axes[0].figure
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=90)
+        plt.close(figure)
+    return axes
+
+
+def describe(artifact: Artifact) -> str:
+    """A few lines for the terminal."""
+    s = artifact.summary
+    q = s.get("quality") or {}
+    bpb = f", {s['val_bits_per_byte']:.3f} bits/byte" if s.get("val_bits_per_byte") is not None else ""
+    quality = (f"\n  text quality of {len(json.loads((artifact.path / SAMPLES).read_text())['samples'])} samples: "
+               f"{q['vocabulary']:.1%} of words in the story vocabulary, {q['grammar']:.1%} of sentences grammatical"
+               if q else "")
+    return (
+        f"stage 4 (pretrain): {s['parameters'] / 1e6:.2f}M parameters, {s['steps']} steps, {_count(s['tokens'])} tokens "
+        f"on {s['world_size']} x {s['device']} ({s['precision']})\n"
+        f"  validation: loss {s['val_loss']:.3f}, perplexity {s['val_perplexity']:.1f}{bpb}"
+        f"{quality}\n"
+        f"  {s['tokens_per_s']:,.0f} tokens/s, MFU {s.get('mfu', 0):.1%} of {s['peak_flops'] / 1e12:.1f} TFLOP/s "
+        f"({s['peak_source']}); trained in {s['train_seconds']:.0f} s\n"
+        f"  outputs in data/runs/{artifact.manifest['preset']}/pretrain/"
+    )
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
+
+
+def report_section(artifact: Artifact, report_dir: Path):
+    """Stage 4's part of the speedrun report: the curves, the final figures and a few samples."""
+    from minilm.report import Section
+
+    s = artifact.summary
+    report_dir.mkdir(parents=True, exist_ok=True)
+    figure = report_dir / "pretrain_curves.png"
+    shutil.copyfile(artifact.path / FIGURE, figure)
+    q = s.get("quality") or {}
+    samples = "\n\n".join("> " + text.strip().replace("\n\n", "\n>\n> ").replace("\n", " ") for text in s.get("samples", []))
+    body = describe(artifact).replace("\n", "  \n") + "\n\nSamples (temperature 0.8):\n\n" + samples + "\n"
+    if q.get("rejected"):
+        body += "\nSentences the story grammar rejects: " + "; ".join(f"`{r}`" for r in q["rejected"][:3]) + "\n"
+    headline = {"val loss": f"{s['val_loss']:.3f}", "bits/byte": f"{s['val_bits_per_byte']:.3f}"
+                if s.get("val_bits_per_byte") is not None else "n/a"}
+    if q:
+        headline["text quality (vocab / grammar)"] = f"{q['vocabulary']:.2f} / {q['grammar']:.2f}"
+    headline["time"] = f"{s['seconds']} s"
+    return Section(title="Stage 4: pretraining", headline=headline, body=body, figures=[figure])

@@ -1,0 +1,459 @@
+"""Pretraining: objectives, schedule, accumulation, evaluation, checkpoints and exact resumption, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minilm.cache import Artifact
+from minilm.data import stories
+from minilm.model.gpt import GPT, make_optimizer
+from minilm.tokenizer import Tokenizer
+from minilm.tokenizer.shards import TokenShards, write_shards
+from minilm.train import checkpoint as ckpt
+from minilm.train import distributed
+from minilm.train.loop import TrainConfig, evaluate, micro_batches, read_log, step_windows, train, train_step
+from minilm.train.objectives import make_batch
+from minilm.train.quality import text_quality
+from minilm.train.schedule import learning_rate
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = TrainConfig(
+    n_layer=2, n_head=2, n_embd=32, context=32, batch_size=4, max_steps=12, lr=3e-3, min_lr=3e-4, warmup_steps=3,
+    dropout=0.1, log_every=2, eval_every=6, eval_tokens=512, sample_every=6, sample_tokens=8, checkpoint_every=4,
+    final_samples=2, precision="fp32", device="cpu",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and far faster than on two when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_corpus(folder: Path, vocab_size: int = 320, seed: int = 0) -> Path:
+    """A tokenizer and train/val shards of a few generated stories, laid out as stage 2's artifact."""
+    texts = [doc.text for doc in stories.iter_stories(110, seed)]
+    Tokenizer.train(texts[:100], vocab_size, progress=False).save(folder / "tokenizer")
+    write_shards(texts[:100], folder / "tokenizer", folder / "shards", "train", workers=0, progress=False, shard_tokens=20_000)
+    write_shards(texts[100:], folder / "tokenizer", folder / "shards", "val", workers=0, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = make_corpus(tmp_path_factory.mktemp("corpus"))
+    return {
+        "folder": folder,
+        "tokenizer": Tokenizer.load(folder / "tokenizer"),
+        "train": TokenShards(folder / "shards", "train"),
+        "val": TokenShards(folder / "shards", "val"),
+    }
+
+
+def run(corpus, out, config=TINY, **kwargs):
+    return train(config, corpus["train"], corpus["val"], corpus["tokenizer"], out, progress=False, **kwargs)
+
+
+def weights(out) -> dict[str, torch.Tensor]:
+    return ckpt.read_checkpoint(ckpt.latest_checkpoint(Path(out) / "checkpoints"))[0]
+
+
+def train_losses(out) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_log(Path(out) / "log.jsonl") if r["kind"] == "train"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    summary = run(corpus, out)
+    return {"out": out, "summary": summary, "weights": weights(out), "losses": train_losses(out)}
+
+
+# --- schedule, objectives, optimizer ---------------------------------------------------------------
+
+
+def test_schedule_warms_up_linearly_then_follows_the_cosine_to_its_floor():
+    lr = [learning_rate(s, 1.0, 10, 110, 0.1) for s in range(130)]
+    assert lr[0] == pytest.approx(0.1) and lr[4] == pytest.approx(0.5) and lr[9] == pytest.approx(1.0)
+    assert lr[10] == pytest.approx(1.0)
+    assert lr[60] == pytest.approx(0.55)  # half way through the decay: the mean of peak and floor
+    assert lr[110] == lr[129] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lr[10:], lr[11:]))
+    assert learning_rate(5, 1.0, 0, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        learning_rate(0, 1.0, 20, 10)
+    with pytest.raises(ValueError, match="min_lr"):
+        learning_rate(0, 1.0, 1, 10, min_lr=2.0)
+
+
+def test_masking_follows_berts_15_percent_and_80_10_10_rule():
+    windows = np.random.default_rng(0).integers(10, 5000, size=(200, 500))
+    inputs, targets = make_batch(windows, windows, "masked", mask_id=7, vocab_size=5000,
+                                 generator=torch.Generator().manual_seed(0))
+    original = torch.from_numpy(windows)
+    chosen = targets != -100
+    assert chosen.float().mean().item() == pytest.approx(0.15, abs=0.003)
+    assert torch.equal(targets[chosen], original[chosen])
+    assert torch.equal(inputs[~chosen], original[~chosen])  # positions not chosen are never touched
+    masked = (inputs == 7)[chosen].float().mean().item()
+    kept = (inputs == original)[chosen].float().mean().item()
+    randomised = 1 - masked - kept
+    assert masked == pytest.approx(0.8, abs=0.01)
+    assert kept == pytest.approx(0.1, abs=0.01)
+    assert randomised == pytest.approx(0.1, abs=0.01)
+    again = make_batch(windows, windows, "masked", mask_id=7, vocab_size=5000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], inputs)  # the same generator seed, the same masks
+
+
+def test_weight_decay_applies_to_matrices_only():
+    model = GPT(TINY.model_config(320))
+    decay, no_decay = make_optimizer(model, 1e-3, 0.1).param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in decay["params"]} == {n for n, p in model.named_parameters() if p.dim() == 2}
+    assert {names[id(p)] for p in no_decay["params"]} == {n for n, p in model.named_parameters() if p.dim() < 2}
+    assert any(n.endswith(".bias") for n in map(names.get, map(id, no_decay["params"])))
+    assert "transformer.wte.weight" in {names[id(p)] for p in decay["params"]}  # embeddings are matrices: decayed
+
+
+def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path):
+    config = replace(TINY, dropout=0.0, batch_size=8, grad_accum=1)
+    split = replace(config, batch_size=4, grad_accum=2)
+    x, y = step_windows(corpus["train"], config, step=0)
+    assert np.array_equal(x, step_windows(corpus["train"], split, step=0)[0])  # the same windows, however split
+    # With plain SGD (lr 1, no clipping) the change of each weight is minus its gradient.
+    changes = []
+    for cfg in (config, split):
+        model = GPT(cfg.model_config(320), seed=0)
+        before = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        scaler = distributed.grad_scaler("cpu", "fp32")
+        batches = micro_batches(x, y, cfg, 0)
+        assert len(batches) == cfg.grad_accum
+        train_step(model, optimizer, scaler, batches, lr=1.0, grad_clip=0.0, device="cpu")
+        changes.append([p.detach() - b for p, b in zip(model.parameters(), before)])
+    for big, accumulated in zip(*changes):
+        torch.testing.assert_close(accumulated, big, rtol=1e-5, atol=1e-7)
+    # and whole runs agree too
+    run(corpus, tmp_path / "big", replace(config, max_steps=3, final_samples=0))
+    run(corpus, tmp_path / "split", replace(split, max_steps=3, final_samples=0))
+    for name, tensor in weights(tmp_path / "big").items():
+        torch.testing.assert_close(weights(tmp_path / "split")[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+# --- evaluation and text quality -------------------------------------------------------------------
+
+
+def test_bits_per_byte_is_the_loss_over_the_bytes_of_the_targets(corpus):
+    config = replace(TINY, dropout=0.0)
+    model = GPT(config.model_config(320), seed=3)
+    token_bytes = corpus["tokenizer"].token_bytes()
+    result = evaluate(model, corpus["val"], config, token_bytes, distributed.World(), "fp32", max_tokens=None)
+    val = corpus["val"]
+    nats = n_bytes = predictions = total = 0.0
+    for start in range(0, (len(val) - 1) // 32 * 32, 32):  # every full window, by hand
+        window = torch.from_numpy(val.read(start, start + 33))
+        logits, _ = model(window[None, :-1])
+        losses = torch.nn.functional.cross_entropy(logits[0], window[1:], reduction="none").double()
+        lengths = torch.from_numpy(token_bytes)[window[1:]]
+        total += losses.sum().item()
+        predictions += 32
+        nats += losses[lengths > 0].sum().item()
+        n_bytes += lengths.sum().item()
+    assert result["val_tokens"] == predictions
+    assert result["val_loss"] == pytest.approx(total / predictions, rel=1e-5)
+    assert result["val_bits_per_byte"] == pytest.approx(nats / math.log(2) / n_bytes, rel=1e-5)
+    assert result["val_perplexity"] == pytest.approx(math.exp(result["val_loss"]))
+
+
+def test_text_quality_accepts_stories_and_rejects_word_salad():
+    texts = [doc.text for doc in stories.iter_stories(20, seed=5)]
+    good = text_quality(texts)
+    assert good["vocabulary"] > 0.99 and good["grammar"] > 0.9 and good["sentences"] > 200
+    salad = [" ".join(sorted(text.split(), key=lambda w: hash(w) % 7)) for text in texts]  # scrambled word order
+    bad = text_quality(salad)
+    assert bad["grammar"] < 0.2 and bad["rejected"]
+    assert text_quality(["Mia went to the park. Then she saw a xyzzy."])["unknown_words"] == ["xyzzy"]
+    cut = text_quality(["Once upon a time, there was a baker named Mia. She went to the"])
+    assert cut["sentences"] == 1  # the unfinished last sentence is not counted
+
+
+# --- training runs ---------------------------------------------------------------------------------
+
+
+def test_a_run_logs_evaluates_samples_and_checkpoints(uninterrupted):
+    summary, out = uninterrupted["summary"], uninterrupted["out"]
+    assert summary["finished"] and summary["steps"] == 12 and summary["tokens"] == 12 * 4 * 32
+    records = read_log(out / "log.jsonl")
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "start" and kinds.count("train") == 6 and kinds.count("eval") == 2 and "samples" in kinds
+    losses = [r["loss"] for r in records if r["kind"] == "train"]
+    assert losses[-1] < losses[0] - 0.5  # it learns
+    assert all(r["lr"] > 0 and r["tokens_per_s"] > 0 for r in records if r["kind"] == "train")
+    assert summary["val_loss"] < math.log(320) and 0 < summary["val_bits_per_byte"] < 8
+    assert len(summary["samples"]) == 2 and set(summary["quality"]) >= {"vocabulary", "grammar"}
+    assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step_000012"]  # keep_checkpoints=1
+    model = ckpt.load_model(out / "checkpoints")
+    assert torch.equal(model.state_dict()["transformer.wte.weight"], uninterrupted["weights"]["transformer.wte.weight"])
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(corpus, uninterrupted, tmp_path):
+    first = run(corpus, tmp_path, until_step=5)  # stops after a checkpoint at 5 (dropout is on: its RNG too)
+    assert not first["finished"] and ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "step_000005"
+    resumed = run(corpus, tmp_path)
+    assert resumed["finished"]
+    for name, tensor in uninterrupted["weights"].items():
+        assert torch.equal(weights(tmp_path)[name], tensor), name
+    losses = train_losses(tmp_path)
+    for step, loss in uninterrupted["losses"].items():
+        assert losses[step] == loss
+    assert resumed["val_loss"] == uninterrupted["summary"]["val_loss"]
+
+
+def test_the_bf16_and_fp16_paths_train_on_cpu(corpus, tmp_path):
+    for precision in ("bf16", "fp16"):  # fp16 goes through the GradScaler
+        config = replace(TINY, precision=precision, max_steps=2, warmup_steps=1, log_every=1, final_samples=0)
+        summary = run(corpus, tmp_path / precision, config)
+        assert summary["precision"] == precision and math.isfinite(summary["val_loss"])
+
+
+def test_the_masked_objective_trains_an_encoder(corpus, tmp_path):
+    config = replace(TINY, objective="masked", max_steps=8, lr=1e-2, eval_every=100)
+    summary = run(corpus, tmp_path, config)
+    losses = list(train_losses(tmp_path).values())
+    assert losses[-1] < losses[0] and summary["val_bits_per_byte"] is None and "samples" not in summary
+    assert ckpt.load_model(tmp_path / "checkpoints").config.causal is False
+
+
+# --- crashes ---------------------------------------------------------------------------------------
+
+CHILD = """
+import time
+import torch
+torch.set_num_threads(1)
+from pathlib import Path
+from minilm.tokenizer import Tokenizer
+from minilm.tokenizer.shards import TokenShards
+from minilm.train import checkpoint, loop
+folder = Path({corpus!r})
+slow = {slow!r}
+if slow == "step":  # after 6 steps (checkpoint at 4), training hangs until the parent kills it
+    real_step, calls = loop.train_step, []
+    def train_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 6:
+            time.sleep(60)
+        return real_step(*args, **kwargs)
+    loop.train_step = train_step
+if slow == "write":  # the checkpoint of step 8 hangs half-way through its files
+    real_write = checkpoint._write
+    def write(path, data):
+        if ".step_000008" in str(path) and path.name == "state.pt":
+            Path({flag!r}).write_text("writing")
+            time.sleep(60)
+        real_write(path, data)
+    checkpoint._write = write
+loop.train(loop.TrainConfig(**{config!r}), TokenShards(folder / "shards", "train"), TokenShards(folder / "shards", "val"),
+           Tokenizer.load(folder / "tokenizer"), {out!r}, progress=False)
+"""
+
+
+def start_child(corpus, out: Path, slow: str, flag: Path) -> subprocess.Popen:
+    code = CHILD.format(config=asdict(TINY), corpus=str(corpus["folder"]), slow=slow, flag=str(flag), out=str(out))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, stderr=subprocess.PIPE)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the child exited early: {process.stderr.read().decode()[-2000:]}")
+        assert time.monotonic() < deadline, "timed out waiting for the child"
+        time.sleep(0.05)
+
+
+def test_killed_processes_resume_from_their_last_checkpoint(corpus, uninterrupted, tmp_path):
+    """SIGKILL mid-training, and SIGKILL half-way through writing a checkpoint: both resume to the same result."""
+    during_steps, during_write = tmp_path / "steps", tmp_path / "write"
+    flag = tmp_path / "writing.flag"
+    children = [start_child(corpus, during_steps, "step", flag), start_child(corpus, during_write, "write", flag)]
+
+    def trained_past_checkpoint():
+        return any(r.get("step", 0) >= 6 for r in read_log(during_steps / "log.jsonl"))
+
+    wait_for(trained_past_checkpoint, children[0])
+    children[0].send_signal(signal.SIGKILL)
+    wait_for(flag.exists, children[1])
+    children[1].send_signal(signal.SIGKILL)
+    for child in children:
+        child.wait()
+        child.stderr.close()
+
+    assert ckpt.latest_checkpoint(during_steps / "checkpoints").name == "step_000004"
+    # killed while writing step 8: the half-written folder is hidden, step 4 is intact and readable
+    assert ckpt.latest_checkpoint(during_write / "checkpoints").name == "step_000004"
+    assert list((during_write / "checkpoints").glob(".step_000008.tmp-*"))
+    ckpt.read_checkpoint(during_write / "checkpoints" / "step_000004")
+    for out in (during_steps, during_write):
+        assert run(corpus, out)["finished"]
+        for name, tensor in uninterrupted["weights"].items():
+            assert torch.equal(weights(out)[name], tensor), name
+        assert train_losses(out) == uninterrupted["losses"]
+    assert not list((during_write / "checkpoints").glob(".step_*"))  # the next save cleared the leftovers
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def test_shards_of_another_tokenizer_are_refused(corpus, tmp_path):
+    other = make_corpus(tmp_path / "other", vocab_size=300, seed=1)
+    with pytest.raises(ValueError, match="different tokenizers.*python -m minilm tokenizer --force"):
+        train(TINY, TokenShards(other / "shards", "train"), corpus["val"], corpus["tokenizer"], tmp_path / "out",
+              progress=False)
+    same_size = make_corpus(tmp_path / "same", vocab_size=320, seed=2)
+    with pytest.raises(ValueError, match="different tokenizers"):
+        train(TINY, TokenShards(same_size / "shards", "train"), corpus["val"], corpus["tokenizer"], tmp_path / "out",
+              progress=False)
+
+
+def test_a_validation_split_shorter_than_a_window_fails_before_training(corpus, tmp_path):
+    write_shards(["Mia went to the park."], corpus["folder"] / "tokenizer", tmp_path, "val", workers=0, progress=False)
+    with pytest.raises(ValueError, match="too few for one window of 32"):
+        train(TINY, corpus["train"], TokenShards(tmp_path, "val"), corpus["tokenizer"], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_shards_fail_with_the_command_that_rebuilds_them(corpus, tmp_path, monkeypatch):
+    from minilm.train.stage import run_pretrain_stage
+
+    monkeypatch.setenv("MINILM_HOME", str(tmp_path / "home"))
+    (tmp_path / "broken" / "tokenizer").mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer.tiktoken"):
+        (tmp_path / "broken" / "tokenizer" / name).write_bytes((corpus["folder"] / "tokenizer" / name).read_bytes())
+    artifact = Artifact(tmp_path / "broken", {"key": "broken"})
+    with pytest.raises(FileNotFoundError, match="python -m minilm tokenizer --force"):
+        run_pretrain_stage("ci", config=replace(TINY, max_steps=4), tokenizer=artifact, progress=False)
+    assert not list((tmp_path / "home" / "runs" / "ci").glob("pretrain*"))  # nothing that looks finished
+
+
+def test_a_checkpoint_of_another_config_or_launch_is_refused(corpus, tmp_path):
+    run(corpus, tmp_path, until_step=4)
+    with pytest.raises(ckpt.CheckpointError, match="another config.*n_embd: checkpoint 32, now 64.*--force"):
+        run(corpus, tmp_path, replace(TINY, n_embd=64))
+    with pytest.raises(ckpt.CheckpointError, match="lr: checkpoint 0.003, now 0.01"):
+        run(corpus, tmp_path, replace(TINY, lr=1e-2))
+    meta_path = tmp_path / "checkpoints" / "step_000004" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "world_size": 2}))
+    with pytest.raises(ckpt.CheckpointError, match="written by 2 process.*this run has 1.*--nproc_per_node=2"):
+        run(corpus, tmp_path)
+    meta_path.write_text(json.dumps(meta))
+    # logistics may change between a run and its resumption
+    assert run(corpus, tmp_path, replace(TINY, eval_every=100, log_every=3), until_step=5)["steps"] == 5
+
+
+def test_a_corrupt_checkpoint_is_reported_not_loaded(corpus, tmp_path):
+    run(corpus, tmp_path, until_step=4)
+    folder = tmp_path / "checkpoints" / "step_000004"
+    weights_file = folder / "model.safetensors"
+    data = bytearray(weights_file.read_bytes())
+    data[-10] ^= 0xFF
+    weights_file.write_bytes(bytes(data))
+    with pytest.raises(ckpt.CheckpointError, match="corrupt: model.safetensors does not match the sha256.*delete"):
+        run(corpus, tmp_path)
+    (folder / "state.pt").write_bytes(b"")
+    with pytest.raises(ckpt.CheckpointError, match="corrupt|incomplete"):
+        ckpt.read_checkpoint(folder)
+    (folder / "checkpoint.json").write_text("{not json")
+    with pytest.raises(ckpt.CheckpointError, match="damaged"):
+        run(corpus, tmp_path)
+
+
+class Payload:
+    """What a malicious state file could hold: unpickling it calls a function of the author's choice."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_a_state_file_with_pickled_objects_is_not_unpickled(corpus, tmp_path):
+    run(corpus, tmp_path, until_step=4)
+    folder = tmp_path / "checkpoints" / "step_000004"
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"step": 4, "payload": Payload()}, buffer)  # unpickling it would call a function: refused
+
+    (folder / "state.pt").write_bytes(buffer.getvalue())
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    import hashlib
+
+    meta["sha256"]["state.pt"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CheckpointError, match="other than tensors and plain containers"):
+        ckpt.read_checkpoint(folder)
+
+
+def test_broken_launches_and_devices_get_clear_errors(monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(RuntimeError, match="incomplete distributed launch: RANK set but LOCAL_RANK, WORLD_SIZE.*torchrun"):
+        distributed.start("cpu")
+    for name, value in (("LOCAL_RANK", "zero"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match="LOCAL_RANK='zero' is not an integer"):
+        distributed.start("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(RuntimeError, match="inconsistent launch: RANK=2.*WORLD_SIZE=2"):
+        distributed.start("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU; use device='cpu'"):
+            distributed.choose_device("cuda")
+    with pytest.raises(ValueError, match="causal objective needs a decoder"):
+        from minilm.train.objectives import check_objective
+
+        check_objective("causal", TINY.model_config(320).replace(causal=False))
+    with pytest.raises(ValueError, match="n_embd=30 does not divide by n_head=4"):
+        replace(TINY, n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        replace(TINY, precision="fp8")
+
+
+# --- the stage -------------------------------------------------------------------------------------
+
+
+def test_the_stage_trains_once_then_reuses_and_reports(corpus, tmp_path, monkeypatch):
+    from minilm.train import stage
+
+    monkeypatch.setenv("MINILM_HOME", str(tmp_path / "home"))
+    tokenizer = Artifact(corpus["folder"], {"key": "corpus-v1"})
+    config = replace(TINY, max_steps=4, eval_every=2)
+    artifact = stage.run_pretrain_stage("ci", config=config, tokenizer=tokenizer, progress=False)
+    assert not artifact.reused and artifact.summary["steps"] == 4
+    files = set(artifact.manifest["files"])
+    assert {"checkpoint/model.safetensors", "checkpoint/state.pt", "checkpoint/checkpoint.json", "log.jsonl",
+            "samples.json", "training.png"} <= files
+    assert not (tmp_path / "home" / "runs" / "ci" / ".pretrain-work").exists()
+    again = stage.run_pretrain_stage("ci", config=config, tokenizer=tokenizer, progress=False)
+    assert again.reused
+    model = stage.load_pretrained(artifact)
+    assert model.config.vocab_size == 320 and model.config.n_layer == 2
+    assert "stage 4 (pretrain)" in stage.describe(artifact) and "bits/byte" in stage.describe(artifact)
+    section = stage.report_section(artifact, tmp_path / "report")
+    assert section.figures[0].exists() and "val loss" in section.headline
