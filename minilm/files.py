@@ -15,12 +15,23 @@ from pathlib import Path
 from typing import Iterable
 
 
+def _default_mode() -> int:
+    """The mode a plain `open(path, "w")` would give (0o666 less the umask); mkstemp's is 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _default_mode()
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str | Iterable[bytes]) -> Path:
     """Write `data` (bytes, text, or an iterable of byte chunks) to `path` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             if isinstance(data, str):
                 f.write(data.encode("utf-8"))

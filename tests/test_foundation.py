@@ -166,3 +166,14 @@ def test_changed_code_rebuilds_and_reuse_is_reported(home, tmp_path):
     source.write_text("STEP = 2\n")
     rebuilt = cache.cached_stage("toy", ToyConfig(), counting_build(calls), preset="ci", code=[tmp_path])
     assert len(calls) == 2 and rebuilt.key != first.key
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    target = atomic_write(tmp_path / "shared.txt", "readable by the group, like open() would make it")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
