@@ -92,12 +92,15 @@ def test_two_processes_train_exactly_as_one_on_the_same_global_batch(tmp_path, m
     alone = single_process_reference(corpus, CONFIG, world_size=1)
     assert not torch.allclose(alone["transformer.wte.weight"], trained["transformer.wte.weight"], atol=1e-4)
 
-    # the same stage called later in one process finds the cached result
+    # One process is another run (half the global batch): the stage trains anew instead of reusing it.
     from minilm.train.stage import run_pretrain_stage
 
     monkeypatch.setenv("MINILM_HOME", str(home))
+    single = run_pretrain_stage("ci", config=CONFIG, tokenizer=Artifact(corpus, {"key": "corpus"}), progress=False)
+    assert not single.reused and single.manifest["summary"]["world_size"] == 1
+    assert single.manifest["config"]["world_size"] == 1 and manifest["config"]["world_size"] == 2
     again = run_pretrain_stage("ci", config=CONFIG, tokenizer=Artifact(corpus, {"key": "corpus"}), progress=False)
-    assert again.reused and again.path == artifact_path
+    assert again.reused and again.key == single.key
 
 
 def test_resuming_with_another_number_of_processes_is_refused(tmp_path):

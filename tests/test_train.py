@@ -132,8 +132,9 @@ def test_weight_decay_applies_to_matrices_only():
     assert "transformer.wte.weight" in {names[id(p)] for p in decay["params"]}  # embeddings are matrices: decayed
 
 
-def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path):
-    config = replace(TINY, dropout=0.0, batch_size=8, grad_accum=1)
+@pytest.mark.parametrize("objective", ["causal", "masked"])
+def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path, objective):
+    config = replace(TINY, dropout=0.0, batch_size=8, grad_accum=1, objective=objective)
     split = replace(config, batch_size=4, grad_accum=2)
     x, y = step_windows(corpus["train"], config, step=0)
     assert np.array_equal(x, step_windows(corpus["train"], split, step=0)[0])  # the same windows, however split
@@ -144,7 +145,7 @@ def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path):
         before = [p.detach().clone() for p in model.parameters()]
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
         scaler = distributed.grad_scaler("cpu", "fp32")
-        batches = micro_batches(x, y, cfg, 0)
+        batches = micro_batches(x, y, cfg, 0, mask_id=0, vocab_size=320)
         assert len(batches) == cfg.grad_accum
         train_step(model, optimizer, scaler, batches, lr=1.0, grad_clip=0.0, device="cpu")
         changes.append([p.detach() - b for p, b in zip(model.parameters(), before)])
@@ -154,7 +155,7 @@ def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path):
     run(corpus, tmp_path / "big", replace(config, max_steps=3, final_samples=0))
     run(corpus, tmp_path / "split", replace(split, max_steps=3, final_samples=0))
     for name, tensor in weights(tmp_path / "big").items():
-        torch.testing.assert_close(weights(tmp_path / "split")[name], tensor, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(weights(tmp_path / "split")[name], tensor, rtol=1e-5, atol=1e-5)  # Adam magnifies rounding in tiny gradients
 
 
 # --- evaluation and text quality -------------------------------------------------------------------

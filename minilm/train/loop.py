@@ -5,7 +5,8 @@ One optimizer step, on every process:
     lr = warmup-then-cosine(step)
     for each micro-batch (gradient accumulation):
         windows of context+1 tokens from this process's part of the train shards
-        loss = model(inputs, targets) / micro-batches       (bf16 autocast where the hardware has it)
+        loss = model(inputs, targets) * its share of the    (bf16 autocast where the hardware has it)
+               step's predicted tokens
         loss.backward()                                     (DDP averages gradients across processes
                                                              after the last micro-batch only)
     clip the gradient norm to 1; AdamW step; zero the gradients
@@ -19,9 +20,12 @@ same windows as an uninterrupted one, and splitting a step into micro-batches do
 windows it sees (only how many are in memory at once). Process r of N draws only from the r-th of N
 contiguous parts of the stream, so processes never train on the same tokens.
 
-**Gradient accumulation.** A batch too big for memory is split into micro-batches; each
-micro-batch's loss is divided by their number, so the accumulated gradient is the gradient of the
-mean loss over the whole batch, exactly as one big batch would give.
+**Gradient accumulation.** A batch too big for memory is split into micro-batches. Each
+micro-batch's loss is a mean over its predicted tokens, so it is weighted by its share of all the
+tokens the step predicts (on every process): the accumulated gradient is then the gradient of the
+mean loss over the whole batch, exactly as one big batch would give. Dividing by the number of
+micro-batches is the same for the causal objective, where every position is predicted, but not for
+the masked one, where each micro-batch has its own random number of masked tokens.
 
 **Weight decay** (AdamW's, decoupled from the gradient) pulls weights towards zero. It applies to
 the 2-D parameters only, the matrices and embeddings that store what the model knows; the biases
@@ -46,7 +50,7 @@ from minilm.files import atomic_write
 from minilm.model.accounting import count_parameters, flops_per_token
 from minilm.model.config import GPTConfig
 from minilm.model.generate import generate
-from minilm.model.gpt import GPT, make_optimizer
+from minilm.model.gpt import GPT, IGNORE_INDEX, make_optimizer
 from minilm.tokenizer.shards import EOT, TokenShards
 from minilm.tokenizer.tokenizer import Tokenizer
 from minilm.train import checkpoint as ckpt
@@ -179,6 +183,22 @@ def micro_batches(x, y, config: TrainConfig, step: int, rank: int = 0, mask_id: 
 # --- one step -------------------------------------------------------------------------------------
 
 
+def loss_weights(batches: list[tuple[torch.Tensor, torch.Tensor]], world: World | None = None) -> list[float]:
+    """What each micro-batch's mean loss is multiplied by, so that the step's gradient is the gradient of
+    the mean loss over every token it predicts, on all processes together.
+
+    Micro-batch i predicts n_i tokens (its targets that are not ignored) of the N the step predicts in
+    all; its weight is n_i / N. DDP averages gradients over processes, which divides by the world
+    size, so the weights are multiplied by it to undo that.
+    """
+    world = world or World()
+    counts = [int((targets != IGNORE_INDEX).sum()) for _, targets in batches]
+    total = distributed.all_reduce_sum([float(sum(counts))], world)[0]
+    if total == 0:
+        raise ValueError("this step predicts no token: every target is ignored (-100); check the masking rate and the data")
+    return [count * world.world_size / total for count in counts]
+
+
 def train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -188,8 +208,11 @@ def train_step(
     grad_clip: float,
     device: str,
     precision: str = "fp32",
+    world: World | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step over `batches` (micro-batches); returns (mean loss, gradient norm before clipping).
+    """One optimizer step over `batches` (micro-batches); returns (this process's weighted loss, the
+    gradient norm before clipping). The weighted losses of all processes add up to world_size times
+    the step's mean loss.
 
     `model` may be wrapped in DistributedDataParallel: its gradients are then averaged across
     processes, once, during the last micro-batch's backward pass (`no_sync` skips the others).
@@ -197,7 +220,7 @@ def train_step(
     for group in optimizer.param_groups:
         group["lr"] = lr
     total = torch.zeros((), device=device)
-    for index, (inputs, targets) in enumerate(batches):
+    for index, ((inputs, targets), weight) in enumerate(zip(batches, loss_weights(batches, world))):
         last = index == len(batches) - 1
         sync = contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync()
         inputs = inputs.to(device, non_blocking=True)
@@ -205,7 +228,7 @@ def train_step(
         with sync:
             with distributed.autocast(device, precision):
                 _, loss = model(inputs, targets)
-            loss = loss / len(batches)
+            loss = loss * weight
             scaler.scale(loss).backward()
         total += loss.detach()
     scaler.unscale_(optimizer)  # the true gradients, before clipping (a no-op without fp16)
@@ -402,7 +425,8 @@ def train(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=last_step, initial=step, desc="pretraining", unit="step", disable=not (progress and world.is_main))
+    bar = tqdm(total=last_step, initial=step, desc="pretraining", unit="step", mininterval=1.0,
+               disable=not (progress and world.is_main))
     throughput: list[float] = []
     run_started = time.perf_counter() - elapsed  # wall time, counting the attempts before a resume
     # The steps since the last log line: their summed loss (on the device: no wait per step) and time.
@@ -415,7 +439,7 @@ def train(
         if config.dropout > 0:  # dropout draws from PyTorch's global generator: make it a function of the step too
             torch.manual_seed(derived_seed(config.seed, step, world.rank, DROPOUT))
         lr = learning_rate(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr)
-        loss, grad_norm = train_step(stepper, optimizer, scaler, batches, lr, config.grad_clip, device, precision)
+        loss, grad_norm = train_step(stepper, optimizer, scaler, batches, lr, config.grad_clip, device, precision, world)
         step += 1
         window_loss += loss
         window_steps += 1

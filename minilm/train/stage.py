@@ -67,7 +67,9 @@ def run_pretrain_stage(
 
         # On an error nothing more is sent: the others fail the same way (bad data fails everywhere),
         # or torchrun stops them when this process exits.
-        artifact = cached_stage("pretrain", config, build, preset=preset, inputs={"tokenizer": tokenizer.key},
+        # The number of processes is part of the run: each adds batch_size x grad_accum windows to a step.
+        run = {**asdict(config), "world_size": world.world_size}
+        artifact = cached_stage("pretrain", run, build, preset=preset, inputs={"tokenizer": tokenizer.key},
                                 code=CODE, force=force)
         distributed.broadcast_int(DONE, world)
         distributed.barrier(world)  # the others read the artifact only once it is in place
