@@ -13,9 +13,7 @@ from minilm.data import balance, dedup, quality, safety
 from minilm.exercises import ExerciseFailed
 from minilm.exercises import data as checks
 
-
-def stub(*args):
-    raise NotImplementedError("Exercise: write your code here")
+from exercise_checks import table_tests
 
 
 # --- the package's own functions, shaped like the exercises ---------------------------------------------------
@@ -155,32 +153,8 @@ CHECKS = [
     (checks.check_shingle_hashes, [package_shingles, written_shingles], [wrong_shingles_python_hash, wrong_shingles_no_wrap]),
     (checks.check_lsh_candidates, [package_lsh, written_lsh], [wrong_lsh_interleaved, wrong_lsh_any_column]),
 ]
-IDS = [c[0].__name__ for c in CHECKS]
-
-
-@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
-def test_right_answers_pass(check, rights, wrongs, capsys):
-    for right in rights:
-        for _ in range(3):  # fresh inputs each time
-            check(right)
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 * len(rights) and all(line.startswith("✅") and "passed" in line for line in lines)
-
-
-@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
-def test_wrong_answers_fail_with_input_and_hint(check, rights, wrongs):
-    for wrong in wrongs:
-        with pytest.raises(ExerciseFailed) as failure:
-            check(wrong)
-        message = str(failure.value)
-        assert message.startswith("❌") and "hint:" in message, message
-        assert "input" in message or "signatures" in message, message
-
-
-@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
-def test_unsolved_stub_says_not_solved(check, rights, wrongs):
-    with pytest.raises(ExerciseFailed, match="not solved yet"):
-        check(stub)
+test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsolved_stub_says_not_solved = (
+    table_tests(CHECKS, times=3, names_input=("input", "signatures")))
 
 
 def test_a_crash_names_the_input():

@@ -12,18 +12,8 @@ from minilm.model import GPTConfig, attention_by_hand, count_parameters
 from minilm.model.attention import causal_mask, repeat_kv
 from minilm.model.gpt import Block
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors are tiny: one thread is fastest, and much faster when other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def stub(*args):
-    raise NotImplementedError("Exercise: write your code here")
+from exercise_checks import table_tests
+from exercise_checks import one_thread  # noqa: F401 (an autouse fixture: importing it applies it to this module)
 
 
 # --- the package's own functions, shaped like the exercises ---------------------------------------------------
@@ -189,31 +179,8 @@ CHECKS = [
     (checks.check_attention_step, [package_attention_step, written_attention_step],
      [wrong_step_forgets_new_token, wrong_step_prepends, wrong_step_tiles_heads, wrong_step_square_mask]),
 ]
-IDS = [c[0].__name__ for c in CHECKS]
-
-
-@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
-def test_right_answers_pass(check, rights, wrongs, capsys):
-    for right in rights:
-        for _ in range(2):  # fresh inputs each time
-            check(right)
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 * len(rights) and all(line.startswith("✅") and "passed" in line for line in lines)
-
-
-@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
-def test_wrong_answers_fail_with_input_and_hint(check, rights, wrongs):
-    for wrong in wrongs:
-        with pytest.raises(ExerciseFailed) as failure:
-            check(wrong)
-        message = str(failure.value)
-        assert message.startswith("❌") and "hint:" in message and "on input:" in message, (wrong.__name__, message)
-
-
-@pytest.mark.parametrize("check, rights, wrongs", CHECKS, ids=IDS)
-def test_unsolved_stub_says_not_solved(check, rights, wrongs):
-    with pytest.raises(ExerciseFailed, match="not solved yet"):
-        check(stub)
+test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsolved_stub_says_not_solved = (
+    table_tests(CHECKS, times=2))
 
 
 def test_the_accounting_reference_equals_the_real_block():
