@@ -24,6 +24,7 @@ from minilm.tokenizer import Tokenizer
 from minilm.tokenizer.shards import TokenShards, write_shards
 from minilm.train import checkpoint as ckpt
 from minilm.train import distributed
+from minilm.train import loop
 from minilm.train.loop import TrainConfig, evaluate, micro_batches, read_log, step_windows, train, train_step
 from minilm.train.objectives import make_batch
 from minilm.train.quality import text_quality
@@ -367,6 +368,26 @@ def test_a_checkpoint_of_another_config_or_launch_is_refused(corpus, tmp_path):
     meta_path.write_text(json.dumps(meta))
     # logistics may change between a run and its resumption
     assert run(corpus, tmp_path, replace(TINY, eval_every=100, log_every=3), until_step=5)["steps"] == 5
+
+
+@pytest.mark.parametrize("allocate", [
+    lambda: torch.empty(2**50, dtype=torch.uint8),  # a real failure of the CPU allocator (a petabyte)
+    lambda: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")),
+])
+def test_a_batch_too_big_for_memory_names_the_batch_and_the_fix(corpus, monkeypatch, allocate):
+    config = replace(TINY, batch_size=6)
+    model = GPT(config.model_config(320))
+    optimizer = make_optimizer(model, 1e-3, 0.1)
+    batches = micro_batches(*step_windows(corpus["train"], config, step=0), config, 0)
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (allocate(), forward(*args, **kwargs))[1])
+    with pytest.raises(loop.BatchTooLargeError, match=r"6 windows x 32 tokens does not fit in the memory of cpu.*"
+                                                      r"halve TrainConfig.batch_size and double grad_accum \(e.g. batch_size=3"):
+        train_step(model, optimizer, distributed.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
+    # other errors are not mistaken for memory
+    monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="^shape mismatch$"):
+        train_step(model, optimizer, distributed.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
 
 
 def test_a_corrupt_checkpoint_is_reported_not_loaded(corpus, tmp_path):

@@ -12,12 +12,13 @@
 
 from minilm.train.checkpoint import CheckpointError, latest_checkpoint, load_model, read_checkpoint, save_checkpoint
 from minilm.train.distributed import World, processes
-from minilm.train.loop import TrainConfig, evaluate, read_log, train, train_step
+from minilm.train.loop import BatchTooLargeError, TrainConfig, evaluate, read_log, train, train_step
 from minilm.train.objectives import make_batch, token_losses
 from minilm.train.quality import text_quality
 from minilm.train.schedule import learning_rate
 
 __all__ = [
+    "BatchTooLargeError",
     "CheckpointError",
     "TrainConfig",
     "World",

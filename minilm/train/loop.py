@@ -199,6 +199,35 @@ def loss_weights(batches: list[tuple[torch.Tensor, torch.Tensor]], world: World 
     return [count * world.world_size / total for count in counts]
 
 
+class BatchTooLargeError(MemoryError):
+    """A micro-batch whose activations do not fit in the device's memory."""
+
+
+@contextlib.contextmanager
+def explain_out_of_memory(inputs: torch.Tensor, device: str):
+    """Turn the allocator's out-of-memory error into one that names the micro-batch and the fix.
+
+    The activations kept for the backward pass grow with windows x context x width x layers; the
+    usual fix keeps the tokens per step and lowers the memory: fewer windows per micro-batch, more
+    micro-batches. (CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError or MemoryError.)
+    """
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+        text = str(error)
+        if not isinstance(error, (torch.OutOfMemoryError, MemoryError)) and not (
+            "out of memory" in text or "can't allocate memory" in text
+        ):
+            raise
+        windows, context = inputs.shape
+        raise BatchTooLargeError(
+            f"a micro-batch of {windows} windows x {context} tokens does not fit in the memory of {device} "
+            f"({text.splitlines()[0][:200] if text else type(error).__name__}). Keep the tokens per step and use "
+            f"less memory at once: halve TrainConfig.batch_size and double grad_accum (e.g. batch_size="
+            f"{max(1, windows // 2)}, grad_accum x 2), or use precision='bf16', a shorter context or a smaller model"
+        ) from None
+
+
 def train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -225,7 +254,7 @@ def train_step(
         sync = contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync()
         inputs = inputs.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        with sync:
+        with sync, explain_out_of_memory(inputs, device):
             with distributed.autocast(device, precision):
                 _, loss = model(inputs, targets)
             loss = loss * weight
