@@ -6,6 +6,7 @@ Every command calls the same functions the notebooks call, and reuses what earli
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 import time
 
@@ -36,7 +37,31 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--preset", choices=["ci", "cpu", "gpu"], help="sizes to run at (default: automatic)")
         sub.add_argument("--force", action="store_true", help="rebuild even when a cached result matches")
+        if name in ("pretrain", "speedrun"):
+            sub.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=setting,
+                             help="change one field of the preset's TrainConfig, e.g. --set batch_size=8 --set grad_accum=4")
     return parser
+
+
+def setting(text: str) -> tuple[str, object]:
+    """'batch_size=8' -> ('batch_size', 8); a value that is not a Python literal stays a string ('precision=bf16')."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. batch_size=8")
+    try:
+        return name.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name.strip(), value
+
+
+def train_config(preset: str, settings: list[tuple[str, object]]):
+    """The preset's TrainConfig with the --set changes; an unknown name fails with the list of known ones."""
+    from minilm.train import TrainConfig
+
+    try:
+        return TrainConfig.from_preset(preset, **dict(settings))
+    except TypeError as error:
+        raise SystemExit(f"--set: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "speedrun":
         from minilm.speedrun import speedrun
 
-        report = speedrun(preset, force=args.force)
+        report = speedrun(preset, force=args.force, train=train_config(preset, args.set))
         print(f"report: {report}")
     elif args.command == "data":
         from minilm.data.pipeline import describe, run_data_stage
@@ -70,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from minilm.train.stage import describe, run_pretrain_stage
 
-        artifact = run_pretrain_stage(preset, force=args.force)
+        artifact = run_pretrain_stage(preset, force=args.force, config=train_config(preset, args.set))
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for every process
             return 0
         print(describe(artifact))

@@ -17,8 +17,10 @@ from minilm.presets import preset_name
 from minilm.report import Section, write_report
 
 
-def speedrun(preset: str | None = None, force: bool = False) -> Path:
-    """Run every stage that exists with `preset` and write `report.md`; returns the report's path."""
+def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path:
+    """Run every stage that exists with `preset` and write `report.md`; returns the report's path.
+
+    `train` is the pretraining's TrainConfig (default: the preset's)."""
     from minilm.data import pipeline as data_stage
     from minilm.tokenizer import stage as tokenizer_stage
     from minilm.train import stage as pretrain_stage
@@ -39,7 +41,7 @@ def speedrun(preset: str | None = None, force: bool = False) -> Path:
     sections.append(tokenizer_stage.report_section(tokenizer, report_dir))
 
     started = time.perf_counter()
-    pretrained = pretrain_stage.run_pretrain_stage(preset, force=force, tokenizer=tokenizer)
+    pretrained = pretrain_stage.run_pretrain_stage(preset, force=force, config=train, tokenizer=tokenizer)
     timings.append(("pretrain", time.perf_counter() - started, pretrained))
     sections.append(pretrain_stage.report_section(pretrained, report_dir))
 

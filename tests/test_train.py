@@ -382,7 +382,7 @@ def test_a_batch_too_big_for_memory_names_the_batch_and_the_fix(corpus, monkeypa
     forward = model.forward
     monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (allocate(), forward(*args, **kwargs))[1])
     with pytest.raises(loop.BatchTooLargeError, match=r"6 windows x 32 tokens does not fit in the memory of cpu.*"
-                                                      r"halve TrainConfig.batch_size and double grad_accum \(e.g. batch_size=3"):
+                                                      r"halve TrainConfig.batch_size and double grad_accum.*--set batch_size=3 --set grad_accum"):
         train_step(model, optimizer, distributed.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
     # other errors are not mistaken for memory
     monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
@@ -479,3 +479,21 @@ def test_the_stage_trains_once_then_reuses_and_reports(corpus, tmp_path, monkeyp
     assert "stage 4 (pretrain)" in stage.describe(artifact) and "bits/byte" in stage.describe(artifact)
     section = stage.report_section(artifact, tmp_path / "report")
     assert section.figures[0].exists() and "val loss" in section.headline
+
+
+def test_the_command_line_changes_the_presets_config_with_set(capsys):
+    from minilm.__main__ import build_parser, setting, train_config
+
+    args = build_parser().parse_args(["pretrain", "--preset", "ci", "--set", "batch_size=4", "--set", "grad_accum=2",
+                                      "--set", "precision=fp32", "--set", "eval_tokens=None"])
+    config = train_config("ci", args.set)
+    preset = TrainConfig.from_preset("ci")
+    assert (config.batch_size, config.grad_accum, config.precision, config.eval_tokens) == (4, 2, "fp32", None)
+    assert config.tokens_per_step() == preset.tokens_per_step() and config.n_embd == preset.n_embd  # the same step, in two passes
+    with pytest.raises(SystemExit, match=r"--set: TrainConfig has no field\(s\) \['batchsize'\]"):
+        train_config("ci", [setting("batchsize=4")])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        train_config("ci", [setting("batch_size=0")])
+    with pytest.raises(SystemExit):  # argparse: not NAME=VALUE
+        build_parser().parse_args(["pretrain", "--set", "batch_size"])
+    assert "NAME=VALUE" in capsys.readouterr().err
