@@ -1,4 +1,4 @@
-"""What the tests of the exercise checkers (tests/test_exercises_*.py) share: a stub, asserts, one fixture, three tests."""
+"""What the tests of the exercise checkers (tests/test_exercises_*.py) share: a stub, asserts, three tests."""
 
 import pytest
 
@@ -8,17 +8,6 @@ from minilm.exercises import ExerciseFailed
 def stub(*args):
     """A learner's cell not written yet."""
     raise NotImplementedError("Exercise: write your code here")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors are tiny: one thread is fastest, and much faster when other processes share the CPU."""
-    import torch  # here, so that importing this module does not load torch where no test needs it
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def assert_passes(check, answer, capsys, times=1):

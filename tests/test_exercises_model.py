@@ -13,7 +13,9 @@ from minilm.model.attention import causal_mask, repeat_kv
 from minilm.model.gpt import Block
 
 from exercise_checks import table_tests
-from exercise_checks import one_thread  # noqa: F401 (an autouse fixture: importing it applies it to this module)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- the package's own functions, shaped like the exercises ---------------------------------------------------

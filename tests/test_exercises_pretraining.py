@@ -12,7 +12,9 @@ from minilm.model import mask_tokens
 from minilm.train.schedule import learning_rate
 
 from exercise_checks import assert_fails, assert_passes, stub
-from exercise_checks import one_thread  # noqa: F401 (an autouse fixture: importing it applies it to this module)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- Exercise 1 ------------------------------------------------------------------------------------------------

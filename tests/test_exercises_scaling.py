@@ -12,7 +12,9 @@ from minilm.model.accounting import matmul_parameters, mfu, parameter_counts
 from minilm.tokenizer.shards import TokenShards
 
 from exercise_checks import assert_fails, assert_not_solved, assert_passes
-from exercise_checks import one_thread  # noqa: F401 (an autouse fixture: importing it applies it to this module)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- answers written out, as a learner would (the notebook's solutions) ---------------------------------------
