@@ -67,6 +67,18 @@ def fresh_rng(seed: int | None = None) -> random.Random:
     return random.Random(seed)
 
 
+def torch_generator(rng: random.Random):
+    """A torch.Generator seeded from the checker's fresh draw, for tensor inputs."""
+    import torch  # here: the checkers of the first notebooks do not need torch
+
+    return torch.Generator().manual_seed(rng.randrange(2**62))
+
+
+def failure(title: str, problem: str, inputs: str, hint: str) -> ExerciseFailed:
+    """The failure a checker raises: what is wrong, on which input, and a hint."""
+    return ExerciseFailed(f"❌ {title}: {problem}\n   on input: {inputs}\n   hint: {hint}")
+
+
 def _short(value: Any, limit: int = 160) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

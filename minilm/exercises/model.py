@@ -15,18 +15,13 @@ import random
 
 import torch
 
-from minilm.exercises import ExerciseFailed, _short, call_learner, fresh_rng, passed
+from minilm.exercises import ExerciseFailed, _short, call_learner, failure, fresh_rng, passed, torch_generator
 from minilm.model.accounting import parameter_counts
 from minilm.model.attention import attention_by_hand, causal_mask
 from minilm.model.config import SIZES, GPTConfig
 from minilm.model.layers import RotaryEmbedding, apply_rotary
 
 # --- shared helpers ----------------------------------------------------------------------------------
-
-
-def _generator(rng: random.Random) -> torch.Generator:
-    """A torch generator seeded from the checker's fresh random draw."""
-    return torch.Generator().manual_seed(rng.randrange(2**62))
 
 
 def _summary(value) -> str:
@@ -45,24 +40,20 @@ def _inputs(**named) -> str:
     return ", ".join(f"{name}={_summary(value)}" for name, value in named.items())
 
 
-def _fail(title: str, problem: str, inputs: str, hint: str) -> ExerciseFailed:
-    return ExerciseFailed(f"❌ {title}: {problem}\n   on input: {inputs}\n   hint: {hint}")
-
-
 def _compare_tensor(title: str, got, want: torch.Tensor, inputs: str, hint: str, what: str = "the output",
                     atol: float = 1e-5, rtol: float = 1e-4) -> None:
     """Fail unless `got` is a tensor of `want`'s shape whose values are close to `want`'s."""
     if not isinstance(got, torch.Tensor):
-        raise _fail(title, f"{what} must be a torch.Tensor, got {_short(got)}", inputs, hint)
+        raise failure(title, f"{what} must be a torch.Tensor, got {_short(got)}", inputs, hint)
     if tuple(got.shape) != tuple(want.shape):
-        raise _fail(title, f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}", inputs, hint)
+        raise failure(title, f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}", inputs, hint)
     got_float = got.detach().to(torch.float64)
     want_float = want.detach().to(torch.float64)
     wrong = ~torch.isclose(got_float, want_float, atol=atol, rtol=rtol)
     if bool(wrong.any()):
         index = tuple(int(i) for i in wrong.nonzero()[0])
         diff = (got_float - want_float).abs().nan_to_num(float("inf")).max().item()
-        raise _fail(
+        raise failure(
             title,
             f"{what} is wrong: the largest difference is {diff:.3g}; at index {index} "
             f"expected {want_float[index].item():.6g}, got {got_float[index].item():.6g}",
@@ -83,7 +74,7 @@ def _random_mask(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Te
 
 
 def _attention_cases(rng: random.Random) -> list[tuple]:
-    generator = _generator(rng)
+    generator = torch_generator(rng)
     cases = []
     for k in range(40):
         batch, heads, dim = rng.randint(1, 3), rng.choice([1, 2, 4]), rng.choice([1, 2, 8, 16, 64, 64])
@@ -138,9 +129,9 @@ def check_causal_mask(make_causal_mask) -> None:
         got = call_learner(title, make_causal_mask, queries, keys)
         want = causal_mask(queries, keys)
         if not isinstance(got, torch.Tensor) or got.dtype != torch.bool:
-            raise _fail(title, f"return a torch.Tensor of booleans (dtype torch.bool), got {_summary(got)}", inputs, hint)
+            raise failure(title, f"return a torch.Tensor of booleans (dtype torch.bool), got {_summary(got)}", inputs, hint)
         if tuple(got.shape) != (queries, keys):
-            raise _fail(title, f"the mask has shape {tuple(got.shape)}, expected {(queries, keys)}", inputs, hint)
+            raise failure(title, f"the mask has shape {tuple(got.shape)}, expected {(queries, keys)}", inputs, hint)
         if not torch.equal(got, want):
             raise ExerciseFailed(
                 f"❌ {title}: wrong mask\n   on input: {inputs}\n   expected (1 = may see):\n{_rows(want)}\n"
@@ -171,7 +162,7 @@ def check_rotate(rotate) -> None:
     """Exercise 3: rotate each pair (i, i + d/2) of a query or key at position p by p * theta^(-2i/d)."""
     title = "Exercise 3 (rotary positions)"
     rng = fresh_rng()
-    generator = _generator(rng)
+    generator = torch_generator(rng)
     hint = ("split the last dimension into halves x1, x2 (pair i is (x1[i], x2[i])); angle[p, i] = p * theta ** (-2 * i / d) "
             "for i = 0 .. d/2 - 1; return cat(x1 * cos - x2 * sin, x1 * sin + x2 * cos); use the given positions, "
             "not 0, 1, 2, ...")
@@ -261,7 +252,7 @@ def check_attention_step(attention_step) -> None:
     """
     title = "Exercise 5 (one step of attention with a KV cache)"
     rng = fresh_rng()
-    generator = _generator(rng)
+    generator = torch_generator(rng)
     hint = ("k_cache = torch.cat([k_cache, k_new], dim=2) (the same for v): the new position goes last; the new "
             "query is the last position, so it may see every key and needs no mask; with fewer key/value heads "
             "than query heads, key/value head j serves query heads j*g .. j*g+g-1 (g = heads // kv_heads): "
@@ -285,7 +276,7 @@ def check_attention_step(attention_step) -> None:
             result = call_learner(title, attention_step, q[:, :, t:t + 1].clone(), keys[:, :, t:t + 1].clone(),
                                   values[:, :, t:t + 1].clone(), k_cache, v_cache)
             if not isinstance(result, (tuple, list)) or len(result) != 3:
-                raise _fail(title, f"return (output, k_cache, v_cache), got {_short(result)}", inputs, hint)
+                raise failure(title, f"return (output, k_cache, v_cache), got {_short(result)}", inputs, hint)
             output, k_cache, v_cache = result
             _compare_tensor(title, k_cache, keys[:, :, : t + 1], inputs, hint, what="the returned k_cache")
             _compare_tensor(title, v_cache, values[:, :, : t + 1], inputs, hint, what="the returned v_cache")

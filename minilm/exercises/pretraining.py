@@ -18,18 +18,10 @@ import random
 import torch
 import torch.nn.functional as F
 
-from minilm.exercises import ExerciseFailed, _short, call_learner, fresh_rng, passed
+from minilm.exercises import _short, call_learner, failure, fresh_rng, passed, torch_generator
 from minilm.model.config import GPTConfig
 from minilm.model.gpt import GPT, IGNORE_INDEX
 from minilm.train.schedule import learning_rate
-
-
-def _generator(rng: random.Random) -> torch.Generator:
-    return torch.Generator().manual_seed(rng.randrange(2**62))
-
-
-def _fail(title: str, problem: str, inputs: str, hint: str) -> ExerciseFailed:
-    return ExerciseFailed(f"❌ {title}: {problem}\n   on input: {inputs}\n   hint: {hint}")
 
 
 # --- Exercise 1: the cross-entropy of a batch -----------------------------------------------------------
@@ -37,7 +29,7 @@ def _fail(title: str, problem: str, inputs: str, hint: str) -> ExerciseFailed:
 
 def _cross_entropy_cases(rng: random.Random):
     """(logits, targets, what) triples: plain, with ignored targets, with huge logits, one position."""
-    generator = _generator(rng)
+    generator = torch_generator(rng)
     for _ in range(12):
         batch, length, vocab = rng.randint(1, 4), rng.randint(1, 9), rng.choice([2, 5, 50, 300])
         scale = rng.choice([1.0, 3.0, 100.0, 1000.0])  # exp(100) overflows float32: a naive softmax gives inf/nan
@@ -61,12 +53,12 @@ def check_cross_entropy(cross_entropy) -> None:
         got = call_learner(title, cross_entropy, logits.clone(), targets.clone())
         want = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
-            raise _fail(title, f"return a tensor holding one number, got {_short(got)}", what, hint)
+            raise failure(title, f"return a tensor holding one number, got {_short(got)}", what, hint)
         value = float(got)
         if not math.isfinite(value):
-            raise _fail(title, f"got {value}, expected {float(want):.6g}: something overflowed or divided by zero", what, hint)
+            raise failure(title, f"got {value}, expected {float(want):.6g}: something overflowed or divided by zero", what, hint)
         if not math.isclose(value, float(want), rel_tol=1e-4, abs_tol=1e-4):
-            raise _fail(title, f"expected {float(want):.6g}, got {value:.6g}", what, hint)
+            raise failure(title, f"expected {float(want):.6g}, got {value:.6g}", what, hint)
         count += 1
     passed(title, f"{count} batches")
 
@@ -93,7 +85,7 @@ def check_learning_rate(lr_at) -> None:
             want = learning_rate(step, max_lr, warmup, total, min_lr)
             shown = f"step={step}, max_lr={max_lr:.3g}, warmup_steps={warmup}, total_steps={total}, min_lr={min_lr:.3g}"
             if not isinstance(got, numbers.Real) or not math.isclose(float(got), want, rel_tol=1e-6, abs_tol=1e-12):
-                raise _fail(title, f"expected {want:.6g}, got {_short(got)}", shown, hint)
+                raise failure(title, f"expected {want:.6g}, got {_short(got)}", shown, hint)
             count += 1
     passed(title, f"{len(schedules)} schedules, {count} steps")
 
@@ -115,7 +107,7 @@ def check_masking(mask) -> None:
     count = 0
     for vocab_size, rate in ((1000, 0.15), (rng.choice([3000, 5000]), round(rng.uniform(0.2, 0.4), 2))):
         mask_id = rng.randrange(vocab_size)
-        generator = _generator(rng)
+        generator = torch_generator(rng)
         ids = torch.randint(vocab_size, (250, 1000), generator=generator)
         ids[ids == mask_id] = (mask_id + 1) % vocab_size  # the text never holds the mask token itself
         original = ids.clone()
@@ -123,13 +115,13 @@ def check_masking(mask) -> None:
         seed = rng.randrange(2**62)
         got = call_learner(title, mask, ids, mask_id, vocab_size, torch.Generator().manual_seed(seed), rate)
         if not torch.equal(ids, original):
-            raise _fail(title, "your function changed `ids`; work on a copy (ids.clone())", shown, hint)
+            raise failure(title, "your function changed `ids`; work on a copy (ids.clone())", shown, hint)
         if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)):
-            raise _fail(title, f"return a pair of tensors (inputs, targets), got {_short(got)}", shown, hint)
+            raise failure(title, f"return a pair of tensors (inputs, targets), got {_short(got)}", shown, hint)
         inputs, targets = got
         for name, tensor in (("inputs", inputs), ("targets", targets)):
             if tuple(tensor.shape) != tuple(ids.shape) or tensor.dtype.is_floating_point:
-                raise _fail(title, f"{name} must be integer ids of shape {tuple(ids.shape)}, got "
+                raise failure(title, f"{name} must be integer ids of shape {tuple(ids.shape)}, got "
                             f"{tuple(tensor.shape)} {tensor.dtype}", shown, hint)
         chosen = targets != IGNORE_INDEX
         problems = []
@@ -138,7 +130,7 @@ def check_masking(mask) -> None:
         if not torch.equal(inputs[~chosen], ids[~chosen]):
             problems.append("inputs must keep the original id wherever targets is -100 (positions not chosen)")
         if problems:
-            raise _fail(title, "; ".join(problems), shown, hint)
+            raise failure(title, "; ".join(problems), shown, hint)
         # Proportions: n = 250,000 positions, so a share's standard deviation is under 0.001 (0.003 among the chosen).
         masked = chosen & (inputs == mask_id)
         kept = chosen & (inputs == ids)
@@ -151,26 +143,26 @@ def check_masking(mask) -> None:
         }
         for what, (share, expected, tolerance) in shares.items():
             if abs(share - expected) > tolerance:
-                raise _fail(title, f"{what}: {share:.3f}, expected {expected:.3f} ± {tolerance}", shown, hint)
+                raise failure(title, f"{what}: {share:.3f}, expected {expected:.3f} ± {tolerance}", shown, hint)
         # Random, not a pattern: every column and row chosen at about the same rate; replacements spread over the vocabulary.
         # (Independent choices spread the columns' shares with a standard deviation of sqrt(rate (1 - rate) / rows).)
         def spread(shares: torch.Tensor, n: int) -> float:
             return shares.std().item() / math.sqrt(rate * (1 - rate) / n)
 
         if spread(chosen.float().mean(dim=0), ids.size(0)) > 1.5 or spread(chosen.float().mean(dim=1), ids.size(1)) > 1.5:
-            raise _fail(title, "some positions are chosen far more often than others: choose each one independently at random",
+            raise failure(title, "some positions are chosen far more often than others: choose each one independently at random",
                         shown, hint)
         distinct = inputs[swapped].unique().numel()
         if distinct < min(vocab_size, int(swapped.sum())) // 4:
-            raise _fail(title, f"the random replacements use only {distinct} distinct ids: draw them uniformly from "
+            raise failure(title, f"the random replacements use only {distinct} distinct ids: draw them uniformly from "
                         f"0..vocab_size-1", shown, hint)
         again = call_learner(title, mask, ids, mask_id, vocab_size, torch.Generator().manual_seed(seed), rate)
         other = call_learner(title, mask, ids, mask_id, vocab_size, torch.Generator().manual_seed(seed + 1), rate)
         if not (torch.equal(again[0], inputs) and torch.equal(again[1], targets)):
-            raise _fail(title, "the same generator seed gave a different result: draw every random number from `generator`",
+            raise failure(title, "the same generator seed gave a different result: draw every random number from `generator`",
                         shown, hint)
         if torch.equal(other[1], targets):
-            raise _fail(title, "another generator seed chose the same positions: draw them from `generator`", shown, hint)
+            raise failure(title, "another generator seed chose the same positions: draw them from `generator`", shown, hint)
         count += 1
     passed(title, f"{count} batches of 250,000 tokens")
 
@@ -184,7 +176,7 @@ def _tiny_model(rng: random.Random, causal: bool) -> GPT:
 
 
 def _accumulation_cases(rng: random.Random):
-    generator = _generator(rng)
+    generator = torch_generator(rng)
     for index in range(8):
         causal = index % 2 == 0
         model = _tiny_model(rng, causal)
@@ -225,15 +217,15 @@ def check_gradient_accumulation(accumulate) -> None:
         model.zero_grad(set_to_none=True)
         got = call_learner(title, accumulate, model, inputs.clone(), targets.clone(), k)
         if not isinstance(got, numbers.Real) and not (isinstance(got, torch.Tensor) and got.numel() == 1):
-            raise _fail(title, f"return the whole batch's loss as a float, got {_short(got)}", shown, hint)
+            raise failure(title, f"return the whole batch's loss as a float, got {_short(got)}", shown, hint)
         if not math.isclose(float(got), loss.item(), rel_tol=1e-6, abs_tol=1e-9):
-            raise _fail(title, f"returned loss {float(got):.8g}, expected the whole batch's {loss.item():.8g}", shown, hint)
+            raise failure(title, f"returned loss {float(got):.8g}, expected the whole batch's {loss.item():.8g}", shown, hint)
         for name, param in model.named_parameters():
             if param.grad is None:
-                raise _fail(title, f"{name}.grad is None: call backward() on each micro-batch's loss", shown, hint)
+                raise failure(title, f"{name}.grad is None: call backward() on each micro-batch's loss", shown, hint)
             if not torch.allclose(param.grad, want[name], rtol=1e-5, atol=1e-8):
                 ratio = (param.grad.norm() / want[name].norm()).item() if want[name].norm() > 0 else float("nan")
-                raise _fail(title, f"{name}.grad differs from the whole batch's gradient (its norm is {ratio:.4g} times "
+                raise failure(title, f"{name}.grad differs from the whole batch's gradient (its norm is {ratio:.4g} times "
                             f"the expected one)", shown, hint)
         count += 1
     passed(title, f"{count} batches")
