@@ -1,0 +1,943 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Data: gather, clean, filter, deduplicate, balance
+#
+# A language model can only become as good as the text it reads. Before any model exists, the people who
+# build one spend much of their effort on *data*: where it comes from, what must be repaired or removed,
+# how much of each kind to keep. This notebook is stage 1 of our course: it builds the corpus that our model
+# will learn from, and it does so **for real**, on your machine, with nothing downloaded.
+#
+# **You will build** a training corpus from four sources: a news website (served on your machine and crawled),
+# children's stories and e-books, the technical documentation of your Python installation, and Python source code.
+# Then you run the preparation pipeline on it: repair broken text, drop junk, cut toxic lines, mask personal data,
+# remove copies, balance a planted gender bias, and mix the domains.
+#
+# **You will learn**
+# * how web text is gathered: a polite crawler, `robots.txt`, and extracting the main text from HTML;
+# * the cleaning and quality rules of the large open corpora (Gopher, C4, code filters), and what they remove;
+# * why toxicity needs context, and how personal data is found by its shape;
+# * exact and near-duplicate removal with MinHash and locality-sensitive hashing, written from scratch;
+# * how to *measure* every filter: the generators planted every defect on purpose, so each filter gets a precision and a recall;
+# * domain mixtures, temperature sampling, and counterfactual balancing of a job-gender stereotype.
+#
+# | preset | corpus | this notebook takes (measured, 2 CPU cores) |
+# |---|---|---|
+# | `ci` | 60 web pages, 400 stories, 40 technical documents, 40 code files | about 15 s |
+# | `cpu` | 400 web pages, 12,000 stories, 300 technical documents, 300 code files | about 2 minutes (1 minute when the stage is cached) |
+# | `gpu` | 1,000 web pages, 60,000 stories, 550 technical documents, 700 code files | not measured: data runs on the CPU, about 5x the `cpu` time |
+#
+# The whole stage is the package `minilm.data`: one small module per step, each a plain function you can read.
+# We call the same functions the command line (`python -m minilm data`) and the speedrun call.
+
+# %%
+import difflib, inspect, json, random, textwrap, time
+from collections import Counter
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Markdown, display
+
+import minilm
+from minilm import presets
+from minilm.data import (balance, clean, code, crawl, dedup, defects, download, extract, pipeline, quality,
+                         safety, scoring, site, stories, techdocs)
+from minilm.data.documents import DOMAINS
+
+plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
+notebook_started = time.perf_counter()
+COURSE = Path(minilm.__file__).resolve().parents[1]
+PRESET = presets.preset_name()
+config = pipeline.DataConfig.from_preset(PRESET)
+print(f"preset {PRESET!r}: {config.n_web_pages} web pages, {config.n_stories:,} stories, "
+      f"{config.n_doc_topics} technical documents, {config.n_code_files} code files, defect rate {config.defect_rate}")
+
+# %% [markdown]
+# A few helpers to show tables and texts compactly:
+
+# %%
+ESCAPES = {ch: "\\" + ch for ch in "\\`*_[]|$"} | {"<": "&lt;", ">": "&gt;", "\n": " "}
+
+
+def _cell(value) -> str:
+    text = f"{value:.3f}" if isinstance(value, float) else str(value)
+    return "".join(ESCAPES.get(ch, ch) for ch in text)
+
+
+def show_table(rows: list[dict], columns: list[str] | None = None) -> None:
+    # A list of dicts as a markdown table.
+    if not rows:
+        print("(none)")
+        return
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    display(Markdown("\n".join(lines)))
+
+
+def short(text: str, limit: int = 100) -> str:
+    # One line of at most `limit` characters; line breaks show as ⏎.
+    line = text.strip().replace("\n", " ⏎ ")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def side_by_side(left: str, right: str, titles=("", ""), width: int = 56, height: int = 40) -> None:
+    def column(text):
+        lines = [piece for line in text.splitlines() for piece in (textwrap.wrap(line, width) or [""])]
+        return lines[:height] + (["…"] if len(lines) > height else [])
+    a, b = column(left), column(right)
+    print(f"{titles[0]:<{width}} │ {titles[1]}")
+    print("─" * width + "─┼─" + "─" * width)
+    for i in range(max(len(a), len(b))):
+        print(f"{a[i] if i < len(a) else '':<{width}} │ {b[i] if i < len(b) else ''}")
+
+
+def course_path(path) -> str:
+    # Paths are shown relative to the course folder.
+    path = Path(path).resolve()
+    return path.relative_to(COURSE).as_posix() if path.is_relative_to(COURSE) else path.name
+
+
+# %% [markdown]
+# ## 1. The plan
+#
+# Stage 1 is one module, `minilm/data/pipeline.py`. Its docstring is the whole plan:
+
+# %%
+print(pipeline.__doc__)
+
+# %% [markdown]
+# We now walk through it step by step, calling each function once and looking at what it returns. At the end,
+# `run_data_stage()` runs the same steps in one call and caches the result for the next notebooks.
+#
+# ## 2. Gathering the sources
+#
+# ### 2.1 The web: serve a site, crawl it, extract the main text
+#
+# Most pretraining text comes from the web, through a crawler. Instead of downloading pages, the course generates
+# the website of a small-town paper, the *Millbrook Gazette*, from a seed: news, blogs, recipes, product reviews and
+# forum threads, but also everything that makes the real web hard: copies of pages under other URLs, keyword spam,
+# pages in other languages, private pages that `robots.txt` forbids, broken links, a page that errors, one that hangs,
+# one that is huge, an image, and a page whose bytes are not valid UTF-8. Because the generator wrote every page, it
+# knows the truth about each one.
+
+# %%
+the_site = site.build_site(config.n_web_pages, config.seed)
+kinds = Counter(page.kind for page in the_site.pages.values())
+print(f"{len(the_site.pages)} URLs:", ", ".join(f"{kind} {n}" for kind, n in kinds.most_common()))
+print()
+print(the_site.robots_txt)
+
+# %% [markdown]
+# `site.serve` serves these pages over real HTTP on `127.0.0.1`, and `crawl.crawl` fetches them the way a real
+# crawler does: breadth-first from the home page, obeying `robots.txt`, staying on the site's host, normalising URLs
+# (so that `?utm_source=...` or `#top` do not make a page new), and bounding everything: pages, depth, bytes, seconds.
+# A page that fails costs at most one timeout and becomes a *counted skip*, never a crash.
+
+# %%
+with site.serve(the_site) as base_url:
+    crawl_config = crawl.CrawlConfig(start_urls=[base_url + "/"], max_pages=config.n_web_pages, delay=0.0,
+                                     timeout=1.0, max_seconds=config.crawl_seconds)  # the settings of pipeline.gather_web
+    crawled = crawl.crawl(crawl_config)
+
+summary = crawled.summary()
+print(f"{summary['pages']} pages kept from {summary['requests']} requests, {summary['bytes'] / 1e6:.1f} MB read "
+      f"in {summary['seconds']:.1f} s; {summary['skipped']} links skipped")
+
+# %% [markdown]
+# Why were links skipped? Each skip has a reason, and the most common ones are not errors at all:
+
+# %%
+WHY = {
+    "offsite": "a link to another host (share buttons, ads): not ours to crawl",
+    "not_http": "mailto:, tel: or javascript: links",
+    "http_404": "a broken link",
+    "robots": "robots.txt forbids it",
+    "redirect": "a redirect: its target is admitted like any link",
+    "timeout": "the page hangs; given up after the timeout (1 s)",
+    "too_large": "larger than the per-page budget",
+    "decode_error": "bytes that are not valid in the declared charset",
+    "not_html": "an image or other non-HTML file",
+    "http_500": "the server failed",
+}
+examples = {}
+for skip in crawled.skipped:
+    examples.setdefault(skip.reason, skip.url.replace(base_url, ""))
+show_table([{"reason": reason, "links": n, "what it means": WHY.get(reason, ""), "example": short(examples[reason], 60)}
+            for reason, n in crawled.skipped_by_reason().most_common()])
+
+# %% [markdown]
+# A crawled page is HTML. The text a reader came for is a small part of it: menus, breadcrumbs, share buttons,
+# "trending now" boxes, newsletter forms, footers and cookie banners surround it. Stripping the tags is not enough
+# (left); `extract.extract_text` finds the main content region by scoring the page's blocks by their text and link
+# density, as Readability and trafilatura do (right):
+
+# %%
+import html as html_lib
+import re
+
+
+def all_text(page_html: str) -> str:
+    # The naive way: drop the tags and keep every piece of text.
+    text = html_lib.unescape(re.sub(r"<[^>]+>", "\n", page_html))
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+recipes = [p for p in crawled.pages if the_site.page_for(p.url).kind == "recipe"]
+page = min(recipes, key=lambda p: len(p.html))
+print(f"{page.url.replace(base_url, '')}: {len(page.html):,} bytes of HTML\n")
+side_by_side(all_text(page.html), extract.extract_text(page.html), ("all the text of the page", "extracted main text"),
+             height=80)
+
+# %% [markdown]
+# Since the generator knows which lines of each page are its main content, we can score the extractor line by line:
+
+# %%
+score = extract.score_extraction(the_site)
+print(f"extraction over {score.pages} pages: precision {score.precision:.3f}, recall {score.recall:.3f}")
+web_docs = extract.pages_to_documents(crawled, the_site)
+print(f"{len(web_docs)} web documents (crawled pages with main text)")
+
+# %% [markdown]
+# ### 2.2 Books: stories from a small world
+#
+# A tiny model trained for minutes can only learn a small language, so our books are children's stories written by a
+# seeded generator from a small world: people with names, genders and jobs, places, objects, events, feelings. The
+# generator records the **facts** of every story; later stages turn them into questions with exact answers. Here is one:
+
+# %%
+books = pipeline.gather_books(config)
+story = next(d for d in books if "boilerplate" not in d.defects)
+for paragraph in story.text.split("\n\n"):
+    print(textwrap.fill(paragraph, 110))
+facts = story.labels["facts"]
+print("\nfacts:", {key: value for key, value in facts.items() if value is not None and key != "qa"})
+print("questions with exact answers:", [(qa["question"], qa["answer"]) for qa in facts["qa"][:3]])
+
+# %% [markdown]
+# Half of the stories are wrapped as e-books, the way book archives publish them: a title page, "Produced by" lines,
+# `*** START OF ... ***` markers and licence text, in five layouts so that no single string gives them away. The
+# generator lists every line it added; below, those lines are marked `✂` (the story itself is shortened):
+
+# %%
+ebooks = [d for d in books if "boilerplate" in d.defects]
+book = next((d for d in ebooks if d.text.startswith("The Project MiniLM")), ebooks[0])
+added = set(book.labels["boilerplate_lines"])
+for line in book.text.splitlines():
+    if line.strip():
+        print(("✂ " if line in added else "  ") + short(line, 100))
+
+# %% [markdown]
+# ### 2.3 Technical documents and code
+#
+# The docs domain comes from what every Python installation carries: the language reference behind `help("if")`
+# and the docstrings of the standard library and installed packages, written out like reference pages. Importing a
+# module runs its code, so modules that open windows, print or need a terminal are skipped, with a reason. The code
+# domain is the Python source of the standard library, test suites and huge files left out.
+
+# %%
+skipped = {"docs": Counter(), "code": Counter()}
+docs = list(techdocs.iter_tech_docs(config.n_doc_topics, config.seed, skipped=skipped["docs"]))
+code_docs = list(code.iter_code_files(config.n_code_files, config.seed, skipped=skipped["code"]))
+
+doc = docs[0]
+print(f"--- docs: {doc.id} ({doc.source}), {len(doc.text):,} characters ---")
+print(doc.text[:700], "…\n")
+source_file = next(d for d in code_docs if 20 < d.text.count("\n") < 400)
+print(f"--- code: {source_file.id} ({source_file.source}), {len(source_file.text):,} characters ---")
+print("\n".join(source_file.text.splitlines()[:22]), "\n…")
+
+# %%
+show_table([{"source": domain, "left out because": reason, "candidates": n}
+            for domain in skipped for reason, n in skipped[domain].most_common()])
+
+# %% [markdown]
+# ### 2.4 Online sources (opt-in)
+#
+# Everything above was made on this machine. When you want real data, `minilm.data.download` fetches two public
+# corpora: TinyStories (the stories the small-model research used) and Project Gutenberg books. Nothing in the course
+# calls them unless you do: downloads are cached, resumed after a broken transfer, retried with back-off and checked
+# against a sha256 before the file is renamed into place. Their signatures (we do not run them here):
+
+# %%
+for function in (download.tinystories, download.gutenberg_book, download.iter_tinystories, download.read_gutenberg, download.download):
+    print(f"download.{function.__name__}{inspect.signature(function)}")
+    print("    " + inspect.getdoc(function).splitlines()[0] + "\n")
+
+# %% [markdown]
+# ### 2.5 Planting the defects
+#
+# Real corpora are full of defects, but nobody knows exactly where, so nobody can say how well a filter works. We
+# know exactly, because we put them there: `defects.plant_defects` copies documents (exactly, or lightly edited),
+# adds junk documents (keyword spam, symbol soup, lorem ipsum, word salad...), inserts toxic lines and personal
+# data, breaks the encoding of some words, and adds auto-generated code files. It records each one in
+# `doc.labels`, which the filters never read. Next to each defect it also plants *hard negatives*: text that looks
+# like a defect but is not ("Use kill -9 to kill the process.", a version number "3.11.7").
+
+# %%
+corpus = defects.plant_defects(web_docs + books + docs + code_docs, config.seed, config.defect_rate)
+by_id = {d.id: d for d in corpus}
+print(f"{len(web_docs) + len(books) + len(docs) + len(code_docs):,} documents gathered -> {len(corpus):,} "
+      f"with the planted copies and junk\n")
+planted = Counter((defect, d.domain) for d in corpus for defect in d.defects)
+show_table([{"defect": defect, **{domain: planted[defect, domain] for domain in DOMAINS}, "all": n}
+            for defect, n in defects.defect_counts(corpus).most_common()])
+
+# %% [markdown]
+# *boilerplate* counts the documents with lines to cut: the e-book wrappers, and the page furniture that the
+# extractor let through. This is all `pipeline.gather` does; we called its pieces one by one:
+
+# %%
+print(inspect.getsource(pipeline.gather))
+
+# %% [markdown]
+# ## 3. What the corpus looks like
+#
+# Lengths differ by orders of magnitude between the domains: a story is a thousand characters, a source file can
+# be a hundred times more. Keep this in mind when we mix the domains at the end: counting *documents* and counting
+# *bytes* give very different pictures.
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 3))
+bins = np.logspace(1, 6, 46)
+for domain in DOMAINS:
+    lengths = [len(d.text) for d in corpus if d.domain == domain]
+    ax.hist(lengths, bins=bins, weights=np.full(len(lengths), 1 / len(lengths)), histtype="step", linewidth=1.6,
+            label=f"{domain}: {len(lengths):,} docs, {sum(lengths) / 1e6:.1f} MB")
+ax.set_xscale("log")
+ax.set_xlabel("characters per document")
+ax.set_ylabel("share of the domain's documents")
+ax.set_title("document lengths per domain")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ## 4. Preparing the data, step by step
+#
+# `pipeline.prepare` runs seven steps in order, each a plain function `step(docs) -> StepResult` that returns what
+# it kept, what it removed (with a reason) and what it edited inside the documents it kept (with a reason). Keeping
+# the removals, not just counting them, is what lets us look at both sides of every decision below.
+
+# %%
+seconds = {}
+started = time.perf_counter()
+steps = pipeline.prepare(corpus, config, seconds)
+print(f"prepared {len(corpus):,} documents in {time.perf_counter() - started:.1f} s")
+
+step, inputs, current = {}, {}, corpus
+for result in steps:
+    step[result.name], inputs[result.name], current = result, current, result.kept
+prepared = steps[-1].kept
+show_table([{"step": s.name, "documents in": len(inputs[s.name]), "kept": len(s.kept), "removed": len(s.removed),
+             "edits": len(s.edits), "seconds": seconds[s.name]} for s in steps])
+
+# %% [markdown]
+# ### 4.1 Cleaning: repair, then cut what is not content
+#
+# `clean.clean` first repairs text (Unicode NFC, mojibake, control characters, whitespace), then cuts lines that are
+# not content: lines repeated across many documents of a domain (a footer, a licence paragraph: the idea behind
+# CCNet's and C4's removal of repeated spans), short notices that match a few well-known patterns (cookies,
+# newsletters, "All rights reserved"), and book front matter and licences.
+
+# %%
+rows = []
+for reason, n in step["clean"].edits_by_reason().most_common():
+    example = next(e for e in step["clean"].edits if e.reason == reason)
+    before = repr(example.before) if reason in ("mojibake", "control_chars") else example.before
+    rows.append({"edit": reason, "count": n, "example": short(before, 80), "becomes": repr(example.after)})
+show_table(rows)
+
+# %% [markdown]
+# **Mojibake** is UTF-8 text that was decoded as cp1252 somewhere on its way: each byte of a multi-byte character
+# became a character of its own, so "don’t" turned into "donâ€™t". The repair encodes such a run back to bytes and
+# decodes it as UTF-8, and keeps the result only if it is a character real text is made of:
+
+# %%
+repairs = [e for e in step["clean"].edits if e.reason == "mojibake"]
+print(f"{len(repairs)} broken characters repaired, {len(set(e.before for e in repairs))} different ones:",
+      dict(Counter(f"{e.before} -> {e.after}" for e in repairs).most_common(6)), "\n")
+seen_docs, seen_strings = set(), set()
+for edit in sorted(repairs, key=lambda e: e.before in ("â€™", "â€œ", "â€\x9d")):  # the rarer ones first
+    if edit.doc_id in seen_docs or edit.before in seen_strings:
+        continue
+    text = by_id[edit.doc_id].text
+    at = text.find(edit.before)
+    snippet = text[max(0, at - 35): at + len(edit.before) + 25].replace("\n", " ")
+    print(f"before: {snippet}\nafter:  {clean.fix_mojibake(snippet)}\n")
+    seen_docs.add(edit.doc_id)
+    seen_strings.add(edit.before)
+    if len(seen_docs) == 3:
+        break
+
+
+# %% [markdown]
+# In our corpus the broken characters are mostly apostrophes, the most common case on the web. The same repair
+# undoes any character: here is how mojibake happens, and its repair, on a few more:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def misread(text: str) -> str:
+    # UTF-8 bytes decoded as cp1252; the 5 bytes cp1252 leaves undefined pass through, as in browsers.
+    return "".join(bytes([byte]).decode("cp1252", errors="ignore") or chr(byte) for byte in text.encode("utf-8"))
+
+
+for good in ["café", "naïve", "“Hello,” she said — twice.", "50 €", "😀"]:
+    broken = misread(good)
+    print(f"{good!r:<30} misread: {broken!r:<42} repaired: {clean.fix_mojibake(broken)!r}")
+twice = misread(misread("don’t"))
+print(f"misread twice: {twice!r} -> repaired in two rounds: {clean.fix_mojibake(twice)!r}")
+
+# %% [markdown]
+# Cleaning removes a document only when nothing is left of it. Those are junk documents whose every line is
+# repeated elsewhere or is a notice; the planted truth says what they were:
+
+# %%
+emptied = step["clean"].removed
+print(f"{len(emptied)} documents empty after cleaning; planted as:",
+      dict(Counter(r.doc.labels.get("quality_kind", "not junk") for r in emptied).most_common()))
+for removal in emptied[:3]:
+    print(f"  {removal.doc.id}: {short(removal.doc.text, 90)}")
+
+
+# %% [markdown]
+# ### 4.2 Quality filters: the rules of Gopher and C4
+#
+# `quality.quality_filter` judges each document by simple measured signals, with the published thresholds of
+# Gopher (Rae et al. 2021: 50 to 100,000 words, mean word length 3 to 10, at least 2 English stop words, limits
+# on symbols, bullets and repeated lines and n-grams) and C4 (Raffel et al. 2020: lines must end like sentences,
+# no "lorem ipsum", at least 5 sentences), plus a stop-word language check and the code filters of The Stack and
+# StarCoder (generated files, very long lines, data tables). The first rule a document fails is its reason:
+
+# %%
+def planted_as(doc) -> str:
+    # What the generator says this document is (the filter never saw this).
+    if "low_quality" in doc.defects:
+        return doc.labels.get("quality_kind", "low_quality")
+    if kind := next((k for k in ("foreign", "generated_code") if k in doc.defects), None):
+        return kind
+    return "good text: a false alarm" if scoring.is_generated(doc) else "real text: truth unknown"
+
+
+removed_by = {}
+for removal in step["quality"].removed:
+    removed_by.setdefault(removal.reason, []).append(removal.doc)
+show_table([{"rule": reason, "removed": len(docs_), "domains": ", ".join(sorted({d.domain for d in docs_})),
+             "planted as": ", ".join(f"{kind} {n}" for kind, n in Counter(map(planted_as, docs_)).most_common())}
+            for reason, docs_ in sorted(removed_by.items(), key=lambda item: -len(item[1]))])
+
+# %% [markdown]
+# Two examples of each of the most common rules, shortened:
+
+# %%
+for reason, docs_ in sorted(removed_by.items(), key=lambda item: -len(item[1]))[:7]:
+    print(reason)
+    for d in docs_[:2]:
+        print(f"   {d.id:<28.28} {short(d.text, 92)}")
+
+# %% [markdown]
+# On web pages C4's line filter also cuts the lines that do not end like a sentence (menus, buttons, "Rating: 4 out
+# of 5") inside the pages it keeps:
+
+# %%
+line_cuts = Counter(e.reason for e in step["quality"].edits)
+print(dict(line_cuts))
+for edit in step["quality"].edits[:6]:
+    print(f"   {edit.reason:<22} {short(edit.before, 80)}")
+
+# %% [markdown]
+# How well do the signals separate junk from text? Below, three of them for a sample of the prose documents the
+# filter kept and for all those it removed, with the thresholds as dashed lines. Most removed documents sit far
+# beyond a threshold; the filter does not need to be clever, because junk is rarely subtle.
+
+# %%
+rng = random.Random(config.seed)
+prose = [d for d in inputs["quality"] if d.domain != "code"]
+removed_ids = {r.doc.id for r in step["quality"].removed}
+groups = {"kept": rng.sample([d for d in prose if d.id not in removed_ids], min(1500, len(prose) - len(removed_ids))),
+          "removed": [d for d in prose if d.id in removed_ids]}
+signals = {name: [quality.quality_signals(d.text, d.domain) for d in group] for name, group in groups.items()}
+
+panels = [("words", "words per document", np.logspace(0, 5, 41), 50),
+          ("stop_words", "Gopher stop words (+1)", np.logspace(0, 4, 33), 2),
+          ("dup_line_share", "share of repeated lines", np.linspace(0, 1, 26), 0.3)]
+fig, axes = plt.subplots(1, 3, figsize=(11, 2.8))
+for ax, (name, label, bins, threshold) in zip(axes, panels):
+    for group, color in (("kept", "#35608f"), ("removed", "#d1495b")):
+        values = np.array([s[name] for s in signals[group]], dtype=float) + (1 if name == "stop_words" else 0)
+        ax.hist(values, bins=bins, weights=np.full(len(values), 1 / max(len(values), 1)), histtype="step",
+                linewidth=1.6, color=color, label=f"{group} ({len(values)})")
+    ax.axvline(threshold + (1 if name == "stop_words" else 0), color="k", linestyle="--", linewidth=1)
+    if name != "dup_line_share":
+        ax.set_xscale("log")
+    ax.set_xlabel(label)
+axes[0].set_ylabel("share of documents")
+axes[0].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### 4.3 Toxicity: words need context
+#
+# A list of bad words would remove "Use kill -9 to kill the process." and "Her mother told her never to call anyone
+# stupid." and keep "Nobody likes you, just go away." So `safety.toxicity_cues` finds the words that *can* be toxic
+# and weighs each by its context: whom it is aimed at, whether someone intends harm, negation, a mention of the word
+# rather than a use, a technical or game sentence, dialogue in a story. The weights combine as independent evidence
+# (a noisy OR): `score = 1 - prod(1 - weight)`; a line scoring 0.5 or more is cut.
+
+# %%
+toxic_line = next(line for d in corpus for line in d.labels.get("toxic_lines", []))
+hard_negative = next((h for d in corpus for h in d.labels.get("hard_negatives", [])
+                      if isinstance(h, str) and safety.toxicity_cues(h)), "Kill the old process before you restart the server.")
+lines = [toxic_line, hard_negative, "You are a stupid, worthless idiot.", "Her mother told her never to call anyone stupid.",
+         "I will hurt you if you come back.", "Use kill -9 to kill the process.", "The word idiot comes from Greek."]
+show_table([{"line": line, "score": safety.toxicity_score(line), "cut": "✂" if safety.is_toxic(line) else "",
+             "cues (word: weight, why)": "; ".join(f"{c.text}: {c.weight} ({c.why})" for c in safety.toxicity_cues(line))}
+            for line in lines])
+
+# %%
+tox = step["toxicity"]
+print(f"{len(tox.edits)} toxic lines cut; {len(tox.removed)} documents dropped because most of their lines were toxic.")
+print("Some of the cut lines, with their scores:")
+for edit in tox.edits[:6]:
+    print(f"   {safety.toxicity_score(edit.before):.2f}  {short(edit.before, 90)}")
+
+# %% [markdown]
+# ### 4.4 Personal data: masked by its shape
+#
+# E-mail addresses, phone numbers, IP addresses and API keys have recognisable shapes, so precompiled regular
+# expressions find them; the hard part is *precision*: a version "3.11.7", a date, a price or an ISBN must be left
+# alone. PII is masked, not removed: the text around an address is still good text.
+
+# %%
+example = ("Write to ana.lima@example.org or call (555) 123-4567 or +44 20 7946 0958. The server is 192.168.41.7, "
+           "and the key is sk-a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7.\n"
+           "Not personal: Python 3.11.7, torch==2.13.0, 2024-05-01 at 12:30, $12.50, ISBN 978-3-16-148410-0, 127.0.0.1.")
+masked, found = safety.mask_pii(example)
+side_by_side(example, masked, ("before", "after mask_pii"), width=60)
+print("\nfound:", [(kind, example[start:end]) for kind, start, end in found])
+
+# %%
+pii = step["pii"]
+rows = []
+for reason, n in pii.edits_by_reason().most_common():
+    examples_ = [e.before for e in pii.edits if e.reason == reason
+                 and e.before in {item["text"] for item in by_id[e.doc_id].labels.get("pii", [])}][:3]
+    rows.append({"kind": reason, "masked": n, "examples (planted)": ", ".join(examples_)})
+show_table(rows)
+
+# %% [markdown]
+# ### 4.5 Exact duplicates
+#
+# Copies waste training budget and make a model memorise. Exact copies are found by hashing a normalised text (lower
+# case, one space between words): one pass, one set, no false positives.
+
+# %%
+print(dedup.normalise_for_exact("The  Cat sat.\n") == dedup.normalise_for_exact("the cat   SAT."))
+exact = step["exact_dedup"]
+exact_copy = next(r.doc for r in exact.removed if r.doc.labels.get("dup_of"))
+print(f"{len(exact.removed)} exact copies removed; e.g. {exact_copy.id} is a copy of {exact_copy.labels['dup_of']}")
+
+# %% [markdown]
+# ### 4.6 Near duplicates: MinHash and LSH, from scratch
+#
+# Copies are often *almost* the same: a few words changed, a line added. Two documents are near copies when their
+# sets of word *shingles* (overlapping 5-word sequences) have a high Jaccard similarity |A ∩ B| / |A ∪ B|.
+# Comparing every pair is quadratic, so we use MinHash (Broder 1997) and locality-sensitive hashing. Here is a
+# planted near copy and the words that differ from its original:
+
+# %%
+near_input = inputs["near_dedup"]
+present = {d.id for d in near_input}
+planted_copies = [d for d in near_input if "near_dup" in d.defects and d.labels.get("dup_of") in present]
+near_copy = next((d for d in planted_copies if d.domain == "books"), planted_copies[0])
+original = next(d for d in near_input if d.id == near_copy.labels["dup_of"])  # as the step saw it
+print(f"{near_copy.id} is a near copy of {original.id}")
+a_words, b_words = original.text.split(), near_copy.text.split()
+for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a_words, b=b_words, autojunk=False).get_opcodes():
+    if tag != "equal":
+        print(f"   {tag:<8} {short(' '.join(a_words[i1:i2]), 50)!r:<54} -> {short(' '.join(b_words[j1:j2]), 50)!r}")
+
+# %% [markdown]
+# **MinHash.** Hash every shingle with `num_perm` different random hash functions h_k(x) = (a_k·x + b_k) mod p, and
+# keep the minimum of each: that list of minima is the document's *signature*. For one hash function, the chance that
+# two sets have the same minimum is exactly their Jaccard similarity (the minimum of A ∪ B is equally likely to be any
+# of its elements, and the two minima agree when it lies in A ∩ B). So the share of equal entries in two signatures
+# estimates the similarity, from 128 numbers per document instead of thousands of shingles.
+#
+# Here it is in plain Python. `dedup.shingles` turns a text into its set of hashed 5-word shingles (exercise 4 asks
+# you to write it); the rest is the whole algorithm. p = 2^61 - 1 is a prime, and the arithmetic wraps around at 2^64
+# and keeps 32 bits, as the `datasketch` library does, so that our signatures are bit for bit the ones it computes:
+
+# %%
+P = (1 << 61) - 1  # a Mersenne prime
+MAX_HASH = (1 << 32) - 1  # signatures keep 32 bits
+
+
+def minhash_signature(shingle_set: set[int], a: list[int], b: list[int]) -> list[int]:
+    # For each hash function k: the smallest ((a_k * x + b_k) mod 2^64) mod p over the shingles x, in 32 bits.
+    if not shingle_set:
+        return [MAX_HASH] * len(a)
+    return [min(((a_k * x + b_k) % 2**64) % P & MAX_HASH for x in shingle_set) for a_k, b_k in zip(a, b)]
+
+
+a, b = (list(map(int, values)) for values in dedup.permutations(config.num_perm, config.seed))
+shingle_sets = [set(map(int, dedup.shingles(d.text, config.shingle_words))) for d in (original, near_copy)]
+mine = [minhash_signature(s, a, b) for s in shingle_sets]
+print("first entries of the two signatures:", mine[0][:4], mine[1][:4])
+
+# %% [markdown]
+# The package computes the same thing for thousands of documents at once, with numpy (one hash function at a time
+# over all shingles, a modulo without division, `np.minimum.reduceat` for the minima per document). The teaching
+# version must give exactly its answer:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+package = dedup.minhash_signatures([dedup.shingles(d.text, config.shingle_words) for d in (original, near_copy)],
+                                   config.num_perm, config.seed)
+print("teaching version == package:", package.tolist() == mine)
+
+# %%
+true = dedup.true_jaccard(*[dedup.shingles(d.text, config.shingle_words) for d in (original, near_copy)])
+estimate = dedup.estimated_jaccard(np.array(mine[0]), np.array(mine[1]))
+print(f"Jaccard of the shingle sets: true {true:.3f}, estimated from {config.num_perm} numbers {estimate:.3f}")
+
+# %% [markdown]
+# **LSH.** Signatures make one comparison cheap, but there are still n²/2 pairs. Banding finds the likely ones
+# without looking at the others: cut each signature into `bands` bands of `rows` values; two documents that agree on
+# a whole band land in the same bucket and become a *candidate pair*. A band agrees with probability s^rows, so a pair
+# of similarity s becomes a candidate with probability 1 - (1 - s^rows)^bands: an S-shaped curve whose steep part we
+# place at the threshold. `dedup.optimal_bands` picks bands and rows by weighing the areas of false positives and
+# false negatives; we weigh missed pairs more (a false candidate costs one comparison, a missed one leaves a copy):
+
+# %%
+threshold = config.near_dup_threshold
+bands, rows = dedup.optimal_bands(threshold, config.num_perm, dedup.LSH_FALSE_POSITIVE_WEIGHT)
+balanced = dedup.optimal_bands(threshold, config.num_perm, 0.5)
+s = np.linspace(0, 1, 201)
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.plot(s, dedup.collision_probability(s, bands, rows), label=f"ours: {bands} bands x {rows} rows")
+ax.plot(s, dedup.collision_probability(s, *balanced), linestyle=":", label=f"equal weights: {balanced[0]} x {balanced[1]}")
+ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold}")
+ax.set_xlabel("Jaccard similarity of a pair")
+ax.set_ylabel("P(candidate pair)")
+ax.legend(fontsize=8)
+plt.show()
+print("P(candidate) at similarity", {x: round(float(dedup.collision_probability(x, bands, rows)), 3) for x in (0.3, 0.5, 0.55, 0.7, 0.9)})
+
+# %% [markdown]
+# Then each candidate pair is verified: the pairs whose estimated Jaccard reaches the threshold are joined into
+# clusters (union-find), and the first document of each cluster is kept. Here are all the candidate pairs of our
+# corpus, split by whether the generator planted one as a copy of the other:
+
+# %%
+pairs = dedup.near_duplicate_pairs(near_input, threshold, config.num_perm, config.shingle_words, config.seed)
+is_planted = [near_input[j].labels.get("dup_of") == near_input[i].id or near_input[i].labels.get("dup_of") == near_input[j].id
+              for i, j, _ in pairs]
+similarity = np.array([sim for _, _, sim in pairs])
+fig, ax = plt.subplots(figsize=(7, 3))
+bins = np.linspace(0, 1, 41)
+ax.hist([similarity[np.array(is_planted)], similarity[~np.array(is_planted)]], bins=bins, stacked=True,
+        color=["#d1495b", "#8d99ae"], label=["planted copy and its original", "any other pair"])
+ax.axvline(threshold, color="k", linestyle="--", linewidth=1)
+ax.set_xlabel("estimated Jaccard similarity of a candidate pair")
+ax.set_ylabel("pairs")
+ax.legend(fontsize=8)
+plt.show()
+print(f"{len(pairs):,} candidate pairs among {len(near_input):,} documents ({len(near_input) * (len(near_input) - 1) // 2:,} "
+      f"possible); {int((similarity >= threshold).sum())} reach the threshold; "
+      f"{len(step['near_dedup'].removed)} documents removed")
+unplanted = Counter(near_input[i].domain for (i, j, sim), planted in zip(pairs, is_planted) if not planted and sim >= threshold)
+print("pairs above the threshold that nobody planted, by domain:", dict(unplanted.most_common()))
+
+# %% [markdown]
+# The pairs above the threshold that nobody planted are mostly *real* near copies: the standard library's codec
+# modules (`encodings.gbk`, `encodings.big5hkscs`, `encodings.cp949`, ...) are the same file with one name changed,
+# and so are their reference pages. A few web pages share a template (index pages, print versions). The score table
+# below counts the flags in real text apart, as `unlabelled`.
+#
+# ### 4.7 Counterfactual balance
+#
+# The story generator gives stereotyped jobs the stereotyped gender 90% of the time (bias 0.8), and a model trained
+# on that text learns the association. No single sentence is wrong, so there is nothing to filter; instead,
+# `balance.counterfactual_balance` swaps the gender words and names of just enough stories to even each job out
+# (counterfactual data substitution, Maudslay et al. 2019). It decides from the text (the bias audit's reading),
+# never from the labels:
+
+# %%
+cf = step["counterfactual"]
+print(f"{len(cf.edits)} documents rewritten with the other gender, for example:\n")
+swapped_id = next(e.doc_id for e in cf.edits if e.doc_id.startswith("books"))
+before = next(d for d in inputs["counterfactual"] if d.id == swapped_id).text
+after = next(d for d in cf.kept if d.id == swapped_id).text
+side_by_side(before.split("\n\n")[0], after.split("\n\n")[0], ("before", "after"), width=56)
+
+# %% [markdown]
+# ## 5. Scoring every filter against the truth
+#
+# Because every defect was planted, every step gets a precision (of what it flagged, how much was a planted defect)
+# and a recall (of the planted defects, how many it flagged). Each step is scored on its own input, so a defect that
+# an earlier step already removed counts neither for nor against a later one.
+
+# %%
+scores = scoring.score_pipeline(corpus, steps)
+show_table([s.row() for s in scores], ["defect", "step", "planted", "found", "flagged", "unlabelled", "precision", "recall"])
+
+# %% [markdown]
+# The `unlabelled` column counts flags where the truth is not known: the Python documentation and the standard
+# library are real text that our generators did not write, so an e-mail address of a module's author, or a real
+# auto-generated file, is a real finding that the planted labels know nothing about; those flags are counted apart,
+# instead of being called right or wrong.
+
+# %% [markdown]
+# ## 6. Balancing
+#
+# ### 6.1 The domain mixture
+#
+# Left alone, the mixture is whatever the sources happen to give. The mixture decides how
+# many bytes of each domain the model trains on. The validation split keeps the natural mixture (it measures);
+# the training split gets the chosen one (it teaches): a domain above its share is downsampled, one below it is
+# repeated, at most 4 times in all.
+
+# %%
+train, val, mixture = pipeline.split_and_mix(prepared, config)
+stages = {"gathered": corpus, "prepared": prepared, "train (mixed)": train, "validation": val}
+shares = {name: balance.domain_bytes(docs_) for name, docs_ in stages.items()}
+fig, ax = plt.subplots(figsize=(8, 2.6))
+left = np.zeros(len(stages))
+for domain in DOMAINS:
+    values = np.array([shares[name].get(domain, 0) / sum(shares[name].values()) for name in stages])
+    ax.barh(list(stages), values, left=left, label=domain)
+    left += values
+ax.invert_yaxis()
+ax.set_xlabel("share of bytes")
+ax.legend(ncols=4, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+plt.show()
+print("target:", config.mixture, "| sizes in MB:",
+      {name: round(sum(sizes.values()) / 1e6, 1) for name, sizes in shares.items()})
+
+# %% [markdown]
+# Instead of fixed weights, multilingual models often use *temperature sampling*: a domain of size n gets a weight
+# proportional to n^(1/T). T = 1 keeps the natural shares; a larger T flattens them towards uniform, which gives small
+# domains more weight without fixing a number for each (set `DataConfig.mixture_temperature` to use it):
+
+# %%
+sizes = balance.domain_bytes(prepared)
+show_table([{"T": T, **{d: round(w, 3) for d, w in balance.temperature_weights(sizes, T).items()}} for T in (1, 2, 3, 5, 10, 100)])
+
+# %% [markdown]
+# ### 6.2 The bias audit, before and after
+#
+# `safety.bias_audit` counts the gendered words near each job word (the same sentence and the next) across the
+# stories. Before balancing, the stereotyped jobs lean hard; after the counterfactual step they sit near one half.
+# Stage 8 will measure the same association in the trained model.
+
+# %%
+audit_before = safety.bias_audit([d for d in corpus if d.domain == "books"])
+audit_after = safety.bias_audit([d for d in prepared if d.domain == "books"])
+jobs = sorted((job for job in audit_before.counts if audit_before.share_female(job) is not None),
+              key=lambda job: audit_before.share_female(job))
+fig, ax = plt.subplots(figsize=(8, 3.6))
+y = np.arange(len(jobs))
+ax.scatter([audit_before.share_female(j) for j in jobs], y, color="#d1495b", label="before")
+ax.scatter([audit_after.share_female(j) for j in jobs], y, color="#35608f", label="after counterfactual balance")
+ax.axvline(0.5, color="k", linestyle="--", linewidth=1)
+ax.set_yticks(y, [f"{j} ({safety.STEREOTYPES[j][0]})" if j in safety.STEREOTYPES else j for j in jobs], fontsize=8)
+ax.set_xlim(0, 1)
+ax.set_xlabel("share of female words near the job (f/m: the stereotype)")
+ax.legend(fontsize=8, loc="lower right")
+plt.tight_layout()
+plt.show()
+for name, audit in (("before", audit_before), ("after", audit_after)):
+    print(f"{name:>6}: skew of the stereotyped jobs {audit.skew_stereotyped:.3f} (0 = balanced, 0.5 = one gender), "
+          f"lean towards the stereotype {audit.stereotype_lean:+.3f}")
+
+# %% [markdown]
+# ## 7. The whole stage in one call, cached
+#
+# Everything above is what `pipeline.run_data_stage()` does in one call: gather, prepare, split and mix, score, and
+# write `train.jsonl`, `val.jsonl` and `stats.json` into `data/runs/<preset>/data/`, with a manifest. The command line
+# (`python -m minilm data`), the speedrun and the next notebooks call it. It rebuilds only when its config or code
+# changed; otherwise it returns the cached folder at once.
+
+# %%
+started = time.perf_counter()
+artifact = pipeline.run_data_stage()
+print(f"run_data_stage(): {time.perf_counter() - started:.1f} s\n")
+print(pipeline.describe(artifact))
+print(f"\nfiles in {course_path(artifact.path)}/:", sorted(artifact.manifest["files"]))
+print(f"the same corpus as ours: {artifact.summary['documents']['gathered'] == len(corpus)} "
+      f"({len(corpus):,} documents gathered)")
+
+# %%
+with open(artifact.path / "train.jsonl", encoding="utf-8") as f:
+    for line in [next(f) for _ in range(3)]:
+        record = json.loads(line)
+        print(f"{record['id']:<24} {record['domain']:<6} {short(record['text'], 80)}")
+print("\nkeys of each line:", list(record))
+
+# %%
+started = time.perf_counter()
+again = pipeline.run_data_stage()
+print(f"second call: {time.perf_counter() - started:.3f} s, same artifact: {again.key == artifact.key}")
+print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
+
+
+# %% [markdown]
+# ## 8. Exercises
+#
+# Each exercise is a function for you to write, followed by a check cell that runs it on fresh random inputs against
+# the package's own version and prints a pass, or shows the input where they differ with a hint. The checks of
+# unsolved exercises show a red error: that is expected. Solutions are in `solutions/01_data.ipynb` (try first!).
+#
+# ### Exercise 1: Gopher's mean word length rule
+#
+# Write `mean_word_length_rule(text)`: it returns `"gopher:mean_word_length"` when the mean length of the words of
+# `text` is below 3 or above 10 characters, and `None` otherwise (3 and 10 themselves pass). The words are the
+# whitespace-separated tokens with the punctuation characters `quality.PUNCTUATION` stripped from both ends; a token
+# that is only punctuation ("—", "...") is not a word. A text without words has a mean of 0.
+
+# %%
+def mean_word_length_rule(text: str) -> str | None:
+    ### BEGIN SOLUTION
+    words = [w for w in (token.strip(quality.PUNCTUATION) for token in text.split()) if w]
+    mean = sum(len(w) for w in words) / len(words) if words else 0.0
+    return None if 3 <= mean <= 10 else "gopher:mean_word_length"
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.data import check_mean_word_length_rule
+
+check_mean_word_length_rule(mean_word_length_rule)
+
+
+# %% [markdown]
+# ### Exercise 2: temperature sampling
+#
+# Write `temperature_weights(sizes, temperature)`: `sizes` maps each domain to its size (in bytes); return a dict
+# with the same keys, where each domain's weight is proportional to size^(1/temperature) and the weights sum to 1.
+
+# %%
+def temperature_weights(sizes: dict[str, float], temperature: float) -> dict[str, float]:
+    ### BEGIN SOLUTION
+    powered = {domain: size ** (1 / temperature) for domain, size in sizes.items()}
+    total = sum(powered.values())
+    return {domain: value / total for domain, value in powered.items()}
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.data import check_temperature_weights
+
+check_temperature_weights(temperature_weights)
+
+# %% [markdown]
+# ### Exercise 3: find IPv4 addresses
+#
+# Write `find_ipv4(text)`: the IPv4 addresses in `text`, as strings, in the order they appear. An address is four
+# decimal numbers joined by dots, each from 0 to 255 and written without a leading zero ("0" and "7" are fine, "07"
+# is not). It must stand alone: no letter, digit, underscore or dot right before it; right after it, no letter, digit
+# or underscore, and no dot followed by a digit (that would make it part of a longer dotted number such as
+# "10.1.2.3.4"). So "192.168.0.12." at the end of a sentence is an address, "3.11.7", "256.1.1.1" and "v10.0.0.1"
+# are not. Tip: the `re` module's `(?<!...)` and `(?!...)` look behind and ahead without consuming characters.
+
+# %%
+import re
+
+
+def find_ipv4(text: str) -> list[str]:
+    ### BEGIN SOLUTION
+    octet = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+    pattern = rf"(?<![\w.]){octet}(?:\.{octet}){{3}}(?!\w|\.\d)"
+    return re.findall(pattern, text)
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.data import check_find_ipv4
+
+check_find_ipv4(find_ipv4)
+
+# %% [markdown]
+# ### Exercise 4: hashed word shingles
+#
+# Write `shingle_hashes(text, n)`, the set of hashed word n-grams that `dedup.shingles` computes (as Python ints):
+# * the words are `re.findall(r"\w+", text.lower())`;
+# * a word's hash is `int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")`
+#   (Python's own `hash()` would change from one process to the next);
+# * an n-gram of words w1 ... wn starts from h = hash(w1) and takes in each next word as
+#   h = (h * M + hash(w)) mod 2^64, with M = `dedup.NGRAM_MULTIPLIER` (so word order matters);
+# * a text with fewer than n words (but at least one) gives one shingle made of all its words; no words, no shingles.
+
+# %%
+import hashlib
+
+
+def shingle_hashes(text: str, n: int = 5) -> set[int]:
+    ### BEGIN SOLUTION
+    multiplier = int(dedup.NGRAM_MULTIPLIER)
+    hashes = [int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+              for word in re.findall(r"\w+", text.lower())]
+    if not hashes:
+        return set()
+    n = min(n, len(hashes))
+    shingles = set()
+    for start in range(len(hashes) - n + 1):
+        h = 0
+        for word_hash in hashes[start:start + n]:
+            h = (h * multiplier + word_hash) % 2**64
+        shingles.add(h)
+    return shingles
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.data import check_shingle_hashes
+
+check_shingle_hashes(shingle_hashes)
+
+# %% [markdown]
+# ### Exercise 5: LSH banding
+#
+# Write `lsh_candidates(signatures, bands, rows)`: `signatures` is a list of equally long lists of ints (one per
+# document). Band k covers the columns k·rows to (k+1)·rows - 1 (columns beyond bands·rows are not used). Return
+# the set of pairs `(i, j)`, i < j, of documents that agree on every column of at least one band. Aim for a
+# solution that does not compare every pair of documents: put each document in a bucket per band.
+
+# %%
+from collections import defaultdict
+from itertools import combinations
+
+
+def lsh_candidates(signatures: list[list[int]], bands: int, rows: int) -> set[tuple[int, int]]:
+    ### BEGIN SOLUTION
+    pairs = set()
+    for band in range(bands):
+        buckets = defaultdict(list)
+        for doc, signature in enumerate(signatures):
+            buckets[tuple(signature[band * rows:(band + 1) * rows])].append(doc)
+        for members in buckets.values():
+            pairs.update(combinations(members, 2))
+    return pairs
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.data import check_lsh_candidates
+
+check_lsh_candidates(lsh_candidates)
+
+# %% [markdown]
+# **Next:** notebook 02 trains a byte-level BPE tokenizer on `train.jsonl`, the corpus you just built.

@@ -1,0 +1,799 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Pretraining: from a random transformer to a language model
+#
+# Notebook 03 built the transformer; its weights are random and it writes noise. This notebook trains it on the token
+# shards of stage 2, the same way GPT-2, LLaMA and every other base model were made: show it text, ask it to predict
+# each next token, nudge every weight to make the right token a little more likely, and repeat a few million times.
+#
+# **You will build** the loss by hand on one batch; the training loop, written out in twenty lines and checked
+# against the package's; then the real run of stage 4 (a model that writes stories); checkpoints that resume exactly;
+# an encoder trained the BERT way next to a decoder trained the GPT way; and a small scaling study.
+#
+# **You will learn**
+# * what pretraining asks the model to predict: the next token (GPT), or hidden tokens from both sides (BERT);
+# * cross-entropy, perplexity and bits per byte, and why a fresh model's loss is ln(vocabulary size);
+# * what AdamW's two moments do, why weight decay spares biases and norms, why the learning rate warms up and then
+#   decays;
+# * how to tell that training works: loss curves, samples before and after, and a text-quality score that the story
+#   world makes possible;
+# * why a checkpoint must hold the optimizer and the random generators, not only the weights;
+# * what an encoder is good at and what a decoder is good at, measured;
+# * how loss falls with model size and data: the power laws behind scaling.
+#
+# | preset | the real run (stage 4) | the rest of this notebook (measured, 2 CPU cores) |
+# |---|---|---|
+# | `ci` | 2 layers × 64 wide, 60 steps: seconds | about 15 seconds |
+# | `cpu` | 4 layers × 256 wide (4.3M parameters), 800 steps of 4,096 tokens: 6 minutes the first time (up to 15 on a busy machine), then cached | about 5 minutes |
+# | `gpu` | 12 layers × 768 wide, 1,500 steps of 32,768 tokens, bf16, compiled: minutes | a minute or two |
+#
+# The run of stage 4 is cached in `data/runs/<preset>/pretrain/`: run this notebook again, or the next one, and it
+# is reused. If stages 1 and 2 are not built yet (notebooks 01 and 02), the notebook builds them first.
+
+# %%
+import json, math, os, tempfile, time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from IPython.display import Image, Markdown, display
+from tqdm import tqdm
+
+from minilm import presets
+from minilm.data import pipeline
+from minilm.data.documents import read_jsonl
+from minilm.data.stories import story_sentences
+from minilm.model import GPT, count_parameters, make_optimizer
+from minilm.model.gpt import IGNORE_INDEX
+from minilm.tokenizer.stage import load_tokenizer, open_shards, run_tokenizer_stage
+from minilm.train import (TrainConfig, evaluate, learning_rate, load_model, make_batch, read_log, text_quality, train,
+                          train_step)
+from minilm.train.distributed import World, grad_scaler
+from minilm.train.loop import micro_batches, step_windows, write_samples
+from minilm.train.objectives import MASK_TOKEN
+from minilm.train.stage import describe, load_pretrained, plot_training, run_pretrain_stage
+
+plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
+CORES = torch.get_num_threads()
+torch.set_num_threads(1)  # the small models of this notebook run fastest on one thread; the real run uses them all
+notebook_started = time.perf_counter()
+PRESET = presets.preset_name()
+print(f"preset {PRESET!r}, torch {torch.__version__}")
+
+
+# %%
+def show_table(rows: list[dict], columns: list[str] | None = None) -> None:
+    # A list of dicts as a markdown table.
+    columns = columns or list(rows[0])
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v).replace("|", "\\|").replace("\n", "↵")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    display(Markdown("\n".join(lines)))
+
+
+def show(fig) -> None:
+    # A figure as a small PNG (keeps the notebook light).
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(buffer.getvalue()))
+
+
+def quote(text: str, limit: int = 400) -> str:
+    text = text.strip()
+    return "> " + (text[:limit] + " …" if len(text) > limit else text).replace("\n\n", "\n>\n> ").replace("\n", " ")
+
+
+# %% [markdown]
+# ## 1. What pretraining learns
+#
+# Stage 2 wrote the training text as one long stream of token ids (`train_*.bin`), documents separated by
+# `<|endoftext|>`. Training reads random **windows** of that stream. The preset's sizes, and the stage's config:
+
+# %%
+tokenizer_artifact = run_tokenizer_stage()
+tokenizer = load_tokenizer(tokenizer_artifact)
+train_shards, val_shards = open_shards(tokenizer_artifact, "train"), open_shards(tokenizer_artifact, "val")
+config = TrainConfig.from_preset()
+print(train_shards)
+print(val_shards)
+print(f"vocabulary {tokenizer.vocab_size:,} tokens; the stage trains {config.n_layer} layers × {config.n_embd} wide on windows of "
+      f"{config.context} tokens, {config.batch_size} windows per step, {config.max_steps} steps")
+
+# %% [markdown]
+# **Next-token prediction (causal language modelling).** A window of `context + 1` tokens gives an input (all but
+# the last) and a target (all but the first): the target at position t is the token that follows position t. A
+# decoder's causal mask lets position t see tokens 0..t only, so one window holds `context` predictions, each made
+# from everything before it, all computed at once. `step_windows` draws a step's windows from a generator seeded by
+# (seed, step), so step 7 always reads the same windows, and `make_batch` turns them into tensors:
+
+# %%
+x, y = step_windows(train_shards, config, step=0)
+inputs, targets = make_batch(x, y, "causal")
+print(f"inputs {tuple(inputs.shape)}, targets {tuple(targets.shape)}: targets[:, t] == inputs[:, t + 1]:",
+      torch.equal(targets[:, :-1], inputs[:, 1:]))
+piece = lambda i: repr(tokenizer.decode([int(i)]))[1:-1].replace("|", "\\|") or " "
+row = int(np.argmax([(r == train_shards.eot_id).sum() == 0 for r in x]))  # a window inside one document
+show_table([{"t": t, "the model has read (…)": "…" + "".join(piece(i) for i in inputs[row, max(0, t - 6):t + 1]),
+             "and must predict": piece(targets[row, t])} for t in range(0, 12)])
+
+# %% [markdown]
+# **Masked language modelling (BERT).** An encoder sees the whole window, both sides, so predicting the next token
+# would be trivial: it can read it. Instead 15% of the positions are chosen and hidden; the model predicts the
+# original token at those positions only (the others have target −100, which the loss ignores). Of the chosen
+# positions 80% show a mask token, 10% a random token and 10% stay as they are, so that the model cannot learn that
+# only mask tokens need predicting. Our tokenizer has no `<|mask|>`; the encoder uses `<|pad|>`, which never
+# occurs in pretraining text.
+
+# %%
+mask_id = tokenizer.special_id(MASK_TOKEN)
+masked_inputs, masked_targets = make_batch(x, y, "masked", mask_id=mask_id, vocab_size=tokenizer.vocab_size,
+                                           generator=torch.Generator().manual_seed(0))
+chosen = masked_targets != IGNORE_INDEX
+print(f"chosen: {chosen.float().mean():.1%} of {chosen.numel():,} positions; of those "
+      f"{(masked_inputs[chosen] == mask_id).float().mean():.0%} show the mask, "
+      f"{(masked_inputs[chosen] == masked_targets[chosen]).float().mean():.0%} the true token, the rest a random one")
+shown = []
+for t in range(min(48, config.context)):
+    token = piece(masked_inputs[row, t])
+    if chosen[row, t]:
+        shown.append(f"<b>[{'MASK' if masked_inputs[row, t] == mask_id else token}→{piece(masked_targets[row, t])}]</b>")
+    else:
+        shown.append(token)
+display(Markdown("".join(shown)))
+
+# %% [markdown]
+# Each window gives `context` signals to a decoder but only 15% as many to an encoder, which is one reason decoders
+# learn faster per token of data (section 7 measures it). What the decoder gains is a model that can *write*: predict
+# a token, append it, predict the next. That is why every large language model since GPT-2 is a decoder.
+#
+# ## 2. The loss, by hand
+#
+# For each position the model outputs one score (logit) per vocabulary token. Softmax turns them into probabilities;
+# the loss is the **cross-entropy**: minus the log of the probability given to the true next token, averaged over
+# positions (in nats, natural logs). A model that gives the right token probability 1 has loss 0; a fresh model
+# spreads its bets evenly over V tokens and has loss ln V. `exp(loss)` is the **perplexity**: the number of tokens the
+# model is, on average, as unsure as a uniform choice among.
+
+# %%
+model = GPT(config.model_config(tokenizer.vocab_size), seed=config.seed)
+with torch.no_grad():
+    logits, loss = model(inputs, targets)  # logits (batch, context, vocabulary)
+
+log_probs = logits - logits.logsumexp(dim=-1, keepdim=True)  # log softmax: stable even for large logits
+picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # the log-probability of each true next token
+by_hand = -picked.mean()
+print(f"loss by hand {by_hand:.6f}, the model's {loss:.6f}; ln(vocabulary) = {math.log(tokenizer.vocab_size):.6f}; "
+      f"perplexity {by_hand.exp():,.0f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(torch.allclose(by_hand, loss, atol=1e-5))
+
+# %% [markdown]
+# The fresh model's loss is within a hair of ln V: GPT-2's initialisation (small weights) makes the logits nearly
+# equal, so the model starts with no opinion. Anything that pushes the loss below ln V is learned from the data.
+#
+# ## 3. The training loop, written out
+#
+# One step: draw the step's windows, compute the loss, backpropagate, clip the gradient's norm to 1 (a rare bad batch
+# cannot throw the weights far), set the step's learning rate, and let AdamW update the weights. The loop below is
+# the whole algorithm; everything else in `minilm.train` (mixed precision, several processes, gradient accumulation,
+# checkpoints, evaluation, logs) is bookkeeping around it. We run it for a handful of steps of a small model:
+
+# %%
+SMALL = {"ci": dict(n_layer=2, n_head=2, n_embd=32, context=32, batch_size=8),
+         "cpu": dict(n_layer=2, n_head=4, n_embd=64, context=64, batch_size=16),
+         "gpu": dict(n_layer=2, n_head=4, n_embd=64, context=64, batch_size=16)}[PRESET]
+SMALL["position"] = "rope"  # rotary positions: a briefly trained model knows word order from the first step
+LOOKING = dict(log_every=1, eval_every=10_000, sample_every=10_000, checkpoint_every=10_000, final_samples=0,
+               eval_tokens=4096, precision="fp32", device="cpu")  # quiet: no evaluation, samples or checkpoints
+small = TrainConfig(**SMALL, **LOOKING, max_steps=20, warmup_steps=5, lr=3e-3, min_lr=3e-4)
+
+
+def train_by_hand(config: TrainConfig, steps: int) -> tuple[GPT, list[float]]:
+    model = GPT(config.model_config(tokenizer.vocab_size), seed=config.seed)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
+    losses = []
+    for step in range(steps):
+        x, y = step_windows(train_shards, config, step)  # this step's windows, seeded by (seed, step)
+        inputs, targets = make_batch(x, y, "causal")
+        _, loss = model(inputs, targets)
+        loss.backward()  # the gradient of the loss with respect to every weight
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr)
+        optimizer.step()  # AdamW: move every weight a little against its gradient
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return model, losses
+
+
+started = time.perf_counter()
+hand_model, hand_losses = train_by_hand(small, small.max_steps)
+print(f"{small.max_steps} steps in {time.perf_counter() - started:.1f} s; loss: "
+      + " ".join(f"{l:.2f}" for l in hand_losses))
+
+# %% [markdown]
+# `minilm.train.train` runs the same steps, with the same windows and the same initial weights, so its log must show
+# the same losses (it also evaluates on the validation split at the end, and writes a checkpoint):
+
+# %%
+with tempfile.TemporaryDirectory() as folder:
+    summary = train(small, train_shards, val_shards, tokenizer, folder, progress=False)
+    package_losses = [r["loss"] for r in read_log(Path(folder) / "log.jsonl") if r["kind"] == "train"]
+print("the package's losses:", " ".join(f"{l:.2f}" for l in package_losses))
+print("the same as ours:", np.allclose(hand_losses, package_losses, rtol=1e-4))
+print(f"validation loss {summary['val_loss']:.3f} (perplexity {summary['val_perplexity']:.0f}) after "
+      f"{summary['tokens']:,} tokens")
+
+# %% [markdown]
+# ## 4. AdamW and the learning rate
+#
+# Plain gradient descent moves each weight by `lr × gradient`. Gradients of different weights differ by orders of
+# magnitude, so one learning rate is too big for some and too small for others. **Adam** keeps two running averages
+# per weight: the **first moment** m (the mean gradient: momentum, which smooths the noise of small batches) and the
+# **second moment** v (the mean squared gradient: the weight's typical gradient size). It moves each weight by
+# `lr × m / (√v + ε)`: every weight moves by about `lr`, whatever the scale of its gradient. Both averages start at
+# 0, so early on they are divided by `1 − βᵗ` to undo that bias. **AdamW** adds weight decay, decoupled from the
+# gradient: each step also shrinks each weight by `lr × weight_decay × w`, which keeps weights small.
+#
+# One AdamW step by hand, for one weight matrix, against PyTorch's:
+
+# %%
+tiny = GPT(small.model_config(tokenizer.vocab_size), seed=0)
+optimizer = make_optimizer(tiny, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95))
+weight = tiny.transformer.h[0].mlp.c_fc.weight
+before = weight.detach().clone()
+_, loss = tiny(inputs[:, :small.context], targets[:, :small.context])
+loss.backward()
+g = weight.grad.clone()
+optimizer.step()
+
+lr, wd, (beta1, beta2), eps, t = 1e-2, 0.1, (0.9, 0.95), 1e-8, 1
+m = (1 - beta1) * g  # the moments start at 0: after one step they hold (1 - beta) times the gradient
+v = (1 - beta2) * g**2
+m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)  # bias correction: both become exactly g and g²
+by_hand = before * (1 - lr * wd) - lr * m_hat / (v_hat.sqrt() + eps)
+print("AdamW by hand equals torch's step:", torch.allclose(by_hand, weight.detach(), atol=1e-7))
+move = (weight.detach() - before * (1 - lr * wd)).abs() / lr
+print(f"gradients span {g.abs().min():.1e} .. {g.abs().max():.1e}; yet every weight moved by "
+      f"{move.median():.3f} × lr (median)")
+
+# %% [markdown]
+# At the first step m̂/√v̂ is g/|g|, the sign of the gradient: each weight moves by exactly `lr`, however small its
+# gradient. Later the moments average many steps: a weight whose gradient keeps its sign moves steadily, one whose
+# gradient flips from batch to batch moves little.
+#
+# **Weight decay on matrices only.** `make_optimizer` puts the 2-D parameters (weight matrices and embeddings, which
+# store what the model knows) in a group with weight decay, and the 1-D ones (biases and the gains of the norms,
+# which set offsets and scales) in a group without: pulling a norm's gain towards 0 would shrink a whole layer's
+# output, not regularise it.
+
+# %%
+stage_model = GPT(config.model_config(tokenizer.vocab_size))
+stage_optimizer = make_optimizer(stage_model, config.lr, config.weight_decay, (config.beta1, config.beta2))
+names = {id(p): n for n, p in stage_model.named_parameters()}
+show_table([{"group": i, "weight decay": group["weight_decay"], "tensors": len(group["params"]),
+             "parameters": f"{sum(p.numel() for p in group['params']):,}",
+             "for example": ", ".join(names[id(p)] for p in group["params"][:3]) + ", …"}
+            for i, group in enumerate(stage_optimizer.param_groups)])
+
+# %% [markdown]
+# **The schedule.** At step 0 the weights are random and Adam's moments hold a single gradient; full-size steps then
+# can throw the model somewhere it does not recover from. So the rate **warms up** linearly over the first steps,
+# then **decays** along a half cosine to a floor (a tenth of the peak): late in training the loss is limited by the
+# noise of each small batch, and smaller steps average that noise away. The stage's schedule:
+
+# %%
+steps = np.arange(config.max_steps)
+rates = [learning_rate(int(s), config.lr, config.warmup_steps, config.max_steps, config.min_lr) for s in steps]
+fig, ax = plt.subplots(figsize=(6, 2.6))
+ax.plot(steps, rates, color="#c0504d")
+ax.axvline(config.warmup_steps, color="grey", linestyle=":", linewidth=1)
+ax.text(config.warmup_steps, config.lr * 0.5, f"  end of warmup ({config.warmup_steps} steps)", fontsize=8)
+ax.axhline(config.min_lr, color="grey", linestyle="--", linewidth=0.8)
+ax.set(xlabel="step", ylabel="learning rate", title="warmup, then cosine decay to min_lr")
+show(fig)
+
+# %% [markdown]
+# ## 5. The real run
+#
+# `run_pretrain_stage()` trains the stage's model with the preset's config and caches the result: with `cpu` it takes
+# about 6 minutes the first time (a progress bar shows the loss and tokens per second, and a sample every few
+# hundred steps) and a second the next. It evaluates on the validation split every few hundred steps, and at the end
+# on the whole split:
+#
+# * the **loss** (nats per token) and **perplexity**;
+# * **bits per byte**: the loss summed over the text's tokens, in bits, divided by the bytes of that text. Unlike the
+#   loss, it does not depend on the tokenizer: a model with a bigger vocabulary has fewer, harder tokens to predict,
+#   and bits per byte compares them fairly.
+
+# %%
+torch.set_num_threads(CORES)  # the real run uses every core
+artifact = run_pretrain_stage()
+torch.set_num_threads(1)
+print(describe(artifact))
+
+# %%
+records = read_log(artifact.path / "log.jsonl")
+axes = plot_training(records)
+fig = axes[0].figure
+fig.set_size_inches(12, 3.2)
+show(fig)
+
+# %% [markdown]
+# The validation loss follows the training loss closely: the model sees each token of the training data about once
+# (or less), so it has no chance to memorise; the gap between the two is what to watch when a run repeats its data.
+# The throughput is steady; a dip means something else used the CPU.
+#
+# **Samples, before and after.** Both models start each story with one of the ways the generator's stories start,
+# and sample at temperature 0.8. Because the stories come from a known generator, we can also *score* text: the share
+# of its words that are in the story world's vocabulary, and the share of its sentences that the story grammar
+# accepts word for word (`minilm.train.quality`; the training stories themselves score about 0.96).
+
+# %%
+untrained = GPT(config.model_config(tokenizer.vocab_size), seed=config.seed)
+before = write_samples(untrained, tokenizer, 5, 60, "fp32", seed=0)
+saved = json.loads((artifact.path / "samples.json").read_text())
+after = saved["samples"]
+print("Untrained:")
+display(Markdown(quote(before[0], 300)))
+print("After pretraining:")
+for text in after[:3]:
+    display(Markdown(quote(text)))
+
+# %%
+quality_before, quality_after = text_quality(before), saved["quality"]
+show_table([
+    {"model": "untrained", "samples": len(before), "words in the story vocabulary": f"{quality_before['vocabulary']:.1%}",
+     "grammatical sentences": f"{quality_before['grammar']:.1%}", "sentences": quality_before["sentences"]},
+    {"model": f"pretrained ({artifact.summary['steps']} steps)", "samples": len(after),
+     "words in the story vocabulary": f"{quality_after['vocabulary']:.1%}",
+     "grammatical sentences": f"{quality_after['grammar']:.1%}", "sentences": quality_after["sentences"]},
+])
+if quality_after["rejected"]:
+    print("sentences the grammar rejects, for example:")
+    for sentence in quality_after["rejected"][:3]:
+        print("  ", sentence)
+
+# %% [markdown]
+# The untrained model writes random tokens: few real words and no sentences. After pretraining nearly every word is a
+# word of the story world; the grammar score is the strict one (one wrong pronoun or a name used twice in a row and
+# the sentence counts as wrong), and it is what grows last. The `ci` preset's model trains for seconds and writes
+# little that is right; the `cpu` one writes recognisable stories.
+#
+# The log also kept samples from the middle of training: watch the text become words, then sentences.
+
+# %%
+for record in [r for r in records if r["kind"] == "samples"][:-1][:3]:
+    print(f"step {record['step']}:")
+    display(Markdown(quote(record["texts"][0], 250)))
+
+# %% [markdown]
+# ## 6. Checkpoints and resuming
+#
+# A long run stops: a crash, a preempted machine, a closed laptop. A **checkpoint** must hold everything the next
+# step depends on, not only the weights: AdamW's two moments for every weight (3 numbers per weight in all), the
+# step (the learning rate and the data order are functions of it), and the random generators. The stage keeps its
+# final checkpoint:
+
+# %%
+folder = artifact.path / "checkpoint"
+show_table([{"file": str(path.relative_to(artifact.path)), "bytes": f"{path.stat().st_size:,}"}
+            for path in sorted(folder.iterdir())])
+meta = json.loads((folder / "checkpoint.json").read_text())
+print("checkpoint.json:", {k: meta[k] for k in ("format", "version", "step", "world_size", "precision")})
+print("model:", {k: meta["model"][k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
+
+# %% [markdown]
+# `model.safetensors` holds the weights as raw tensor bytes behind a small header: loading it runs no code, unlike a
+# pickle, so a downloaded model file cannot take over the machine. `state.pt` holds the optimizer's moments and the
+# generators and is loaded with `torch.load(weights_only=True)`, which refuses anything but tensors and plain
+# containers. `checkpoint.json` records the configs and the sha256 of both files, and is written last, into a folder
+# that gets its final name only when all three are on disk: a run killed mid-write leaves the previous checkpoint
+# intact.
+#
+# The test of a checkpoint: stop a run after k steps, resume it, and compare with a run that never stopped. Every
+# logged loss and every final weight must be the same, bit for bit.
+
+# %%
+resume_config = TrainConfig(**{**SMALL, **LOOKING, "checkpoint_every": 5}, max_steps=16, warmup_steps=4, lr=3e-3, min_lr=3e-4)
+with tempfile.TemporaryDirectory() as stopped, tempfile.TemporaryDirectory() as straight:
+    train(resume_config, train_shards, val_shards, tokenizer, stopped, until_step=7, progress=False)  # "crashes" after step 7
+    kept = sorted(str(p.relative_to(stopped)) for p in Path(stopped).rglob("*") if p.is_file())
+    resumed = train(resume_config, train_shards, val_shards, tokenizer, stopped, progress=False)  # picks up at step 5
+    uninterrupted = train(resume_config, train_shards, val_shards, tokenizer, straight, progress=False)
+    losses = [[r["loss"] for r in read_log(Path(f) / "log.jsonl") if r["kind"] == "train"] for f in (stopped, straight)]
+    weights = [load_model(Path(f) / "checkpoints").state_dict() for f in (stopped, straight)]
+print("after the interruption the run folder held:", ", ".join(kept))
+print(f"resumed: val loss {resumed['val_loss']:.6f}; uninterrupted: {uninterrupted['val_loss']:.6f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+same_losses = losses[0] == losses[1] and resumed["val_loss"] == uninterrupted["val_loss"]
+same_weights = all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+print("resuming gives the same losses and the same weights as not stopping:", same_losses and same_weights)
+
+
+# %% [markdown]
+# The run stopped after step 7 but its last checkpoint was step 5; the resumed run repeated steps 6 and 7 with the
+# same windows (the data order is a function of the step) and continued. Had the checkpoint held only the weights,
+# AdamW would restart with empty moments, and the loss would jump.
+#
+# ## 7. Masked or causal: encoder or decoder?
+#
+# Same blocks, same data, same number of steps: one model with a causal mask trained to predict the next token, one
+# without a mask trained with BERT's masking. Then two tasks:
+#
+# * **fill a word in the middle of a sentence** ("Mia went to the ___ with her dog."): the encoder sees both sides;
+#   the decoder only the words before the gap;
+# * **continue a text**: the next-token loss at the end of a prefix. The decoder was trained for it; the encoder can
+#   be asked by putting a mask token after the prefix.
+#
+# Both are trained with the loop of section 3, built from the package's pieces (the same batches, masks and steps
+# that `train` uses), and evaluated by `minilm.train.evaluate` along the way. The encoder uses rotary positions
+# too: with learned position embeddings it starts knowing nothing of word order (a decoder's causal mask gives it
+# some for free), and in a budget this small it stays stuck at guessing frequent words.
+
+# %%
+def quick_train(config: TrainConfig, eval_every: int | None = None, desc: str = "") -> tuple[GPT, list[dict]]:
+    # train() without checkpoints or logs; evaluates every `eval_every` steps on config.eval_tokens tokens.
+    model = GPT(config.model_config(tokenizer.vocab_size), seed=config.seed)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
+    scaler, world, points = grad_scaler("cpu", "fp32"), World(), []
+    mask = mask_id if config.objective == "masked" else None
+    for step in tqdm(range(config.max_steps), desc=desc, leave=False, mininterval=5):
+        x, y = step_windows(train_shards, config, step)
+        batches = micro_batches(x, y, config, step, mask_id=mask, vocab_size=tokenizer.vocab_size)
+        lr = learning_rate(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr)
+        train_step(model, optimizer, scaler, batches, lr, config.grad_clip, "cpu")
+        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == config.max_steps):
+            result = evaluate(model, val_shards, config, None, world, "fp32", config.eval_tokens, mask)
+            points.append({"step": step + 1, "tokens": (step + 1) * config.tokens_per_step(), **result})
+    return model.eval(), points
+
+
+COMPARE_STEPS = {"ci": 40, "cpu": 1500, "gpu": 1500}[PRESET]
+compare, curves = {}, {}
+for objective in ("causal", "masked"):
+    cfg = TrainConfig(**SMALL, **LOOKING, objective=objective, max_steps=COMPARE_STEPS, warmup_steps=COMPARE_STEPS // 10,
+                      lr=3e-3, min_lr=3e-4)
+    started = time.perf_counter()
+    compare[objective], curves[objective] = quick_train(cfg, eval_every=max(1, COMPARE_STEPS // 6), desc=objective)
+    print(f"{objective}: {count_parameters(compare[objective]):,} parameters, {COMPARE_STEPS} steps of "
+          f"{cfg.tokens_per_step():,} tokens in {time.perf_counter() - started:.0f} s; validation loss "
+          f"{curves[objective][-1]['val_loss']:.3f} on {curves[objective][-1]['val_tokens']:,} predictions")
+decoder, encoder = compare["causal"], compare["masked"]
+
+# %% [markdown]
+# The two validation losses are not the same task: the decoder's is over every next token, from the left; the
+# encoder's over the 15% masked tokens, from both sides. The gaps to fill: sentences of the validation stories, each
+# on its own, with one whole word in the middle (a single token) to guess.
+
+# %%
+data_artifact = pipeline.run_data_stage()
+stories = [doc.text for doc in read_jsonl(data_artifact.path / "val.jsonl") if doc.domain == "books"]
+eot = tokenizer.special_id("<|endoftext|>")
+is_word = lambda i: tokenizer.decode([i])[:1] == " " and tokenizer.decode([i])[1:].isalpha()  # " river", one token
+
+
+def gap_cases(limit: int) -> list[tuple[list[int], int]]:
+    # (ids, position) pairs: a sentence, and the position of a whole word in its middle third.
+    cases = []
+    for story in stories:
+        for sentence in story_sentences(story)[1:]:
+            ids = [eot] + tokenizer.encode_ordinary(sentence)
+            if not 8 <= len(ids) <= SMALL["context"]:
+                continue
+            middle = range(len(ids) // 3, 2 * len(ids) // 3)
+            whole = [i for i in middle if is_word(ids[i]) and not tokenizer.decode([ids[i + 1]])[:1].isalpha()]
+            if whole:
+                cases.append((ids, whole[len(cases) % len(whole)]))
+            if len(cases) == limit:
+                return cases
+    return cases
+
+
+@torch.no_grad()
+def fill_gap(ids: list[int], position: int, model: GPT, k: int = 1) -> list[int]:
+    # The model's k best guesses for ids[position]: the encoder reads both sides, the decoder the left only.
+    if model.config.causal:
+        logits = model(torch.tensor([ids[:position]]))[0][0, -1]
+    else:
+        masked = ids.copy()
+        masked[position] = mask_id
+        logits = model(torch.tensor([masked]))[0][0, position]
+    return logits.topk(k).indices.tolist()
+
+
+cases = gap_cases({"ci": 60, "cpu": 400, "gpu": 400}[PRESET])
+for ids, position in cases[:3]:
+    print(tokenizer.decode(ids[1:position]) + " ___" + tokenizer.decode(ids[position + 1:]))
+    print(f"    the word: {tokenizer.decode([ids[position]])!r}; the encoder guesses "
+          f"{' / '.join(repr(tokenizer.decode([i])) for i in fill_gap(ids, position, encoder, 3))}; the decoder "
+          f"{' / '.join(repr(tokenizer.decode([i])) for i in fill_gap(ids, position, decoder, 3))}")
+
+# %% [markdown]
+# A gap in a sentence on its own is one test; a gap in running text, where the story so far comes before the
+# sentence, is another: there the decoder reads a whole paragraph of left context. We measure both, and the
+# continuation:
+
+# %%
+context = SMALL["context"]
+starts = np.linspace(0, len(val_shards) - context - 2, {"ci": 64, "cpu": 512, "gpu": 512}[PRESET]).astype(int)
+windows = np.stack([val_shards.read(int(s), int(s) + context) for s in starts])
+# in running text: a whole word between two whole words, in the middle half of a window
+in_text = [(row, t) for row in range(len(windows)) for t in range(context // 4, 3 * context // 4, 7)
+           if is_word(windows[row, t]) and is_word(windows[row, t - 1]) and is_word(windows[row, t + 1])]
+
+
+@torch.no_grad()
+def fill_in_text(model: GPT) -> float:
+    # The share of in_text gaps whose token the model ranks first, reading the whole window (encoder) or its left.
+    inputs = torch.from_numpy(windows.astype(np.int64))
+    if model.config.causal:
+        logits = model(inputs)[0]
+        guesses = [int(logits[row, t - 1].argmax()) for row, t in in_text]  # position t - 1 predicts token t
+    else:
+        guesses = []
+        for row, t in in_text:
+            masked = inputs[row].clone()
+            masked[t] = mask_id
+            guesses.append(int(model(masked[None])[0][0, t].argmax()))
+    return float(np.mean([guess == windows[row, t] for guess, (row, t) in zip(guesses, in_text)]))
+
+
+@torch.no_grad()
+def next_token_loss(model: GPT, cuts: list[int]) -> float:
+    # The mean cross-entropy of predicting windows[:, t] from windows[:, :t], over the cut points t.
+    losses = []
+    for t in cuts:
+        prefix = torch.from_numpy(windows[:, :t].astype(np.int64))
+        if model.config.causal:
+            logits = model(prefix)[0][:, -1]
+        else:  # the encoder fills a mask token put after the prefix
+            logits = model(torch.cat([prefix, torch.full((len(prefix), 1), mask_id)], dim=1))[0][:, -1]
+        losses.append(F.cross_entropy(logits, torch.from_numpy(windows[:, t].astype(np.int64))).item())
+    return float(np.mean(losses))
+
+
+cuts = list(range(context // 4, context, context // 8))
+rows = []
+for name, model in (("decoder (causal LM)", decoder), ("encoder (masked LM)", encoder)):
+    rows.append({"model": name,
+                 f"fill a word in a sentence ({len(cases)}): accuracy": np.mean([fill_gap(ids, p, model)[0] == ids[p] for ids, p in cases]),
+                 f"fill a word in running text ({len(in_text)}): accuracy": fill_in_text(model),
+                 f"continue text ({len(starts) * len(cuts):,} predictions): next-token loss, nats": next_token_loss(model, cuts)})
+show_table(rows)
+
+# %% [markdown]
+# With the `cpu` preset (1,500 steps of a 2-layer, 64-wide model) the two models split the tasks as their
+# objectives predict. **Filling a gap in a sentence, the encoder wins clearly** (69% right against 53%): the words after the gap ("… with her
+# dog.") say a lot about it, and only the encoder reads them. **Continuing text, the decoder wins by far** (2.45 nats
+# against 4.28): the encoder was never asked to predict from one side only, and a mask with nothing after it is not a gap it has seen.
+# In running text the decoder is still ahead at this budget: it reads the story so far, which often names the
+# missing word already, and it has had far more training signal (next paragraph). (With the `ci` preset the models train for seconds and the encoder has not yet learned to use its
+# neighbours: its guesses are still mostly frequent words.)
+#
+# The encoder got there more slowly. It learns from 15% of the positions, the decoder from all of them, so for the
+# same tokens read it gets about a seventh of the training signal, and masked language modelling has a long plateau
+# before the model learns to look at its neighbours. The validation losses along the way:
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 2.8))
+for objective, label in (("causal", "decoder: next token, from the left"), ("masked", "encoder: masked tokens, both sides")):
+    ax.plot([p["step"] for p in curves[objective]], [p["val_loss"] for p in curves[objective]], "o-", markersize=3, label=label)
+ax.set(xlabel="step", ylabel="validation loss (nats)", title="the same model, two objectives")
+ax.legend(fontsize=8)
+show(fig)
+
+# %% [markdown]
+# That is the division of labour of the late 2010s: BERT-style encoders for understanding (classification, search,
+# filling in), GPT-style decoders for writing. Decoders won in the end because writing turned out to cover
+# understanding too, once the model is large enough and the task is phrased as text to continue, and because they
+# learn from every token.
+#
+# ## 8. Scaling: loss against model size and data
+#
+# How much better does a bigger model get? Kaplan et al. (2020) and Hoffmann et al. (2022, "Chinchilla") found that
+# the loss falls as a **power law** in the number of parameters N (when data is plentiful) and in the number of
+# tokens D (when the model is big enough): L ≈ a·N^(−α), a straight line on log-log axes. We train 4 small models
+# of growing width on the same tokens, evaluating along the way, and fit the line. As Kaplan did, N counts the
+# parameters outside the embedding, the ones that compute.
+
+# %%
+WIDTHS, SCALE_STEPS = {"ci": ([8, 16, 32], 30), "cpu": ([16, 32, 64, 128], 300), "gpu": ([16, 32, 64, 128], 600)}[PRESET]
+scaling = []
+started = time.perf_counter()
+for width in WIDTHS:
+    cfg = TrainConfig(**{**SMALL, **LOOKING, "n_embd": width, "n_head": max(1, width // 16), "eval_tokens": 8192},
+                      max_steps=SCALE_STEPS, warmup_steps=SCALE_STEPS // 10, lr=3e-3, min_lr=3e-4)
+    model, points = quick_train(cfg, eval_every=max(1, SCALE_STEPS // 8), desc=f"width {width}")
+    embedding = model.transformer.wte.weight.numel()  # rotary positions have no parameters
+    scaling.append({"width": width, "N": count_parameters(model) - embedding, "points": points})
+print(f"{len(WIDTHS)} models × {SCALE_STEPS} steps of {cfg.tokens_per_step():,} tokens in {time.perf_counter() - started:.0f} s")
+show_table([{"width": s["width"], "non-embedding parameters": f"{s['N']:,}", "validation loss": s["points"][-1]["val_loss"]}
+            for s in scaling])
+
+# %%
+N = np.array([s["N"] for s in scaling], dtype=float)
+final = np.array([s["points"][-1]["val_loss"] for s in scaling])
+slope, intercept = np.polyfit(np.log(N), np.log(final), 1)
+alpha = -slope
+
+biggest = scaling[-1]["points"]
+tokens = np.array([p["tokens"] for p in biggest], dtype=float)
+losses_d = np.array([p["val_loss"] for p in biggest])
+later = tokens >= tokens[len(tokens) // 4]  # past warmup
+slope_d, intercept_d = np.polyfit(np.log(tokens[later]), np.log(losses_d[later]), 1)
+
+fig, (ax_n, ax_d) = plt.subplots(1, 2, figsize=(10, 3.4))
+ax_n.loglog(N, final, "o", color="#1f77b4", label="validation loss")
+grid = np.geomspace(N.min() / 1.5, N.max() * 1.5, 50)
+ax_n.loglog(grid, np.exp(intercept) * grid**slope, "--", color="grey", label=f"fit: {np.exp(intercept):.2f}·N^(−{alpha:.3f})")
+ax_n.set(xlabel="non-embedding parameters N", ylabel="validation loss (nats)", title="loss against model size")
+ax_n.legend(fontsize=8)
+for s in scaling:
+    ax_d.loglog([p["tokens"] for p in s["points"]], [p["val_loss"] for p in s["points"]], "o-", markersize=3,
+                label=f"width {s['width']}")
+ax_d.loglog(tokens[later], np.exp(intercept_d) * tokens[later]**slope_d, "--", color="grey",
+            label=f"fit (widest): D^(−{-slope_d:.3f})")
+ax_d.set(xlabel="training tokens D", title="loss against data")
+ax_d.legend(fontsize=8)
+show(fig)
+print(f"loss ∝ N^(−{alpha:.3f}) across sizes; ∝ D^(−{-slope_d:.3f}) along the widest model's run")
+
+# %% [markdown]
+# On both axes the points lie close to straight lines: power laws, with small exponents (Kaplan et al. measured
+# α ≈ 0.076 for N and 0.095 for D, on loss in nats, at sizes up to a billion parameters). A small exponent is why
+# scale is expensive: with α ≈ 0.08, halving the loss's distance takes roughly 2^(1/0.08) ≈ 6,000 times the
+# parameters. Two cautions: our models are tiny and trained briefly, so our exponents are rough; and the points along
+# a run are not quite independent runs of D tokens (the learning rate had not decayed yet), the mistake that
+# Chinchilla corrected and that led to training smaller models on far more tokens (about 20 tokens per parameter).
+# On the right, the narrowest model's curve is the flattest: with too few parameters, more data helps less.
+
+# %%
+print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
+
+
+# %% [markdown]
+# ## 9. Exercises
+#
+# Each exercise is a function for you to write, followed by a check cell that runs it on fresh random inputs against
+# the package's own version and prints a pass, or shows the input where they differ with a hint. The checks of
+# unsolved exercises show a red error: that is expected. Solutions are in `solutions/04_pretraining.ipynb` (try
+# first!).
+#
+# ### Exercise 1: the cross-entropy of a batch
+#
+# Write `cross_entropy(logits, targets)`: `logits` has shape (batch, T, vocabulary), `targets` (batch, T) holds token
+# ids, or −100 where there is nothing to predict. Return the mean, over the positions whose target is not −100, of
+# minus the log-probability that the softmax of the logits gives the target: a 0-dimensional tensor, equal to
+# `F.cross_entropy` (which you may not call; `log_softmax` neither). The check uses large logits too: compute the
+# log-softmax in a way that cannot overflow.
+
+# %%
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    counted = targets != -100
+    top = logits.max(dim=-1, keepdim=True).values  # subtract the largest logit: exp() cannot overflow
+    log_probs = logits - top - (logits - top).exp().sum(dim=-1, keepdim=True).log()
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return -picked[counted].mean()
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.pretraining import check_cross_entropy
+
+check_cross_entropy(cross_entropy)
+
+
+# %% [markdown]
+# ### Exercise 2: the learning-rate schedule
+#
+# Write `lr_at(step, max_lr, warmup_steps, total_steps, min_lr)`, the schedule of section 4: during warmup
+# (step < warmup_steps) the rate is `max_lr × (step + 1) / warmup_steps`, so that step 0 already moves the weights;
+# then a half cosine from `max_lr` at step `warmup_steps` down to `min_lr` at step `total_steps`; after that,
+# `min_lr`. Steps count from 0. It must equal `minilm.train.schedule.learning_rate`.
+
+# %%
+def lr_at(step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float) -> float:
+    ### BEGIN SOLUTION
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.pretraining import check_learning_rate
+
+check_learning_rate(lr_at)
+
+
+# %% [markdown]
+# ### Exercise 3: BERT's masking rule
+#
+# Write `mask(ids, mask_id, vocab_size, generator, rate=0.15)`, for a (batch, T) tensor of token ids. Choose each
+# position independently with probability `rate`. Return `(inputs, targets)`: `targets` holds the original id at the
+# chosen positions and −100 elsewhere; in `inputs` the positions that were not chosen keep their id, and of the
+# chosen ones 80% become `mask_id`, 10% a random token drawn uniformly from `0 .. vocab_size − 1`, and 10% keep their
+# id. Draw every random number from `generator` (a `torch.Generator`), and leave `ids` unchanged. The check runs it
+# on half a million tokens and tests the proportions statistically.
+
+# %%
+def mask(ids: torch.Tensor, mask_id: int, vocab_size: int, generator: torch.Generator,
+         rate: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+    ### BEGIN SOLUTION
+    chosen = torch.rand(ids.shape, generator=generator) < rate
+    targets = torch.where(chosen, ids, torch.full_like(ids, -100))
+    kind = torch.rand(ids.shape, generator=generator)  # among the chosen: < 0.8 mask, < 0.9 random, else keep
+    random_ids = torch.randint(vocab_size, ids.shape, generator=generator)
+    inputs = ids.clone()
+    inputs[chosen & (kind < 0.8)] = mask_id
+    swap = chosen & (kind >= 0.8) & (kind < 0.9)
+    inputs[swap] = random_ids[swap]
+    return inputs, targets
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.pretraining import check_masking
+
+check_masking(mask)
+
+
+# %% [markdown]
+# ### Exercise 4: gradient accumulation
+#
+# A batch too big for memory is split into micro-batches whose gradients add up in `.grad`. Write
+# `accumulate(model, inputs, targets, k)`: split `inputs` and `targets` (batch, T) into `k` micro-batches along the
+# batch dimension with `torch.chunk` (the last ones may be smaller), run `model(x, y)` on each (it returns
+# `(logits, loss)`, the loss being the mean over that micro-batch's targets that are not −100) and call `backward`,
+# so that afterwards every parameter's `.grad` equals the gradient of the **whole batch's** loss: the mean over all
+# its counted targets. Return that loss as a float. Do not zero the gradients or step an optimizer. Careful: the
+# micro-batches may differ in size and in how many targets they count (masked language modelling), so dividing
+# each loss by k is not enough. (Every micro-batch counts at least one target.)
+
+# %%
+def accumulate(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, k: int) -> float:
+    ### BEGIN SOLUTION
+    total = int((targets != -100).sum())
+    whole = 0.0
+    for x, y in zip(inputs.chunk(k), targets.chunk(k)):
+        _, loss = model(x, y)  # the mean over this micro-batch's counted targets
+        share = int((y != -100).sum()) / total  # its part of the whole batch's mean
+        (loss * share).backward()
+        whole += loss.item() * share
+    return whole
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.pretraining import check_gradient_accumulation
+
+check_gradient_accumulation(accumulate)
+
+# %% [markdown]
+# **Next:** the pretrained model of this notebook, cached in `data/runs/<preset>/pretrain/`, is where the next stages
+# start: `load_pretrained(run_pretrain_stage())` gives it back in one line.
