@@ -11,17 +11,19 @@ def stub(*args):
 
 
 def assert_passes(check, answer, capsys, times=1):
-    """Run `check(answer)` `times` times, on fresh inputs each time: each must print one pass line and nothing else."""
-    for _ in range(times):
-        check(answer)
+    """Run `check(answer)` on the inputs of seeds 0 .. times - 1: each must print one pass line and nothing else.
+
+    Fixed seeds keep the tests repeatable; a learner's run draws a new seed each time."""
+    for seed in range(times):
+        check(answer, seed=seed)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == times and all(line.startswith("✅") and "passed" in line for line in lines), lines
 
 
-def assert_fails(check, answer, match=None):
+def assert_fails(check, answer, match=None, seed=0):
     """`check(answer)` must raise ExerciseFailed, with a message that `match` searches if given; returns the message."""
     with pytest.raises(ExerciseFailed, match=match) as failure:
-        check(answer)
+        check(answer, seed=seed)
     return str(failure.value)
 
 
@@ -33,7 +35,7 @@ def assert_not_solved(check):
 def table_tests(table, times, names_input=("on input:",)):
     """The three tests of a table of (checker, right answers, wrong answers), for a test module to bind by their names.
 
-    Right answers pass `times` times; each wrong one fails with ❌, a hint and one of `names_input` in the message;
+    Right answers pass on `times` seeds; each wrong one fails with ❌, a hint and one of `names_input` in the message;
     a stub is not solved yet.
     """
     rows = pytest.mark.parametrize("check, rights, wrongs", table, ids=[row[0].__name__ for row in table])

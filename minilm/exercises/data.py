@@ -1,10 +1,11 @@
 """Checkers for the exercises of notebook 01 (data): a quality rule, mixture weights, a PII pattern,
 shingles for near dedup, and LSH banding.
 
-Each checker draws fresh inputs (a new draw every run), runs the learner's function and the package's
-own, and passes or fails on the first input where they differ. The inputs are made to land on the
-cases where a first attempt usually goes wrong: a mean word length of exactly 3, a dotted number with
-five parts, a text shorter than one shingle, signature columns that no band uses.
+Each checker draws fresh inputs (from a new seed every run, named in a failure), runs the learner's
+function and the package's own, and passes or fails on the first input where they differ. The inputs
+are made to land on the cases where a first attempt usually goes wrong: a mean word length of exactly
+3, a dotted number with five parts, a text shorter than one shingle, signature columns that no band
+uses.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import numpy as np
 
 from minilm.data import balance, dedup, quality, safety
-from minilm.exercises import ExerciseFailed, _short, call_learner, check_cases, fresh_rng, passed
+from minilm.exercises import ExerciseFailed, _short, call_learner, check_cases, checker, passed
 
 # --- Exercise 1: Gopher's mean word length rule ------------------------------------------------------------
 
@@ -52,10 +53,10 @@ def _reference_mean_word_length_rule(text: str) -> str | None:
     return quality.gopher_mean_word_length(quality.TextStats(text), quality.QualityConfig())
 
 
-def check_mean_word_length_rule(mean_word_length_rule) -> None:
+@checker
+def check_mean_word_length_rule(mean_word_length_rule, rng: random.Random) -> None:
     """Exercise 1: Gopher's rule that the mean word length lies between 3 and 10 characters."""
     title = "Exercise 1 (Gopher's mean word length rule)"
-    rng = fresh_rng()
     exact = [" ".join(_word(rng, n) for _ in range(rng.randint(2, 9))) for n in (3, 10, 2, 11)]  # on and beyond the limits
     fixed = ["", "   ", "— ... •", "The cat, the dog and the bird.", "(a) (b) (c) ok?"]
     cases = [(text,) for text in exact + fixed + [_quality_text(rng) for _ in range(300)]]
@@ -67,10 +68,10 @@ def check_mean_word_length_rule(mean_word_length_rule) -> None:
 # --- Exercise 2: temperature sampling weights ---------------------------------------------------------------
 
 
-def check_temperature_weights(temperature_weights) -> None:
+@checker
+def check_temperature_weights(temperature_weights, rng: random.Random) -> None:
     """Exercise 2: mixture weights proportional to size ** (1 / temperature)."""
     title = "Exercise 2 (temperature sampling weights)"
-    rng = fresh_rng()
     domains = ["books", "web", "docs", "code", "math", "wiki"]
     cases = []
     for _ in range(60):
@@ -142,10 +143,10 @@ def _reference_find_ipv4(text: str) -> list[str]:
     return [text[start:end] for kind, start, end in safety.find_pii(text) if kind == "ip"]
 
 
-def check_find_ipv4(find_ipv4) -> None:
+@checker
+def check_find_ipv4(find_ipv4, rng: random.Random) -> None:
     """Exercise 3: find IPv4 addresses, and leave alone dotted numbers that are not addresses."""
     title = "Exercise 3 (find IPv4 addresses)"
-    rng = fresh_rng()
     fixed = ["Ping 192.168.0.12 or 10.0.0.254.", "Python 3.11.7 and torch 2.13.0", "Not 256.10.10.10, nor 10.10.10.256.",
              "version 10.2.3.4.5 of the tool", "Mask 010.1.20.3, keep 10.1.20.3!", ""]
     cases = [(text,) for text in fixed + [_ip_text(rng) for _ in range(200)]]
@@ -178,10 +179,10 @@ def _reference_shingles(text: str, n: int) -> list[int]:
     return sorted(int(x) for x in dedup.shingles(text, n))
 
 
-def check_shingle_hashes(shingle_hashes) -> None:
+@checker
+def check_shingle_hashes(shingle_hashes, rng: random.Random) -> None:
     """Exercise 4: the set of hashed word n-grams of a text, as `minilm.data.dedup.shingles` computes it."""
     title = "Exercise 4 (hashed word shingles)"
-    rng = fresh_rng()
     fixed = [("", 5), ("?!", 3), ("one", 5), ("The cat sat.", 5), ("the THE The", 1), ("a b c d e f", 5)]
     cases = fixed + [(_shingle_text(rng), rng.randint(1, 6)) for _ in range(150)]
 
@@ -220,10 +221,10 @@ def _reference_lsh(signatures: list[list[int]], bands: int, rows: int) -> set[tu
     return {(int(i), int(j)) for i, j in pairs}
 
 
-def check_lsh_candidates(lsh_candidates) -> None:
+@checker
+def check_lsh_candidates(lsh_candidates, rng: random.Random) -> None:
     """Exercise 5: the candidate pairs of LSH banding, as `minilm.data.dedup.lsh_candidates` finds them."""
     title = "Exercise 5 (LSH candidate pairs)"
-    rng = fresh_rng()
     cases = [([[1, 2, 3, 4], [1, 2, 9, 9], [0, 2, 3, 4]], 2, 2), ([[5, 5], [5, 5]], 1, 1), ([[7, 1, 2], [8, 1, 2]], 1, 2)]
     cases += [_signatures(rng) for _ in range(150)]
     hint = ("band k covers columns k*rows to (k+1)*rows - 1; two documents are a candidate pair when some band is equal "

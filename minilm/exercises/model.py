@@ -1,11 +1,12 @@
 """Checkers for the exercises of notebook 03 (transformer): scaled dot-product attention, the causal
 mask, rotary positions, the parameters of a block, and one step of attention with a KV cache.
 
-Each checker draws fresh random tensors (a new draw every run), runs the learner's function and the
-package's own, and passes or fails on the first input where they differ. The inputs are made to land
-where a first attempt usually goes wrong: more keys than queries (a mask that must be offset), heads
-of 64 dimensions (where forgetting the 1/sqrt(d) scale shows), positions that are not 0, 1, 2, ...,
-configs without biases or with fewer key/value heads than query heads, and an empty cache.
+Each checker draws fresh random tensors (from a new seed every run, named in a failure), runs the
+learner's function and the package's own, and passes or fails on the first input where they differ. The
+inputs are made to land where a first attempt usually goes wrong: more keys than queries (a mask that
+must be offset), heads of 64 dimensions (where forgetting the 1/sqrt(d) scale shows), positions that
+are not 0, 1, 2, ..., configs without biases or with fewer key/value heads than query heads, and an
+empty cache.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 
 import torch
 
-from minilm.exercises import ExerciseFailed, _short, call_learner, failure, fresh_rng, passed, torch_generator
+from minilm.exercises import ExerciseFailed, _short, call_learner, checker, failure, passed, torch_generator
 from minilm.model.accounting import parameter_counts
 from minilm.model.attention import attention_by_hand, causal_mask
 from minilm.model.config import SIZES, GPTConfig
@@ -97,10 +98,10 @@ def _attention_cases(rng: random.Random) -> list[tuple]:
     return cases
 
 
-def check_attention(attention) -> None:
+@checker
+def check_attention(attention, rng: random.Random) -> None:
     """Exercise 1: softmax(q k^T / sqrt(d), masked) v, as `minilm.model.attention_by_hand` computes it."""
     title = "Exercise 1 (scaled dot-product attention)"
-    rng = fresh_rng()
     hint = ("scores = q @ k.transpose(-2, -1) / sqrt(d) with d = q.size(-1); where the mask is False set the score "
             "to -inf (scores.masked_fill(~mask, float('-inf'))) *before* the softmax over the keys (dim=-1); "
             "then weights @ v")
@@ -115,10 +116,10 @@ def check_attention(attention) -> None:
 # --- Exercise 2: the causal mask -------------------------------------------------------------------------
 
 
-def check_causal_mask(make_causal_mask) -> None:
+@checker
+def check_causal_mask(make_causal_mask, rng: random.Random) -> None:
     """Exercise 2: the (T, S) booleans of who may see whom, the T queries being the last of S positions."""
     title = "Exercise 2 (the causal mask)"
-    rng = fresh_rng()
     hint = ("query i sits at position i + (S - T) (the queries are the last T of the S positions) and may see "
             "the keys at positions 0 .. i + (S - T), itself included; True means 'may see'")
     cases = [(1, 1), (4, 4), (1, 5), (3, 7)] + [
@@ -158,10 +159,10 @@ def reference_rotate(x: torch.Tensor, positions: torch.Tensor, theta: float = 10
     return apply_rotary(x, cos, sin)
 
 
-def check_rotate(rotate) -> None:
+@checker
+def check_rotate(rotate, rng: random.Random) -> None:
     """Exercise 3: rotate each pair (i, i + d/2) of a query or key at position p by p * theta^(-2i/d)."""
     title = "Exercise 3 (rotary positions)"
-    rng = fresh_rng()
     generator = torch_generator(rng)
     hint = ("split the last dimension into halves x1, x2 (pair i is (x1[i], x2[i])); angle[p, i] = p * theta ** (-2 * i / d) "
             "for i = 0 .. d/2 - 1; return cat(x1 * cos - x2 * sin, x1 * sin + x2 * cos); use the given positions, "
@@ -220,10 +221,10 @@ def _config_summary(config: GPTConfig) -> str:
     return "GPTConfig(" + ", ".join(f"{name}={getattr(config, name)!r}" for name in shown) + f") [hidden={config.hidden}]"
 
 
-def check_block_parameters(block_parameters) -> None:
+@checker
+def check_block_parameters(block_parameters, rng: random.Random) -> None:
     """Exercise 4: the parameters of one transformer block, from its config alone."""
     title = "Exercise 4 (the parameters of a block)"
-    rng = fresh_rng()
     hint = ("count ln_1, attention (c_attn makes q for n_head heads and k, v for kv_heads heads of head_dim each; "
             "c_proj is n_embd x n_embd), ln_2 and the MLP (config.hidden wide; SwiGLU has gate and up: twice the "
             "first matrix); a bias is one number per output and exists only when config.bias; LayerNorm has a "
@@ -243,7 +244,8 @@ def check_block_parameters(block_parameters) -> None:
 # --- Exercise 5: one step of attention with a KV cache ---------------------------------------------------
 
 
-def check_attention_step(attention_step) -> None:
+@checker
+def check_attention_step(attention_step, rng: random.Random) -> None:
     """Exercise 5: append one token's key and value to the cache and attend to every position so far.
 
     The learner's step decodes whole sequences token by token, from an empty cache; each step's output
@@ -251,7 +253,6 @@ def check_attention_step(attention_step) -> None:
     the keys and values of every position so far.
     """
     title = "Exercise 5 (one step of attention with a KV cache)"
-    rng = fresh_rng()
     generator = torch_generator(rng)
     hint = ("k_cache = torch.cat([k_cache, k_new], dim=2) (the same for v): the new position goes last; the new "
             "query is the last position, so it may see every key and needs no mask; with fewer key/value heads "

@@ -1,12 +1,12 @@
 """Checkers for the exercises of notebook 04 (pretraining): the cross-entropy of a batch, the
 learning-rate schedule, BERT's masking rule, and gradient accumulation.
 
-Each checker draws fresh inputs (a new draw every run), runs the learner's function and the
-package's own, and passes or fails on the first input where they differ. The inputs are made to land
-where a first attempt usually goes wrong: ignored targets (-100) and logits large enough to overflow
-a naive softmax; schedules without warmup or run past their end; a masking rule that is checked by
-its proportions over half a million tokens, since its output is random; micro-batches of unequal
-sizes that count unequal numbers of targets.
+Each checker draws fresh inputs (from a new seed every run, named in a failure), runs the learner's
+function and the package's own, and passes or fails on the first input where they differ. The inputs
+are made to land where a first attempt usually goes wrong: ignored targets (-100) and logits large
+enough to overflow a naive softmax; schedules without warmup or run past their end; a masking rule that
+is checked by its proportions over half a million tokens, since its output is random; micro-batches of
+unequal sizes that count unequal numbers of targets.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from minilm.exercises import _short, call_learner, failure, fresh_rng, passed, torch_generator
+from minilm.exercises import _short, call_learner, checker, failure, passed, torch_generator
 from minilm.model.config import GPTConfig
 from minilm.model.gpt import GPT, IGNORE_INDEX
 from minilm.train.schedule import learning_rate
@@ -42,10 +42,10 @@ def _cross_entropy_cases(rng: random.Random):
         yield logits, targets, what
 
 
-def check_cross_entropy(cross_entropy) -> None:
+@checker
+def check_cross_entropy(cross_entropy, rng: random.Random) -> None:
     """Exercise 1: the mean cross-entropy over the counted targets, stable for large logits."""
     title = "Exercise 1 (the cross-entropy of a batch)"
-    rng = fresh_rng()
     hint = ("log p = logit - logsumexp(logits); compute logsumexp as max + log(sum(exp(logits - max))) so exp() "
             "cannot overflow; take minus the mean over the positions whose target is not -100 only")
     count = 0
@@ -66,10 +66,10 @@ def check_cross_entropy(cross_entropy) -> None:
 # --- Exercise 2: the learning-rate schedule ---------------------------------------------------------------
 
 
-def check_learning_rate(lr_at) -> None:
+@checker
+def check_learning_rate(lr_at, rng: random.Random) -> None:
     """Exercise 2: warmup, cosine, floor: equal to `minilm.train.schedule.learning_rate` at every step."""
     title = "Exercise 2 (the learning-rate schedule)"
-    rng = fresh_rng()
     schedules = [(6e-4, 10, 100, 6e-5), (1e-3, 0, 50, 1e-4), (3e-3, 1, 20, 0.0), (1e-2, 30, 30, 1e-3)]
     for _ in range(8):
         total = rng.randint(1, 400)
@@ -97,10 +97,10 @@ def _share(part: torch.Tensor, whole: torch.Tensor) -> float:
     return float(part.sum()) / max(1, int(whole.sum()))
 
 
-def check_masking(mask) -> None:
+@checker
+def check_masking(mask, rng: random.Random) -> None:
     """Exercise 3: `rate` of the positions chosen, 80/10/10 among them, targets -100 elsewhere; checked statistically."""
     title = "Exercise 3 (BERT's masking rule)"
-    rng = fresh_rng()
     hint = ("choose each position with probability rate (torch.rand(..., generator=generator) < rate); targets = ids "
             "where chosen, -100 elsewhere; among the chosen, 80% -> mask_id, 10% -> torch.randint(vocab_size, ...), "
             "10% unchanged; draw everything from `generator`")
@@ -197,10 +197,10 @@ def _accumulation_cases(rng: random.Random):
         yield model, inputs, targets, k
 
 
-def check_gradient_accumulation(accumulate) -> None:
+@checker
+def check_gradient_accumulation(accumulate, rng: random.Random) -> None:
     """Exercise 4: k micro-batches whose accumulated gradient equals the whole batch's, weighted by counted targets."""
     title = "Exercise 4 (gradient accumulation)"
-    rng = fresh_rng()
     hint = ("each micro-batch's loss is a mean over its own counted targets; weight it by (its counted targets) / "
             "(the whole batch's counted targets) before backward(), so the weighted losses add up to the whole mean; "
             "do not zero the gradients between micro-batches")

@@ -1,11 +1,12 @@
 """Checkers for the exercises of notebook 05 (scaling up): MFU, the part of the data each process
 trains on, dynamic loss scaling, and data parallelism's averaged gradients.
 
-Each checker draws fresh inputs (a new draw every run), runs the learner's function and the package's
-own (or PyTorch's), and passes or fails on the first input where they differ. The inputs are made to
-land where a first attempt usually goes wrong: long contexts (where attention's FLOPs matter), jobs on
-many GPUs, streams that do not divide evenly between processes (or have fewer tokens than processes),
-growth intervals of 1, a scale that would overflow float32, and world sizes of 1 and 3.
+Each checker draws fresh inputs (from a new seed every run, named in a failure), runs the learner's
+function and the package's own (or PyTorch's), and passes or fails on the first input where they
+differ. The inputs are made to land where a first attempt usually goes wrong: long contexts (where
+attention's FLOPs matter), jobs on many GPUs, streams that do not divide evenly between processes (or
+have fewer tokens than processes), growth intervals of 1, a scale that would overflow float32, and
+world sizes of 1 and 3.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import random
 
 import torch
 
-from minilm.exercises import ExerciseFailed, _short, call_learner, fresh_rng, passed
+from minilm.exercises import ExerciseFailed, _short, call_learner, checker, passed
 from minilm.model.accounting import matmul_parameters, mfu
 from minilm.model.config import SIZES, GPTConfig
 from minilm.model.gpt import GPT
@@ -50,10 +51,10 @@ def _reference_mfu(config: GPTConfig, context: int, tokens_per_second: float, pe
     return mfu(config, tokens_per_second, peak_flops * n_devices, context)
 
 
-def check_mfu(model_flops_utilization) -> None:
+@checker
+def check_mfu(model_flops_utilization, rng: random.Random) -> None:
     """Exercise 1: MFU from tokens/s, the model's shape, the context and the peak FLOP/s of each device."""
     title = "Exercise 1 (MFU)"
-    rng = fresh_rng()
     gpt2 = GPTConfig(**SIZES["gpt2"], vocab_size=50257, block_size=1024)
     cases = [(gpt2, 1024, 1.0e6, 989e12, 8), (gpt2, 1024, 150_000.0, 989e12, 1), (gpt2, 64, 2_000.0, 1e11, 1)]
     for _ in range(200):
@@ -94,10 +95,10 @@ def _reference_part(n_tokens: int, rank: int, world_size: int) -> tuple[int, int
     return TokenShards.part(_Stream(n_tokens), rank, world_size)
 
 
-def check_rank_part(rank_part) -> None:
+@checker
+def check_rank_part(rank_part, rng: random.Random) -> None:
     """Exercise 2: the contiguous, nearly equal part [start, stop) of a stream that process `rank` trains on."""
     title = "Exercise 2 (each process's part of the data)"
-    rng = fresh_rng()
     streams = [(10, 3), (7, 4), (2, 4), (0, 2), (1, 1), (100, 1), (2_732_843, 2), (2_732_843, 8), (1000, 7)]
     streams += [(rng.choice([rng.randint(0, 50), rng.randint(50, 10**6), rng.randint(10**8, 10**10)]),
                  rng.choice([1, 2, 3, 4, 6, 7, 8, 16, 64, 1000])) for _ in range(150)]
@@ -134,10 +135,10 @@ def _reference_update_scale(scale: float, good_steps: int, found_inf: bool, grow
     return float(scale_tensor.item()), int(tracker.item())
 
 
-def check_update_scale(update_scale) -> None:
+@checker
+def check_update_scale(update_scale, rng: random.Random) -> None:
     """Exercise 3: GradScaler's update: back off on an overflow, grow after `growth_interval` good steps in a row."""
     title = "Exercise 3 (dynamic loss scaling)"
-    rng = fresh_rng()
     float32_max = torch.finfo(torch.float32).max
     runs = [(2.0**16, 2.0, 0.5, 2000, [False] * 5 + [True] + [False] * 3),
             (2.0**16, 2.0, 0.5, 1, [False, False, True, False, True, True, False]),
@@ -186,10 +187,10 @@ def _big_batch_gradients(model: GPT, inputs: torch.Tensor, targets: torch.Tensor
     return {name: p.grad.detach().clone() for name, p in model.named_parameters()}
 
 
-def check_data_parallel_gradients(data_parallel_gradients) -> None:
+@checker
+def check_data_parallel_gradients(data_parallel_gradients, rng: random.Random) -> None:
     """Exercise 4: the average of the gradients of `world_size` simulated processes equals the big batch's gradient."""
     title = "Exercise 4 (data parallelism by hand)"
-    rng = fresh_rng()
     hint = ("give rank r the rows r*b .. (r+1)*b - 1 (b = batch / world_size), compute on a copy of the model the "
             "gradient of the mean loss of its rows, then all-reduce: add the ranks' gradients and divide by world_size; "
             "return {name: gradient} for every name of model.named_parameters()")

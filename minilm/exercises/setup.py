@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import tempfile
 from pathlib import Path
 
-from minilm.exercises import ExerciseFailed, call_learner, check_cases, fresh_rng, passed
+from minilm.exercises import ExerciseFailed, _short, call_learner, check_cases, checker, failure, passed
 from minilm.files import fingerprint
 
 
@@ -16,7 +17,12 @@ def _reference_preset(cuda_available: bool, env_value: str | None) -> str:
     return name
 
 
-def check_choose_preset(choose_preset) -> None:
+# Names that are almost a preset: a case or a space away, or another device's name.
+_UNKNOWN_PRESETS = ["Gpu", "CI", " cpu", "cpu ", "gpus", "cuda", "mps", "default", "none", "0"]
+
+
+@checker
+def check_choose_preset(choose_preset, rng: random.Random) -> None:
     """Exercise 1: the preset rule (environment variable first, then the hardware)."""
     title = "Exercise 1 (choose a preset)"
 
@@ -28,7 +34,8 @@ def check_choose_preset(choose_preset) -> None:
                 return "ValueError"
             raise
 
-    cases = [(cuda, env) for cuda in (False, True) for env in (None, "", "ci", "cpu", "gpu", "tpu", "CPU")]
+    values = [None, "", "ci", "cpu", "gpu", "CPU", "tpu", *rng.sample(_UNKNOWN_PRESETS, 3)]
+    cases = [(cuda, env) for cuda in (False, True) for env in values]
     check_cases(title, learner, _reference_preset, cases,
                 hint="MINILM_PRESET wins when it is set (an empty value counts as unset); unknown names raise ValueError")
 
@@ -39,48 +46,64 @@ def _chunks_then_crash(pieces: list[str]):
     raise OSError("disk full (simulated)")
 
 
-def check_write_atomically(write_atomically) -> None:
+def _random_pieces(rng: random.Random) -> list[str]:
+    return ["".join(rng.choice("abc xyz\n") for _ in range(rng.randint(1, 50))) for _ in range(rng.randint(1, 5))]
+
+
+@checker
+def check_write_atomically(write_atomically, rng: random.Random) -> None:
     """Exercise 2: a write that crashes half-way must leave the previous file whole."""
     title = "Exercise 2 (write a file atomically)"
-    rng = fresh_rng()
+    hint = ("write the pieces to a temporary file in the same folder (tempfile.mkstemp(dir=path.parent)), then "
+            "os.replace() it onto the target; on an error delete the temporary file and raise the error again")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "notes.txt"
-        for _ in range(3):
-            pieces = ["".join(rng.choice("abc xyz\n") for _ in range(rng.randint(1, 50))) for _ in range(rng.randint(1, 5))]
-            text = "".join(pieces)
+        for write in range(3):
+            pieces = _random_pieces(rng)
             call_learner(title, write_atomically, path, iter(pieces))
-            if path.read_text(encoding="utf-8") != text:
-                raise ExerciseFailed(f"❌ {title}: the file does not hold the text that was written")
+            want = "".join(pieces)
+            got = path.read_text(encoding="utf-8") if path.exists() else None
+            if got != want:
+                shown = "nothing (there is no file)" if got is None else _short(got)
+                raise failure(title, f"the file holds {shown}, expected {_short(want)}",
+                              f"chunks={_short(pieces)}, written to {'a new' if write == 0 else 'an existing'} file", hint)
         before = path.read_text(encoding="utf-8")
+        pieces = _random_pieces(rng)
+        inputs = f"chunks={_short(pieces)} and then an OSError, over a file that holds {_short(before)}"
         try:
-            write_atomically(path, _chunks_then_crash(["new text ", "that never ", "arrives"]))
-        except NotImplementedError:
-            raise ExerciseFailed(f"❌ {title}: not solved yet.") from None
-        except OSError:
-            pass
+            call_learner(title, write_atomically, path, _chunks_then_crash(pieces))
+        except ExerciseFailed as failed:
+            if not isinstance(failed.__cause__, OSError):
+                raise
         else:
-            raise ExerciseFailed(f"❌ {title}: a failed write must raise its error, not hide it")
+            raise failure(title, "the write failed half-way but your function returned as if it had worked; "
+                          "the error must reach the caller", inputs, hint)
         if not path.exists() or path.read_text(encoding="utf-8") != before:
-            raise ExerciseFailed(
-                f"❌ {title}: the write failed half-way and the old file is gone or damaged.\n"
-                "   hint: write to a temporary file in the same folder, then os.replace() it onto the target"
-            )
-        leftovers = [p.name for p in Path(folder).iterdir() if p.name != "notes.txt"]
+            now = _short(path.read_text(encoding="utf-8")) if path.exists() else "nothing (the file is gone)"
+            raise failure(title, f"the write failed half-way and the old file is damaged: it holds {now}", inputs, hint)
+        leftovers = sorted(p.name for p in Path(folder).iterdir() if p.name != "notes.txt")
         if leftovers:
-            raise ExerciseFailed(f"❌ {title}: the failed write left files behind: {leftovers}; delete the temporary file on error")
-    passed(title)
+            raise failure(title, f"files are left behind in the folder: {leftovers}", inputs, hint)
+    passed(title, "3 writes and a crash")
 
 
-def _random_config(rng):
+def _random_value(rng: random.Random):
+    """A number, text (some not ASCII), None, a list, or a path (which JSON cannot encode by itself)."""
+    return rng.choice([rng.randint(0, 999), round(rng.random(), 4), rng.choice(["gpt", "bert", "ü"]), None, [1, 2],
+                       Path("runs") / rng.choice("ab")])
+
+
+def _random_config(rng: random.Random) -> dict:
     keys = rng.sample(["layers", "width", "heads", "lr", "seed", "name", "dropout", "steps"], rng.randint(1, 6))
-    return {k: rng.choice([rng.randint(0, 999), round(rng.random(), 4), rng.choice(["gpt", "bert", "ü"]), None, [1, 2]]) for k in keys}
+    return {key: _random_value(rng) for key in keys}
 
 
-def check_config_fingerprint(config_fingerprint) -> None:
+@checker
+def check_config_fingerprint(config_fingerprint, rng: random.Random) -> None:
     """Exercise 3: a stable fingerprint that ignores key order and changes with any value."""
     title = "Exercise 3 (fingerprint a config)"
-    rng = fresh_rng()
-    configs = [_random_config(rng) for _ in range(20)]
+    fixed = [{}, {"name": "café", "lr": 3e-4}, {"out": Path("runs") / "a", "layers": [1, 2], "dropout": None}]
+    configs = fixed + [_random_config(rng) for _ in range(20)]
     shuffled = [dict(reversed(list(c.items()))) for c in configs]
     check_cases(title, config_fingerprint, fingerprint, [(c,) for c in configs + shuffled],
                 hint="json.dumps(config, sort_keys=True, default=str, ensure_ascii=False), sha256, first 16 hex digits")

@@ -1,9 +1,9 @@
 """Checkers for the exercises of notebook 02 (tokenizer): compression, encoding a chunk with ranks,
 special tokens, incremental pair counts, and recovering merges from ranks.
 
-Each checker draws fresh inputs (a new corpus and a new tokenizer every run), runs the learner's
-function and the package's own, and passes or fails on the first input where they differ. The inputs
-are made to land where a first attempt usually goes wrong: accents and emoji (bytes are not
+Each checker draws fresh inputs (a new corpus and a new tokenizer from a new seed every run), runs the
+learner's function and the package's own, and passes or fails on the first input where they differ. The
+inputs are made to land where a first attempt usually goes wrong: accents and emoji (bytes are not
 characters), pairs that occur twice in a row ("a a a"), special tokens that start alike, tokens whose
 bytes can be cut in two in more than one way.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from minilm.exercises import ExerciseFailed, _short, call_learner, fresh_rng, passed
+from minilm.exercises import ExerciseFailed, _short, call_learner, checker, passed
 from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, recover_merges
 from minilm.tokenizer.naive import merge
 
@@ -54,10 +54,10 @@ def _reference_compression(encoder, texts_by_domain: dict[str, list[str]]) -> di
     return bytes_per_token(encoder, texts_by_domain)
 
 
-def check_compression(compression) -> None:
+@checker
+def check_compression(compression, rng: random.Random) -> None:
     """Exercise 1: bytes of UTF-8 text per token, per domain and over all the texts."""
     title = "Exercise 1 (compression per domain)"
-    rng = fresh_rng()
     tokenizer, _ = _random_tokenizer(rng)
     encoder = tokenizer.to_tiktoken()
     cases = [{"books": ["the cat sat on the mat"], "code": ["def f(x):\n    return x"]},
@@ -98,10 +98,10 @@ def _chunk_cases(rng: random.Random, tokenizer: Tokenizer, texts: list[str]) -> 
     return cases
 
 
-def check_encode_chunk(encode_chunk) -> None:
+@checker
+def check_encode_chunk(encode_chunk, rng: random.Random) -> None:
     """Exercise 2: tiktoken's encoding of one chunk: join the lowest-ranked adjacent pair until none is a token."""
     title = "Exercise 2 (encode a chunk with the ranks)"
-    rng = fresh_rng()
     hint = ("at each step look at every adjacent pair of parts, join the one whose bytes have the lowest rank "
             "(leftmost on ties), and start again; a whole chunk that is a token is returned at once")
     count = 0
@@ -147,10 +147,10 @@ def _reference_specials(tokenizer: Tokenizer, text: str, allowed: set[str]):
         return "ValueError"
 
 
-def check_encode_with_specials(encode_with_specials) -> None:
+@checker
+def check_encode_with_specials(encode_with_specials, rng: random.Random) -> None:
     """Exercise 3: refuse special-token text unless allowed; cut at the allowed ones, the longest first."""
     title = "Exercise 3 (special tokens, safely)"
-    rng = fresh_rng()
     plain, _ = _random_tokenizer(rng)
     overlapping, _ = _random_tokenizer(rng, special_tokens=SPECIAL_TOKENS + _OVERLAPPING)
     cases = [
@@ -228,10 +228,10 @@ def _update_cases(rng: random.Random) -> list[tuple]:
     return cases
 
 
-def check_merge_and_update(merge_and_update) -> None:
+@checker
+def check_merge_and_update(merge_and_update, rng: random.Random) -> None:
     """Exercise 4: merge a pair in one word and update the corpus's pair counts in place."""
     title = "Exercise 4 (one merge, with incremental pair counts)"
-    rng = fresh_rng()
     new_id = 1000
     hint = ("only the pairs of this word change: take away the pairs of the word before the merge and add those of the "
             "merged word (each times `count`), or fix the two neighbours of each occurrence, minding occurrences that "
@@ -283,10 +283,10 @@ def _shuffled(rng: random.Random, ranks: dict[bytes, int]) -> dict[bytes, int]:
     return dict(items)
 
 
-def check_recover_merges(recover) -> None:
+@checker
+def check_recover_merges(recover, rng: random.Random) -> None:
     """Exercise 5: the merges of a tokenizer from its ranks alone, as minilm.tokenizer.recover_merges finds them."""
     title = "Exercise 5 (recover the merges)"
-    rng = fresh_rng()
     cases = []
     for _ in range(6):
         tokenizer, _ = _random_tokenizer(rng, special_tokens=(), merges=(10, 300))
