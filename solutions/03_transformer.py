@@ -44,7 +44,7 @@
 # models trained here are tiny and run on the CPU in every preset; notebook 04 trains the real one.
 
 # %%
-import inspect, io, math, re, time, warnings
+import dataclasses, inspect, io, math, re, time, warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -215,9 +215,9 @@ print("equal to F.scaled_dot_product_attention, max difference below 1e-6:", (fu
 
 # %% [markdown]
 # **Why divide by √d?** A dot product of two vectors of d random numbers (mean 0, variance 1) has variance d. With
-# the d = 64 of a GPT-2 head, raw scores are spread over ±16 or so, and the softmax of such scores puts nearly all the
-# weight on one key: the output copies one word, and the gradient through the softmax almost vanishes. Dividing by
-# √d brings the scores back to variance 1, whatever the size of the head:
+# the d = 64 of a GPT-2 head, raw scores are spread over ±16 or so, and the softmax of such scores puts most of the
+# weight on one key: the output mostly copies one word, and the gradient through the softmax almost vanishes. Dividing
+# by √d brings the scores back to variance 1, whatever the size of the head:
 
 # %%
 rows = []
@@ -232,7 +232,7 @@ show_table(rows)
 
 # %% [markdown]
 # With 16 keys, a uniform softmax would give each 0.06. Unscaled, the largest weight grows towards 1 as d grows;
-# scaled, it stays the same for every d.
+# scaled, it stays about the same (about 0.24) for every d.
 #
 # ## 2. Several heads
 #
@@ -278,8 +278,9 @@ print("parameters: c_attn", tuple(attn.c_attn.weight.shape), "+ c_proj", tuple(a
       count_parameters(attn))
 
 # %% [markdown]
-# The two heads look at different words. In the package the heads are a dimension of the tensors, (batch, heads,
-# time, head_dim), so all of them are computed by the same matrix products at once.
+# The two heads weigh the words differently: head 0 gives most of every row to "the", head 1 spreads its weight more. In
+# the package the heads are a dimension of the tensors, (batch, heads, time, head_dim), so all of them are computed by
+# the same matrix products at once.
 #
 # ## 3. The causal mask
 #
@@ -497,7 +498,8 @@ print("RMSNorm is x / rms:", torch.allclose(rms_norm(x), textbook_rms_norm, atol
 # **GELU and SwiGLU.** GPT-2's MLP widens each vector 4×, applies GELU (a smooth ReLU), and projects back. LLaMA's
 # SwiGLU uses a *gate*: two projections, one through SiLU (x·sigmoid(x)), multiplied element by element, then the
 # projection back. Three matrices instead of two, so the hidden width is 8/3 × instead of 4× to keep the parameter
-# count; gated units train to a lower loss at the same size (Shazeer, 2020).
+# count; gated units train to a lower loss at the same size (Shazeer, 2020). (The package stores the gate's and the up
+# projection's matrices as one, (2 × hidden, width), which is why the table below lists two tensors.)
 
 # %%
 t = torch.linspace(-4, 3, 200)
@@ -599,17 +601,28 @@ def position_similarity(h: torch.Tensor) -> float:
 
 
 torch.set_flush_denormal(True)  # vanishing signals become "denormal" floats, which CPUs compute 10-100x slower
+# Each variant has its own line style as well as its colour: where two curves coincide, both stay visible.
+STYLES = {"residual + norm (GPT-2)": dict(color="#35608f", linestyle="-", marker="o", markersize=6, linewidth=3),
+          "residual, no norm": dict(color="#f0a202", linestyle="--", marker="s", markersize=3, linewidth=1.5),
+          "norm, no residual": dict(color="#5aa469", linestyle="-", marker="^", markersize=4, linewidth=1.5),
+          "neither": dict(color="#d1495b", linestyle=":", marker="x", markersize=4, linewidth=1.5)}
+signal, alike, reads = {}, {}, {}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-for (name, (residual, norm)), colour in zip(VARIANTS.items(), ["#35608f", "#f0a202", "#5aa469", "#d1495b"]):
+for name, (residual, norm) in VARIANTS.items():
     model = make_variant(deep, residual, norm)
     trace = Trace()
     _, loss = model(x, y, trace=trace)
     loss.backward()
     entering = [trace.residual[i].detach() for i in range(deep.n_layer + 1)]
     gradient = [torch.cat([p.grad.flatten() for p in block.parameters()]).norm().item() for block in model.transformer.h]
-    axes[0].semilogy([h.std().item() for h in entering], "o-", color=colour, label=name, markersize=3)
-    axes[1].plot([position_similarity(h) for h in entering], "o-", color=colour, label=name, markersize=3)
-    axes[2].semilogy(gradient, "o-", color=colour, label=name, markersize=3)
+    with torch.no_grad():  # what each block's attention reads: the stream after the block's first norm
+        reads[name] = [block.ln_1(h).std().item() for block, h in zip(model.transformer.h, entering)]
+    signal[name] = [h.std().item() for h in entering]
+    alike[name] = [position_similarity(h) for h in entering]
+    axes[0].semilogy(signal[name], label=name, **STYLES[name])
+    axes[1].plot(alike[name], label=name, **STYLES[name])
+    axes[2].semilogy(gradient, label=name, **STYLES[name])
+
 for ax, title in zip(axes, ["std of the signal entering each block", "how alike the positions are",
                             "gradient norm of each block's weights"]):
     ax.set_xlabel("block (12 = after the last)" if ax is not axes[2] else "block")
@@ -618,17 +631,61 @@ axes[1].set_ylim(-0.05, 1.05)
 axes[1].legend(fontsize=8)
 show(fig)
 
+blue, orange = np.array(signal["residual + norm (GPT-2)"]), np.array(signal["residual, no norm"])
+print(f"blue and orange coincide on the left: their signal's std differs by at most {np.abs(blue / orange - 1).max():.0%} "
+      f"({blue[0]:.3f} -> {blue[-1]:.3f} and {orange[0]:.3f} -> {orange[-1]:.3f}); and in the middle: their positions "
+      f"are at most {max(alike['residual + norm (GPT-2)']):.3f} and {max(alike['residual, no norm']):.3f} alike")
 
 # %% [markdown]
 # Without residual connections and norms (red), every block multiplies the signal by a small factor (GPT-2
 # initialises its weights small), so after a few blocks nothing of the input is left (the curve stops where it
 # reaches 0), and the gradient of the first blocks vanishes with it: the same product of small factors, backwards.
-# With norms but no residual path (green), the signal keeps its size and gradients flow, but look at the middle:
-# every attention layer mixes the positions, and after a few blocks every position holds the same vector. The model
-# can no longer tell one token from another (the "rank collapse" of attention without residual connections, Dong et
-# al. 2021). With a residual connection, a block computes x + f(x): each position keeps its own token in the stream,
-# whatever the branches add, and the gradient reaches every block directly, since the derivative of x + f(x) is
-# 1 + f′(x).
+#
+# With norms but no residual path (green), the signal shrinks too, far more slowly, and gradients flow. A block without
+# a residual path hands on only its MLP's output, which GPT-2's initialisation makes small (the MLP's output projection
+# starts with a standard deviation of 0.02 / √(2 × 12 blocks)): the stream falls from about 0.03 to below 0.001 at the
+# first block. A norm rescales what its branch reads to size 1, whatever the size of the stream; but it divides by
+# √(variance + ε), where a small ε (1e-5, as in GPT-2) keeps it from dividing by zero. Once the stream's std is below
+# √ε ≈ 0.003, ε dominates, and the norm restores only part of the size. The green model closer, with the size of what
+# each block's attention reads, and the same model with ε = 1e-12 (grey):
+
+# %%
+tiny_eps = make_variant(dataclasses.replace(deep, norm_eps=1e-12), residual=False, norm=True)
+trace = Trace()
+with torch.no_grad():
+    tiny_eps(x, trace=trace)
+    signal_tiny_eps = [trace.residual[i].std().item() for i in range(deep.n_layer + 1)]
+    reads_tiny_eps = [block.ln_1(trace.residual[i]).std().item() for i, block in enumerate(tiny_eps.transformer.h)]
+
+fig, ax = plt.subplots(figsize=(9, 3.2))
+green = STYLES["norm, no residual"]
+ax.semilogy(signal["norm, no residual"], label=f"the stream, ε = {deep.norm_eps:g} (as above)", **green)
+ax.semilogy(reads["norm, no residual"], label="what attention reads (after the norm)", **{**green, "linestyle": "--"})
+ax.semilogy(signal_tiny_eps, "^-", color="#888888", markersize=4, label="the stream, ε = 1e-12")
+ax.semilogy(reads_tiny_eps, "^--", color="#888888", markersize=4, label="what attention reads, ε = 1e-12")
+ax.axhline(math.sqrt(deep.norm_eps), color="black", linestyle=":", linewidth=1, label=f"√ε for ε = {deep.norm_eps:g}")
+ax.set_xlabel("block (12 = after the last)")
+ax.set_ylabel("std")
+ax.set_title("norm, no residual: the size of the stream and of what attention reads")
+ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+show(fig)
+print("what attention reads (std) at blocks 0, 1 and 11:",
+      " ".join(f"{reads['norm, no residual'][i]:.2f}" for i in (0, 1, -1)), f"with ε = {deep.norm_eps:g};",
+      " ".join(f"{reads_tiny_eps[i]:.2f}" for i in (0, 1, -1)), "with ε = 1e-12")
+
+
+# %% [markdown]
+# With ε = 1e-5, the first block's attention reads a signal of size 1 and each later one less, and the stream shrinks
+# a little at each block; with ε = 1e-12 the norms restore the size in full, and the stream keeps its size through the
+# 12 blocks. Either way, look at the middle panel above: every attention layer mixes the positions, and after a few
+# blocks every position holds the same vector. The model can no longer tell one token from another (the "rank
+# collapse" of attention without residual connections, Dong et al. 2021).
+#
+# With a residual connection, a block computes x + f(x): each position keeps its own token in the stream, whatever
+# the branches add, and the gradient reaches every block directly, since the derivative of x + f(x) is 1 + f′(x).
+# At initialisation the branches add little, so with or without norms the stream keeps the size of the embeddings
+# and its positions stay distinct: the blue and orange curves coincide in the left and middle panels (the line printed
+# under the first figure checks it). The norms make their difference on the right, and in training.
 #
 # Now train each variant for a short while on the same batches of our stage-2 shards (AdamW, warmup, gradient
 # clipping at 1, as notebook 04 does). The dashed line is the entropy of the token frequencies: the loss of a model
@@ -688,12 +745,13 @@ show_table([{"variant": name, "loss, last 20 steps": float(np.mean(losses[-20:])
             for name, losses in curves.items()])
 
 # %% [markdown]
-# All four quickly learn how common each token is: that needs only the biases of the last block. Then they part. In
-# the committed `cpu` run, GPT-2's block, with both the residual connections and the norms, goes well below the line:
-# it uses the tokens before to predict the next. The residual path alone gets a little below it, after a loss spike
-# early on (off the top of the plot): without norms, nothing keeps the scale of the stream in check as 24 branches add
-# to it. Without a residual path the model stays on the line, normalised or not: it has learned the token frequencies
-# and nothing else, because its last block sees the same vector at every position.
+# In the committed `cpu` run (150 steps; the `ci` preset's 20 steps end before this), all four quickly learn how common
+# each token is: that needs only the biases of the last block. Then they part. GPT-2's block, with both the residual
+# connections and the norms, goes well below the line: it uses the tokens before to predict the next. The residual
+# path alone gets a little below it, after a loss spike early on (off the top of the plot): without norms, nothing
+# keeps the scale of the stream in check as 24 branches add to it. Without a residual path the model stays at the line
+# (a little above it), normalised or not: it has learned the token frequencies and nothing else, because its last
+# block sees the same vector at every position.
 #
 # ## 7. What a trained model attends to
 #
@@ -745,31 +803,57 @@ show(fig)
 # %% [markdown]
 # What does each head do, on average over this sentence? The share of weight on the token itself, on the one just
 # before, on the first token, the mean distance it looks back, and the two tokens (besides the first) that the
-# queries of the second half of the sentence look at most:
+# queries of the second half of the sentence look at most. A number means little alone: a query that sees n tokens
+# and spreads its weight evenly gives each 1/n, so the first query puts all its weight on itself, the fifth a fifth
+# on each token. The last row is that baseline, uniform causal attention over the same tokens, computed with the same
+# code; a head does something only where it differs from that row:
 
 # %%
 trace = small_model.inspect(torch.tensor([sentence_ids]))
-positions = torch.arange(len(sentence_ids))
+length = len(sentence_ids)
+positions = torch.arange(length)
 distance = (positions[:, None] - positions[None, :]).clamp(min=0).float()
-rows = []
-for layer in range(small.n_layer):
-    for h in range(small.n_head):
-        w = trace.attention[layer][0, h]
-        late = w[len(labels) // 2:, 1:]  # the queries of the second half (each sees half the sentence), first token left out
-        top = (late.sum(dim=0) / late.size(0)).topk(2)
-        rows.append({"block": layer, "head": h, "on itself": w.diagonal().mean().item(),
-                     "on the previous token": w.diagonal(-1).mean().item(), "on the first token": w[1:, 0].mean().item(),
-                     "mean distance back": (w * distance).sum(-1).mean().item(),
-                     "the second half looks most at": ", ".join(f"{labels[1 + int(i)]} {v:.0%}" for v, i in zip(*top))})
-show_table(rows)
+uniform = causal_mask(length, length).float()
+uniform = uniform / uniform.sum(dim=-1, keepdim=True)  # query i gives each of the i + 1 tokens it sees 1 / (i + 1)
+
+
+def head_summary(w: torch.Tensor) -> dict:
+    # The columns of the table for one head's weights w (T, T).
+    late = w[length // 2:, 1:]  # the queries of the second half (each sees half the sentence), first token left out
+    top = (late.sum(dim=0) / late.size(0)).topk(2)
+    return {"on itself": w.diagonal().mean().item(), "on the previous token": w.diagonal(-1).mean().item(),
+            "on the first token": w[1:, 0].mean().item(), "mean distance back": (w * distance).sum(-1).mean().item(),
+            "the second half looks most at": ", ".join(f"{labels[1 + int(i)]} {v:.0%}" for v, i in zip(*top))}
+
+
+rows = [{"block": layer, "head": h, **head_summary(trace.attention[layer][0, h])}
+        for layer in range(small.n_layer) for h in range(small.n_head)]
+baseline = head_summary(uniform)
+show_table(rows + [{"block": "uniform", "head": "(baseline)", **baseline}])
+
+first_token = np.mean([row["on the first token"] for row in rows])
+print(f"weight on the first token, mean over the {len(rows)} heads: {first_token:.3f}; "
+      f"uniform causal attention over these {length} tokens gives {baseline['on the first token']:.3f} "
+      f"(the mean of 1/2, 1/3, ..., 1/{length})")
+for column in ("on itself", "on the previous token", "on the first token"):
+    above = [f"{row['block']}.{row['head']} ({row[column]:.2f})" for row in rows if row[column] > 1.5 * baseline[column]]
+    print(f"heads with more than 1.5 × the uniform weight {column} ({1.5 * baseline[column]:.2f}):",
+          ", ".join(above) or "none")
 
 # %% [markdown]
-# Even after a short training the heads differ. In the committed `cpu` run, head 1 of block 1 sends about a third of
-# the second sentence's attention to the full stop that ended the first: it keeps track of where the current sentence
-# began. Others lean towards the token itself or the one just before (the simplest useful pattern for predicting the
-# next token), or spread their weight over the sentence; every head keeps some weight on the first token, a resting
-# place when nothing else is useful (an "attention sink"). With more training, as in notebook 04, the patterns become sharper and more
-# specialised: heads that copy the previous token, heads that find the earlier mention of a name, and so on.
+# Even after a short training the heads differ, but less than the colours of the figure suggest: most numbers of the
+# table are close to the uniform row. In the committed `cpu` run, head 1 of block 1 sends about a third of the
+# second half's attention (31%, against 7% for uniform attention) to the full stop that ended the first sentence: it
+# keeps track of where the current sentence began; it also keeps more weight on the token itself than uniform
+# attention would (0.31 against 0.19). Head 0 of block 0 leans towards the token just before (0.23 against 0.15),
+# the simplest useful pattern for predicting the next token. The others spread their weight over the sentence
+# almost evenly, and every head's mean distance back is within 10% of the uniform one.
+#
+# The first token gets, on average, just what uniform attention gives it (0.146 against 0.147 in the `cpu` run; the
+# printout compares them for the preset you ran). Models trained for long often put much of the weight of many heads
+# on the first token, a resting place when nothing else is useful (an "attention sink", Xiao et al. 2023); this
+# briefly trained one shows none. With more training, the patterns become sharper and more specialised: heads that
+# copy the previous token, heads that find the earlier mention of a name (Olsson et al. 2022), and so on.
 #
 # ## 8. Counting: parameters, FLOPs and memory
 #
@@ -824,7 +908,8 @@ for name in presets.PRESET_NAMES:
 show_table(rows)
 
 # %% [markdown]
-# In the course's small models the token embedding is a quarter of the parameters; in GPT-2 XL, 5%.
+# The smaller the model, the larger the share of its token embedding (the column "embeddings"): a large part of the
+# course's `ci` and `cpu` models, 5% of GPT-2 XL.
 #
 # **FLOPs.** A forward pass does one multiply and one add per weight per token, 2N FLOPs for N weights in matrices,
 # plus attention's dot products with the context; the backward pass costs twice the forward. So training costs about
@@ -848,7 +933,10 @@ show_table(rows)
 #
 # **Memory.** Training with AdamW keeps, per parameter, the weight, its gradient, and AdamW's two moments: 16 bytes
 # in float32. On top of that come the *activations* that the forward pass keeps for the backward pass, which grow with
-# batch size × context. With bf16 autocast ("mixed precision") the activations take half the bytes:
+# batch size × context. With bf16 autocast ("mixed precision") the tensors that the matrix products read are kept in
+# 2 bytes instead of 4; the residual stream, the norms' inputs and the loss's log-softmax over the vocabulary stay in
+# float32, and autocast keeps a bf16 copy of every weight matrix. So the activations shrink by a third to two fifths,
+# not by half, and the total by about a fifth:
 
 # %%
 GiB = 2**30
@@ -859,13 +947,14 @@ for name in published:
     mixed = memory_estimate(config, batch_size=8, seq_len=1024, mixed_precision=True)
     rows.append({"model (batch 8 × 1024 tokens)": name, "weights": fp32["weights"] / GiB, "gradients": fp32["gradients"] / GiB,
                  "AdamW moments": fp32["optimizer"] / GiB, "activations fp32": fp32["activations"] / GiB,
+                 "activations bf16 autocast": mixed["activations"] / GiB,
                  "total fp32 (GiB)": fp32["total"] / GiB, "total bf16 autocast (GiB)": mixed["total"] / GiB})
 show_table(rows)
 
 # %% [markdown]
-# Even GPT-2 small needs a large GPU at this batch size: activations, not weights, are most of the memory. That is
-# why training uses gradient accumulation (several small batches per step), and, at scale, recomputes activations
-# instead of storing them.
+# Even GPT-2 small needs about 8 GiB at this batch size in float32, three quarters of it activations: activations, not
+# weights, are most of the memory. That is why training uses gradient accumulation (several small batches per step),
+# and, at scale, recomputes activations instead of storing them.
 #
 # ## 9. Generating text, and the KV cache
 #
@@ -893,8 +982,9 @@ print(f"gpt2-xl with grouped-query attention (5 key/value heads for 25 query hea
 # group of query heads: a smaller cache, so more sequences fit on a server at once.
 #
 # Now the speed. We generate with a model of the shape notebook 04 trains (its speed does not depend on its weights,
-# so random ones do), greedily (always the most likely token), once with the cache and once recomputing everything,
-# timing every step:
+# so random ones do), greedily, once with the cache and once recomputing everything, timing every step. Greedy is
+# `temperature=0`: the sampler divides the logits by a *temperature* before the softmax (below 1 sharpens the
+# distribution, above 1 flattens it), and 0 stands for the limit, always the most likely token.
 
 # %%
 DEVICE = presets.device()  # speed is the point here: on a GPU if there is one
@@ -932,8 +1022,8 @@ print("the same tokens with and without the cache:", tokens[True] == tokens[Fals
 # The cost of recomputing grows with every token; with the cache each token costs about the same. The saving grows
 # with the length and the size of the model (with the tiny `ci` model there is little to save).
 #
-# The briefly trained model of section 7 can already write, a little: greedy decoding of a story opening, with the
-# cache and without, gives the same text (notebook 09 covers sampling with temperature, top-k and top-p):
+# The briefly trained model of section 7 can already write, a little; notebook 09 (coming) covers sampling with
+# temperature, top-k and top-p. Greedy decoding of a story opening, with the cache and without, gives the same text:
 
 # %%
 opening = tokenizer.encode_ordinary(sentence.split()[0] + " " + sentence.split()[1])
