@@ -1,4 +1,5 @@
-"""Test-wide settings: notebooks under nbval run with the small `ci` preset unless told otherwise."""
+"""Test-wide settings: notebooks under nbval run with the small `ci` preset unless told otherwise, and
+tests marked `cuda` run only where PyTorch sees a CUDA GPU."""
 
 import os
 
@@ -19,3 +20,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked `cuda` when there is no CUDA GPU, saying which of the two reasons it is."""
+    marked = [item for item in items if item.get_closest_marker("cuda")]
+    if not marked:
+        return
+    import torch  # only when a CUDA test was collected
+
+    if torch.cuda.is_available():
+        return
+    if torch.version.cuda is None:
+        reason = f"needs a CUDA GPU: this PyTorch ({torch.__version__}) is built without CUDA"
+    else:
+        reason = f"needs a CUDA GPU: this PyTorch (CUDA {torch.version.cuda}) sees no CUDA device"
+    for item in marked:
+        item.add_marker(pytest.mark.skip(reason=reason))

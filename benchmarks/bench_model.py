@@ -6,6 +6,8 @@ course's `cpu` size: 6 layers, 384 wide, 6 heads, context 256, vocabulary 8192, 
 - bfloat16 autocast, both sides;
 - the default of each: ours takes bf16 autocast where the hardware computes in bf16
   (`minilm.model.autocast`), HF's `GPT2LMHeadModel` trains in float32 unless told otherwise.
+On a CPU without bfloat16 in hardware the bf16 rows are skipped, with a line saying so (emulated
+bf16 takes ten times float32); `--force-bf16` measures them anyway.
 Both use the same AdamW (multi-tensor, as PyTorch picks on CPU) and their usual loss (HF's with
 `labels=`). Measurements alternate between the sides in blocks of `--steps` steps, so that a busy
 machine slows both alike; the table gives the median time per step, tokens/s, MFU against the
@@ -33,6 +35,8 @@ import torch
 from minilm.model import GPT, GPTConfig, autocast, flops_per_token, generate, make_optimizer
 from minilm.model.gpt import bf16_native
 from minilm.model.hf import to_hf
+
+from _common import bf16_skip_reason
 
 # ---------------------------------------------------------------------------------------------
 # The machine's peak
@@ -85,8 +89,10 @@ def seconds_per_step(step, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def bench_training(config: GPTConfig, batch: int, steps: int, repeats: int) -> dict[tuple[str, str], list[float]]:
-    """Seconds per training step, one per repeat, keyed by (precision, side)."""
+def bench_training(
+    config: GPTConfig, batch: int, steps: int, repeats: int, precisions: tuple[str, ...]
+) -> dict[tuple[str, str], list[float]]:
+    """Seconds per training step, one per repeat, keyed by (precision, side), for each of `precisions`."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(config.vocab_size, (batch, config.block_size), generator=generator)
     ours = GPT(config, seed=0).train()
@@ -97,12 +103,11 @@ def bench_training(config: GPTConfig, batch: int, steps: int, repeats: int) -> d
     bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
     # HF shifts `labels` itself; we pass the targets already shifted. Same tokens, same work.
     y = torch.roll(x, -1, dims=1)
-    steps_by_key = {
-        ("float32", "minilm"): our_step(ours, our_optimizer, x, y, fp32),
-        ("float32", "HF"): hf_step(theirs, their_optimizer, x, x, fp32),
-        ("bf16 autocast", "minilm"): our_step(ours, our_optimizer, x, y, bf16),
-        ("bf16 autocast", "HF"): hf_step(theirs, their_optimizer, x, x, bf16),
-    }
+    contexts = {"float32": fp32, "bf16 autocast": bf16}
+    steps_by_key = {}
+    for precision in precisions:
+        steps_by_key[(precision, "minilm")] = our_step(ours, our_optimizer, x, y, contexts[precision])
+        steps_by_key[(precision, "HF")] = hf_step(theirs, their_optimizer, x, x, contexts[precision])
     for step in steps_by_key.values():  # warm up: allocator, oneDNN kernels, optimizer state
         step()
     times: dict[tuple[str, str], list[float]] = {key: [] for key in steps_by_key}
@@ -150,6 +155,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11, help="timed blocks per side and precision")
     parser.add_argument("--gen-tokens", type=int, default=512, help="0 skips the generation benchmark")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's choice)")
+    parser.add_argument("--force-bf16", action="store_true", help="measure bf16 even on a CPU that only emulates it")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -161,20 +167,25 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
           f"torch {torch.__version__}; bf16 in hardware: {bf16_native('cpu')}")
 
-    peak = {"float32": matmul_peak(torch.float32), "bf16 autocast": matmul_peak(torch.bfloat16)}
-    print(f"matmul peak: float32 {peak['float32'] / 1e9:.0f} GFLOP/s, "
-          f"bfloat16 {peak['bf16 autocast'] / 1e9:.0f} GFLOP/s")
+    skip_bf16 = bf16_skip_reason(args.force_bf16)
+    precisions = ("float32",) if skip_bf16 else ("float32", "bf16 autocast")
+    if skip_bf16:
+        print(skip_bf16)
+    dtypes = {"float32": torch.float32, "bf16 autocast": torch.bfloat16}
+    peak = {precision: matmul_peak(dtypes[precision]) for precision in precisions}
+    print("matmul peak: " + ", ".join(f"{str(dtypes[p]).removeprefix('torch.')} {peak[p] / 1e9:.0f} GFLOP/s"
+                                      for p in precisions))
 
     print(f"training: {args.layers} layers, {args.width} wide, {args.heads} heads, context {args.context}, "
           f"vocabulary {args.vocab}, batch {args.batch}; {args.repeats} x {args.steps} steps per cell")
-    times = bench_training(config, args.batch, args.steps, args.repeats)
+    times = bench_training(config, args.batch, args.steps, args.repeats, precisions)
     seconds = {key: statistics.median(values) for key, values in times.items()}
     flops = flops_per_token(config, args.context)["training"]
 
     print("\n### Training step (forward, backward, AdamW)\n")
     print("| precision | side | s/step | tokens/s | MFU | minilm speed-up |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for precision in ("float32", "bf16 autocast"):
+    for precision in precisions:
         for side in ("minilm", "HF"):
             s = seconds[(precision, side)]
             ratio = median_ratio(times[(precision, "HF")], times[(precision, "minilm")])

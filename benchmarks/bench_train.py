@@ -11,11 +11,17 @@ median ratio of neighbouring blocks.
 
 The configuration is the pretrain stage's `cpu` preset (4 layers, 256 wide, context 256, batch 16),
 with the vocabulary of stage 2's tokenizer (its shards are used when cached, and built otherwise).
+On a CPU without bfloat16 in hardware the bf16 rows are skipped, with a line saying so (emulated
+bf16 takes ten times float32); `--force-bf16` measures them anyway.
+
 With CUDA, a second table gives GPT-2 small (124M, context 1024) in bf16: ours eager and compiled,
-and HF eager, with MFU against the GPU's data-sheet peak.
+and HF eager, with MFU against the GPU's data-sheet peak. Our steps run on the flash-attention
+kernel of `scaled_dot_product_attention` (asked for alone, so that they fail rather than fall back
+to another kernel) where the GPU has it (Ampere and later).
 
     python benchmarks/bench_train.py                    # about 2 minutes on 2 cores
     python benchmarks/bench_train.py --repeats 3        # a quick look
+    python benchmarks/bench_train.py --no-cpu --repeats 3 --gpu-steps 10   # the GPU table only (gpu_check.sh)
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from minilm.model.gpt import bf16_native
 from minilm.model.hf import to_hf
 from minilm.train import distributed
 from minilm.train.loop import TrainConfig, micro_batches, step_windows, train_step
+
+from _common import bf16_skip_reason
 
 
 def our_step(model, optimizer, scaler, shards, config: TrainConfig, device: str, precision: str):
@@ -107,8 +115,13 @@ def cpu_table(args) -> None:
     tokens_per_step = config.tokens_per_step()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
           f"torch {torch.__version__}; bf16 in hardware: {bf16_native('cpu')}")
-    peak = {p: distributed.measure_matmul_flops("cpu", distributed.DTYPES[p], 2048, 2.0) for p in ("fp32", "bf16")}
-    print(f"matmul peak: float32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bfloat16 {peak['bf16'] / 1e9:.0f} GFLOP/s")
+    skip_bf16 = bf16_skip_reason(args.force_bf16)
+    precisions = ("fp32",) if skip_bf16 else ("fp32", "bf16")
+    if skip_bf16:
+        print(skip_bf16)
+    peak = {p: distributed.measure_matmul_flops("cpu", distributed.DTYPES[p], 2048, 2.0) for p in precisions}
+    print("matmul peak: " + ", ".join(f"{distributed.dtype_name(distributed.DTYPES[p])} {peak[p] / 1e9:.0f} GFLOP/s"
+                                      for p in precisions))
     print(f"config: {config.n_layer} layers, {config.n_embd} wide, {config.n_head} heads, context {config.context}, "
           f"vocabulary {shards.vocab_size}, batch {config.batch_size} ({tokens_per_step:,} tokens/step); "
           f"{args.repeats} x {args.steps} steps per cell")
@@ -117,7 +130,7 @@ def cpu_table(args) -> None:
     our_optimizer = make_optimizer(ours, config.lr)
     their_optimizer = make_optimizer(theirs, config.lr)
     steps_by_key = {}
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         scaler = distributed.grad_scaler("cpu", precision)
         steps_by_key[(precision, "minilm")] = our_step(ours, our_optimizer, scaler, shards, config, "cpu", precision)
         steps_by_key[(precision, "HF")] = hf_step(theirs, their_optimizer, shards, config, "cpu", precision)
@@ -127,7 +140,7 @@ def cpu_table(args) -> None:
     print("\n### Whole training step (windows from the shards, forward, backward, clipping, AdamW)\n")
     print("| precision | side | s/step | tokens/s | MFU | minilm speed-up |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         for side in ("minilm", "HF"):
             seconds = statistics.median(times[(precision, side)])
             ratio = median_ratio(times[(precision, "HF")], times[(precision, "minilm")])
@@ -136,10 +149,27 @@ def cpu_table(args) -> None:
                   f"{f'**{ratio:.2f}x**' if side == 'minilm' else ''} |")
 
 
+def flash_only(step):
+    """`step` with `scaled_dot_product_attention` allowed the flash kernel only: an error, not a silent
+    fallback, if a step cannot use it."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def flashed():
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            step()
+
+    return flashed
+
+
 def gpu_table(args) -> None:
     device = "cuda"
     distributed.allow_tf32(device)
     precision = distributed.choose_precision(device)
+    # PyTorch's flash kernel: fp16/bf16 on Ampere (compute capability 8.0) and later
+    flash = precision in ("bf16", "fp16") and torch.cuda.get_device_capability(device) >= (8, 0)
+    ours = flash_only if flash else (lambda step: step)
+    attention = ("flash attention (scaled_dot_product_attention, flash kernel only)" if flash else
+                 "scaled_dot_product_attention, PyTorch's choice of kernel (flash needs fp16/bf16 on Ampere or later)")
     config = TrainConfig(n_layer=12, n_head=12, n_embd=768, context=1024, batch_size=args.gpu_batch, dropout=0.0,
                          lr=6e-4, min_lr=6e-5)
     model_config = config.model_config(50304)  # GPT-2's vocabulary padded to a multiple of 64, as nanoGPT does
@@ -147,17 +177,20 @@ def gpu_table(args) -> None:
     peak, source = distributed.peak_flops(device, precision)
     flops = flops_per_token(model_config, config.context)["training"]
     print(f"\nGPU: {torch.cuda.get_device_name()}, {precision}; peak {peak / 1e12:.0f} TFLOP/s ({source}); "
-          f"GPT-2 small, context 1024, batch {config.batch_size} ({tokens_per_step:,} tokens/step)")
+          f"GPT-2 small, context 1024, batch {config.batch_size} ({tokens_per_step:,} tokens/step); "
+          f"minilm's attention: {attention}")
 
     eager = GPT(model_config, seed=0).to(device)
     compiled_model = GPT(model_config, seed=0).to(device)
     compiled = torch.compile(compiled_model)
     hf = to_hf(GPT(model_config, seed=0)).to(device).train()
     steps_by_key = {
-        (precision, "minilm eager"): our_step(eager, make_optimizer(eager, config.lr),
-                                              distributed.grad_scaler(device, precision), None, config, device, precision),
-        (precision, "minilm compiled"): our_step(compiled, make_optimizer(compiled_model, config.lr),
-                                                 distributed.grad_scaler(device, precision), None, config, device, precision),
+        (precision, "minilm eager"): ours(our_step(eager, make_optimizer(eager, config.lr),
+                                                   distributed.grad_scaler(device, precision), None, config, device,
+                                                   precision)),
+        (precision, "minilm compiled"): ours(our_step(compiled, make_optimizer(compiled_model, config.lr),
+                                                      distributed.grad_scaler(device, precision), None, config, device,
+                                                      precision)),
         (precision, "HF eager"): hf_step(hf, make_optimizer(hf, config.lr), None, config, device, precision),
     }
     times = run_blocks(steps_by_key, args.gpu_steps, args.repeats, device, warmup=3)  # compile in the warm-up
@@ -176,6 +209,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="training steps per timed block")
     parser.add_argument("--repeats", type=int, default=7, help="timed blocks per side and precision")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's choice)")
+    parser.add_argument("--force-bf16", action="store_true", help="measure bf16 even on a CPU that only emulates it")
     parser.add_argument("--gpu-batch", type=int, default=16)
     parser.add_argument("--gpu-steps", type=int, default=10)
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU table (for a GPU-only run)")
