@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minilm.data.documents import read_jsonl
-from minilm.data.stories import iter_stories
+from minilm.data.sources.stories.writer import iter_stories
 from minilm.tokenizer import Tokenizer, bpe
 from minilm.tokenizer import shards as shards_module
 from minilm.tokenizer.shards import TokenShards, token_dtype, tokenizer_fingerprint, write_shards
@@ -242,7 +242,7 @@ def test_stage_trains_writes_and_measures(ci_stage, home):
 
 
 def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_path, monkeypatch):
-    from minilm.data.pipeline import DataConfig, run_data_stage
+    from minilm.data.stage import DataConfig, run_data_stage
 
     monkeypatch.setenv("MINILM_HOME", str(home))
     again = run_tokenizer_stage("ci")
