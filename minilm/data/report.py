@@ -14,6 +14,7 @@ from pathlib import Path
 from minilm.cache import Artifact
 from minilm.data.documents import DOMAINS
 from minilm.data.stage import describe, load_stats
+from minilm.data.truth.scoring import QUALITY_DEFECTS
 
 FILTER_COLUMNS = ["defect", "step", "planted", "found", "recall", "flagged", "true", "false", "unlabelled", "precision"]
 FILTER_LEGEND = (
@@ -29,14 +30,13 @@ SHARED_MARK = " ¹"
 def filter_rows(scores: list[dict]) -> list[dict]:
     """The rows of the filter table from the stage's scores (`Score.row()` dicts).
 
-    A step that answers for several kinds of defect (the quality step removes junk, foreign and
-    generated documents without saying which it took them for) has one set of flags for all its
-    rows; those rows are marked with SHARED_MARK.
+    The quality step answers for several kinds of defect at once (it removes junk, foreign and
+    generated documents without saying which it took them for), so its rows share one set of flags;
+    they are marked with SHARED_MARK.
     """
-    rows_per_step = Counter(score["step"] for score in scores)
     rows = []
     for score in scores:
-        shared = rows_per_step[score["step"]] > 1
+        shared = score["defect"] in QUALITY_DEFECTS
         rows.append({
             "defect": score["defect"],
             "step": score["step"] + (SHARED_MARK if shared else ""),
@@ -97,7 +97,7 @@ def report_section(artifact: Artifact, report_dir: Path):
     crawl = stats["crawl"]
     source_skips = "; ".join(f"{domain}: {_counts(counts)}" for domain, counts in stats["skipped"].items()) or "none"
     rows = filter_rows(stats["scores"])
-    shared_steps = sorted({row["step"] for row in rows if row["step"].endswith(SHARED_MARK)})
+    shared = [row for row in rows if row["step"].endswith(SHARED_MARK)]
     body = (
         describe(artifact).replace("\n", "  \n")
         + f"\n\nCrawl: {crawl.get('pages', 0):,} pages kept in {crawl.get('seconds', 0)} s; "
@@ -107,11 +107,11 @@ def report_section(artifact: Artifact, report_dir: Path):
         + markdown_table(rows, FILTER_COLUMNS)
         + "\n" + FILTER_LEGEND + "\n"
     )
-    for step in shared_steps:
-        name = step.removesuffix(SHARED_MARK)
-        body += (f"\n¹ The {name} step removes documents without naming the kind of defect it saw, so its rows "
-                 "share one figure for flagged, true, false, unlabelled and precision; planted, found and recall "
-                 "are per kind.\n")
+    if shared:
+        kinds = ", ".join(row["defect"] for row in shared)
+        body += (f"\n¹ One step answers for {kinds} at once: it removes a document without naming the kind of "
+                 f"defect it saw, so these {len(shared)} rows share one figure for flagged, true, false, unlabelled and "
+                 "precision (true is the sum of their found); planted, found and recall are per kind.\n")
     return Section(
         title="Stage 1: data",
         headline={

@@ -267,7 +267,7 @@ def describe(artifact: Artifact) -> str:
     """A few lines for the terminal."""
     s = artifact.summary
     docs = s["documents"]
-    shares = ", ".join(f"{domain} {share:.1%}" for domain, share in s["train_shares"].items())
+    shares = ", ".join(f"{domain} {s['train_shares'].get(domain, 0):.1%}" for domain in DOMAINS)
     return (
         f"stage 1 (data): {docs['gathered']} documents gathered -> {docs['train']} train, {docs['val']} validation\n"
         f"  train {s['train_bytes'] / 1e6:.1f} MB, shares of its bytes: {shares}\n"

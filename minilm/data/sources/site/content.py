@@ -16,38 +16,27 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from minilm.data.filters import dedup
+from minilm.world import (
+    ALL_NAMES, BAD_FEELINGS, COLOURS, DAYS, GENDERS, GOOD_FEELINGS, JOBS, MONTHS, NAMES, OBJECTS, PLACES, RELATIVES,
+    SURNAMES, pronouns, with_article,
+)  # fmt: skip
 
 SITE_NAME = "Millbrook Gazette"
 TOWN = "Millbrook"
 
 # --------------------------------------------------------------------------------------------------
-# The world the pages write about
+# The town. Its people, their jobs, the world's places, things, days and feelings come from the world
+# (`minilm.world`); the streets, landmarks and events are the paper's own.
 
-WOMEN = ["Anna", "Maria", "Lucy", "Sara", "Emma", "Grace", "Nora", "Ruth", "Ella", "Mia", "Rosa",
-         "Hannah", "Clara", "Ivy", "Julia", "Leah", "Alice", "Zoe"]
-MEN = ["Tom", "Ben", "Sam", "Leo", "Max", "Jack", "Paul", "Peter", "Oscar", "Noah", "Adam", "Felix",
-       "Hugo", "Ivan", "Omar", "Luke", "Daniel", "Theo"]
-SURNAMES = ["Hill", "Brook", "Carter", "Fisher", "Green", "Hughes", "Moss", "Price", "Reed", "Shaw",
-            "Walsh", "Young", "Ellis", "Lane", "Marsh", "Page", "Ford", "Dunn", "Hart", "Knox", "Wells", "Stone"]
-JOBS = ["baker", "doctor", "nurse", "teacher", "engineer", "pilot", "farmer", "builder", "painter",
-        "librarian", "firefighter", "mechanic", "chef", "gardener", "vet", "dentist", "musician",
-        "shopkeeper", "fisher", "carpenter"]
-PLACES = ["the bakery on Mill Street", "the town library", "the old mill", "the river path",
-          "the market square", "Oak Lane School", "the community hospital", "the fire station",
-          "Willow Park", "the train station", "the harbour", "Hill Farm", "the town hall",
-          "the sports ground", "the swimming pool", "the museum"]
 STREETS = ["Mill Street", "Church Road", "River Lane", "Station Road", "Baker Row", "Elm Close",
            "High Street", "Orchard Way", "Quarry Hill", "Bridge End"]
+LANDMARKS = ("the bakery on Mill Street", "the town library", "the old mill", "Oak Lane School",
+             "the community hospital", "the fire station", "the train station", "the town hall",
+             "the sports ground", "the swimming pool", "the museum")
+TOWN_PLACES = tuple(f"the {place}" for place in PLACES) + LANDMARKS
 EVENTS = ["the spring fair", "the harvest festival", "the river clean-up", "the charity run",
           "the summer concert", "the book sale", "the opening of the new bridge", "the flower show",
           "the school play", "the farmers' market", "the winter lights parade", "the kite festival"]
-OBJECTS = ["a red bicycle", "an old piano", "a lost dog", "a wooden boat", "a blue kite",
-           "a box of letters", "a golden medal", "a tall ladder", "a brass bell", "a painted sign"]
-FEELINGS = ["proud", "happy", "surprised", "tired but pleased", "nervous", "delighted", "relieved"]
-RELATIVES = ["sister", "brother", "grandmother", "grandfather", "aunt", "uncle", "cousin", "neighbour"]
-DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
 
 NEWS_TITLES = [
     "Local {job} {first} {surname} opens the doors of {place}",
@@ -441,33 +430,29 @@ def block_lines(blocks: list) -> list[str]:
 
 
 def person(rng: random.Random) -> dict:
-    woman = rng.random() < 0.5
-    first = rng.choice(WOMEN if woman else MEN)
-    return {"first": first, "surname": rng.choice(SURNAMES), "job": rng.choice(JOBS), "woman": woman}
-
-
-def _a(noun: str) -> str:
-    return ("an " if noun[0] in "aeiou" else "a ") + noun
+    """A townsperson from the world: first name, surname, job and gender (half women, half men)."""
+    gender = rng.choice(GENDERS)
+    return {"first": rng.choice(NAMES[gender]), "surname": rng.choice(SURNAMES), "job": rng.choice(JOBS), "gender": gender}
 
 
 def slot_values(rng: random.Random) -> dict:
     """Fresh values for every slot a template may use."""
     p1, p2 = person(rng), person(rng)
-    place, place2 = rng.sample(PLACES, 2)
+    words1, words2 = pronouns(p1["gender"]), pronouns(p2["gender"])
+    place, place2 = rng.sample(TOWN_PLACES, 2)
     event = rng.choice(EVENTS)
     return {
         "name": f"{p1['first']} {p1['surname']}", "first": p1["first"], "surname": p1["surname"],
         "job": p1["job"], "job_cap": p1["job"].capitalize(),
-        "he": "she" if p1["woman"] else "he", "He": "She" if p1["woman"] else "He",
-        "his": "her" if p1["woman"] else "his", "him_her": "her" if p1["woman"] else "him",
-        "a_job": _a(p1["job"]), "a_job2": _a(p2["job"]), "A_job2": _a(p2["job"]).capitalize(),
-        "since_year": rng.randint(1985, 2018),
+        "he": words1["he"], "He": words1["He"], "his": words1["his"], "him_her": words1["him"],
+        "a_job": with_article(p1["job"]), "a_job2": with_article(p2["job"]),
+        "A_job2": with_article(p2["job"]).capitalize(), "since_year": rng.randint(1985, 2018),
         "name2": f"{p2['first']} {p2['surname']}", "first2": p2["first"], "surname2": p2["surname"],
-        "job2": p2["job"], "he2": "she" if p2["woman"] else "he",
+        "job2": p2["job"], "he2": words2["he"],
         "she_he": rng.choice(["she", "he"]),
         "place": place, "place2": place2, "street": rng.choice(STREETS), "event": event,
-        "event_cap": event[0].upper() + event[1:], "object": rng.choice(OBJECTS),
-        "feeling": rng.choice(FEELINGS), "relative": rng.choice(RELATIVES), "day": rng.choice(DAYS),
+        "event_cap": event[0].upper() + event[1:], "object": with_article(f"{rng.choice(COLOURS)} {rng.choice(OBJECTS)}"),
+        "feeling": rng.choice(GOOD_FEELINGS + BAD_FEELINGS), "relative": rng.choice(RELATIVES), "day": rng.choice(DAYS),
         "month": rng.choice(MONTHS), "town": TOWN, "old_year": rng.randint(1850, 1975),
         **_numbers(rng),
     }
@@ -528,7 +513,7 @@ def write_news(rng: random.Random, path_prefix: str = "/news/") -> Draft:
                 blocks.append(("p", text, (TOWN, "/tag/community/")) if TOWN in text else ("p", text))
             else:
                 blocks.append(("p", text))
-    author = f"{rng.choice(WOMEN + MEN)} {rng.choice(SURNAMES)}"
+    author = f"{rng.choice(ALL_NAMES)} {rng.choice(SURNAMES)}"
     return Draft(path="", kind="news", title=title, blocks=blocks, section="news", author=author)
 
 
@@ -593,7 +578,7 @@ def write_forum(rng: random.Random, spam_targets: list[str]) -> Draft:
     replies = SentenceWriter(rng, FORUM_REPLIES, slots)
 
     def user() -> str:
-        return f"{rng.choice(WOMEN + MEN).lower()}_{rng.choice(SURNAMES)[0].lower()}{rng.randint(1, 99)}"
+        return f"{rng.choice(ALL_NAMES).lower()}_{rng.choice(SURNAMES)[0].lower()}{rng.randint(1, 99)}"
 
     date, _ = publication_date(rng, 12)
     posts = [("post", user(), date, [openings.sentence() + " " + openings.sentence()], [])]
@@ -614,7 +599,7 @@ def write_forum(rng: random.Random, spam_targets: list[str]) -> Draft:
 
 def write_foreign(rng: random.Random, lang: str) -> Draft:
     words = FOREIGN[lang]
-    slots = {"prenom": rng.choice(WOMEN + MEN), "prenom2": rng.choice(WOMEN + MEN), "nom": rng.choice(SURNAMES),
+    slots = {"prenom": rng.choice(ALL_NAMES), "prenom2": rng.choice(ALL_NAMES), "nom": rng.choice(SURNAMES),
              "metier": rng.choice(words["metiers"]), "lieu": rng.choice(words["lieux"]),
              "mois": rng.choice(words["mois"])}
     title = rng.choice(words["titles"]).format(**slots, **_numbers(rng))
@@ -647,7 +632,7 @@ def near_copy(original: list[str], start: list[str], rng: random.Random,
              "money": "funds", "work": "job", "best": "finest", "old": "former", "family": "household"}
     additions = ["Update: an earlier version of this story gave the wrong date.",
                  "This story first appeared in the Millbrook Gazette.",
-                 f"Additional reporting by {rng.choice(WOMEN + MEN)} {rng.choice(SURNAMES)}."]
+                 f"Additional reporting by {rng.choice(ALL_NAMES)} {rng.choice(SURNAMES)}."]
     for _ in range(300):
         if dedup.true_jaccard(before, dedup.shingles("\n".join(copy))) <= target:
             break

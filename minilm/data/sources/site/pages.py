@@ -27,10 +27,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from minilm.data.filters import dedup
 from minilm.data.sources.site.content import (
-    BLOG_SENTENCES, COMMENTS, MEN, MONTHS, NEWS_SENTENCES, SITE_NAME, SPAM_COMMENTS, STREETS, SURNAMES, TOWN,
-    WOMEN, Draft, SentenceWriter, block_lines, near_copy, person, publication_date, slot_values, slugify, write_blog,
-    write_foreign, write_forum, write_news, write_recipe, write_review, write_spam,
+    BLOG_SENTENCES, COMMENTS, NEWS_SENTENCES, SITE_NAME, SPAM_COMMENTS, STREETS, TOWN, Draft, SentenceWriter,
+    block_lines, near_copy, person, publication_date, slot_values, slugify, write_blog, write_foreign, write_forum,
+    write_news, write_recipe, write_review, write_spam,
 )  # fmt: skip
+from minilm.world import ALL_NAMES, MONTHS, SURNAMES
 
 HTML_TYPE = "text/html; charset=utf-8"
 HANG_SECONDS = 30.0  # the hanging page answers after this long: far beyond any sane crawler timeout
@@ -514,7 +515,7 @@ def _write_originals(rng: random.Random, counts: dict, paths: _Paths, spam_targe
         draft.tags = rng.sample(TAGS[: counts["tags"]], rng.randint(1, 2))
         if draft.kind in ("news", "blog") and rng.random() < 0.7:
             slots = slot_values(rng)
-            draft.comments = [(f"{rng.choice(WOMEN + MEN)} {rng.choice(SURNAMES)[0]}.",
+            draft.comments = [(f"{rng.choice(ALL_NAMES)} {rng.choice(SURNAMES)[0]}.",
                                rng.choice(SPAM_COMMENTS if rng.random() < 0.2 else COMMENTS).format(**slots),
                                f"#comment-{k}") for k in range(rng.randint(1, 4))]
     return originals
