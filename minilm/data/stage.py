@@ -1,14 +1,16 @@
 """Stage 1 end to end: gather the sources, prepare them step by step, split, and write.
 
-    gather:  web (crawl the local site) + books (stories) + docs (pydoc) + code (stdlib)   sources/
-             then plant the defects the filters will be scored on                           truth/defects
-    prepare: clean -> quality -> toxicity -> pii -> exact dedup -> near dedup -> counterfactual   filters/
-    score:   every step against the planted truth                                           truth/scoring
+    gather:  web (crawl the local site) + books (stories) + docs (pydoc) + code (stdlib),
+             then plant the defects the filters will be scored on
+    prepare: clean -> quality -> toxicity -> pii -> exact dedup -> near dedup -> counterfactual
+    score:   every step against the planted truth
     split:   train / validation by a hash of each document's id, then the domain mixture on train
     write:   train.jsonl, val.jsonl and stats.json in data/runs/<preset>/data/
 
-`run_data_stage` is what the command line, the speedrun and the notebook call; it returns the
-cached result when config and code are unchanged. Its figures and report section are in `report.py`.
+Each part lives in its folder: the sources in `sources/`, the planted defects and the scoring in
+`truth/`, the preparation steps in `filters/`. `run_data_stage` is what the command line, the
+speedrun and the notebook call; it returns the cached result when config and code are unchanged.
+The stage's figures and its section of the speedrun report are in `report.py`.
 """
 
 from __future__ import annotations
