@@ -30,7 +30,7 @@ from importlib.metadata import version
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from minilm.data.dedup import (
+from minilm.data.filters.dedup import (
     LSH_FALSE_POSITIVE_WEIGHT,
     estimated_jaccard,
     lsh_candidates,
@@ -63,9 +63,9 @@ def synthetic_texts(count: int, rng: random.Random) -> list[str]:
 
 
 def story_texts(count: int, seed: int) -> list[str] | None:
-    """Stories from `minilm.data.stories.iter_stories`, or None when that module is missing."""
+    """Stories from `minilm.data.sources.stories.writer.iter_stories`, or None when that module is missing."""
     try:
-        from minilm.data.stories import iter_stories
+        from minilm.data.sources.stories.writer import iter_stories
     except ImportError:
         return None
     return [story.text for story in iter_stories(count, seed)]
@@ -94,7 +94,7 @@ def make_corpus(
     if texts is not None:
         source = "stories"
     elif source == "stories":
-        raise SystemExit("--source stories needs minilm.data.stories, which is missing; use --source synthetic")
+        raise SystemExit("--source stories needs minilm.data.sources.stories, which is missing; use --source synthetic")
     else:
         texts, source = synthetic_texts(originals, rng), "synthetic"
     planted = set()
@@ -180,7 +180,7 @@ def main() -> None:
         "--source",
         choices=("auto", "stories", "synthetic"),
         default="auto",
-        help="documents: the course's stories when minilm.data.stories exists (auto), or random Zipf text",
+        help="documents: the course's stories when minilm.data.sources.stories exists (auto), or random Zipf text",
     )
     parser.add_argument(
         "--fp-weight",

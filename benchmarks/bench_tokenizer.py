@@ -27,9 +27,9 @@ import time
 from importlib.metadata import version
 from typing import Iterable
 
-from minilm.data.code import iter_code_files
-from minilm.data.stories import iter_stories
-from minilm.data.techdocs import iter_tech_docs
+from minilm.data.sources.code import iter_code_files
+from minilm.data.sources.stories.writer import iter_stories
+from minilm.data.sources.techdocs import iter_tech_docs
 from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, count_chunks, learn_merges, train, train_naive
 from minilm.tokenizer.bpe import BYTE_TO_ID, GPT4_SPLIT_PATTERN
 

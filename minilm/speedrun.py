@@ -21,7 +21,8 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     """Run every stage that exists with `preset` and write `report.md`; returns the report's path.
 
     `train` is the pretraining's TrainConfig (default: the preset's)."""
-    from minilm.data import pipeline as data_stage
+    from minilm.data import report as data_report
+    from minilm.data import stage as data_stage
     from minilm.tokenizer import stage as tokenizer_stage
     from minilm.train import stage as pretrain_stage
 
@@ -33,7 +34,7 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     started = time.perf_counter()
     data = data_stage.run_data_stage(preset, force=force)
     timings.append(("data", time.perf_counter() - started, data))
-    sections.append(data_stage.report_section(data, report_dir))
+    sections.append(data_report.report_section(data, report_dir))
 
     started = time.perf_counter()
     tokenizer = tokenizer_stage.run_tokenizer_stage(preset, force=force, data=data)

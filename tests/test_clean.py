@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minilm.data.clean import (
+from minilm.data.filters.clean import (
     CleanConfig,
     clean,
     fix_mojibake,

@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
-from minilm.data import balance, pipeline
+from minilm.data import stage
 from minilm.data.documents import Document, read_jsonl
-from minilm.data.scoring import Score, score_pipeline
+from minilm.data.filters import balance
+from minilm.data.report import SHARED_MARK, filter_rows, report_section
+from minilm.data.truth.scoring import Score, score_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def home(tmp_path_factory):
 def ci_stage(home):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINILM_HOME", str(home))
-        return pipeline.run_data_stage("ci")
+        return stage.run_data_stage("ci")
 
 
 def test_stage_writes_splits_stats_and_manifest(ci_stage, home):
@@ -49,7 +51,7 @@ def test_stage_writes_splits_stats_and_manifest(ci_stage, home):
 
 def test_train_follows_the_mixture(ci_stage):
     shares = ci_stage.summary["train_shares"]
-    for domain, weight in pipeline.DataConfig().mixture.items():
+    for domain, weight in stage.DataConfig().mixture.items():
         assert shares[domain] == pytest.approx(weight, abs=0.03)
 
 
@@ -61,18 +63,18 @@ def test_counterfactual_balance_removes_the_planted_skew(ci_stage):
 
 def test_second_call_is_cached_and_config_change_rebuilds(ci_stage, home, monkeypatch):
     monkeypatch.setenv("MINILM_HOME", str(home))
-    again = pipeline.run_data_stage("ci")
+    again = stage.run_data_stage("ci")
     assert again.key == ci_stage.key and again.manifest["created"] == ci_stage.manifest["created"]
-    config = pipeline.DataConfig.from_preset("ci", n_stories=100, n_web_pages=50, n_doc_topics=10, n_code_files=10)
-    other = pipeline.run_data_stage("ci", config=config)
+    config = stage.DataConfig.from_preset("ci", n_stories=100, n_web_pages=50, n_doc_topics=10, n_code_files=10)
+    other = stage.run_data_stage("ci", config=config)
     assert other.key != ci_stage.key and other.summary["documents"]["gathered"] < ci_stage.summary["documents"]["gathered"]
 
 
 def test_every_filter_reaches_the_goal_on_the_cpu_corpus():
     """The issue's bar: precision and recall >= 0.95 for each defect kind on the cpu preset corpus."""
-    config = pipeline.DataConfig.from_preset("cpu")
-    gathered = pipeline.gather(config)
-    steps = pipeline.prepare(gathered.docs, config)
+    config = stage.DataConfig.from_preset("cpu")
+    gathered = stage.gather(config)
+    steps = stage.prepare(gathered.docs, config)
     scores = {s.defect: s for s in score_pipeline(gathered.docs, steps)}
     assert set(scores) == {"boilerplate", "noise", "low_quality", "foreign", "generated_code", "toxic", "pii",
                            "exact_dup", "near_dup"}
@@ -99,6 +101,22 @@ def test_scores_count_hits_misses_and_unlabelled_flags():
     assert score.precision == 0.5 and score.recall == 1.0
 
 
+def test_report_section_adds_up_and_prints_no_raw_dict(ci_stage, tmp_path):
+    rows = filter_rows(stage.load_stats(ci_stage)["scores"])
+    number = lambda text: int(text.replace(",", ""))  # noqa: E731
+    for row in rows:
+        assert number(row["flagged"]) == number(row["true"]) + number(row["false"]) + number(row["unlabelled"])
+        assert number(row["found"]) <= number(row["planted"])
+    quality_rows = [row for row in rows if row["step"].startswith("quality")]
+    assert len(quality_rows) == 3 and all(row["step"] == "quality" + SHARED_MARK for row in quality_rows)
+    assert all(not row["step"].endswith(SHARED_MARK) for row in rows if row not in quality_rows)
+    section = report_section(ci_stage, tmp_path / "report")
+    assert "| planted | found | recall | flagged | true | false | unlabelled | precision |" in section.body
+    assert "flagged: everything the step removed" in section.body and "share one figure" in section.body
+    assert "{" not in section.body and "}" not in section.body  # every dict is formatted, none printed raw
+    assert section.figures[0].stat().st_size > 5_000
+
+
 def test_temperature_weights_and_mixing():
     assert balance.temperature_weights({"a": 900, "b": 100}, 1.0) == {"a": 0.9, "b": 0.1}
     flat = balance.temperature_weights({"a": 900, "b": 100}, 1000.0)
@@ -122,14 +140,14 @@ def test_gender_swap_keeps_case_and_grammar():
 
 def test_bad_config_gets_a_clear_error():
     with pytest.raises(ValueError, match="bias must be between 0 and 1"):
-        pipeline.DataConfig(bias=1.5)
+        stage.DataConfig(bias=1.5)
     with pytest.raises(ValueError, match="debias"):
-        pipeline.DataConfig(debias="magic")
+        stage.DataConfig(debias="magic")
     with pytest.raises(ValueError, match="unknown domain"):
-        pipeline.DataConfig(mixture={"books": 0.5, "poems": 0.5})
-    empty = pipeline.DataConfig(n_stories=0, n_web_pages=0, n_doc_topics=0, n_code_files=0)
+        stage.DataConfig(mixture={"books": 0.5, "poems": 0.5})
+    empty = stage.DataConfig(n_stories=0, n_web_pages=0, n_doc_topics=0, n_code_files=0)
     with pytest.raises(ValueError, match="no documents were gathered"):
-        pipeline.gather(empty)
+        stage.gather(empty)
 
 
 def test_speedrun_and_command_line(ci_stage, home):

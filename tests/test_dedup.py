@@ -1,4 +1,4 @@
-"""Tests of exact and near-duplicate removal (minilm.data.dedup), checked against datasketch."""
+"""Tests of exact and near-duplicate removal (minilm.data.filters.dedup), checked against datasketch."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
 
-from minilm.data import dedup
-from minilm.data.dedup import (
+from minilm.data.filters import dedup
+from minilm.data.filters.dedup import (
     MAX_HASH,
     MERSENNE_PRIME,
     UnionFind,
@@ -75,7 +75,7 @@ def test_exact_dedup_keeps_the_first_of_each_normalised_text():
 def test_shingles_are_stable_across_processes():
     text = "Tom the baker found a red kite near the old mill, and he smiled."
     ours = shingles(text, 5).tolist()
-    code = f"from minilm.data.dedup import shingles; print(shingles({text!r}, 5).tolist())"
+    code = f"from minilm.data.filters.dedup import shingles; print(shingles({text!r}, 5).tolist())"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}  # a different salt for Python's own hash()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert eval(out.stdout) == ours  # noqa: S307 (a list of ints printed by our own subprocess)

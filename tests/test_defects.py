@@ -8,7 +8,11 @@ from dataclasses import asdict
 
 import pytest
 
-from minilm.data.defects import (
+from minilm.data.documents import Document
+from minilm.data.filters.dedup import jaccard
+from minilm.data.sources.stories.books import as_book
+from minilm.data.sources.stories.writer import iter_stories
+from minilm.data.truth.defects import (
     CONTROL_CHARS,
     GENERATED_KINDS,
     PII_KINDS,
@@ -18,13 +22,10 @@ from minilm.data.defects import (
     check_labels,
     defect_counts,
     fill,
-    jaccard,
     make_generated_code,
     make_low_quality,
     plant_defects,
 )
-from minilm.data.documents import Document
-from minilm.data.stories import as_book, iter_stories
 
 CODE = '''"""A small module {i}."""
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from minilm.data.download import (
+from minilm.data.sources.download import (
     DownloadError,
     download,
     gutenberg_book,

@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from minilm.data import balance, dedup, quality, safety
+from minilm.data.filters import balance, dedup, pii, quality
 from minilm.exercises import ExerciseFailed
 from minilm.exercises import data as checks
 
@@ -24,7 +24,7 @@ def package_mean_word_length_rule(text):
 
 
 def package_find_ipv4(text):
-    return [text[start:end] for kind, start, end in safety.find_pii(text) if kind == "ip"]
+    return [text[start:end] for kind, start, end in pii.find_pii(text) if kind == "ip"]
 
 
 def package_shingles(text, n):

@@ -52,7 +52,7 @@ def test_config_for_applies_preset_then_overrides(monkeypatch):
 
 
 def test_every_preset_row_fits_its_config():
-    from minilm.data.pipeline import DataConfig
+    from minilm.data.stage import DataConfig
     from minilm.tokenizer.stage import TokenizerConfig
     from minilm.train.loop import TrainConfig
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilm.data.documents import Document
-from minilm.data.quality import (
+from minilm.data.filters.quality import (
     PROSE_RULES,
     QualityConfig,
     TextStats,

@@ -10,20 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilm.data.documents import Document
-from minilm.data.safety import (
-    DEFAULT_JOBS,
-    HARASSMENT_PHRASES,
-    STEREOTYPES,
-    bias_audit,
-    find_pii,
-    is_toxic,
-    mask_pii,
-    pii_filter,
-    toxicity_cues,
-    toxicity_filter,
-    toxicity_score,
-    true_job_gender,
-)
+from minilm.data.filters.bias import bias_audit, job_gender, true_job_gender
+from minilm.data.filters.pii import find_pii, mask_pii, pii_filter
+from minilm.data.filters.toxicity import HARASSMENT_PHRASES, is_toxic, toxicity_cues, toxicity_filter, toxicity_score
+from minilm.data.sources.stories.writer import iter_stories
+from minilm.data.truth.defects import plant_defects
+from minilm.world import JOBS, STEREOTYPED_GENDER
 
 # ---------------------------------------------------------------------------------------------------
 # Toxicity
@@ -465,8 +457,8 @@ def template_stories(n, share_stereotyped, seed=0):
     rng = random.Random(seed)
     docs = []
     for k in range(n):
-        job = rng.choice(DEFAULT_JOBS)
-        stereotype = STEREOTYPES.get(job)
+        job = rng.choice(JOBS)
+        stereotype = STEREOTYPED_GENDER.get(job)
         if stereotype is None:
             gender = rng.choice(["female", "male"])
         else:
@@ -531,28 +523,26 @@ def test_rows_and_truth_of_friends():
     assert truth.table()["pilot"] == (2, 0, 1.0) and truth.table()["nurse"] == (0, 1, 0.0)
     assert truth.skipped == 1
     rows = truth.to_rows()
-    assert [r["job"] for r in rows] == list(DEFAULT_JOBS)
-    assert rows[DEFAULT_JOBS.index("pilot")] == {"job": "pilot", "female": 2, "male": 0, "total": 2,
+    assert [r["job"] for r in rows] == list(JOBS)
+    assert rows[JOBS.index("pilot")] == {"job": "pilot", "female": 2, "male": 0, "total": 2,
                                                  "share_female": 1.0, "mentions": 2, "stereotype": "male"}
     assert truth.share_female("baker") is None
     assert truth.stereotype_lean == pytest.approx(-(2 * 0.5 + 1 * 0.5) / 3)  # both lean against the stereotype
 
 
-def test_stereotypes_match_the_story_world():
-    stories = pytest.importorskip("minilm.data.stories")
-    assert STEREOTYPES == stories.STEREOTYPED_GENDER
-    assert set(DEFAULT_JOBS) == set(stories.JOBS)
+def test_job_gender_reads_the_main_job_from_the_text():
+    assert job_gender("Mia was a pilot. Every morning she flew, and she loved it. Tom was a baker.") == ("pilot", "female")
+    assert job_gender("The pilot and the nurse met.") is None  # no gender words near any job
+    assert job_gender("A quiet day by the sea.") is None
 
 
 # ---------------------------------------------------------------------------------------------------
-# Against the generators of the other modules (skipped if they are not there)
+# Against the generators of the sources
 # ---------------------------------------------------------------------------------------------------
 
 
 def test_filters_find_what_the_defect_generator_planted():
-    defects = pytest.importorskip("minilm.data.defects")
-    stories = pytest.importorskip("minilm.data.stories")
-    docs = defects.plant_defects(list(stories.iter_stories(120, seed=5)), seed=5, rate=0.4)
+    docs = plant_defects(list(iter_stories(120, seed=5)), seed=5, rate=0.4)
     toxic = [line for d in docs for line in d.labels.get("toxic_lines", [])]
     benign = [line for d in docs for line in d.labels.get("toxic_hard_negatives", [])]
     assert len(toxic) >= 30 and len(benign) >= 30
@@ -567,8 +557,7 @@ def test_filters_find_what_the_defect_generator_planted():
 
 
 def test_audit_agrees_with_the_story_generator():
-    stories = pytest.importorskip("minilm.data.stories")
-    docs = list(stories.iter_stories(600, seed=2))
+    docs = list(iter_stories(600, seed=2))
     audit, truth = bias_audit(docs), true_job_gender(docs)
     assert truth.skipped == 0
     assert abs(audit.skew_stereotyped - truth.skew_stereotyped) < 0.05

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from minilm.data.code import iter_code_files
-from minilm.data.techdocs import iter_tech_docs, module_page
+from minilm.data.sources.code import iter_code_files
+from minilm.data.sources.techdocs import iter_tech_docs, module_page
 
 STOP_WORDS = {"the", "a", "an", "of", "to", "is", "and", "in", "it", "that", "for", "be", "or", "if", "this",
               "are", "as", "with", "by", "on", "not", "from", "which", "returns", "return"}  # fmt: skip
@@ -192,7 +192,7 @@ def test_module_pages_do_not_depend_on_the_string_hash_seed():
     import subprocess
 
     script = (
-        "from collections import Counter; from minilm.data.techdocs import module_page; "
+        "from collections import Counter; from minilm.data.sources.techdocs import module_page; "
         "print(module_page('numpy', Counter()))"
     )
     pages = []

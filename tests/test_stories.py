@@ -6,21 +6,10 @@ from collections import Counter
 
 import pytest
 
-from minilm.data.stories import (
-    JOBS,
-    STEREOTYPED_GENDER,
-    STORY_SEPARATOR,
-    STORY_TEMPLATES,
-    accepts,
-    as_book,
-    generate_story,
-    iter_stories,
-    measure_speed,
-    story_sentences,
-    story_vocabulary,
-    words,
-    write_stories,
-)
+from minilm.data.sources.stories.books import as_book
+from minilm.data.sources.stories.grammar import STORY_TEMPLATES, accepts, story_sentences, story_vocabulary, words
+from minilm.data.sources.stories.writer import STORY_SEPARATOR, generate_story, iter_stories, measure_speed, write_stories
+from minilm.world import JOBS, STEREOTYPED_GENDER
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minilm.data.code import iter_code_files
-from minilm.data.stories import iter_stories
+from minilm.data.sources.code import iter_code_files
+from minilm.data.sources.stories.writer import iter_stories
 from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, bpe, count_chunks, recover_merges, train, train_naive
 from minilm.tokenizer.bpe import BYTE_ORDER, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 from minilm.tokenizer.tokenizer import CONFIG_FILE, RANKS_FILE, parse_ranks, ranks_text

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minilm.data.documents import read_jsonl
-from minilm.data.stories import iter_stories
+from minilm.data.sources.stories.writer import iter_stories
 from minilm.tokenizer import Tokenizer, bpe
 from minilm.tokenizer import shards as shards_module
 from minilm.tokenizer.shards import TokenShards, token_dtype, tokenizer_fingerprint, write_shards
@@ -242,7 +242,7 @@ def test_stage_trains_writes_and_measures(ci_stage, home):
 
 
 def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_path, monkeypatch):
-    from minilm.data.pipeline import DataConfig, run_data_stage
+    from minilm.data.stage import DataConfig, run_data_stage
 
     monkeypatch.setenv("MINILM_HOME", str(home))
     again = run_tokenizer_stage("ci")
@@ -271,7 +271,10 @@ def test_training_texts_limit_keeps_each_domains_share(ci_stage, home):
     limit = len(docs) // 3
     picked = list(training_texts(path, len(docs), limit))
     assert len(picked) == limit and list(training_texts(path, len(docs), None)) == [d.text for d in docs]
-    everyone, chosen = Counter(d.domain for d in docs), Counter(d.domain for d in docs if d.text in set(picked))
+    # count each picked document once by its domain (train.jsonl repeats documents: matching picked texts against
+    # all documents would count every repeat of a picked text)
+    domain_of = {d.text: d.domain for d in docs}
+    everyone, chosen = Counter(d.domain for d in docs), Counter(domain_of[text] for text in picked)
     for domain, count in everyone.items():  # train.jsonl is grouped by domain: the first `limit` would be books
         assert abs(chosen[domain] - count * limit / len(docs)) <= 1, (domain, chosen, everyone)
 

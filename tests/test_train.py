@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from minilm.cache import Artifact
-from minilm.data import stories
+from minilm.data.sources.stories import writer as stories
 from minilm.model.gpt import GPT, make_optimizer
 from minilm.tokenizer import Tokenizer
 from minilm.tokenizer.shards import TokenShards, write_shards

@@ -6,9 +6,11 @@ import urllib.request
 
 import pytest
 
-from minilm.data.crawl import CrawlConfig, crawl, extract_links, normalize_url
-from minilm.data.extract import extract_text, line_matches, pages_to_documents, score_extraction
-from minilm.data.site import build_site, serve, shingle_jaccard, url_id
+from minilm.data.filters.dedup import jaccard
+from minilm.data.sources.crawl import CrawlConfig, crawl, extract_links, normalize_url
+from minilm.data.sources.extract import extract_text, line_matches, pages_to_documents, score_extraction
+from minilm.data.sources.site.pages import build_site, url_id
+from minilm.data.sources.site.server import serve
 
 TIMEOUT = 0.3  # per request in these tests; the site's hanging page waits 30 s
 
@@ -58,7 +60,7 @@ def test_site_has_every_kind_of_page_with_truth(site):
             assert page.body == by_id[page.labels["dup_of"]].body
         if "near_dup" in defects:
             original = by_id[page.labels["dup_of"]]
-            similarity = shingle_jaccard("\n".join(original.main_lines), "\n".join(page.main_lines))
+            similarity = jaccard("\n".join(original.main_lines), "\n".join(page.main_lines))
             assert 0.65 <= similarity <= 0.95, (page.path, similarity)
         if page.kind == "foreign":
             assert defects == ["foreign"] and page.labels["language"] in ("fr", "de", "es")

@@ -1,7 +1,7 @@
 """Documents and the result of one preparation step.
 
-Every source (web, books, docs, code) yields `Document`s, and every preparation step
-(cleaning, quality, safety, dedup, balancing) takes a list of them and returns a `StepResult`:
+Every source (web, books, docs, code) yields `Document`s, and every preparation step (cleaning,
+quality, toxicity, personal data, dedup, balancing) takes a list of them and returns a `StepResult`:
 what it kept, what it removed and why, and what it edited inside the documents it kept.
 Keeping the removals, not just counting them, is what lets the notebook show examples of both
 sides and lets the tests score each filter against the labels the generators planted.
@@ -93,6 +93,16 @@ class StepResult:
             "removed_by_reason": dict(self.removed_by_reason().most_common()),
             "edits_by_reason": dict(self.edits_by_reason().most_common()),
         }
+
+
+def check_documents(docs: Iterable[Document], step: str) -> list[Document]:
+    """`docs` as a list, after checking that each item is a Document (`step` names the caller in the error)."""
+    docs = list(docs)
+    for doc in docs:
+        if not isinstance(doc, Document):
+            raise TypeError(f"{step} takes a list of Document, got {type(doc).__name__}: "
+                            "wrap raw text as Document(id=..., domain=..., text=...)")
+    return docs
 
 
 def write_jsonl(path: Path, docs: Iterable[Document]) -> int:

@@ -15,7 +15,7 @@ import random
 
 import numpy as np
 
-from minilm.data import balance, dedup, quality, safety
+from minilm.data.filters import balance, dedup, pii, quality
 from minilm.exercises import ExerciseFailed, _short, call_learner, check_cases, checker, passed
 
 # --- Exercise 1: Gopher's mean word length rule ------------------------------------------------------------
@@ -105,7 +105,7 @@ def _ipv4(rng: random.Random) -> str:
         address = ".".join(parts)
         # Stay on the rules the exercise states: the package also rejects all-single-digit "1.2.3.4"
         # (a section number) and a few addresses that name no one (127.0.0.1, ...); keep away from those.
-        if any(len(p) > 1 for p in parts) and address not in safety.IP_ALLOWLIST:
+        if any(len(p) > 1 for p in parts) and address not in pii.IP_ALLOWLIST:
             return address
 
 
@@ -140,7 +140,7 @@ def _ip_text(rng: random.Random) -> str:
 
 
 def _reference_find_ipv4(text: str) -> list[str]:
-    return [text[start:end] for kind, start, end in safety.find_pii(text) if kind == "ip"]
+    return [text[start:end] for kind, start, end in pii.find_pii(text) if kind == "ip"]
 
 
 @checker
@@ -181,7 +181,7 @@ def _reference_shingles(text: str, n: int) -> list[int]:
 
 @checker
 def check_shingle_hashes(shingle_hashes, rng: random.Random) -> None:
-    """Exercise 4: the set of hashed word n-grams of a text, as `minilm.data.dedup.shingles` computes it."""
+    """Exercise 4: the set of hashed word n-grams of a text, as `minilm.data.filters.dedup.shingles` computes it."""
     title = "Exercise 4 (hashed word shingles)"
     fixed = [("", 5), ("?!", 3), ("one", 5), ("The cat sat.", 5), ("the THE The", 1), ("a b c d e f", 5)]
     cases = fixed + [(_shingle_text(rng), rng.randint(1, 6)) for _ in range(150)]
@@ -223,7 +223,7 @@ def _reference_lsh(signatures: list[list[int]], bands: int, rows: int) -> set[tu
 
 @checker
 def check_lsh_candidates(lsh_candidates, rng: random.Random) -> None:
-    """Exercise 5: the candidate pairs of LSH banding, as `minilm.data.dedup.lsh_candidates` finds them."""
+    """Exercise 5: the candidate pairs of LSH banding, as `minilm.data.filters.dedup.lsh_candidates` finds them."""
     title = "Exercise 5 (LSH candidate pairs)"
     cases = [([[1, 2, 3, 4], [1, 2, 9, 9], [0, 2, 3, 4]], 2, 2), ([[5, 5], [5, 5]], 1, 1), ([[7, 1, 2], [8, 1, 2]], 1, 2)]
     cases += [_signatures(rng) for _ in range(150)]

@@ -185,7 +185,7 @@ def run_tokenizer_stage(
 
     `data` is stage 1's artifact (default: `run_data_stage(preset)`, itself cached).
     """
-    from minilm.data.pipeline import run_data_stage
+    from minilm.data.stage import run_data_stage
 
     preset = preset_name(preset)
     config = config or TokenizerConfig.from_preset(preset)

@@ -1,7 +1,7 @@
 """How good is the text a model writes? Two measures we can compute exactly, because we wrote the stories.
 
 The stories of stage 1 come from a generator with a fixed vocabulary and a fixed set of sentence
-templates (`minilm.data.stories`). So for a sample of generated text we can ask:
+templates (`minilm.data.sources.stories.grammar`). So for a sample of generated text we can ask:
 
 - **vocabulary**: the share of its words that the story world has (a model that writes "bakker" or
   "the the" has not learned the words yet);
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from minilm.data.stories import accepts, story_sentences, story_vocabulary, words
+from minilm.data.sources.stories.grammar import accepts, story_sentences, story_vocabulary, words
 
 # The ways the generator's stories begin: samples start here, so they are stories and not web pages.
 STORY_PROMPTS = ("Once upon a time", "There once was", "Long ago, in", "This is a story about", "In a small town")

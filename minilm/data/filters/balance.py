@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from typing import Callable
 
 from minilm.data.documents import Document, Edit, Removal, StepResult
+from minilm.world import GENDER_PAIRS
 
 # --- the domain mixture -------------------------------------------------------------------------------
 
@@ -91,13 +92,7 @@ def mix_domains(docs: list[Document], weights: dict[str, float], seed: int, max_
 
 # --- counterfactual balance ---------------------------------------------------------------------------
 
-# Gendered word pairs. "her" is ambiguous (him or his) and is resolved by the word that follows it.
-GENDER_PAIRS = [
-    ("she", "he"), ("herself", "himself"), ("hers", "his"), ("woman", "man"), ("women", "men"),
-    ("girl", "boy"), ("girls", "boys"), ("mother", "father"), ("mom", "dad"), ("sister", "brother"),
-    ("daughter", "son"), ("aunt", "uncle"), ("queen", "king"), ("lady", "gentleman"), ("mrs", "mr"),
-    ("grandmother", "grandfather"), ("grandma", "grandpa"),
-]
+# The world's gendered word pairs, both ways. "her" is ambiguous (him or his): the word after it decides.
 _TO_MALE = {f: m for f, m in GENDER_PAIRS}
 _TO_FEMALE = {m: f for f, m in GENDER_PAIRS if f != "hers"}
 _TO_FEMALE["his"] = "her"

@@ -342,7 +342,7 @@ class _Crawler:
             self.admit(url, 0)
         bar = None
         if self.config.progress:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm
 
             bar = tqdm(total=self.config.max_pages, desc="crawl", unit="page")
         while self.queue:

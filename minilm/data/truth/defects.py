@@ -41,14 +41,15 @@ import string
 from collections import Counter
 
 from minilm.data.documents import DOMAINS, Document
-from minilm.data.stories import COLOURS, FEMALE_NAMES, MALE_NAMES, OBJECTS, PLACES, SURNAMES, story_vocabulary
+from minilm.data.filters import dedup
+from minilm.data.sources.stories.grammar import story_vocabulary
+from minilm.world import ALL_NAMES, COLOURS, OBJECTS, PLACES, SURNAMES
 
 PROSE_DOMAINS = ("web", "books", "docs")
 QUALITY_KINDS = (
     "keyword_spam", "symbol_soup", "lorem_ipsum", "repeated_lines",
     "word_salad", "too_short", "bullet_spam", "javascript_notice",
 )  # fmt: skip
-NAMES = FEMALE_NAMES + MALE_NAMES
 
 # ---------------------------------------------------------------------------------------------
 # Slots: the values templates are filled with. Each maker gets the rng and the slots filled so far
@@ -67,7 +68,7 @@ def _alnum(rng: random.Random, n: int, alphabet: str = string.ascii_letters + st
 
 
 def _email(rng: random.Random, slots: dict) -> str:
-    first = (slots.get("name") if rng.random() < 0.7 else None) or rng.choice(NAMES)
+    first = (slots.get("name") if rng.random() < 0.7 else None) or rng.choice(ALL_NAMES)
     first, last = first.lower(), rng.choice(SURNAMES).lower()
     user = rng.choice([f"{first}.{last}", f"{first}{last}{rng.randint(1, 99)}", f"{first[0]}_{last}",
                        f"{first}+{rng.choice(['club', 'news', 'school'])}", f"{first}.{last}{rng.randint(70, 99)}"])  # fmt: skip
@@ -160,7 +161,7 @@ def _uuid(rng: random.Random, slots: dict) -> str:
 
 
 def _person(rng: random.Random, slots: dict) -> str:
-    return rng.choice(NAMES)
+    return rng.choice(ALL_NAMES)
 
 
 def _pick(*options: str):
@@ -595,24 +596,6 @@ def plant_noise(doc: Document, rng: random.Random) -> Document:
 
 # Near duplicates --------------------------------------------------------------------------------
 
-SHINGLE_WORD = re.compile(r"\w+")
-
-
-def shingle_set(text: str, k: int = 5) -> set[tuple[str, ...]]:
-    """The set of k-word shingles of the lowercase words (\\w+) of `text`, as in `minilm.data.dedup`."""
-    tokens = SHINGLE_WORD.findall(text.lower())
-    if len(tokens) < k:
-        return {tuple(tokens)} if tokens else set()
-    return set(zip(*(tokens[i:] for i in range(k))))
-
-
-def jaccard(a: str, b: str, k: int = 5) -> float:
-    """Jaccard similarity of the k-word shingle sets of two texts (1.0 for two empty texts)."""
-    sa, sb = shingle_set(a, k), shingle_set(b, k)
-    union = len(sa | sb)
-    return len(sa & sb) / union if union else 1.0
-
-
 SYNONYM_PAIRS = (
     ("big", "large"), ("small", "little"), ("happy", "glad"), ("said", "replied"), ("went", "walked"),
     ("very", "really"), ("began", "started"), ("shouted", "yelled"), ("laughed", "giggled"), ("road", "street"),
@@ -673,8 +656,8 @@ def make_near_duplicate(doc: Document, rng: random.Random, pool: list[str], copy
         return "\n".join(line for line in text.splitlines() if line.strip() not in boilerplate)
 
     target = rng.uniform(0.7, 0.92)
-    n = max(len(SHINGLE_WORD.findall(content(doc.text))), 1)
-    original = shingle_set(content(doc.text))
+    n = max(len(dedup.words(content(doc.text))), 1)
+    original = dedup.shingles(content(doc.text))
     text, similarity = doc.text, 1.0
     for _ in range(80):
         if similarity <= target:
@@ -690,9 +673,7 @@ def make_near_duplicate(doc: Document, rng: random.Random, pool: list[str], copy
             candidate = _substitute_words(text, spans, needed, rng)
             if candidate == text:  # no synonyms left: change a sentence instead
                 candidate = _drop_sentence(text, spans, rng) if rng.random() < 0.5 else _add_sentence(text, spans, pool, rng)
-        shingles = shingle_set(content(candidate))
-        union = len(original | shingles)
-        new_similarity = len(original & shingles) / union if union else 1.0
+        new_similarity = dedup.true_jaccard(original, dedup.shingles(content(candidate)))
         if new_similarity >= 0.65:
             text, similarity = candidate, new_similarity
     if not 0.65 <= similarity <= 0.95:
@@ -762,7 +743,7 @@ def _lorem_ipsum(rng: random.Random, vocab: list[str]) -> str:
 
 
 def _repeated_lines(rng: random.Random, vocab: list[str]) -> str:
-    name, obj, place = rng.choice(NAMES), _items(rng), rng.choice(PLACES)
+    name, obj, place = rng.choice(ALL_NAMES), _items(rng), rng.choice(PLACES)
     pool = [f"{name} loves the {obj}.", f"Click here to see more {obj}.", f"The best {place} in town.",
             f"Share this page with {name}!", f"New {obj} every day at the {place}."]  # fmt: skip
     distinct = rng.sample(pool, rng.randint(1, 3))
@@ -779,7 +760,7 @@ def _word_salad(rng: random.Random, vocab: list[str]) -> str:
 
 def _too_short(rng: random.Random, vocab: list[str]) -> str:
     return rng.choice([
-        f"{rng.choice(NAMES)} and the {_items(rng)}", "Home", f"Page {rng.randint(2, 9)} of {rng.randint(10, 20)}",
+        f"{rng.choice(ALL_NAMES)} and the {_items(rng)}", "Home", f"Page {rng.randint(2, 9)} of {rng.randint(10, 20)}",
         f"Photos from the {rng.choice(PLACES)}", "Thank you!", "Coming soon.", f"The {_items(rng)}.",
         f"{rng.choice(PLACES).title()} opening hours", "Nothing to see here yet.",
     ])  # fmt: skip

@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 from minilm.data.documents import Document
 
 if TYPE_CHECKING:  # only for type hints: extraction itself never needs the generator
-    from minilm.data.crawl import CrawlResult
-    from minilm.data.site import Site
+    from minilm.data.sources.crawl import CrawlResult
+    from minilm.data.sources.site.pages import Site
 
 MAX_DEPTH = 256  # deeper elements are flattened into their ancestor at this depth (browsers cap nesting too)
 GOOD_BLOCK_CHARS = 30  # a block with at least this many non-link characters...
@@ -323,7 +323,7 @@ def pages_to_documents(crawl_result: "CrawlResult", site: "Site | None" = None) 
     its page's labels, plus the lines the extractor let through that are not main content
     (``labels["boilerplate_lines"]``, defect "boilerplate"), which later cleaning should cut.
     """
-    from minilm.data.site import url_id
+    from minilm.data.sources.site.pages import url_id
 
     documents = []
     used: set[str] = set()

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from minilm.data.documents import Document
 from minilm.files import sha256_file

@@ -1,38 +1,27 @@
-"""Safety filters: toxic lines, personal data, and an audit of job-gender bias.
+"""Toxicity: cutting insults, threats and harassment, by words weighed in their context.
 
-Three different problems, three different tools:
-
-- **Toxicity** is a matter of *context*. "kill" is a threat in "I will kill you" and a shell command in
-  "kill -9 1234"; "idiot" is an insult in "you idiot" and a topic in "the word idiot comes from Greek".
-  So `toxicity_cues` finds the words that *can* be toxic and then weighs each by what surrounds it:
-  who it is aimed at, whether someone intends harm, whether it is negated, mentioned, technical or
-  a line of dialogue in a story. The cues are combined into a score in [0, 1].
-- **Personal data** (PII) has *shape*: an e-mail address, a phone number, an IP address, an API key.
-  Precompiled regular expressions find the shapes; the hard part is precision (a version string
-  "3.11.7", a date, an ISBN must not be masked), so each pattern says what it accepts and why.
-- **Bias** cannot be filtered line by line: no single sentence "Tom was a pilot." is wrong, but a corpus
-  where every pilot is a man teaches the model a stereotype. `bias_audit` measures it, by counting
-  the gendered words that appear near each job word; stage 1 can then rebalance, and stage 8 checks
-  whether the trained model learned less of it.
+Toxicity is a matter of *context*. "kill" is a threat in "I will kill you" and a shell command in
+"kill -9 1234"; "idiot" is an insult in "you idiot" and a topic in "the word idiot comes from Greek".
+So `toxicity_cues` finds the words that *can* be toxic and then weighs each by what surrounds it:
+who it is aimed at, whether someone intends harm, whether it is negated, mentioned, technical or
+a line of dialogue in a story. The cues are combined into a score in [0, 1], and `toxicity_filter`
+cuts the lines that score above a threshold.
 
 All word lists and patterns are plain data at the top of the module, so a learner can read and change them.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import regex
 
-from minilm.data.documents import Document, Edit, Removal, StepResult
+from minilm.data.documents import Document, Edit, Removal, StepResult, check_documents
 
 # ---------------------------------------------------------------------------------------------------
-# Toxicity: word lists and context words
+# Word lists and context words
 # ---------------------------------------------------------------------------------------------------
 
 # Nouns that insult the person they name ("you idiot", "Go away, loser."). A noun like this always
@@ -186,7 +175,7 @@ FICTION_FACTOR = 0.6  # dialogue in a story is discounted, so only piled-up abus
 CLAUSE_REACH = 12  # how many words back a negation can reach; also keeps a pathological line linear
 
 # ---------------------------------------------------------------------------------------------------
-# Toxicity: scoring
+# Scoring
 # ---------------------------------------------------------------------------------------------------
 
 _TOKEN = regex.compile(r"\w+(?:'[A-Za-z]+)?|\S")  # words (with "you're", "don't"), and single symbols
@@ -489,15 +478,6 @@ def is_toxic(line: str, threshold: float = TOXIC_THRESHOLD) -> bool:
     return toxicity_score(line) >= threshold
 
 
-def _check_documents(docs: Iterable[Document], step: str) -> list[Document]:
-    docs = list(docs)
-    for doc in docs:
-        if not isinstance(doc, Document):
-            raise TypeError(f"{step} takes a list of Document, got {type(doc).__name__}: "
-                            "wrap raw text as Document(id=..., domain=..., text=...)")
-    return docs
-
-
 def toxicity_filter(docs: list[Document], threshold: float = TOXIC_THRESHOLD,
                     max_toxic_share: float = MAX_TOXIC_SHARE) -> StepResult:
     """Cut toxic lines (Edit reason "toxic"); drop a document whose share of toxic lines is above
@@ -509,7 +489,7 @@ def toxicity_filter(docs: list[Document], threshold: float = TOXIC_THRESHOLD,
     if not 0.0 <= max_toxic_share <= 1.0:
         raise ValueError(f"max_toxic_share={max_toxic_share} must be in [0, 1]; the default is {MAX_TOXIC_SHARE}")
     result = StepResult("toxicity", kept=[])
-    for doc in _check_documents(docs, "toxicity_filter"):
+    for doc in check_documents(docs, "toxicity_filter"):
         if not _may_be_toxic(_words(doc.text)):
             result.kept.append(doc)
             continue
@@ -526,441 +506,3 @@ def toxicity_filter(docs: list[Document], threshold: float = TOXIC_THRESHOLD,
         result.edits += [Edit(doc.id, "toxic", lines[i].rstrip("\r\n")) for i in toxic]
         result.kept.append(doc.replace(text="".join(line for i, line in enumerate(lines) if i not in cut)))
     return result
-
-
-# ---------------------------------------------------------------------------------------------------
-# Personal data: patterns
-# ---------------------------------------------------------------------------------------------------
-
-EMAIL = regex.compile(r"""
-    (?<![\w.%+-])                                   # starts a word: not inside a longer token
-    [A-Za-z0-9][A-Za-z0-9._%+-]{0,63}+              # local part: up to 64 characters
-    @
-    (?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+   # domain labels, each ending in a dot
-    [A-Za-z]{2,24}                                  # a top-level domain of letters (so not user@10.0.0.1)
-    (?![\w-])
-""", regex.VERBOSE)
-"""An e-mail address: local@domain.tld. A dotted domain with a letter TLD is required, so Python
-decorators ("@property") and "user@localhost" are not matched."""
-
-PHONE_US = regex.compile(r"""
-    (?<![\w+.-])                                    # not the tail of a longer number or word
-    (?:\+?1[ .-]?)?                                 # optional country code 1
-    (?:
-        \(\d{3}\)\ ?\d{3}[ .-]\d{4}                 # (555) 123-4567
-      | \d{3}(?P<sep>[.-])\d{3}(?P=sep)\d{4}        # 555-123-4567, 555.123.4567: one separator throughout
-    )
-    (?![\w-]|[.,]\d|:\w)                            # not followed by more digits, a time or an IPv6
-""", regex.VERBOSE)
-"""A North American number: 3-3-4 digits, with the area code in parentheses or the same separator
-("-" or ".") between all groups. Dates (2024-05-01: 4-2-2) and ISBNs (978-3-16-148410-0) have other
-group sizes; plain space-separated "100 200 3000" is left alone because tables of numbers look the same."""
-
-PHONE_INTL = regex.compile(r"""
-    (?<![\w+)])
-    \+\d{1,3}                                       # "+" and a country code
-    (?:[ .-]?\(\d{1,4}\))?                          # optional area code in parentheses: +44 (0)20
-    [ .-]?\d{1,12}                                  # first group (written compactly: +442079460958)
-    (?:(?P<sep>[ .-])\d{2,8}(?:(?P=sep)\d{2,8}){0,3})?   # more groups, one separator throughout
-    (?![\w-]|[.,]\d|:\w)
-""", regex.VERBOSE)
-"""An international number in E.164 style: "+44 20 7946 0958", "+33 1 23 45 67 89", "+81-3-1234-5678".
-The leading "+" is required, and `_candidates` checks 8 to 15 digits in all (the E.164 limit), cutting
-trailing groups that make it too long ("+44 20 7946 0958 2001" is a number and a year). One separator
-throughout also keeps a number from swallowing the next one: "+49 30 1234567 2024-05-01"."""
-
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-IPV4 = regex.compile(rf"""
-    (?<![\w.])                                      # not the tail of a longer dotted number
-    (?<!(?i:version|release|build|sections?|chapter|rfc|§)\s{{0,3}}["']?)   # "version 1.2.3.4", "section 8.2.4.44"
-    {_OCTET}(?:\.{_OCTET}){{3}}                     # four octets 0-255, no leading zeros
-    (?![\w]|\.\d)                                   # not the head of a longer dotted number (1.2.3.4.5)
-""", regex.VERBOSE)
-"""An IPv4 address: four dot-separated numbers 0-255. Version strings have three parts ("3.11.7") or
-are preceded by "version"; all-single-digit "1.2.3.4" (section numbers) is rejected by `_valid_ip`."""
-
-_H = r"[0-9A-Fa-f]{1,4}"
-IPV6 = regex.compile(rf"""
-    (?<![\w:])
-    (?:
-        (?:{_H}:){{7}}{_H}                           # full form: eight groups
-      | [0-9A-Fa-f]{{4}}(?::{_H}){{0,5}}::(?:{_H}(?::{_H}){{0,5}})?   # compressed: 2001:db8::1, fe80::1
-    )
-    (?![\w:])
-""", regex.VERBOSE)
-"""An IPv6 address, full or "::"-compressed. A compressed one must start with a group of four hex digits,
-and `_valid_ip` wants a decimal digit in it (2001:, fe80:), so slices "x[1::2]", times "12:30:45" and
-C++ names "dead::beef" don't match."""
-
-OPENAI_KEY = regex.compile(r"(?<![\w-])sk-(?:proj-)?[A-Za-z0-9]{32,}+(?![\w-])")
-"""An OpenAI-style key: "sk-" and 32 or more letters and digits ("task-..." is excluded by the word start)."""
-
-AWS_KEY = regex.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])")
-"""An AWS access key id: "AKIA" (or "ASIA" for temporary keys) and exactly 16 capitals or digits."""
-
-GITHUB_TOKEN = regex.compile(r"(?<![\w])gh[pousr]_[A-Za-z0-9]{36}(?![\w])")
-"""A GitHub token: "ghp_" (or gho_, ghu_, ghs_, ghr_) and exactly 36 letters and digits."""
-
-SLACK_TOKEN = regex.compile(r"(?<![\w-])xox[baprs]-[A-Za-z0-9-]{10,}+(?![\w-])")
-"""A Slack token: "xoxb-", "xoxp-", ... and dash-separated letters and digits."""
-
-_SECRET_NAME = r"(?i:(?:api|access|private|secret|auth)[_-]?key|apikey|secret|token|passw(?:or)?d|pwd)[\w-]*"
-ASSIGNED_SECRET = regex.compile(rf"""
-    (?:                                            # each anchor first, then a look back for the name
-        [:=](?<={_SECRET_NAME}['"]?[ \t]*[:=])        # api_key = ..., "password": ..., SECRET_KEY: ...
-      | ,(?<={_SECRET_NAME}['"][ \t]*,)               # os.environ.setdefault("GITHUB_TOKEN", ...)
-      | is(?<={_SECRET_NAME}[ \t]+is)(?=[ \t])        # my token is ...
-      | (?<!\w)Bearer(?=[ \t])                       # Authorization: Bearer ...
-    )
-    [ \t]*
-    (?P<quote>['"]?)
-    (?P<value>[A-Za-z0-9_\-+/=.!@#$%^&*~]{{8,200}}+)   # the value (masked, not the name)
-    (?P=quote)
-    (?![^\s,;)\]}}'"])                                # ends the expression
-""", regex.VERBOSE)
-"""A value given to a name like api_key, aws_access_key_id, SECRET_KEY, auth_token or password, in code,
-config, JSON or prose ("my token is ..."), or sent as "Bearer ...". The name is looked for behind each
-":", "=", "," or "is", which is much faster than looking for the names everywhere. Only the value is masked
-("api_key = '<SECRET>'"), and only if `_valid_secret` finds it secret-like: high entropy, letters and
-digits, not a placeholder. So "max_tokens = 1024", 'eos_token = "<|endoftext|>"' and
-"tokenizer = AutoTokenizer.from_pretrained(...)" are left alone."""
-
-PII_PATTERNS: tuple[tuple[str, regex.Pattern], ...] = (
-    # earlier kinds win when two matches overlap ("api_key = 'sk-...'" is one secret)
-    ("secret", OPENAI_KEY), ("secret", AWS_KEY), ("secret", GITHUB_TOKEN), ("secret", SLACK_TOKEN),
-    ("secret", ASSIGNED_SECRET), ("email", EMAIL), ("ip", IPV4), ("ip", IPV6),
-    ("phone", PHONE_US), ("phone", PHONE_INTL),
-)
-PLACEHOLDERS = {"email": "<EMAIL>", "phone": "<PHONE>", "ip": "<IP>", "secret": "<SECRET>"}
-
-# Addresses that name no one: loopback, "any address", broadcast. Masking them would break code and docs.
-IP_ALLOWLIST = frozenset({"127.0.0.1", "0.0.0.0", "255.255.255.255", "255.255.255.0"})
-SECRET_PLACEHOLDER_WORDS = ("your", "example", "here", "xxxx", "changeme", "placeholder", "dummy",
-                            "redacted", "secret>", "<", "${", "{{", "environ", "getenv", "****")
-MIN_SECRET_ENTROPY = 3.0  # bits per character; English words and identifiers score lower
-MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 8, 15  # E.164 allows at most 15 digits; fewer than 8 is no full number
-
-
-def _entropy(text: str) -> float:
-    """Shannon entropy in bits per character: how unpredictable the characters of `text` are."""
-    counts, n = Counter(text), len(text)
-    return -sum(c / n * math.log2(c / n) for c in counts.values())
-
-
-def _valid_secret(value: str) -> bool:
-    low = value.lower()
-    return (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
-            and not any(word in low for word in SECRET_PLACEHOLDER_WORDS)
-            and _entropy(value) >= MIN_SECRET_ENTROPY)
-
-
-_DIGIT = regex.compile(r"\d")
-_LAST_GROUP = regex.compile(r"[ .-]\d+$")
-_IPV6_HINT = regex.compile(r":[0-9A-Fa-f]{1,4}:")  # every IPv6 address has this or "::"
-
-
-def _digits(text: str) -> int:
-    return sum(c.isdigit() for c in text)
-
-
-def _valid_ip(text: str) -> bool:
-    if text in IP_ALLOWLIST:
-        return False
-    if "." in text:
-        return not all(len(part) == 1 for part in text.split("."))  # "1.2.3.4" is a section number
-    if "::" in text and not any(c.isdigit() for c in text.split(":")[0]):
-        return False  # "dead::beef", "Face::add" are C++ names
-    return text.count(":") <= 7
-
-
-class _Match(NamedTuple):
-    kind: str
-    start: int
-    end: int
-
-
-def _candidates(text: str) -> Iterable[_Match]:
-    # cheap checks that let most texts skip the slower patterns
-    has_at, has_digit = "@" in text, _DIGIT.search(text) is not None
-    has_ipv6 = "::" in text or _IPV6_HINT.search(text) is not None
-    for kind, pattern in PII_PATTERNS:
-        if (kind == "email" and not has_at or kind in ("ip", "phone") and not has_digit
-                or pattern is IPV6 and not has_ipv6):
-            continue
-        for m in pattern.finditer(text):
-            if pattern is ASSIGNED_SECRET:
-                start, end = m.span("value")
-                if not m.group("quote"):
-                    end = start + len(m.group("value").rstrip(".,"))  # "password=abc123xyz." ends a sentence
-                if _valid_secret(text[start:end]):
-                    yield _Match(kind, start, end)
-            elif kind == "phone":
-                start, end = m.span()
-                while _digits(text[start:end]) > MAX_PHONE_DIGITS and (last := _LAST_GROUP.search(text, start, end)):
-                    end = last.start()  # the match swallowed the next number: cut its last group
-                if MIN_PHONE_DIGITS <= _digits(text[start:end]) <= MAX_PHONE_DIGITS:
-                    yield _Match(kind, start, end)
-            elif kind != "ip" or _valid_ip(m.group()):
-                yield _Match(kind, m.start(), m.end())
-
-
-def find_pii(text: str) -> list[tuple[str, int, int]]:
-    """Every piece of personal data in `text`, as (kind, start, end), sorted and non-overlapping.
-
-    Kinds are "email", "phone", "ip", "secret". When two matches overlap the earlier kind in
-    PII_PATTERNS wins (a secret over an e-mail over an IP over a phone), then the longer match.
-    """
-    taken: list[_Match] = []  # kept sorted by start, so a new match needs checking against two neighbours
-    starts: list[int] = []
-    order = {kind: rank for rank, (kind, _) in enumerate(PII_PATTERNS)}
-    for match in sorted(_candidates(text), key=lambda m: (order[m.kind], m.start - m.end, m.start)):
-        k = bisect.bisect_left(starts, match.start)
-        if (k > 0 and taken[k - 1].end > match.start) or (k < len(taken) and taken[k].start < match.end):
-            continue
-        taken.insert(k, match)
-        starts.insert(k, match.start)
-    return [tuple(m) for m in taken]
-
-
-def mask_pii(text: str) -> tuple[str, list[tuple[str, int, int]]]:
-    """Replace each piece of personal data with its placeholder ("<EMAIL>", "<PHONE>", "<IP>",
-    "<SECRET>"); returns the masked text and what was found (spans in the original text).
-    Masking is idempotent: the placeholders match no pattern, so masking twice changes nothing more."""
-    found = find_pii(text)
-    pieces, last = [], 0
-    for kind, start, end in found:
-        pieces += [text[last:start], PLACEHOLDERS[kind]]
-        last = end
-    pieces.append(text[last:])
-    return "".join(pieces), found
-
-
-def pii_filter(docs: list[Document]) -> StepResult:
-    """Mask personal data in every document (one Edit per replacement, reason "pii:<kind>").
-    Nothing is removed: the text around an address is still good text."""
-    result = StepResult("pii", kept=[])
-    for doc in _check_documents(docs, "pii_filter"):
-        masked, found = mask_pii(doc.text)
-        if not found:
-            result.kept.append(doc)
-            continue
-        result.edits += [Edit(doc.id, f"pii:{kind}", doc.text[start:end], PLACEHOLDERS[kind])
-                         for kind, start, end in found]
-        result.kept.append(doc.replace(text=masked))
-    return result
-
-
-# ---------------------------------------------------------------------------------------------------
-# Bias audit: which gender words appear near which job words
-# ---------------------------------------------------------------------------------------------------
-
-# The jobs of the story world (the story generator draws from exactly this list).
-DEFAULT_JOBS = ("baker", "doctor", "nurse", "teacher", "engineer", "pilot", "farmer", "builder", "painter",
-                "scientist", "cook", "firefighter", "dancer", "singer", "driver", "librarian", "mechanic",
-                "police officer")
-
-# Common occupational stereotypes, the direction a skewed corpus would lean (the same jobs the story
-# generator skews, minilm.data.stories.STEREOTYPED_GENDER).
-STEREOTYPES = {"nurse": "female", "teacher": "female", "dancer": "female", "librarian": "female",
-               "engineer": "male", "pilot": "male", "builder": "male", "mechanic": "male",
-               "firefighter": "male", "police officer": "male"}
-
-FEMALE_WORDS = frozenset("""
-    she her hers herself woman women girl girls lady ladies mother mothers mom mum mommy mummy
-    daughter daughters sister sisters aunt aunts grandma grandmother granny queen princess wife
-    mrs ms madam
-""".split())
-MALE_WORDS = frozenset("""
-    he him his himself man men boy boys gentleman gentlemen father fathers dad daddy son sons
-    brother brothers uncle uncles grandpa grandfather king prince husband mr sir
-""".split())
-
-# Job words that are also verbs ("she likes to cook"): they count only right after a determiner or
-# adjective ("a cook", "the cooks", "a good cook").
-JOB_WORDS_ALSO_VERBS = frozenset({"cook", "cooks"})
-DETERMINERS = frozenset("""
-    a an the this that these those my your his her our their every each some many two three head
-    good great best famous kind busy old young new town village school
-""".split())
-
-# How far from a job word a gender word may be: stories say "Mia was a pilot. Every morning she
-# flew...", so the pronoun is often in the next sentence, and farther away it belongs to someone else.
-WINDOWS = {"same_sentence": 0, "sentence": 1, "document": None}
-
-_SENTENCE_END = regex.compile(r"(?<!\b(?:Mr|Mrs|Ms|Dr|St)\.)(?<=[.!?])[\"'”’)]*\s+|\n\s*\n|\n(?=\s*[-*#])")
-
-
-@dataclass
-class BiasAudit:
-    """Gender words counted near each job word, and how far the shares are from balanced.
-
-    `counts[job]` is {"female": n, "male": n}; `mentions[job]` the number of job mentions seen.
-    """
-
-    counts: dict[str, Counter] = field(default_factory=dict)
-    mentions: Counter = field(default_factory=Counter)
-    window: str = "sentence"
-    skipped: int = 0  # (truth tables only) people whose job is not in the list or whose gender is unknown
-
-    def share_female(self, job: str) -> float | None:
-        """Female share of the gendered words counted for `job`; None when there are none."""
-        c = self.counts.get(job, Counter())
-        total = c["female"] + c["male"]
-        return c["female"] / total if total else None
-
-    def table(self) -> dict[str, tuple[int, int, float | None]]:
-        """job -> (female count, male count, share female)."""
-        return {job: (c["female"], c["male"], self.share_female(job)) for job, c in self.counts.items()}
-
-    def skew(self, jobs: Iterable[str] | None = None) -> float:
-        """Mean absolute deviation of share-female from 0.5, weighted by counts (0 = balanced, 0.5 =
-        every job entirely one gender). Weighting by counts keeps a job seen twice from counting as
-        much as one seen a thousand times."""
-        total = deviation = 0.0
-        for job in self.counts if jobs is None else jobs:
-            c = self.counts.get(job, Counter())
-            n = c["female"] + c["male"]
-            if n:
-                total += n
-                deviation += n * abs(c["female"] / n - 0.5)
-        return deviation / total if total else 0.0
-
-    @property
-    def skew_all(self) -> float:
-        return self.skew()
-
-    @property
-    def skew_stereotyped(self) -> float:
-        return self.skew(job for job in STEREOTYPES if job in self.counts)
-
-    @property
-    def stereotype_lean(self) -> float:
-        """Signed: how far the stereotyped jobs lean *towards* their stereotype (+0.5 = fully
-        stereotyped, 0 = balanced, negative = against the stereotype), weighted by counts."""
-        total = lean = 0.0
-        for job, gender in STEREOTYPES.items():
-            share = self.share_female(job)
-            if share is None:
-                continue
-            n = sum(self.counts[job].values())
-            total += n
-            lean += n * ((share - 0.5) if gender == "female" else (0.5 - share))
-        return lean / total if total else 0.0
-
-    def share_gap(self, other: "BiasAudit", min_count: int = 10) -> dict[str, float]:
-        """|share_female here - share_female there| for jobs with at least `min_count` words in both,
-        e.g. to check an audit against `true_job_gender`."""
-        gaps = {}
-        for job in self.counts:
-            mine, theirs = self.counts[job], other.counts.get(job, Counter())
-            if sum(mine.values()) >= min_count and sum(theirs.values()) >= min_count:
-                gaps[job] = abs(self.share_female(job) - other.share_female(job))
-        return gaps
-
-    def to_rows(self) -> list[dict]:
-        """The table as a list of plain dicts, one per job (no pandas needed to print or save it)."""
-        rows = []
-        for job, (female, male, share) in self.table().items():
-            rows.append({"job": job, "female": female, "male": male, "total": female + male,
-                         "share_female": None if share is None else round(share, 4),
-                         "mentions": self.mentions[job], "stereotype": STEREOTYPES.get(job, "")})
-        return rows
-
-
-def _plural(word: str) -> str:
-    if word.endswith(("s", "sh", "ch", "x")):
-        return word + "es"
-    if word.endswith("y") and word[-2:-1] not in set("aeiou"):
-        return word[:-1] + "ies"
-    return word + "s"
-
-
-def _job_lookup(jobs: Iterable[str]) -> dict[tuple[str, ...], str]:
-    lookup = {}
-    for job in jobs:
-        words = tuple(job.lower().split())
-        if not words or not all(_WORDS.fullmatch(w) for w in words):
-            raise ValueError(f"job {job!r} must be one or more lowercase words, like 'baker' or 'police officer'")
-        lookup[words] = job
-        lookup[words[:-1] + (_plural(words[-1]),)] = job
-    return lookup
-
-
-def _job_mentions(words: list[str], lookup: dict[tuple[str, ...], str], longest: int) -> list[str]:
-    found, i = [], 0
-    while i < len(words):
-        for n in range(min(longest, len(words) - i), 0, -1):
-            job = lookup.get(tuple(words[i : i + n]))
-            if job and (words[i] not in JOB_WORDS_ALSO_VERBS or (i > 0 and words[i - 1] in DETERMINERS)):
-                found.append(job)
-                i += n
-                break
-        else:
-            i += 1
-    return found
-
-
-def bias_audit(docs: list[Document], jobs: Iterable[str] = DEFAULT_JOBS, window: str = "sentence") -> BiasAudit:
-    """Count the gender words that appear near each job word.
-
-    For each mention of a job ("pilot", "pilots", "police officer") the female and male words
-    (FEMALE_WORDS, MALE_WORDS) of its window are counted: the same sentence and the next one for
-    window="sentence", the same sentence only for "same_sentence", the whole document for "document".
-    Each gender word is counted once per job mention it is near.
-    """
-    if window not in WINDOWS:
-        raise ValueError(f"window={window!r} is not one of {', '.join(WINDOWS)}")
-    jobs = list(jobs)
-    if not jobs:
-        raise ValueError("jobs is empty: pass the job words to audit, e.g. DEFAULT_JOBS")
-    lookup = _job_lookup(jobs)
-    longest = max(len(key) for key in lookup)
-    audit = BiasAudit(counts={job: Counter(female=0, male=0) for job in jobs}, window=window)
-    extra = WINDOWS[window]
-    for doc in _check_documents(docs, "bias_audit"):
-        sentences = [_WORDS.findall(s.lower()) for s in _SENTENCE_END.split(doc.text)]
-        genders = [(sum(w in FEMALE_WORDS for w in s), sum(w in MALE_WORDS for w in s)) for s in sentences]
-        for i, words in enumerate(sentences):
-            for job in _job_mentions(words, lookup, longest):
-                near = genders if extra is None else genders[i : i + 1 + extra]
-                audit.mentions[job] += 1
-                audit.counts[job]["female"] += sum(f for f, _ in near)
-                audit.counts[job]["male"] += sum(m for _, m in near)
-    return audit
-
-
-GENDER_VALUES = {"female": "female", "f": "female", "woman": "female", "girl": "female", "she": "female",
-                 "male": "male", "m": "male", "man": "male", "boy": "male", "he": "male"}
-
-
-def _people(facts) -> list[tuple[object, object]]:
-    """(job, gender) of each person a story's facts describe: "job"/"gender" for the hero, and any
-    "<who>_job"/"<who>_gender" pair such as "friend_job"/"friend_gender" (None when the story never
-    says the friend's job)."""
-    if not isinstance(facts, dict):
-        return []
-    people = []
-    for key in facts:
-        if key == "job" or key.endswith("_job"):
-            prefix = key[: -len("job")]
-            if facts[key] is not None:
-                people.append((facts[key], facts.get(prefix + "gender")))
-    return people
-
-
-def true_job_gender(docs: list[Document], jobs: Iterable[str] = DEFAULT_JOBS) -> BiasAudit:
-    """The true job-gender table, from the facts the story generator recorded
-    (labels["facts"]["job"] and ["gender"], and "friend_job"/"friend_gender" when the story tells the
-    friend's job): one count per person. This reads labels, so it is for checking the audit, never for
-    filtering. People with a job outside `jobs` or an unknown gender are counted in `skipped`."""
-    jobs = list(jobs)
-    truth = BiasAudit(counts={job: Counter(female=0, male=0) for job in jobs}, window="truth")
-    for doc in _check_documents(docs, "true_job_gender"):
-        for job, gender in _people(doc.labels.get("facts")):
-            job, gender = str(job).lower(), GENDER_VALUES.get(str(gender).lower())
-            if job in truth.counts and gender:
-                truth.counts[job][gender] += 1
-                truth.mentions[job] += 1
-            else:
-                truth.skipped += 1
-    return truth

@@ -172,7 +172,7 @@ def _is_hard_negative(doc: Document, piece: str) -> bool:
 
 
 def score_pipeline(gathered: list[Document], steps: list[StepResult]) -> list[Score]:
-    """Score every step of `minilm.data.pipeline.prepare` on the defects it is responsible for."""
+    """Score every step of `minilm.data.stage.prepare` on the defects it is responsible for."""
     inputs = {}
     current = gathered
     for step in steps:

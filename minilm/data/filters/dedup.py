@@ -119,6 +119,15 @@ def true_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return len(np.intersect1d(a, b, assume_unique=True)) / union
 
 
+def jaccard(a: str, b: str, n: int = 5) -> float:
+    """The Jaccard similarity of the n-word shingles of two texts (1.0 for two texts without words).
+
+    The measure near copies are labelled with: the site's and the defect planter's near copies
+    record it, and `near_dedup` estimates it from MinHash signatures.
+    """
+    return true_jaccard(shingles(a, n), shingles(b, n))
+
+
 # ---------------------------------------------------------------------------------------------
 # MinHash signatures
 

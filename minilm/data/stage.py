@@ -3,31 +3,42 @@
     gather:  web (crawl the local site) + books (stories) + docs (pydoc) + code (stdlib),
              then plant the defects the filters will be scored on
     prepare: clean -> quality -> toxicity -> pii -> exact dedup -> near dedup -> counterfactual
+    score:   every step against the planted truth
     split:   train / validation by a hash of each document's id, then the domain mixture on train
     write:   train.jsonl, val.jsonl and stats.json in data/runs/<preset>/data/
 
-`run_data_stage` is what the command line, the speedrun and the notebook call; it returns the
-cached result when config and code are unchanged.
+Each part lives in its folder: the sources in `sources/`, the planted defects and the scoring in
+`truth/`, the preparation steps in `filters/`. `run_data_stage` is what the command line, the
+speedrun and the notebook call; it returns the cached result when config and code are unchanged.
+The stage's figures and its section of the speedrun report are in `report.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from minilm.cache import Artifact, cached_stage
-from minilm.data import balance, clean, code, crawl, dedup, defects, extract, quality, safety, site, stories, techdocs
 from minilm.data.documents import DOMAINS, Document, StepResult, write_jsonl
-from minilm.data.scoring import score_pipeline
+from minilm.data.filters import balance, bias, clean, dedup, pii, quality, toxicity
+from minilm.data.sources import code, crawl, extract, techdocs
+from minilm.data.sources.site import pages, server
+from minilm.data.sources.stories import books, writer
+from minilm.data.truth import defects
+from minilm.data.truth.scoring import score_pipeline
 from minilm.files import atomic_write_json
 from minilm.presets import config_for, preset_name
+from minilm.world import NAME_SWAPS
 
-CODE = [Path(__file__).parent]  # the stage's code: any change to minilm/data/ rebuilds the stage
+# The stage's code: any change to minilm/data/ or to the world rebuilds the stage.
+CODE = [Path(__file__).parent, Path(__file__).parent.parent / "world.py"]
 
 
 @dataclass
@@ -89,8 +100,8 @@ class Gathered:
 
 def gather_web(config: DataConfig) -> tuple[list[Document], dict]:
     """Serve the generated website on 127.0.0.1, crawl it politely, and extract each page's main text."""
-    the_site = site.build_site(config.n_web_pages, config.seed)
-    with site.serve(the_site) as base_url:
+    the_site = pages.build_site(config.n_web_pages, config.seed)
+    with server.serve(the_site) as base_url:
         result = crawl.crawl(crawl.CrawlConfig(
             start_urls=[base_url + "/"], max_pages=config.n_web_pages, delay=0.0, timeout=1.0,
             max_seconds=config.crawl_seconds,
@@ -100,12 +111,10 @@ def gather_web(config: DataConfig) -> tuple[list[Document], dict]:
 
 def gather_books(config: DataConfig) -> list[Document]:
     """Generate stories; wrap a share of them as e-books whose front matter and licence must be stripped."""
-    import random
-
     rng = random.Random(config.seed)
     docs = []
-    for doc in stories.iter_stories(config.n_stories, config.seed, config.bias):
-        docs.append(stories.as_book(doc, rng) if rng.random() < config.book_share else doc)
+    for doc in writer.iter_stories(config.n_stories, config.seed, config.bias):
+        docs.append(books.as_book(doc, rng) if rng.random() < config.book_share else doc)
     return docs
 
 
@@ -137,29 +146,14 @@ def gather(config: DataConfig, progress: bool = True) -> Gathered:
 
 # --- prepare ------------------------------------------------------------------------------------------
 
-FEMALE_TO_MALE_NAMES = dict(zip(stories.FEMALE_NAMES, stories.MALE_NAMES))
-SWAPPED_NAMES = {**FEMALE_TO_MALE_NAMES, **{m: f for f, m in FEMALE_TO_MALE_NAMES.items()}}
-
-
-def job_gender(text: str) -> tuple[str, str] | None:
-    """The main job of a text and the gender the text gives it, read by the bias audit (never the labels)."""
-    table = safety.bias_audit([Document("_", "books", text)]).table()
-    if not table:
-        return None
-    job, (female, male, _) = max(table.items(), key=lambda item: item[1][0] + item[1][1])
-    if female == male:
-        return None
-    return job, "female" if female > male else "male"
-
-
 def prepare(docs: list[Document], config: DataConfig, seconds: dict[str, float] | None = None,
             progress: bool = True) -> list[StepResult]:
     """Run every preparation step in order, each on what the previous one kept."""
     steps = [
         lambda d: clean.clean(d),
         lambda d: quality.quality_filter(d),
-        lambda d: safety.toxicity_filter(d),
-        lambda d: safety.pii_filter(d),
+        lambda d: toxicity.toxicity_filter(d),
+        lambda d: pii.pii_filter(d),
         lambda d: dedup.exact_dedup(d),
         lambda d: dedup.near_dedup(d, threshold=config.near_dup_threshold, num_perm=config.num_perm,
                                    ngram=config.shingle_words, seed=config.seed),
@@ -180,7 +174,7 @@ def debias(docs: list[Document], config: DataConfig) -> StepResult:
     """Counterfactual balance of the job-gender association in the prose domains."""
     prose = [d for d in docs if d.domain in ("web", "books")]
     others = [d for d in docs if d.domain not in ("web", "books")]
-    result = balance.counterfactual_balance(prose, job_gender, SWAPPED_NAMES, config.seed, config.debias)
+    result = balance.counterfactual_balance(prose, bias.job_gender, NAME_SWAPS, config.seed, config.debias)
     return StepResult(result.name, result.kept + others, result.removed, result.edits)
 
 
@@ -218,8 +212,8 @@ def build(config: DataConfig, folder: Path) -> dict:
     prepared = steps[-1].kept
     train, val, mixture = split_and_mix(prepared, config)
     scores = [s.row() for s in score_pipeline(gathered.docs, steps)]
-    audit_before = safety.bias_audit([d for d in gathered.docs if d.domain == "books"])
-    audit_after = safety.bias_audit([d for d in prepared if d.domain == "books"])
+    audit_before = bias.bias_audit([d for d in gathered.docs if d.domain == "books"])
+    audit_after = bias.bias_audit([d for d in prepared if d.domain == "books"])
 
     n_train = write_jsonl(folder / "train.jsonl", train)
     n_val = write_jsonl(folder / "val.jsonl", val)
@@ -259,8 +253,7 @@ def run_data_stage(preset: str | None = None, force: bool = False, config: DataC
 
 
 def load_stats(artifact: Artifact) -> dict:
-    import json
-
+    """The stage's stats.json: every step's counts, the scores, skips, bytes, bias tables and timings."""
     return json.loads((artifact.path / "stats.json").read_text(encoding="utf-8"))
 
 
@@ -269,73 +262,18 @@ def _shares(sizes: dict[str, int]) -> dict[str, float]:
     return {domain: round(sizes.get(domain, 0) / total, 3) for domain in DOMAINS}
 
 
-# --- reporting ----------------------------------------------------------------------------------------
+# --- describing -----------------------------------------------------------------------------------------
 
 
 def describe(artifact: Artifact) -> str:
     """A few lines for the terminal."""
     s = artifact.summary
     docs = s["documents"]
+    shares = ", ".join(f"{domain} {s['train_shares'].get(domain, 0):.1%}" for domain in DOMAINS)
     return (
         f"stage 1 (data): {docs['gathered']} documents gathered -> {docs['train']} train, {docs['val']} validation\n"
-        f"  train {s['train_bytes'] / 1e6:.1f} MB, shares {s['train_shares']}\n"
+        f"  train {s['train_bytes'] / 1e6:.1f} MB, shares of its bytes: {shares}\n"
         f"  filters: precision >= {s['min_precision']:.3f}, recall >= {s['min_recall']:.3f} against the planted truth\n"
         f"  job-gender skew (stereotyped jobs): {s['bias_skew']['before']} -> {s['bias_skew']['after']}\n"
         f"  built in {s['seconds']} s; outputs in data/runs/{artifact.manifest['preset']}/data/"
-    )
-
-
-def report_section(artifact: Artifact, report_dir: Path):
-    """Stage 1's part of the speedrun report: the scores table and two figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from minilm.report import Section, markdown_table
-
-    stats = load_stats(artifact)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
-    stages = ["gathered", "prepared", "train"]
-    bottom = [0.0] * len(stages)
-    for domain in DOMAINS:
-        values = [stats["bytes"][s].get(domain, 0) / 1e6 for s in stages]
-        left.bar(stages, values, bottom=bottom, label=domain)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    left.set_ylabel("MB")
-    left.set_title("bytes per domain")
-    left.legend()
-    removed = Counter()
-    for step in stats["steps"]:
-        removed[step["step"]] += step["removed"] + step["edits"]
-    right.barh(list(removed), list(removed.values()), color="#35608f")
-    right.set_title("documents removed + edits, per step")
-    fig.tight_layout()
-    figure = report_dir / "data_overview.png"
-    fig.savefig(figure, dpi=90)
-    plt.close(fig)
-
-    s = artifact.summary
-    crawl_skips = ", ".join(f"{k} {v}" for k, v in stats["crawl"].get("skipped_by_reason", {}).items())
-    source_skips = "; ".join(f"{domain}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-                             for domain, counts in stats["skipped"].items())
-    body = (
-        describe(artifact).replace("\n", "  \n")
-        + f"\n\nCrawl: {stats['crawl'].get('pages', 0)} pages kept in {stats['crawl'].get('seconds', 0)} s; skipped: {crawl_skips}.  \n"
-        + f"Sources skipped: {source_skips}.\n\n"
-        + "Every filter scored against the defects the generators planted (`unlabelled`: flags in real docs and code, "
-        + "where the truth is not known):\n\n"
-        + markdown_table(stats["scores"], ["defect", "step", "planted", "found", "flagged", "unlabelled", "precision", "recall"])
-    )
-    return Section(
-        title="Stage 1: data",
-        headline={
-            "train": f"{s['train_bytes'] / 1e6:.1f} MB",
-            "filters (min P / R)": f"{s['min_precision']:.3f} / {s['min_recall']:.3f}",
-            "bias skew": f"{s['bias_skew']['before']} -> {s['bias_skew']['after']}",
-            "time": f"{s['seconds']} s",
-        },
-        body=body,
-        figures=[figure],
     )

@@ -1,0 +1,190 @@
+"""The story world: the people, jobs, places and things that every source of the course writes about.
+
+The course's data is generated, so it is written about one small world, and this module is that
+world's only home. The stories (the books of stage 1) and the town's website (its web pages) take
+their people, jobs and places from here; the planted defects make e-mail addresses from these names;
+the bias audit counts these gender words near these jobs, and the counterfactual balance swaps these
+names. The later stages ask the same world: the facts of a story and questions with exact answers
+(stage 6), a gold reward that stands for what the world's people value (stage 7), minimal pairs for
+bias probes (stage 8). Anything that names a person, a job or a place imports it from here.
+
+Read top to bottom:
+
+1. People: first names by gender, surnames, relatives, and the words that mark a gender.
+2. Jobs: what each job does, and the gender a stereotype gives it. The stories plant that
+   stereotype on purpose (`minilm.data.sources.stories.writer.pick_gender`), so that stage 1 can
+   measure and balance it and stage 8 can look for it in the trained model.
+3. Places, things and animals.
+4. Times: parts of a day, days and months.
+5. Feelings and morals: how the people feel, and what they learn.
+
+Every list is a tuple in a fixed order: the generators draw from them with seeded random choices,
+so reordering a list changes every generated story and page.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------------
+# 1. People
+
+GENDERS = ("female", "male")
+NAMES = {
+    "female": (
+        "Mia", "Lily", "Emma", "Anna", "Sara", "Lucy", "Ella", "Zoe", "Amy", "Ruby",
+        "Grace", "Chloe", "Maya", "Nora", "Ivy", "Alice", "Rosa", "Hana", "Lena", "Julia",
+        "Clara", "Eva", "Sofia", "Leah", "Amara", "Priya", "Mei", "Fatima", "Nadia", "Olivia",
+    ),
+    "male": (
+        "Tom", "Ben", "Sam", "Leo", "Max", "Jack", "Noah", "Liam", "Finn", "Oscar",
+        "Hugo", "Adam", "Eli", "Theo", "Omar", "Ravi", "Kenji", "Luca", "Mateo", "Felix",
+        "Jonah", "Ali", "Kofi", "Ivan", "Jamal", "Owen", "Ethan", "Daniel", "Milo", "Carlos",
+    ),
+}  # fmt: skip
+ALL_NAMES = NAMES["female"] + NAMES["male"]
+# Each name and its counterpart of the other gender (the i-th female name and the i-th male name),
+# both ways: what a counterfactual swap or a minimal pair exchanges.
+NAME_SWAPS = {**dict(zip(NAMES["female"], NAMES["male"])), **dict(zip(NAMES["male"], NAMES["female"]))}
+SURNAMES = (
+    "Ashford", "Bramley", "Whitlock", "Pemberton", "Hollis", "Marlowe", "Finch", "Lindqvist",
+    "Okafor", "Tanaka", "Moreau", "Kowalski", "Haddad", "Novak", "Quinn", "Sinclair",
+)  # fmt: skip
+RELATIVES = ("sister", "brother", "grandmother", "grandfather", "aunt", "uncle", "cousin", "neighbour")
+
+# Pronouns by the form a template writes (the male word) -> (female, male).
+PRONOUNS = {
+    "He": ("She", "He"),
+    "he": ("she", "he"),
+    "His": ("Her", "His"),
+    "his": ("her", "his"),
+    "him": ("her", "him"),
+}
+
+# The words that mark a gender, as the bias audit counts them (lowercase, plurals included).
+GENDER_WORDS = {
+    "female": frozenset("""
+        she her hers herself woman women girl girls lady ladies mother mothers mom mum mommy mummy
+        daughter daughters sister sisters aunt aunts grandma grandmother granny queen princess wife
+        mrs ms madam
+    """.split()),
+    "male": frozenset("""
+        he him his himself man men boy boys gentleman gentlemen father fathers dad daddy son sons
+        brother brothers uncle uncles grandpa grandfather king prince husband mr sir
+    """.split()),
+}
+# (female, male) word pairs that a counterfactual swap exchanges. "her" is left out: it is "him" or
+# "his" depending on the word after it (see `minilm.data.filters.balance.swap_gender`).
+GENDER_PAIRS = (
+    ("she", "he"), ("herself", "himself"), ("hers", "his"), ("woman", "man"), ("women", "men"),
+    ("girl", "boy"), ("girls", "boys"), ("mother", "father"), ("mom", "dad"), ("sister", "brother"),
+    ("daughter", "son"), ("aunt", "uncle"), ("queen", "king"), ("lady", "gentleman"), ("mrs", "mr"),
+    ("grandmother", "grandfather"), ("grandma", "grandpa"),
+)  # fmt: skip
+
+
+def pronouns(gender: str) -> dict[str, str]:
+    """The pronouns of a person of `gender`, by the form a template writes: {"He": "She", "his": "her", ...}."""
+    if gender not in GENDERS:
+        raise ValueError(f"gender must be one of {GENDERS}, got {gender!r}")
+    return {form: pair[GENDERS.index(gender)] for form, pair in PRONOUNS.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Jobs
+
+# What each job does, as a phrase that fits "Every morning she ___."
+JOB_ACTIONS = {
+    "baker": ("baked warm bread for the whole town", "made sweet cakes and soft buns"),
+    "doctor": ("helped sick people feel better", "listened to people and gave them medicine"),
+    "nurse": ("cared for sick children at the hospital", "gave people medicine and kind words"),
+    "teacher": ("taught the children to read and write", "helped the children learn about the stars"),
+    "engineer": ("fixed big machines at the factory", "drew plans for new bridges"),
+    "pilot": ("flew a big plane high above the clouds", "checked the plane before every trip"),
+    "farmer": ("fed the cows and the chickens", "picked apples in the orchard"),
+    "builder": ("built strong houses with bricks", "fixed roofs and walls around town"),
+    "painter": ("painted bright pictures of the sea", "painted walls in happy colours"),
+    "scientist": ("did careful experiments in the lab", "looked at tiny things under a microscope"),
+    "cook": ("made hot soup for hungry people", "cooked rice and vegetables at a busy cafe"),
+    "firefighter": ("kept the town safe from fires", "washed the big red fire truck"),
+    "dancer": ("danced on a big stage", "practised new dances for hours"),
+    "singer": ("sang songs for the people in town", "sang in a small band at the market"),
+    "driver": ("drove a bus around the town", "drove a truck full of fruit to the market"),
+    "librarian": ("helped people find good books", "put books back on the tall shelves"),
+    "mechanic": ("fixed cars and bikes in a garage", "changed old tyres and oiled engines"),
+    "police officer": ("kept the streets safe", "helped lost children find their parents"),
+}
+JOBS = tuple(JOB_ACTIONS)
+# Common occupational stereotypes: the gender a skewed corpus gives each of these jobs. The other
+# jobs have none, so their people are drawn half and half.
+STEREOTYPED_GENDER = {
+    "nurse": "female", "teacher": "female", "dancer": "female", "librarian": "female",
+    "engineer": "male", "pilot": "male", "builder": "male", "mechanic": "male",
+    "firefighter": "male", "police officer": "male",
+}  # fmt: skip
+TRAITS = ("kind", "brave", "clever", "funny", "gentle", "curious", "cheerful", "patient", "friendly", "careful")
+
+# ---------------------------------------------------------------------------------------------
+# 3. Places, things and animals
+
+HOMES = ("sea", "hills", "river", "forest", "mountains", "lake")  # what the town lies by
+HOUSE_COLOURS = ("red", "blue", "green", "yellow", "white", "pink")
+PLACES = ("park", "beach", "forest", "river", "hill", "garden", "market", "lake", "farm", "playground", "meadow", "harbour")
+PLACE_DESCRIPTIONS = (
+    "quiet and green", "busy and loud", "bright and warm", "full of people",
+    "calm and peaceful", "full of birds and flowers",
+)  # fmt: skip
+SIZES = ("little", "big", "small", "tiny", "shiny", "old", "new")
+COLOURS = ("red", "blue", "green", "yellow", "orange", "purple", "pink", "white", "black", "brown")
+OBJECTS = (
+    "ball", "kite", "boat", "hat", "book", "bag", "box", "drum", "car", "bike",
+    "scarf", "cup", "key", "lamp", "map", "shell", "ring", "train", "doll", "teddy bear",
+    "umbrella", "whistle", "balloon", "pencil", "watch",
+)  # fmt: skip
+ANIMALS = ("duck", "bird", "frog", "goat", "fox", "squirrel", "deer", "horse", "owl", "hedgehog")
+PETS = ("dog", "cat", "rabbit", "puppy", "kitten", "hamster", "turtle", "parrot")
+PET_NAMES = ("Biscuit", "Pepper", "Coco", "Sunny", "Bubbles", "Patch", "Ziggy", "Muffin", "Pip", "Daisy")
+FOUND_WHERE = (
+    "under a big rock", "behind the old bench", "in a pile of leaves", "next to the gate",
+    "under a tall tree", "near the water", "inside an empty box", "on top of the wall",
+)  # fmt: skip
+STORM_DAMAGE = ("the fence", "the roof of the shed", "the old tree", "the garden gate", "the big window", "the chicken coop")
+GIFTS = (
+    "a card with flowers on it", "a small wooden boat", "a chocolate cake", "a painted stone",
+    "a new scarf", "a jar of honey", "a bunch of flowers", "a picture of the two friends",
+)  # fmt: skip
+BUILDS = ("treehouse", "birdhouse", "sandcastle", "raft", "cart", "doghouse", "bridge", "swing")
+FRIEND_PROBLEMS = (
+    "garden was full of weeds", "bike had a flat tyre", "roof was leaking", "kite was stuck in a tree",
+    "fence was broken", "cat was stuck on the roof", "shop was a mess after a busy day", "car would not start",
+)  # fmt: skip
+
+
+def with_article(phrase: str) -> str:
+    """"a red ball", "an orange kite": the article that sounds right before `phrase`."""
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Times
+
+DAY_TIMES = (
+    "sunny morning", "bright morning", "warm afternoon", "cold morning",
+    "quiet evening", "windy day", "cloudy afternoon", "lovely spring day",
+)  # fmt: skip
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")  # fmt: skip
+
+# ---------------------------------------------------------------------------------------------
+# 5. Feelings and morals
+
+GOOD_FEELINGS = ("happy", "proud", "glad", "thankful", "calm", "excited", "relieved", "safe", "joyful")
+BAD_FEELINGS = ("sad", "worried", "scared", "upset", "nervous", "lonely", "angry", "frustrated")
+# What a story teaches, by the kind of event it tells: the values of the world's people.
+MORALS = {
+    "lost_object": ("a careful search can find almost anything", "it is good to ask for help"),
+    "lost_pet": ("friends help each other", "it is good to ask for help"),
+    "storm": ("even a storm cannot last forever", "friends help each other"),
+    "birthday": ("a gift made with love is the best gift", "being kind matters more than money"),
+    "race": ("being kind matters more than winning", "trying your best is what counts"),
+    "building": ("trying again is brave", "working together makes things strong"),
+    "helping_friend": ("friends help each other", "being kind makes everyone happy"),
+}
