@@ -94,7 +94,7 @@ for stage, rows in presets.PRESETS.items():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from minilm.data.pipeline import DataConfig
+from minilm.data.stage import DataConfig
 
 small = presets.config_for(DataConfig, "data", "ci", n_stories=50)
 print(small.n_stories, small.n_web_pages, small.seed)

@@ -54,7 +54,7 @@ from IPython.display import HTML, Markdown, display
 
 import minilm
 from minilm import presets
-from minilm.data import pipeline
+from minilm.data import stage as data_stage
 from minilm.data.documents import DOMAINS, read_jsonl
 from minilm.tokenizer import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SPECIAL_TOKENS, Tokenizer, bpe, cl100k_base,
                               count_chunks, train, train_naive)
@@ -150,7 +150,7 @@ print("\nthe code points of 👩‍💻:", [f"U+{ord(ch):04X} {ch!r}" for ch in 
 # base and *merges* frequent sequences of bytes into new tokens, until a word like " the" is one token.
 
 # %%
-data_artifact = pipeline.run_data_stage()
+data_artifact = data_stage.run_data_stage()
 val_docs = list(read_jsonl(data_artifact.path / "val.jsonl"))
 val_by_domain = {domain: [d.text for d in val_docs if d.domain == domain] for domain in DOMAINS}
 for domain, texts in val_by_domain.items():

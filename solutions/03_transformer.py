@@ -56,7 +56,7 @@ from torch import nn
 from tqdm import tqdm
 
 from minilm import presets
-from minilm.data import pipeline
+from minilm.data import stage as data_stage
 from minilm.data.documents import read_jsonl
 from minilm.model import (GPT, SIZES, GPTConfig, KVCache, Trace, attention_by_hand, config_named, count_parameters,
                           flops_per_token, generate, make_optimizer, memory_estimate, parameter_counts, stream)
@@ -771,7 +771,7 @@ print(f"{parameter_counts(small)['total']:,} parameters, {SMALL_STEPS} steps in 
       f"(token frequencies alone: {unigram:.2f})")
 
 # %%
-data_artifact = pipeline.run_data_stage()
+data_artifact = data_stage.run_data_stage()
 story = next(doc.text for doc in read_jsonl(data_artifact.path / "val.jsonl") if doc.domain == "books")
 sentences = re.split(r"(?<=[.!?])\s+", story.strip())
 sentence = sentences[0]
