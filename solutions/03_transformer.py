@@ -933,7 +933,7 @@ print("the same tokens with and without the cache:", tokens[True] == tokens[Fals
 # with the length and the size of the model (with the tiny `ci` model there is little to save).
 #
 # The briefly trained model of section 7 can already write, a little: greedy decoding of a story opening, with the
-# cache and without, gives the same text (notebook 09 covers sampling with temperature, top-k and top-p):
+# cache and without, gives the same text (notebook 09, coming, will cover sampling with temperature, top-k and top-p):
 
 # %%
 opening = tokenizer.encode_ordinary(sentence.split()[0] + " " + sentence.split()[1])
