@@ -795,5 +795,6 @@ from minilm.exercises.pretraining import check_gradient_accumulation
 check_gradient_accumulation(accumulate)
 
 # %% [markdown]
-# **Next:** the pretrained model of this notebook, cached in `data/runs/<preset>/pretrain/`, is where the next stages
-# start: `load_pretrained(run_pretrain_stage())` gives it back in one line.
+# **Next:** notebook 05 scales this training up: number formats, compilation, MFU and several processes. The
+# pretrained model of this notebook, cached in `data/runs/<preset>/pretrain/`, is where the stages after it (coming)
+# will start: `load_pretrained(run_pretrain_stage())` gives it back in one line.

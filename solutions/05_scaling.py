@@ -32,16 +32,17 @@
 # * what `torch.compile` does (graph capture, then fused kernels), and when it pays;
 # * how to count the FLOPs of a step, measure the machine's peak, and compute the **MFU** of a run;
 # * how data parallelism works (disjoint data, gradients averaged by an all-reduce, identical copies, `no_sync` for
-#   gradient accumulation), by running two processes with `torchrun` and checking that they train exactly as one
-#   process on their two batches put together; and how the same command scales to many machines.
+#   gradient accumulation), by running two processes with `torchrun` and checking that they train as one process on
+#   their two batches put together, to float32 rounding; and how the same command scales to many machines.
 #
 # | preset | what runs here | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
-# | `ci` | step times of the 2-block, 64-wide model; torchrun: 2 processes × 8 steps | about 40 s |
-# | `cpu` | step times of the 4-block, 256-wide model; torchrun: 2 processes × 8 steps | 1 to 2 minutes |
+# | `ci` | step times of the 2-block, 64-wide model; torchrun: 2 processes × 8 steps | under a minute |
+# | `cpu` | step times of the 4-block, 256-wide model; torchrun: 2 processes × 8 steps | under a minute |
 # | `gpu` | the same on one GPU, plus TF32, CUDA timing and `torch.compile` | not measured |
 #
-# The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. The
+# The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. Its
+# last cell prints how long it took. The
 # model trained by `torchrun` here is the `ci` size in every preset: the point is to see two processes agree, not to
 # train a good model.
 
@@ -603,23 +604,40 @@ assert per_token["training"] == 6 * n_matmul + attention
 
 # %% [markdown]
 # The peak: for GPUs we take the vendors' data sheets (`distributed.KNOWN_PEAKS`); for a CPU there is no such
-# number, so `peak_flops` measures the speed of a large matmul in the same format, the best this machine does in
-# practice. Then the MFU of the steps timed in section 3:
+# number, so `peak_flops` measures it: the speed of large matmuls in the same format, at several sizes and several
+# timings of each, keeping the best (other programs on the machine can only slow a matmul down, and small matmuls do
+# not keep every unit busy). Section 3 timed the same matmuls at more sizes; where one of those was faster, it is the
+# peak instead. So the peak below is the fastest matmul this notebook saw in that format, and the cell prints the
+# figures it is the best of. Then the MFU of the steps timed in section 3:
 
 # %%
-rows = []
+MATMUL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the formats of section 3's matmul timings
+rows, peaks, measured = [], {}, []
 for precision, seconds in step_seconds.items():
     peak, source = distributed.peak_flops(device, precision)
+    curve = matmul_speed.get(MATMUL_DTYPES.get(precision)) if device == "cpu" else None
+    if curve:  # section 3 timed the same matmuls on this CPU at other sizes: its fastest counts too
+        measured.append(f"{precision}: peak_flops {peak / 1e9:,.0f}; section 3, by size: "
+                        + ", ".join(f"{size} → {speed / 1e9:,.0f}" for size, speed in zip(sizes, curve)))
+        if max(curve) > peak:
+            peak, source = max(curve), f"section 3's matmul of size {sizes[int(np.argmax(curve))]}"
+    peaks[precision] = peak
     tokens_per_s = tokens_per_step / seconds
     rows.append({"precision": precision, "tokens/s": tokens_per_s, "GFLOP/s achieved": per_token["training"] * tokens_per_s / 1e9,
                  "peak GFLOP/s": peak / 1e9, "peak from": source, "MFU": f"{mfu(model_config, tokens_per_s, peak, config.context):.1%}"})
 show_table(rows)
+if measured:
+    print("matmul GFLOP/s measured on this CPU, of which the peak is the best:\n   " + "\n   ".join(measured))
+if "bf16" in peaks:
+    print(f"bfloat16's peak is {peaks['bf16'] / peaks['fp32']:.1f}x float32's on this machine "
+          f"({peaks['bf16'] / 1e9:,.0f} against {peaks['fp32'] / 1e9:,.0f} GFLOP/s)")
 
 # %% [markdown]
 # A good GPU run of a model with hundreds of millions of parameters or more reaches 35-55% MFU (nanoGPT's GPT-2 on
 # A100s: about 40%; large runs on thousands of GPUs report 40-60%). Compare the two rows above: the higher the
-# hardware's peak, the harder it is to reach. This CPU's float32 peak is low, so even our small matmuls get a fair
-# share of it; its bfloat16 peak is about ten times higher, and our step leaves most of it unused, for reasons that
+# hardware's peak, the harder it is to reach. A CPU's float32 peak is low, so even our small matmuls get a fair share
+# of it. Where the CPU has bfloat16 in hardware (section 1's table says whether this one does), its bfloat16 peak is
+# several times higher (the ratio is printed under the table), and our step leaves most of it unused, for reasons that
 # are easy to see here: the matrices are small (the figure of section 3), the optimizer and the elementwise
 # operations are not matmuls at all, and Python runs between every operation. A GPU's peak is higher still. Making a
 # run fast is making these shrink: larger matrices per kernel, fewer trips to memory (fusion, section 4), 16-bit
@@ -924,8 +942,8 @@ for name, model_config_ in models.items():
 # * `torch.compile` captures the graph and fuses kernels; it pays on GPUs and for long runs.
 # * MFU = FLOPs per token × tokens/s ÷ peak FLOP/s; 6N + 12·L·T·d FLOPs per token of training.
 # * Data parallelism: disjoint data, an all-reduce of the gradients (once per step, thanks to `no_sync`), identical
-#   copies. Two processes here trained exactly as one process on their batches put together; `torchrun` launches the
-#   same program on many machines.
+#   copies. Two processes here trained as one process on their batches put together, to float32 rounding; `torchrun`
+#   launches the same program on many machines.
 
 # %%
 print(f"this notebook ran in {time.perf_counter() - notebook_started:.0f} s with the {PRESET!r} preset")
@@ -1047,4 +1065,4 @@ check_data_parallel_gradients(data_parallel_gradients)
 # average of the averages would weigh the tokens unequally. The fix is to all-reduce the *sums* of the losses and the
 # number of counted tokens, and divide once.
 #
-# **Next:** notebook 06 fine-tunes the pretrained model to follow instructions (SFT).
+# **Next:** notebook 06 (coming) will fine-tune the pretrained model to follow instructions (SFT).
