@@ -52,15 +52,19 @@ from IPython.display import Markdown, display
 
 import minilm
 from minilm import presets
-from minilm.data import (balance, clean, code, crawl, dedup, defects, download, extract, pipeline, quality,
-                         safety, scoring, site, stories, techdocs)
+from minilm import world
+from minilm.data import stage
+from minilm.data.filters import balance, bias, clean, dedup, pii, quality, toxicity
+from minilm.data.sources import code, crawl, download, extract, techdocs
+from minilm.data.sources.site import pages, server
+from minilm.data.truth import defects, scoring
 from minilm.data.documents import DOMAINS
 
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 notebook_started = time.perf_counter()
 COURSE = Path(minilm.__file__).resolve().parents[1]
 PRESET = presets.preset_name()
-config = pipeline.DataConfig.from_preset(PRESET)
+config = stage.DataConfig.from_preset(PRESET)
 print(f"preset {PRESET!r}: {config.n_web_pages} web pages, {config.n_stories:,} stories, "
       f"{config.n_doc_topics} technical documents, {config.n_code_files} code files, defect rate {config.defect_rate}")
 
@@ -113,10 +117,11 @@ def course_path(path) -> str:
 # %% [markdown]
 # ## 1. The plan
 #
-# Stage 1 is one module, `minilm/data/pipeline.py`. Its docstring is the whole plan:
+# Stage 1 is orchestrated by one module, `minilm/data/stage.py`, which calls the `sources/`, `filters/` and `truth/`
+# packages in pipeline order. Its docstring is the whole plan:
 
 # %%
-print(pipeline.__doc__)
+print(stage.__doc__)
 
 # %% [markdown]
 # We now walk through it step by step, calling each function once and looking at what it returns. At the end,
@@ -134,22 +139,22 @@ print(pipeline.__doc__)
 # knows the truth about each one.
 
 # %%
-the_site = site.build_site(config.n_web_pages, config.seed)
+the_site = pages.build_site(config.n_web_pages, config.seed)
 kinds = Counter(page.kind for page in the_site.pages.values())
 print(f"{len(the_site.pages)} URLs:", ", ".join(f"{kind} {n}" for kind, n in kinds.most_common()))
 print()
 print(the_site.robots_txt)
 
 # %% [markdown]
-# `site.serve` serves these pages over real HTTP on `127.0.0.1`, and `crawl.crawl` fetches them the way a real
+# `server.serve` serves these pages over real HTTP on `127.0.0.1`, and `crawl.crawl` fetches them the way a real
 # crawler does: breadth-first from the home page, obeying `robots.txt`, staying on the site's host, normalising URLs
 # (so that `?utm_source=...` or `#top` do not make a page new), and bounding everything: pages, depth, bytes, seconds.
 # A page that fails costs at most one timeout and becomes a *counted skip*, never a crash.
 
 # %%
-with site.serve(the_site) as base_url:
+with server.serve(the_site) as base_url:
     crawl_config = crawl.CrawlConfig(start_urls=[base_url + "/"], max_pages=config.n_web_pages, delay=0.0,
-                                     timeout=1.0, max_seconds=config.crawl_seconds)  # the settings of pipeline.gather_web
+                                     timeout=1.0, max_seconds=config.crawl_seconds)  # the settings of stage.gather_web
     crawled = crawl.crawl(crawl_config)
 
 summary = crawled.summary()
@@ -219,7 +224,7 @@ print(f"{len(web_docs)} web documents (crawled pages with main text)")
 # (fine-tuning, alignment and evaluation; coming) to use. Here is one:
 
 # %%
-books = pipeline.gather_books(config)
+books = stage.gather_books(config)
 story = next(d for d in books if "boilerplate" not in d.defects)
 for paragraph in story.text.split("\n\n"):
     print(textwrap.fill(paragraph, 110))
@@ -267,7 +272,7 @@ show_table([{"source": domain, "left out because": reason, "candidates": n}
 # %% [markdown]
 # ### 2.4 Online sources (opt-in)
 #
-# Everything above was made on this machine. When you want real data, `minilm.data.download` fetches two public
+# Everything above was made on this machine. When you want real data, `minilm.data.sources.download` fetches two public
 # corpora: TinyStories (the stories the small-model research used) and Project Gutenberg books. Nothing in the course
 # calls them unless you do: downloads are cached, resumed after a broken transfer, retried with back-off and checked
 # against a sha256 before the file is renamed into place. Their signatures (we do not run them here):
@@ -298,10 +303,10 @@ show_table([{"defect": defect, **{domain: planted[defect, domain] for domain in 
 
 # %% [markdown]
 # *boilerplate* counts the documents with lines to cut: the e-book wrappers, and the page furniture that the
-# extractor let through. This is all `pipeline.gather` does; we called its pieces one by one:
+# extractor let through. This is all `stage.gather` does; we called its pieces one by one:
 
 # %%
-print(inspect.getsource(pipeline.gather))
+print(inspect.getsource(stage.gather))
 
 # %% [markdown]
 # ## 3. What the corpus looks like
@@ -327,14 +332,14 @@ plt.show()
 # %% [markdown]
 # ## 4. Preparing the data, step by step
 #
-# `pipeline.prepare` runs seven steps in order, each a plain function `step(docs) -> StepResult` that returns what
+# `stage.prepare` runs seven steps in order, each a plain function `step(docs) -> StepResult` that returns what
 # it kept, what it removed (with a reason) and what it edited inside the documents it kept (with a reason). Keeping
 # the removals, not just counting them, is what lets us look at both sides of every decision below.
 
 # %%
 seconds = {}
 started = time.perf_counter()
-steps = pipeline.prepare(corpus, config, seconds)
+steps = stage.prepare(corpus, config, seconds)
 print(f"prepared {len(corpus):,} documents in {time.perf_counter() - started:.1f} s")
 
 step, inputs, current = {}, {}, corpus
@@ -501,7 +506,7 @@ plt.show()
 # ### 4.3 Toxicity: words need context
 #
 # A list of bad words would remove "Use kill -9 to kill the process." and "Her mother told her never to call anyone
-# stupid." and keep "Nobody likes you, just go away." So `safety.toxicity_cues` finds the words that *can* be toxic
+# stupid." and keep "Nobody likes you, just go away." So `toxicity.toxicity_cues` finds the words that *can* be toxic
 # and weighs each by its context: whom it is aimed at, whether someone intends harm, negation, a mention of the word
 # rather than a use, a technical or game sentence, dialogue in a story. The weights combine as independent evidence
 # (a noisy OR): `score = 1 - prod(1 - weight)`; a line scoring 0.5 or more is cut.
@@ -509,11 +514,11 @@ plt.show()
 # %%
 toxic_line = next(line for d in corpus for line in d.labels.get("toxic_lines", []))
 hard_negative = next((h for d in corpus for h in d.labels.get("hard_negatives", [])
-                      if isinstance(h, str) and safety.toxicity_cues(h)), "Kill the old process before you restart the server.")
+                      if isinstance(h, str) and toxicity.toxicity_cues(h)), "Kill the old process before you restart the server.")
 lines = [toxic_line, hard_negative, "You are a stupid, worthless idiot.", "Her mother told her never to call anyone stupid.",
          "I will hurt you if you come back.", "Use kill -9 to kill the process.", "The word idiot comes from Greek."]
-show_table([{"line": line, "score": safety.toxicity_score(line), "cut": "✂" if safety.is_toxic(line) else "",
-             "cues (word: weight, why)": "; ".join(f"{c.text}: {c.weight} ({c.why})" for c in safety.toxicity_cues(line))}
+show_table([{"line": line, "score": toxicity.toxicity_score(line), "cut": "✂" if toxicity.is_toxic(line) else "",
+             "cues (word: weight, why)": "; ".join(f"{c.text}: {c.weight} ({c.why})" for c in toxicity.toxicity_cues(line))}
             for line in lines])
 
 # %%
@@ -521,7 +526,7 @@ tox = step["toxicity"]
 print(f"{len(tox.edits)} toxic lines cut; {len(tox.removed)} documents dropped because most of their lines were toxic.")
 print("Some of the cut lines, with their scores:")
 for edit in tox.edits[:6]:
-    print(f"   {safety.toxicity_score(edit.before):.2f}  {short(edit.before, 90)}")
+    print(f"   {toxicity.toxicity_score(edit.before):.2f}  {short(edit.before, 90)}")
 
 # %% [markdown]
 # ### 4.4 Personal data: masked by its shape
@@ -534,15 +539,15 @@ for edit in tox.edits[:6]:
 example = ("Write to ana.lima@example.org or call (555) 123-4567 or +44 20 7946 0958. The server is 192.168.41.7, "
            "and the key is sk-a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7.\n"
            "Not personal: Python 3.11.7, torch==2.13.0, 2024-05-01 at 12:30, $12.50, ISBN 978-3-16-148410-0, 127.0.0.1.")
-masked, found = safety.mask_pii(example)
+masked, found = pii.mask_pii(example)
 side_by_side(example, masked, ("before", "after mask_pii"), width=60)
 print("\nfound:", [(kind, example[start:end]) for kind, start, end in found])
 
 # %%
-pii = step["pii"]
+pii_step = step["pii"]
 rows = []
-for reason, n in pii.edits_by_reason().most_common():
-    examples_ = [e.before for e in pii.edits if e.reason == reason
+for reason, n in pii_step.edits_by_reason().most_common():
+    examples_ = [e.before for e in pii_step.edits if e.reason == reason
                  and e.before in {item["text"] for item in by_id[e.doc_id].labels.get("pii", [])}][:3]
     rows.append({"kind": reason, "masked": n, "examples (planted)": ", ".join(examples_)})
 show_table(rows)
@@ -739,7 +744,7 @@ show_table([s.row() for s in scores], ["defect", "step", "planted", "found", "fl
 # repeated, at most 4 times in all.
 
 # %%
-train, val, mixture = pipeline.split_and_mix(prepared, config)
+train, val, mixture = stage.split_and_mix(prepared, config)
 stages = {"gathered": corpus, "prepared": prepared, "train (mixed)": train, "validation": val}
 shares = {name: balance.domain_bytes(docs_) for name, docs_ in stages.items()}
 fig, ax = plt.subplots(figsize=(8, 2.6))
@@ -767,13 +772,13 @@ show_table([{"T": T, **{d: round(w, 3) for d, w in balance.temperature_weights(s
 # %% [markdown]
 # ### 6.2 The bias audit, before and after
 #
-# `safety.bias_audit` counts the gendered words near each job word (the same sentence and the next) across the
+# `bias.bias_audit` counts the gendered words near each job word (the same sentence and the next) across the
 # stories. Before balancing, the stereotyped jobs lean hard; after the counterfactual step they sit near one half.
 # Stage 8 (evaluation, coming) will measure the same association in the trained model.
 
 # %%
-audit_before = safety.bias_audit([d for d in corpus if d.domain == "books"])
-audit_after = safety.bias_audit([d for d in prepared if d.domain == "books"])
+audit_before = bias.bias_audit([d for d in corpus if d.domain == "books"])
+audit_after = bias.bias_audit([d for d in prepared if d.domain == "books"])
 jobs = sorted((job for job in audit_before.counts if audit_before.share_female(job) is not None),
               key=lambda job: audit_before.share_female(job))
 fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -781,7 +786,7 @@ y = np.arange(len(jobs))
 ax.scatter([audit_before.share_female(j) for j in jobs], y, color="#d1495b", label="before")
 ax.scatter([audit_after.share_female(j) for j in jobs], y, color="#35608f", label="after counterfactual balance")
 ax.axvline(0.5, color="k", linestyle="--", linewidth=1)
-ax.set_yticks(y, [f"{j} ({safety.STEREOTYPES[j][0]})" if j in safety.STEREOTYPES else j for j in jobs], fontsize=8)
+ax.set_yticks(y, [f"{j} ({world.STEREOTYPED_GENDER[j][0]})" if j in world.STEREOTYPED_GENDER else j for j in jobs], fontsize=8)
 ax.set_xlim(0, 1)
 ax.set_xlabel("share of female words near the job (f/m: the stereotype)")
 ax.legend(fontsize=8, loc="lower right")
@@ -794,16 +799,16 @@ for name, audit in (("before", audit_before), ("after", audit_after)):
 # %% [markdown]
 # ## 7. The whole stage in one call, cached
 #
-# Everything above is what `pipeline.run_data_stage()` does in one call: gather, prepare, split and mix, score, and
+# Everything above is what `stage.run_data_stage()` does in one call: gather, prepare, split and mix, score, and
 # write `train.jsonl`, `val.jsonl` and `stats.json` into `data/runs/<preset>/data/`, with a manifest. The command line
 # (`python -m minilm data`), the speedrun and the next notebooks call it. It rebuilds only when its config or code
 # changed; otherwise it returns the cached folder at once.
 
 # %%
 started = time.perf_counter()
-artifact = pipeline.run_data_stage()
+artifact = stage.run_data_stage()
 print(f"run_data_stage(): {time.perf_counter() - started:.1f} s\n")
-print(pipeline.describe(artifact))
+print(stage.describe(artifact))
 print(f"\nfiles in {course_path(artifact.path)}/:", sorted(artifact.manifest["files"]))
 print(f"the same corpus as ours: {artifact.summary['documents']['gathered'] == len(corpus)} "
       f"({len(corpus):,} documents gathered)")
@@ -817,7 +822,7 @@ print("\nkeys of each line:", list(record))
 
 # %%
 started = time.perf_counter()
-again = pipeline.run_data_stage()
+again = stage.run_data_stage()
 print(f"second call: {time.perf_counter() - started:.3f} s, same artifact: {again.key == artifact.key}")
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
 
