@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from minilm import hardware
 from minilm.cache import Artifact
 from minilm.data import stories
 from minilm.model.gpt import GPT, make_optimizer
@@ -139,7 +140,7 @@ def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path, objective)
         model = GPT(cfg.model_config(320), seed=0)
         before = [p.detach().clone() for p in model.parameters()]
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-        scaler = distributed.grad_scaler("cpu", "fp32")
+        scaler = hardware.grad_scaler("cpu", "fp32")
         batches = micro_batches(x, y, cfg, 0, mask_id=0, vocab_size=320)
         assert len(batches) == cfg.grad_accum
         train_step(model, optimizer, scaler, batches, lr=1.0, grad_clip=0.0, device="cpu")
@@ -377,11 +378,11 @@ def test_a_batch_too_big_for_memory_names_the_batch_and_the_fix(corpus, monkeypa
     monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (allocate(), forward(*args, **kwargs))[1])
     with pytest.raises(loop.BatchTooLargeError, match=r"6 windows x 32 tokens does not fit in the memory of cpu.*"
                                                       r"halve TrainConfig.batch_size and double grad_accum.*--set batch_size=3 --set grad_accum"):
-        train_step(model, optimizer, distributed.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
+        train_step(model, optimizer, hardware.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
     # other errors are not mistaken for memory
     monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="^shape mismatch$"):
-        train_step(model, optimizer, distributed.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
+        train_step(model, optimizer, hardware.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
 
 
 def test_a_corrupt_checkpoint_is_reported_not_loaded(corpus, tmp_path):
@@ -440,7 +441,7 @@ def test_broken_launches_and_devices_get_clear_errors(monkeypatch):
         distributed.start("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU; use device='cpu'"):
-            distributed.choose_device("cuda")
+            hardware.pick_device("cuda")
     with pytest.raises(ValueError, match="causal objective needs a decoder"):
         from minilm.train.objectives import check_objective
 
