@@ -471,9 +471,15 @@ def test_the_stage_trains_once_then_reuses_and_reports(corpus, tmp_path, monkeyp
     assert again.reused
     model = stage.load_pretrained(artifact)
     assert model.config.vocab_size == 320 and model.config.n_layer == 2
-    assert "stage 4 (pretrain)" in stage.describe(artifact) and "bits/byte" in stage.describe(artifact)
-    section = stage.report_section(artifact, tmp_path / "report")
+    from minilm.train import report
+
+    text = report.describe(artifact)
+    assert "stage 4 (pretrain)" in text and "bits/byte" in text and "stage 5 (scaling): 1 process on cpu" in text
+    section = report.report_section(artifact, tmp_path / "report")
     assert section.figures[0].exists() and "val loss" in section.headline
+    scaling = report.scaling_section(artifact, tmp_path / "report")
+    assert scaling.title == "Stage 5: scaling" and "| processes | 1 (no communication) |" in scaling.body
+    assert 0 < artifact.summary["mfu"] <= 1 and "| MFU |" in scaling.body
 
 
 def test_the_command_line_changes_the_presets_config_with_set(capsys):

@@ -457,8 +457,7 @@ def train(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=last_step, initial=step, desc="pretraining", unit="step", mininterval=1.0,
-               disable=not (progress and world.is_main))
+    bar = tqdm(total=last_step, initial=step, desc="pretraining", unit="step", disable=not (progress and world.is_main))
     throughput: list[float] = []
     run_started = time.perf_counter() - elapsed  # wall time, counting the attempts before a resume
     # The steps since the last log line: their summed loss (on the device: no wait per step) and time.
@@ -490,7 +489,7 @@ def train(
             log.write({"kind": "train", "step": step, "loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm),
                        "tokens_per_s": tokens_per_s, "mfu": achieved / peak.flops,
                        "tokens": step * tokens_per_step, "elapsed": time.perf_counter() - run_started})
-            bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+            bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)  # shown at the next redraw
         if step % config.eval_every == 0 and step < config.max_steps:
             log.write({"kind": "eval", "step": step, **evaluate(model, val_shards, config, token_bytes, world, precision,
                                                                   config.eval_tokens, mask_id)})
