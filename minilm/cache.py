@@ -158,7 +158,7 @@ def _produced(artifact: Artifact, produced: Callable[[dict], str] | None) -> str
     else:
         files = artifact.manifest["files"]
         size = sum((artifact.path / name).stat().st_size for name in files)
-        what = f"{len(files)} files, {size / 1e6:,.1f} MB"
+        what = f"{len(files)} file{'s' if len(files) != 1 else ''}, {size / 1e6:,.1f} MB"
     return f"{what}, in {shown_path(artifact.path)}/"
 
 

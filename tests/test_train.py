@@ -452,6 +452,16 @@ def test_broken_launches_and_devices_get_clear_errors(monkeypatch):
         replace(TINY, precision="fp8")
 
 
+def test_a_peak_below_what_training_reaches_is_raised_so_mfu_never_exceeds_100_percent(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "peak_flops", lambda device, precision: hardware.Peak(1e3, "measured while busy"))
+    config = replace(TINY, max_steps=4, eval_every=4, sample_every=4, checkpoint_every=4)
+    summary = run(corpus, tmp_path / "run", config)
+    mfus = [r["mfu"] for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "train"]
+    assert len(mfus) == 2 and max(mfus) <= 1 and summary["mfu"] <= 1
+    assert summary["peak_raised_from"] == 1e3 and summary["peak_flops"] > 1e3
+    assert summary["peak_source"] == "measured while busy"
+
+
 # --- the stage -------------------------------------------------------------------------------------
 
 
