@@ -35,7 +35,8 @@ from minilm.train.distributed import World
 from minilm.train.loop import CHECKPOINTS, LOG, LOGISTICS, TrainConfig, read_log, train
 
 # Any change to the model or to the training code retrains, except to train/report.py, which only shows results.
-CODE = sorted(path for path in Path(__file__).parent.glob("*.py") if path.name != "report.py") + [Path(__file__).parent.parent / "model"]
+CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name != "report.py"),
+        Path(__file__).parent.parent / "model"]
 CHECKPOINT_DIR, SAMPLES, FIGURE = "checkpoint", "samples.json", "training.png"
 TRAIN, DONE = 1, 0  # what rank 0 tells the other processes
 
