@@ -253,5 +253,5 @@ def measure_peak(device: str, dtype: torch.dtype = torch.float32, sizes: tuple[i
         tried.append(size)
         if flops > best:
             best, best_size = flops, size
-    return Peak(best, f"measured here: the fastest of {repeats} timings of {dtype_name(dtype)} matmuls of size "
-                      f"{', '.join(map(str, tried))} (at {best_size})")
+    return Peak(best, f"measured here: {dtype_name(dtype)} matmuls of size {', '.join(map(str, tried))}, "
+                      f"best of {repeats} timings each, fastest at {best_size}")
