@@ -177,7 +177,7 @@ class Peak:
     """What the hardware could do in FLOP/s, where that number comes from, and what it was before a raise."""
 
     flops: float
-    source: str  # "NVIDIA H100 80GB HBM3 data sheet (bf16, dense)" or "measured: ..."
+    source: str  # "NVIDIA H100 80GB HBM3 data sheet, bf16 dense" or "measured here: ..."
     raised_from: float | None = None  # the measured peak, when training ran faster than it
 
     def at_least(self, achieved: float) -> Peak:
@@ -200,7 +200,7 @@ def peak_flops(device: str, precision: str) -> Peak:
             if known in name:
                 fp32 = "float32 as TF32" if torch.cuda.get_device_capability(torch.device(device))[0] >= 8 else "float32"
                 what = fp32 if precision == "fp32" else precision
-                return Peak(single if precision == "fp32" else half, f"{name} data sheet ({what}, dense)")
+                return Peak(single if precision == "fp32" else half, f"{name} data sheet, {what} dense")
     return measure_peak(device, DTYPES[precision])
 
 
