@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 
-from minilm.model.gpt import bf16_native
+from minilm.hardware import bf16_native
 
 
 def bf16_skip_reason(force: bool = False) -> str | None:

@@ -5,7 +5,7 @@ course's `cpu` size: 6 layers, 384 wide, 6 heads, context 256, vocabulary 8192, 
 - float32, both sides;
 - bfloat16 autocast, both sides;
 - the default of each: ours takes bf16 autocast where the hardware computes in bf16
-  (`minilm.model.autocast`), HF's `GPT2LMHeadModel` trains in float32 unless told otherwise.
+  (`minilm.hardware.autocast`), HF's `GPT2LMHeadModel` trains in float32 unless told otherwise.
 On a CPU without bfloat16 in hardware the bf16 rows are skipped, with a line saying so (emulated
 bf16 takes ten times float32); `--force-bf16` measures them anyway.
 Both use the same AdamW (multi-tensor, as PyTorch picks on CPU) and their usual loss (HF's with
@@ -32,29 +32,11 @@ import time
 
 import torch
 
-from minilm.model import GPT, GPTConfig, autocast, flops_per_token, generate, make_optimizer
-from minilm.model.gpt import bf16_native
+from minilm.hardware import autocast, bf16_native, format_flops, measure_peak
+from minilm.model import GPT, GPTConfig, flops_per_token, generate, make_optimizer
 from minilm.model.hf import to_hf
 
 from _common import bf16_skip_reason
-
-# ---------------------------------------------------------------------------------------------
-# The machine's peak
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
-    """FLOP/s of square matmuls in `dtype`: the best of repeated timings, about `seconds` in all."""
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator).to(dtype)
-    b = torch.randn(size, size, generator=generator).to(dtype)
-    a @ b  # warm up (and let oneDNN pick its kernel)
-    best, start = float("inf"), time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        tick = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - tick)
-    return 2 * size**3 / best
-
 
 # ---------------------------------------------------------------------------------------------
 # Training steps
@@ -94,7 +76,7 @@ def bench_training(
 ) -> dict[tuple[str, str], list[float]]:
     """Seconds per training step, one per repeat, keyed by (precision, side), for each of `precisions`."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randint(config.vocab_size, (batch, config.block_size), generator=generator)
+    x = torch.randint(config.vocab_size, (batch, config.context), generator=generator)
     ours = GPT(config, seed=0).train()
     theirs = to_hf(GPT(config, seed=0)).train()
     our_optimizer = make_optimizer(ours, lr=1e-4)
@@ -161,7 +143,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     config = GPTConfig(
-        vocab_size=args.vocab, block_size=args.context, n_layer=args.layers, n_head=args.heads, n_embd=args.width
+        vocab_size=args.vocab, context=args.context, n_layer=args.layers, n_head=args.heads, n_embd=args.width
     )
     tokens_per_step = args.batch * args.context
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
@@ -172,9 +154,9 @@ def main() -> None:
     if skip_bf16:
         print(skip_bf16)
     dtypes = {"float32": torch.float32, "bf16 autocast": torch.bfloat16}
-    peak = {precision: matmul_peak(dtypes[precision]) for precision in precisions}
-    print("matmul peak: " + ", ".join(f"{str(dtypes[p]).removeprefix('torch.')} {peak[p] / 1e9:.0f} GFLOP/s"
-                                      for p in precisions))
+    peak = {precision: measure_peak("cpu", dtypes[precision]).flops for precision in precisions}
+    print("matmul peak (best over sizes): " + ", ".join(f"{str(dtypes[p]).removeprefix('torch.')} {format_flops(peak[p])}"
+                                                        for p in precisions))
 
     print(f"training: {args.layers} layers, {args.width} wide, {args.heads} heads, context {args.context}, "
           f"vocabulary {args.vocab}, batch {args.batch}; {args.repeats} x {args.steps} steps per cell")
@@ -197,9 +179,9 @@ def main() -> None:
     print(f"| default: minilm ({ours_default}) vs HF (float32) | | | | | **{ratio:.2f}x** |")
 
     if args.gen_tokens:
-        gen_config = config.replace(block_size=max(args.context, args.gen_tokens + 16))
+        gen_config = config.replace(context=max(args.context, args.gen_tokens + 16))
         print(f"\n### Generation of {args.gen_tokens} tokens "
-              f"(greedy, batch 1, float32, context {gen_config.block_size})\n")
+              f"(greedy, batch 1, float32, context {gen_config.context})\n")
         results = bench_generation(gen_config, args.gen_tokens)
         print("| method | seconds | tokens/s |")
         print("| --- | ---: | ---: |")

@@ -36,10 +36,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from minilm import hardware
 from minilm.model import GPT, flops_per_token, make_optimizer
-from minilm.model.gpt import bf16_native
 from minilm.model.hf import to_hf
-from minilm.train import distributed
 from minilm.train.loop import TrainConfig, micro_batches, step_windows, train_step
 
 from _common import bf16_skip_reason
@@ -64,7 +63,7 @@ def hf_step(model, optimizer, shards, config: TrainConfig, device: str, precisio
         index = next(counter)
         x, _ = step_windows(shards, config, index) if shards is not None else random_windows(config, index)
         x = torch.from_numpy(x).to(device)
-        with distributed.autocast(device, precision):
+        with hardware.autocast(device, precision):
             loss = model(input_ids=x, labels=x).loss  # HF shifts the labels itself
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -114,14 +113,14 @@ def cpu_table(args) -> None:
     model_config = config.model_config(shards.vocab_size)
     tokens_per_step = config.tokens_per_step()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
-          f"torch {torch.__version__}; bf16 in hardware: {bf16_native('cpu')}")
+          f"torch {torch.__version__}; bf16 in hardware: {hardware.bf16_native('cpu')}")
     skip_bf16 = bf16_skip_reason(args.force_bf16)
     precisions = ("fp32",) if skip_bf16 else ("fp32", "bf16")
     if skip_bf16:
         print(skip_bf16)
-    peak = {p: distributed.measure_matmul_flops("cpu", distributed.DTYPES[p], 2048, 2.0) for p in precisions}
-    print("matmul peak: " + ", ".join(f"{distributed.dtype_name(distributed.DTYPES[p])} {peak[p] / 1e9:.0f} GFLOP/s"
-                                      for p in precisions))
+    peak = {p: hardware.measure_peak("cpu", hardware.DTYPES[p]).flops for p in precisions}
+    print("matmul peak (best over sizes): " + ", ".join(f"{hardware.dtype_name(hardware.DTYPES[p])} {hardware.format_flops(peak[p])}"
+                                                        for p in precisions))
     print(f"config: {config.n_layer} layers, {config.n_embd} wide, {config.n_head} heads, context {config.context}, "
           f"vocabulary {shards.vocab_size}, batch {config.batch_size} ({tokens_per_step:,} tokens/step); "
           f"{args.repeats} x {args.steps} steps per cell")
@@ -131,7 +130,7 @@ def cpu_table(args) -> None:
     their_optimizer = make_optimizer(theirs, config.lr)
     steps_by_key = {}
     for precision in precisions:
-        scaler = distributed.grad_scaler("cpu", precision)
+        scaler = hardware.grad_scaler("cpu", precision)
         steps_by_key[(precision, "minilm")] = our_step(ours, our_optimizer, scaler, shards, config, "cpu", precision)
         steps_by_key[(precision, "HF")] = hf_step(theirs, their_optimizer, shards, config, "cpu", precision)
     times = run_blocks(steps_by_key, args.steps, args.repeats, "cpu")
@@ -163,8 +162,8 @@ def flash_only(step):
 
 def gpu_table(args) -> None:
     device = "cuda"
-    distributed.allow_tf32(device)
-    precision = distributed.choose_precision(device)
+    hardware.allow_tf32(device)
+    precision = hardware.choose_precision(device)
     # PyTorch's flash kernel: fp16/bf16 on Ampere (compute capability 8.0) and later
     flash = precision in ("bf16", "fp16") and torch.cuda.get_device_capability(device) >= (8, 0)
     ours = flash_only if flash else (lambda step: step)
@@ -174,9 +173,9 @@ def gpu_table(args) -> None:
                          lr=6e-4, min_lr=6e-5)
     model_config = config.model_config(50304)  # GPT-2's vocabulary padded to a multiple of 64, as nanoGPT does
     tokens_per_step = config.tokens_per_step()
-    peak, source = distributed.peak_flops(device, precision)
+    peak = hardware.peak_flops(device, precision)
     flops = flops_per_token(model_config, config.context)["training"]
-    print(f"\nGPU: {torch.cuda.get_device_name()}, {precision}; peak {peak / 1e12:.0f} TFLOP/s ({source}); "
+    print(f"\nGPU: {torch.cuda.get_device_name()}, {precision}; peak {peak}; "
           f"GPT-2 small, context 1024, batch {config.batch_size} ({tokens_per_step:,} tokens/step); "
           f"minilm's attention: {attention}")
 
@@ -186,10 +185,10 @@ def gpu_table(args) -> None:
     hf = to_hf(GPT(model_config, seed=0)).to(device).train()
     steps_by_key = {
         (precision, "minilm eager"): ours(our_step(eager, make_optimizer(eager, config.lr),
-                                                   distributed.grad_scaler(device, precision), None, config, device,
+                                                   hardware.grad_scaler(device, precision), None, config, device,
                                                    precision)),
         (precision, "minilm compiled"): ours(our_step(compiled, make_optimizer(compiled_model, config.lr),
-                                                      distributed.grad_scaler(device, precision), None, config, device,
+                                                      hardware.grad_scaler(device, precision), None, config, device,
                                                       precision)),
         (precision, "HF eager"): hf_step(hf, make_optimizer(hf, config.lr), None, config, device, precision),
     }
@@ -199,7 +198,7 @@ def gpu_table(args) -> None:
     for key, values in times.items():
         seconds = statistics.median(values)
         print(f"| {key[1]} ({key[0]}) | {seconds:.3f} | {tokens_per_step / seconds:,.0f} | "
-              f"{flops * tokens_per_step / seconds / peak:.1%} |")
+              f"{flops * tokens_per_step / seconds / peak.flops:.1%} |")
 
 
 def main() -> None:

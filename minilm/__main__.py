@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
+import os
 import sys
 import time
 
 STAGES = [
     ("data", "stage 1: gather web pages, stories, docs and code; clean, filter, deduplicate, balance; write splits"),
     ("tokenizer", "stage 2: train a byte-level BPE tokenizer on the train split; write token shards"),
-    ("pretrain", "stages 4-5: pretrain a GPT on the token shards (several processes: torchrun --nproc_per_node=N -m minilm pretrain)"),
+    ("pretrain", "stage 4: pretrain a GPT on the token shards; stage 5: the same on several processes "
+                 "(torchrun --nproc_per_node=N -m minilm pretrain)"),
 ]
 
 EPILOG = """pipeline:
@@ -64,6 +67,19 @@ def train_config(preset: str, settings: list[tuple[str, object]]):
         raise SystemExit(f"--set: {error}") from None
 
 
+def show_progress() -> None:
+    """Print each stage's start and end lines (the `minilm` logger) on stdout, from rank 0 only under torchrun.
+
+    In a terminal a progress bar redraws one line in place. In a file or a pipe every redraw would
+    be a line of its own, so there each bar writes only its first and its final line (tqdm reads its
+    defaults from TQDM_* variables when it is imported, which it has not been yet).
+    """
+    if os.environ.get("RANK", "0") == "0":
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", "inf")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
 
+    show_progress()
     from minilm.presets import preset_name
 
     preset = preset_name(args.preset)
@@ -86,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         artifact = run_data_stage(preset, force=args.force)
         print(describe(artifact))
     elif args.command == "tokenizer":
-        from minilm.tokenizer.stage import describe, run_tokenizer_stage
+        from minilm.tokenizer.report import describe
+        from minilm.tokenizer.stage import run_tokenizer_stage
 
         artifact = run_tokenizer_stage(preset, force=args.force)
         print(describe(artifact))
     elif args.command == "pretrain":
-        import os
-
-        from minilm.train.stage import describe, run_pretrain_stage
+        from minilm.train.report import describe
+        from minilm.train.stage import run_pretrain_stage
 
         artifact = run_pretrain_stage(preset, force=args.force, config=train_config(preset, args.set))
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for every process

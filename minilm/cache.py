@@ -8,12 +8,18 @@ folder when its manifest matches the request, and builds the stage otherwise.
 The build happens in a hidden temporary folder beside the target; the manifest is written last,
 and only then is the folder renamed into place. So a folder without a manifest, or a build that
 crashed half-way, is never taken for a finished one.
+
+Each stage says what it does on the `minilm` logger: a line when its build starts, and one when it
+ends with what it produced and how long it took, or one saying that it reused the cache (with the
+time the reused build took). The command line prints these lines; a notebook or a test, which
+configures no logging, does not.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -25,6 +31,7 @@ from typing import Callable
 from minilm.files import atomic_write_json, fingerprint
 
 MANIFEST = "manifest.json"
+log = logging.getLogger("minilm")
 
 
 def home() -> Path:
@@ -49,6 +56,12 @@ class Artifact:
     path: Path
     manifest: dict
     reused: bool = False  # True when this call found the stage already built
+    seconds: float = 0.0  # what this call took: the build, or only the look-up when reused
+
+    @property
+    def build_seconds(self) -> float:
+        """How long the stage's build took, whenever it ran (this call's, or the one whose result it reused)."""
+        return self.manifest["seconds"]
 
     @property
     def key(self) -> str:
@@ -85,6 +98,7 @@ def cached_stage(
     inputs: dict[str, str] | None = None,
     code: list[str | os.PathLike] = (),
     force: bool = False,
+    produced: Callable[[dict], str] | None = None,
 ) -> Artifact:
     """Return the stage's artifact, building it with ``build(folder) -> summary`` when needed.
 
@@ -93,21 +107,26 @@ def cached_stage(
     so that an update of the course's code rebuilds what it changes. Any change of the three gives
     a new key, and a new key rebuilds. `build` writes its files into the folder it is given and
     returns a JSON-able summary; files it writes are listed in the manifest and checked on reuse.
+    `produced` says in a few words what a summary describes, for the line that ends the stage
+    (default: the number and size of the files).
     """
     config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     inputs = dict(inputs or {})
     key = fingerprint({"stage": stage, "config": config_dict, "inputs": inputs, "code": code_fingerprint(code)})
     target = run_dir(stage, preset)
 
+    started = time.perf_counter()
     existing = None if force else load_artifact(target)
     if existing is not None and existing.manifest.get("key") == key:
-        existing.reused = True
+        existing.reused, existing.seconds = True, time.perf_counter() - started
+        log.info(f"{stage}: reused the cache (built in {existing.build_seconds:.1f} s on "
+                 f"{existing.manifest['created'][:16].replace('T', ' ')}): {_produced(existing, produced)}")
         return existing
 
+    log.info(f"{stage}: building in {shown_path(target)}/ (preset {preset})")
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.parent / f".{stage}.building-{uuid.uuid4().hex[:8]}"
     building.mkdir()
-    started = time.perf_counter()
     try:
         summary = build(building)
         files = sorted(str(p.relative_to(building)) for p in building.rglob("*") if p.is_file())
@@ -127,7 +146,28 @@ def cached_stage(
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    return Artifact(target, manifest)
+    artifact = Artifact(target, manifest, seconds=time.perf_counter() - started)
+    log.info(f"{stage}: built in {artifact.build_seconds:.1f} s: {_produced(artifact, produced)}")
+    return artifact
+
+
+def _produced(artifact: Artifact, produced: Callable[[dict], str] | None) -> str:
+    """What the stage made, in words, and where it is."""
+    if produced is not None:
+        what = produced(artifact.summary)
+    else:
+        files = artifact.manifest["files"]
+        size = sum((artifact.path / name).stat().st_size for name in files)
+        what = f"{len(files)} file{'s' if len(files) != 1 else ''}, {size / 1e6:,.1f} MB"
+    return f"{what}, in {shown_path(artifact.path)}/"
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working folder when it is inside it (data/runs/ci/...), else in full."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def code_fingerprint(paths) -> str:

@@ -1,4 +1,4 @@
-"""Presets, devices and seeds: the three knobs every stage shares.
+"""Presets and seeds: the two knobs every stage shares (the device is `minilm.hardware`'s).
 
 A preset names the sizes a stage runs at: `ci` for tests (seconds), `cpu` for a learner's laptop
 (minutes on 2 cores), `gpu` for one CUDA GPU. A preset changes sizes and steps, never code paths,
@@ -64,19 +64,6 @@ def config_for(cls: type[Config], stage: str, preset: str | None = None, **overr
     if unknown:
         raise TypeError(f"{cls.__name__} has no field(s) {unknown}; known fields: {sorted(known)}")
     return cls(**values)
-
-
-def device(prefer: str | None = None) -> str:
-    """The best available torch device name: `cuda`, then `mps`, then `cpu` (or `prefer` if given)."""
-    if prefer:
-        return prefer
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def seed_everything(seed: int) -> None:

@@ -1,7 +1,10 @@
 """The speedrun: every stage in order, then one report card.
 
 Each stage is called exactly as its notebook and its command call it, so a speedrun after the
-notebooks reuses their cached outputs, and a speedrun on a fresh machine builds everything.
+notebooks reuses their cached outputs, and a speedrun on a fresh machine builds everything. The
+report shows how long each stage's build took (from its manifest, whichever run built it) and,
+apart from that, what this run did and how long it took.
+
 A stage adds itself here with two lines: its run, and its section of the report.
 """
 
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from minilm.cache import home
 from minilm.presets import preset_name
-from minilm.report import Section, write_report
+from minilm.report import stage_times, write_report
 
 
 def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path:
@@ -23,37 +26,35 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     `train` is the pretraining's TrainConfig (default: the preset's)."""
     from minilm.data import report as data_report
     from minilm.data import stage as data_stage
+    from minilm.tokenizer import report as tokenizer_report
     from minilm.tokenizer import stage as tokenizer_stage
+    from minilm.train import report as pretrain_report
     from minilm.train import stage as pretrain_stage
 
     preset = preset_name(preset)
     report_dir = home() / "runs" / preset / "report"
-    sections: list[Section] = []
-    timings: list[tuple] = []  # (stage, seconds, artifact)
-
     started = time.perf_counter()
+
     data = data_stage.run_data_stage(preset, force=force)
-    timings.append(("data", time.perf_counter() - started, data))
-    sections.append(data_report.report_section(data, report_dir))
-
-    started = time.perf_counter()
     tokenizer = tokenizer_stage.run_tokenizer_stage(preset, force=force, data=data)
-    timings.append(("tokenizer", time.perf_counter() - started, tokenizer))
-    sections.append(tokenizer_stage.report_section(tokenizer, report_dir))
+    pretrained = pretrain_stage.run_pretrain_stage(preset, force=force, config=train, tokenizer=tokenizer)  # stages 3-5
 
-    started = time.perf_counter()
-    pretrained = pretrain_stage.run_pretrain_stage(preset, force=force, config=train, tokenizer=tokenizer)
-    timings.append(("pretrain", time.perf_counter() - started, pretrained))
-    sections.append(pretrain_stage.report_section(pretrained, report_dir))
-
+    sections = [
+        data_report.report_section(data, report_dir),
+        tokenizer_report.report_section(tokenizer, report_dir),
+        pretrain_report.report_section(pretrained, report_dir),
+        pretrain_report.scaling_section(pretrained, report_dir),
+    ]
+    stages = {"1: data": data, "2: tokenizer": tokenizer, "4-5: pretrain": pretrained}
+    built = sum(not artifact.reused for artifact in stages.values())
     header = {
         "preset": preset,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} cores",
-        "stages": ", ".join(
-            f"{name} ({seconds:.1f} s{', reused a build of ' + str(a.manifest['seconds']) + ' s' if a.reused else ''})"
-            for name, seconds, a in timings
-        ),
-        "total time": f"{sum(s for _, s, _ in timings):.1f} s",
+        "stages": "1 data, 2 tokenizer, 3 the transformer (code, with no run of its own: stage 4 trains it), "
+                  "4 pretraining, 5 scaling (stage 4's run, seen from the hardware)",
+        "this run": f"{time.perf_counter() - started:,.1f} s (built {built} of the {len(stages)} stages, "
+                    f"reused {len(stages) - built} from the cache)",
+        "build time of every stage": f"{sum(a.build_seconds for a in stages.values()):,.1f} s",
     }
-    return write_report(report_dir / "report.md", header, sections)
+    return write_report(report_dir / "report.md", header, stage_times(stages), sections)

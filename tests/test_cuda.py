@@ -25,7 +25,7 @@ from minilm.model.attention import causal_mask
 from minilm.tokenizer import Tokenizer
 from minilm.tokenizer.shards import TokenShards
 from minilm.train import checkpoint as ckpt
-from minilm.train import distributed
+from minilm import hardware
 from minilm.train.loop import CHECKPOINTS, LOG, read_log, train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,7 +34,7 @@ from test_train import TINY, make_corpus  # noqa: E402
 pytestmark = pytest.mark.cuda
 
 DEVICE = "cuda"
-CONFIG = GPTConfig(vocab_size=512, block_size=128, n_layer=4, n_head=4, n_embd=128)
+CONFIG = GPTConfig(vocab_size=512, context=128, n_layer=4, n_head=4, n_embd=128)
 
 
 def tokens(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -64,12 +64,12 @@ def needs_flash_attention() -> None:
 
 def test_bf16_autocast_forward_equals_float32():
     needs_bf16()
-    x, y = tokens((4, CONFIG.block_size)), tokens((4, CONFIG.block_size), seed=1)
+    x, y = tokens((4, CONFIG.context)), tokens((4, CONFIG.context), seed=1)
     reference, reference_loss = GPT(CONFIG, seed=0).eval()(x.cpu(), y.cpu())  # float32 on the CPU
     model = GPT(CONFIG, seed=0).to(DEVICE).eval()
     with torch.no_grad():
         exact, exact_loss = model(x, y)
-        with distributed.autocast(DEVICE, "bf16"):
+        with hardware.autocast(DEVICE, "bf16"):
             approximate, approximate_loss = model(x, y)
     assert exact.dtype == torch.float32 and approximate.dtype == torch.bfloat16
     assert approximate_loss.dtype == torch.float32  # the loss is computed in float32 even under autocast
@@ -117,8 +117,8 @@ def test_the_models_attention_runs_on_the_flash_kernel_and_equals_the_traced_pat
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     model = GPT(CONFIG, seed=0).to(DEVICE).eval()
-    x = tokens((4, CONFIG.block_size))
-    with torch.no_grad(), distributed.autocast(DEVICE, "bf16"):
+    x = tokens((4, CONFIG.context))
+    with torch.no_grad(), hardware.autocast(DEVICE, "bf16"):
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             logits, _ = model(x)
         traced = model.inspect(x).logits
@@ -168,7 +168,7 @@ def test_the_compiled_model_equals_eager_forward_and_backward():
     eager = GPT(CONFIG, seed=0).to(DEVICE).train()
     compiled_model = copy.deepcopy(eager)
     compiled = torch.compile(compiled_model)
-    x, y = tokens((4, CONFIG.block_size)), tokens((4, CONFIG.block_size), seed=1)
+    x, y = tokens((4, CONFIG.context)), tokens((4, CONFIG.context), seed=1)
     results = {}
     for name, model, parameters in (("eager", eager, eager), ("compiled", compiled, compiled_model)):
         logits, loss = model(x, y)
@@ -195,7 +195,7 @@ def test_training_on_cuda_lowers_the_loss_and_checkpoints(tmp_path):
                     tmp_path / "run", progress=False)
 
     assert summary["device"].startswith(DEVICE) and summary["finished"]
-    assert summary["precision"] == distributed.choose_precision(DEVICE)
+    assert summary["precision"] == hardware.choose_precision(DEVICE)
     losses = [r["loss"] for r in read_log(tmp_path / "run" / LOG) if r["kind"] == "train"]
     assert losses[0] < math.log(tokenizer.vocab_size) + 0.5  # a fair start: about uniform over the vocabulary
     assert losses[-1] < losses[0] - 0.7, losses  # from uniform (5.8 nats) to about 4.5 in 40 steps

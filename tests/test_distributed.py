@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from minilm import hardware
 from minilm.cache import Artifact
 from minilm.model.gpt import GPT, make_optimizer
 from minilm.train import checkpoint as ckpt
@@ -53,7 +54,7 @@ def single_process_reference(folder: Path, config: TrainConfig, world_size: int)
     shards = TokenShards(folder / "shards", "train")
     model = GPT(config.model_config(shards.vocab_size), seed=config.seed)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
-    scaler = distributed.grad_scaler("cpu", "fp32")
+    scaler = hardware.grad_scaler("cpu", "fp32")
     for step in range(config.max_steps):
         parts = [step_windows(shards, config, step, rank, world_size) for rank in range(world_size)]
         inputs, targets = make_batch(np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]), "causal")

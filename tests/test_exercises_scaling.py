@@ -125,7 +125,7 @@ def stepping_data_parallel_gradients(model, inputs, targets, world_size):  # rig
 
 
 def test_the_written_answers_agree_with_the_package():
-    config = checks.GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=512)
+    config = checks.GPTConfig(n_layer=2, n_head=2, n_embd=64, context=64, vocab_size=512)
     assert math.isclose(written_mfu(config, 64, 1e4, 1e11, 2), mfu(config, 1e4, 2e11, 64))
     assert written_rank_part(10, 2, 3) == TokenShards.part(checks._Stream(10), 2, 3) == (6, 10)
 

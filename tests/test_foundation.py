@@ -1,7 +1,9 @@
 """Presets, the artifact cache and atomic writes: the ground every stage stands on."""
 
 import dataclasses
+import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_stage_says_when_it_starts_what_it_made_and_when_it_reuses_the_cache(home, caplog):
+    caplog.set_level(logging.INFO, logger="minilm")
+    first = cache.cached_stage("toy", ToyConfig(), counting_build([]), preset="ci",
+                               produced=lambda summary: f"{summary['bytes']} bytes of x")
+    start, end = [record.getMessage() for record in caplog.records]
+    assert start == f"toy: building in {home / 'runs' / 'ci' / 'toy'}/ (preset ci)"
+    assert re.fullmatch(r"toy: built in \d+\.\d s: 3 bytes of x, in .*/runs/ci/toy/", end)
+    assert not first.reused and first.seconds >= first.build_seconds > 0
+
+    caplog.clear()
+    again = cache.cached_stage("toy", ToyConfig(), counting_build([]), preset="ci")
+    [line] = [record.getMessage() for record in caplog.records]
+    assert again.reused and again.build_seconds == first.build_seconds and again.seconds < 1
+    assert line.startswith(f"toy: reused the cache (built in {first.build_seconds:.1f} s on 20")
+    assert line.endswith("): 1 file, 0.0 MB, in " + str(home / "runs" / "ci" / "toy") + "/")
+
+
+def test_a_quoted_sample_keeps_its_paragraphs_apart_and_its_characters_literal():
+    from minilm.report import blockquote
+
+    text = "Once upon a time, Mia lived\nin a town.\n\nShe liked *cats* and #1 dogs.\n\n \n1. The end\n"
+    assert blockquote(text) == (
+        "> Once upon a time, Mia lived in a town.\n>\n> She liked \\*cats\\* and \\#1 dogs.\n>\n> 1\\. The end"
+    )

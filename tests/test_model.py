@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from minilm.hardware import autocast
 from minilm.model import (
     GPT,
     SIZES,
@@ -17,7 +18,6 @@ from minilm.model import (
     KVCache,
     Trace,
     attention_by_hand,
-    autocast,
     config_named,
     count_parameters,
     flops_per_token,
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**changes) -> GPTConfig:
-    return GPTConfig(**{**dict(vocab_size=VOCAB, block_size=48, n_layer=2, n_head=4, n_embd=32), **changes})
+    return GPTConfig(**{**dict(vocab_size=VOCAB, context=48, n_layer=2, n_head=4, n_embd=32), **changes})
 
 
 def lively(config: GPTConfig, seed: int = 0) -> GPT:
@@ -342,7 +342,7 @@ def test_a_state_dict_from_another_config_is_refused_with_the_shapes():
 
 def test_initialisation_is_gpt2s_seeded_and_leaves_global_rng_alone():
     state = torch.get_rng_state()
-    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=16, n_layer=8, n_head=4, n_embd=128), seed=3)
+    model = GPT(GPTConfig(vocab_size=VOCAB, context=16, n_layer=8, n_head=4, n_embd=128), seed=3)
     assert torch.equal(state, torch.get_rng_state())
     block = model.transformer.h[0]
     assert abs(block.attn.c_attn.weight.std().item() - 0.02) < 0.001
@@ -445,7 +445,7 @@ def saved_activation_bytes(model: GPT, x: torch.Tensor, mixed: bool) -> int:
 @pytest.mark.parametrize("variant", ["gpt2", "llama"])
 @pytest.mark.parametrize("mixed", [False, True])
 def test_memory_estimate_matches_the_tensors_autograd_saves(mixed, variant):
-    config = GPTConfig(vocab_size=256, block_size=64, n_layer=2, n_head=4, n_embd=64, **VARIANTS[variant])
+    config = GPTConfig(vocab_size=256, context=64, n_layer=2, n_head=4, n_embd=64, **VARIANTS[variant])
     model = GPT(config)
     estimate = memory_estimate(config, batch_size=4, seq_len=64, mixed_precision=mixed)
     measured = saved_activation_bytes(model, tokens((4, 64), vocab=256), mixed)

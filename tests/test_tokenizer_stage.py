@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -281,14 +282,39 @@ def test_training_texts_limit_keeps_each_domains_share(ci_stage, home):
 
 def test_command_line_and_speedrun_report(ci_stage, home):
     env = {"MINILM_HOME": str(home), "MINILM_PRESET": "ci", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
-    out = subprocess.run([sys.executable, "-m", "minilm", "--help"], capture_output=True, text=True, env=env, check=True)
-    assert "tokenizer" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "minilm", "tokenizer"], capture_output=True, text=True, env=env, check=True)
+
+    def minilm(*args):
+        return subprocess.run([sys.executable, "-m", "minilm", *args], capture_output=True, text=True, env=env, check=True)
+
+    assert "tokenizer" in minilm("--help").stdout
+    out = minilm("tokenizer")
     assert "stage 2 (tokenizer): byte-level BPE, 512 ids" in out.stdout and "bytes per token" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "minilm", "speedrun"], capture_output=True, text=True, env=env, check=True)
+    built = ci_stage.build_seconds
+    assert f"tokenizer: reused the cache (built in {built:.1f} s on " in out.stdout
+    assert "a 512-id byte-level BPE tokenizer; shards of" in out.stdout
+
+    # The first speedrun trains stage 4: a line when it starts, one when it ends, and one final bar line.
+    out = minilm("speedrun")
+    lines = out.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("pretrain: building in "))
+    assert lines[start + 1:] and re.match(r"pretrain: built in [\d.]+ s: a GPT of [\d.]+M parameters trained for 60 steps",
+                                          [line for line in lines[start + 1:] if line.startswith("pretrain:")][0])
+    bar_lines = out.stderr.replace("\r", "\n").splitlines()  # not a terminal: each redraw would be a line
+    assert sum(line.startswith("pretraining: 100%") for line in bar_lines) == 1
     report = (home / "runs" / "ci" / "report" / "report.md").read_text()
-    assert "## Stage 1: data" in report and "## Stage 2: tokenizer" in report
-    assert "tokenizer_compression.png" in report and "| books |" in report and "tokenizer (" in report
+    for title in ("Stage 1: data", "Stage 2: tokenizer", "Stage 4: pretraining", "Stage 5: scaling"):
+        assert f"## {title}\n" in report
+    assert "tokenizer_compression.png" in report and "| books |" in report and "| processes | 1 (no communication) |" in report
     assert (home / "runs" / "ci" / "report" / "tokenizer_compression.png").stat().st_size > 5_000
+    assert "MFU" in report and not re.search(r"MFU: (\d{3,}|[2-9]\d{2})\.\d%", report)
     manifest = json.loads((home / "runs" / "ci" / "tokenizer" / "manifest.json").read_text())
     assert manifest["key"] == ci_stage.key  # the command and the speedrun reused the stage
+
+    # The second run reuses every stage and says so; the report keeps each stage's build time.
+    out = minilm("speedrun")
+    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:3]] == [
+        "data: reused the cache", "tokenizer: reused the cache", "pretrain: reused the cache"]
+    report = (home / "runs" / "ci" / "report" / "report.md").read_text()
+    pretrain = json.loads((home / "runs" / "ci" / "pretrain" / "manifest.json").read_text())
+    assert f"| 2: tokenizer | {built:,.1f} s |" in report and f"| 4-5: pretrain | {pretrain['seconds']:,.1f} s |" in report
+    assert "(built 0 of the 3 stages, reused 3 from the cache)" in report and report.count("| reused the cache (") == 3

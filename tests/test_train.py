@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from minilm import hardware
 from minilm.cache import Artifact
 from minilm.data.sources.stories import writer as stories
 from minilm.model.gpt import GPT, make_optimizer
@@ -139,7 +140,7 @@ def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path, objective)
         model = GPT(cfg.model_config(320), seed=0)
         before = [p.detach().clone() for p in model.parameters()]
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-        scaler = distributed.grad_scaler("cpu", "fp32")
+        scaler = hardware.grad_scaler("cpu", "fp32")
         batches = micro_batches(x, y, cfg, 0, mask_id=0, vocab_size=320)
         assert len(batches) == cfg.grad_accum
         train_step(model, optimizer, scaler, batches, lr=1.0, grad_clip=0.0, device="cpu")
@@ -377,11 +378,11 @@ def test_a_batch_too_big_for_memory_names_the_batch_and_the_fix(corpus, monkeypa
     monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (allocate(), forward(*args, **kwargs))[1])
     with pytest.raises(loop.BatchTooLargeError, match=r"6 windows x 32 tokens does not fit in the memory of cpu.*"
                                                       r"halve TrainConfig.batch_size and double grad_accum.*--set batch_size=3 --set grad_accum"):
-        train_step(model, optimizer, distributed.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
+        train_step(model, optimizer, hardware.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
     # other errors are not mistaken for memory
     monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="^shape mismatch$"):
-        train_step(model, optimizer, distributed.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
+        train_step(model, optimizer, hardware.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
 
 
 def test_a_corrupt_checkpoint_is_reported_not_loaded(corpus, tmp_path):
@@ -440,7 +441,7 @@ def test_broken_launches_and_devices_get_clear_errors(monkeypatch):
         distributed.start("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU; use device='cpu'"):
-            distributed.choose_device("cuda")
+            hardware.pick_device("cuda")
     with pytest.raises(ValueError, match="causal objective needs a decoder"):
         from minilm.train.objectives import check_objective
 
@@ -449,6 +450,16 @@ def test_broken_launches_and_devices_get_clear_errors(monkeypatch):
         replace(TINY, n_embd=30, n_head=4)
     with pytest.raises(ValueError, match="precision='fp8'"):
         replace(TINY, precision="fp8")
+
+
+def test_a_peak_below_what_training_reaches_is_raised_so_mfu_never_exceeds_100_percent(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "peak_flops", lambda device, precision: hardware.Peak(1e3, "measured while busy"))
+    config = replace(TINY, max_steps=4, eval_every=4, sample_every=4, checkpoint_every=4)
+    summary = run(corpus, tmp_path / "run", config)
+    mfus = [r["mfu"] for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "train"]
+    assert len(mfus) == 2 and max(mfus) <= 1 and summary["mfu"] <= 1
+    assert summary["peak_raised_from"] == 1e3 and summary["peak_flops"] > 1e3
+    assert summary["peak_source"] == "measured while busy"
 
 
 # --- the stage -------------------------------------------------------------------------------------
@@ -470,9 +481,15 @@ def test_the_stage_trains_once_then_reuses_and_reports(corpus, tmp_path, monkeyp
     assert again.reused
     model = stage.load_pretrained(artifact)
     assert model.config.vocab_size == 320 and model.config.n_layer == 2
-    assert "stage 4 (pretrain)" in stage.describe(artifact) and "bits/byte" in stage.describe(artifact)
-    section = stage.report_section(artifact, tmp_path / "report")
+    from minilm.train import report
+
+    text = report.describe(artifact)
+    assert "stage 4 (pretrain)" in text and "bits/byte" in text and "stage 5 (scaling): 1 process on cpu" in text
+    section = report.report_section(artifact, tmp_path / "report")
     assert section.figures[0].exists() and "val loss" in section.headline
+    scaling = report.scaling_section(artifact, tmp_path / "report")
+    assert scaling.title == "Stage 5: scaling" and "| processes | 1 (no communication) |" in scaling.body
+    assert 0 < artifact.summary["mfu"] <= 1 and "| MFU |" in scaling.body
 
 
 def test_the_command_line_changes_the_presets_config_with_set(capsys):

@@ -153,7 +153,7 @@ def _rows(mask: torch.Tensor, limit: int = 8) -> str:
 def reference_rotate(x: torch.Tensor, positions: torch.Tensor, theta: float = 10_000.0) -> torch.Tensor:
     """The package's rotation of `x` (B, T, heads, head_dim) at `positions` (T,)."""
     batch, length, heads, head_dim = x.shape
-    config = GPTConfig(vocab_size=1, block_size=int(positions.max()) + 1, n_layer=1, n_head=heads,
+    config = GPTConfig(vocab_size=1, context=int(positions.max()) + 1, n_layer=1, n_head=heads,
                        n_embd=heads * head_dim, position="rope", rope_theta=theta)
     cos, sin = RotaryEmbedding(config)(positions)
     return apply_rotary(x, cos, sin)

@@ -171,7 +171,7 @@ def check_masking(mask, rng: random.Random) -> None:
 
 
 def _tiny_model(rng: random.Random, causal: bool) -> GPT:
-    config = GPTConfig(vocab_size=rng.choice([31, 64]), block_size=16, n_layer=1, n_head=2, n_embd=16, causal=causal)
+    config = GPTConfig(vocab_size=rng.choice([31, 64]), context=16, n_layer=1, n_head=2, n_embd=16, causal=causal)
     return GPT(config, seed=rng.randrange(2**31)).double()  # float64 weights (the loss itself is computed in float32)
 
 

@@ -34,7 +34,7 @@ def _random_config(rng: random.Random, small: bool = False) -> GPTConfig:
     head_dim = rng.choice([4, 8] if small else [8, 16, 32, 64, 128])
     return GPTConfig(
         vocab_size=rng.choice([32, 48, 61] if small else [512, 4096, 8192, 50257, 128_256]),
-        block_size=rng.choice([8, 12, 16] if small else [64, 256, 1024, 2048, 8192]),
+        context=rng.choice([8, 12, 16] if small else [64, 256, 1024, 2048, 8192]),
         n_layer=rng.randint(1, 2) if small else rng.randint(1, 48),
         n_head=n_head,
         n_kv_head=n_kv_head if rng.random() < 0.5 else None,
@@ -55,11 +55,11 @@ def _reference_mfu(config: GPTConfig, context: int, tokens_per_second: float, pe
 def check_mfu(model_flops_utilization, rng: random.Random) -> None:
     """Exercise 1: MFU from tokens/s, the model's shape, the context and the peak FLOP/s of each device."""
     title = "Exercise 1 (MFU)"
-    gpt2 = GPTConfig(**SIZES["gpt2"], vocab_size=50257, block_size=1024)
+    gpt2 = GPTConfig(**SIZES["gpt2"], vocab_size=50257, context=1024)
     cases = [(gpt2, 1024, 1.0e6, 989e12, 8), (gpt2, 1024, 150_000.0, 989e12, 1), (gpt2, 64, 2_000.0, 1e11, 1)]
     for _ in range(200):
         config = _random_config(rng)
-        context = rng.choice([1, config.block_size, rng.randint(1, config.block_size)])
+        context = rng.choice([1, config.context, rng.randint(1, config.context)])
         cases.append((config, context, 10 ** rng.uniform(1, 7), 10 ** rng.uniform(10, 15), rng.choice([1, 1, 2, 8, 64, 1024])))
 
     for case in cases:
@@ -200,7 +200,7 @@ def check_data_parallel_gradients(data_parallel_gradients, rng: random.Random) -
         model = GPT(config, seed=rng.randrange(2**31)).train()
         generator = torch.Generator().manual_seed(rng.randrange(2**62))
         batch = world_size * rng.randint(1, 3)
-        length = rng.randint(2, config.block_size)
+        length = rng.randint(2, config.context)
         inputs = torch.randint(0, config.vocab_size, (batch, length), generator=generator)
         targets = torch.randint(0, config.vocab_size, (batch, length), generator=generator)
         shown = f"a GPT of {sum(p.numel() for p in model.parameters()):,} parameters, inputs {tuple(inputs.shape)}, world_size={world_size}"

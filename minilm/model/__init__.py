@@ -14,7 +14,7 @@ from minilm.model.accounting import count_parameters, flops_per_token, memory_es
 from minilm.model.attention import KVCache, attention_by_hand
 from minilm.model.config import SIZES, GPTConfig, config_named
 from minilm.model.generate import generate, sample, stream
-from minilm.model.gpt import GPT, Trace, autocast, make_optimizer, mask_tokens
+from minilm.model.gpt import GPT, Trace, make_optimizer, mask_tokens
 
 __all__ = [
     "GPT",
@@ -23,7 +23,6 @@ __all__ = [
     "SIZES",
     "Trace",
     "attention_by_hand",
-    "autocast",
     "config_named",
     "count_parameters",
     "flops_per_token",

@@ -34,7 +34,7 @@ def parameter_counts(config: GPTConfig) -> dict[str, int]:
     norm = width * (2 if config.norm == "layernorm" and config.bias else 1)
     counts = {
         "token_embedding": config.vocab_size * width,
-        "position_embedding": config.block_size * width if config.position == "learned" else 0,
+        "position_embedding": config.context * width if config.position == "learned" else 0,
         "attention": layers * attention,
         "mlp": layers * mlp,
         "norms": (2 * layers + 1) * norm,
@@ -63,7 +63,7 @@ def matmul_parameters(config: GPTConfig) -> int:
 
 def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> dict[str, int]:
     """FLOPs per token of a forward pass and of a training step (forward + backward) at context `seq_len`."""
-    seq_len = config.block_size if seq_len is None else seq_len
+    seq_len = config.context if seq_len is None else seq_len
     attention = 4 * config.n_layer * seq_len * config.n_embd  # q.k for every key, then weights x values
     forward = 2 * matmul_parameters(config) + attention
     return {"forward": forward, "training": 3 * forward}
@@ -92,7 +92,7 @@ def memory_estimate(
     matrix for the step. Not counted: dropout masks (1 byte per value when dropout > 0), the
     allocator's slack and temporary buffers.
     """
-    seq_len = config.block_size if seq_len is None else seq_len
+    seq_len = config.context if seq_len is None else seq_len
     tokens = batch_size * seq_len
     width, hidden = config.n_embd, config.hidden
     low = 2 if mixed_precision else 4  # bytes per value of what autocast computes in bf16

@@ -70,9 +70,9 @@ class KVCache:
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, max_length: int):
-        if max_length > config.block_size:
+        if max_length > config.context:
             raise ValueError(
-                f"a KV cache of {max_length} positions exceeds the model's context of {config.block_size}"
+                f"a KV cache of {max_length} positions exceeds the model's context of {config.context}"
             )
         self.shape = (config.n_layer, batch_size, config.kv_heads, max_length, config.head_dim)
         self.keys: torch.Tensor | None = None  # (layers, B, H_kv, max_length, D)

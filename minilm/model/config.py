@@ -23,7 +23,7 @@ MLPS = ("gelu", "swiglu")
 @dataclass(frozen=True)
 class GPTConfig:
     vocab_size: int = 50257  # GPT-2's BPE: 50,000 merges + 256 bytes + <|endoftext|>
-    block_size: int = 1024  # the context: the longest sequence the model reads
+    context: int = 1024  # the longest sequence the model reads, in tokens
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768  # the width of the residual stream
@@ -40,7 +40,7 @@ class GPTConfig:
     rope_theta: float = 10_000.0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "context", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")

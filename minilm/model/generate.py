@@ -145,7 +145,7 @@ def _check_arguments(model, prompts, max_new_tokens, temperature, top_k, top_p) 
         raise ValueError("every prompt needs at least one token (start empty prompts with a begin-of-text token)")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} must be at least 1")
-    longest, context = max(len(p) for p in prompts), model.config.block_size
+    longest, context = max(len(p) for p in prompts), model.config.context
     if longest + max_new_tokens > context:
         raise ValueError(
             f"a prompt of {longest} tokens plus {max_new_tokens} new ones exceeds the context of {context}; "

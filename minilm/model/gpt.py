@@ -20,7 +20,6 @@ Without one the forward pass records nothing and uses the fused attention kernel
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -229,12 +228,12 @@ class GPT(nn.Module):
                 f"idx must hold token ids, shape (batch, time) and an integer dtype; got {tuple(idx.shape)} {idx.dtype}"
             )
         length = idx.size(1)
-        if past + length > config.block_size:
+        if past + length > config.context:
             already = f" after {past} cached positions" if past else ""
             raise ValueError(
-                f"a sequence of {length} tokens{already} is longer than the context of {config.block_size} "
-                f"tokens; crop it to the last {config.block_size - past} (idx[:, -{config.block_size - past}:]) "
-                f"or use a model with a larger block_size"
+                f"a sequence of {length} tokens{already} is longer than the context of {config.context} "
+                f"tokens; crop it to the last {config.context - past} (idx[:, -{config.context - past}:]) "
+                f"or use a model with a larger context"
             )
         if targets is not None and targets.shape != idx.shape:
             raise ValueError(f"targets have shape {tuple(targets.shape)} but idx has {tuple(idx.shape)}")
@@ -326,25 +325,3 @@ def make_optimizer(
     ]
     on_cuda = all(p.is_cuda for p in params)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=on_cuda, foreach=None if on_cuda else True)
-
-
-def bf16_native(device: torch.device | str) -> bool:
-    """Whether `device` computes bfloat16 matmuls in hardware (CUDA Ampere and later; CPUs with AVX512-BF16 or AMX)."""
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if kind == "cpu":
-        native = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-        return torch.backends.mkldnn.is_available() and any(check() for check in native if check is not None)
-    return False
-
-
-def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """The default precision: bfloat16 autocast where the hardware has it, plain float32 elsewhere.
-
-    Autocast keeps the weights (and the optimizer) in float32 and runs matmuls in bfloat16, which
-    has float32's range, so no loss scaling is needed.
-    """
-    if bf16_native(device):
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()

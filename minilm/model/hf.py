@@ -60,7 +60,7 @@ def hf_config(config: GPTConfig, attn_implementation: str = "sdpa"):
     check_gpt2_shape(config)
     return GPT2Config(
         vocab_size=config.vocab_size,
-        n_positions=config.block_size,
+        n_positions=config.context,
         n_embd=config.n_embd,
         n_layer=config.n_layer,
         n_head=config.n_head,
@@ -90,7 +90,7 @@ def config_from_hf(hf: object) -> GPTConfig:
         raise ValueError("scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not GPT-2's and do not convert")
     return GPTConfig(
         vocab_size=hf.vocab_size,
-        block_size=hf.n_positions,
+        context=hf.n_positions,
         n_layer=hf.n_layer,
         n_head=hf.n_head,
         n_embd=hf.n_embd,

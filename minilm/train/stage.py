@@ -13,6 +13,9 @@ figure move into ``data/runs/<preset>/pretrain/`` and the work folder is removed
 
 Under torchrun every process calls `run_pretrain_stage`. Rank 0 owns the cache: it builds the
 earlier stages while the others wait, then tells them whether to train (the cache missed) or not.
+
+What the stage shows of its result (the terminal's lines, the report's sections for stages 4 and 5,
+the training curves) is in `minilm.train.report`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from minilm.train import distributed
 from minilm.train.distributed import World
 from minilm.train.loop import CHECKPOINTS, LOG, LOGISTICS, TrainConfig, read_log, train
 
-CODE = [Path(__file__).parent, Path(__file__).parent.parent / "model"]  # any change here retrains
+# Any change to the model or to the training code retrains, except to train/report.py, which only shows results.
+CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name != "report.py"),
+        Path(__file__).parent.parent / "model"]
 CHECKPOINT_DIR, SAMPLES, FIGURE = "checkpoint", "samples.json", "training.png"
 TRAIN, DONE = 1, 0  # what rank 0 tells the other processes
 
@@ -48,6 +53,8 @@ def run_pretrain_stage(
     `tokenizer` is stage 2's artifact (default: `run_tokenizer_stage(preset)`, itself cached).
     `force` retrains from scratch, discarding an interrupted run's checkpoints.
     """
+    from minilm.train.report import produced
+
     preset = preset_name(preset)
     config = config or TrainConfig.from_preset(preset)
     with distributed.processes(config.device) as world:
@@ -70,7 +77,7 @@ def run_pretrain_stage(
         # The number of processes is part of the run: each adds batch_size x grad_accum windows to a step.
         run = {**asdict(config), "world_size": world.world_size}
         artifact = cached_stage("pretrain", run, build, preset=preset, inputs={"tokenizer": tokenizer.key},
-                                code=CODE, force=force)
+                                code=CODE, force=force, produced=produced)
         distributed.broadcast_int(DONE, world)
         distributed.barrier(world)  # the others read the artifact only once it is in place
         return artifact
@@ -117,6 +124,8 @@ def _train(config: TrainConfig, tokenizer: Artifact, work: Path, world: World, p
 
 def _build(config: TrainConfig, tokenizer: Artifact, work: Path, folder: Path, world: World, progress: bool) -> dict:
     """Train (or continue training) in the work folder, then move the results into the stage's folder."""
+    from minilm.train.report import plot_training
+
     started = time.perf_counter()
     summary = _train(config, tokenizer, work, world, progress)
     final = ckpt.latest_checkpoint(work / CHECKPOINTS)
@@ -134,84 +143,3 @@ def _build(config: TrainConfig, tokenizer: Artifact, work: Path, folder: Path, w
 def load_pretrained(artifact: Artifact, device: str = "cpu"):
     """The pretrained GPT of stage 4's artifact, on `device` (for SFT, evaluation, generation)."""
     return ckpt.load_model(artifact.path / CHECKPOINT_DIR, device)
-
-
-# --- figures and reporting ------------------------------------------------------------------------
-
-
-def plot_training(records: list[dict], path: Path | None = None, axes=None):
-    """Three panels from a run's log: train and validation loss, the learning rate, tokens per second."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    trains = [r for r in records if r.get("kind") == "train"]
-    evals = [r for r in records if r.get("kind") == "eval"]
-    if axes is None:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    loss_ax, lr_ax, speed_ax = axes
-    loss_ax.plot([r["step"] for r in trains], [r["loss"] for r in trains], label="train (mean over log interval)")
-    loss_ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label="validation")
-    loss_ax.set_xlabel("step")
-    loss_ax.set_ylabel("cross-entropy (nats/token)")
-    loss_ax.set_title("loss")
-    loss_ax.legend(fontsize=8)
-    lr_ax.plot([r["step"] for r in trains], [r["lr"] for r in trains], color="#c0504d")
-    lr_ax.set_xlabel("step")
-    lr_ax.set_title("learning rate (warmup, cosine)")
-    speed_ax.plot([r["step"] for r in trains], [r["tokens_per_s"] for r in trains], color="#4f8f3a")
-    speed_ax.set_xlabel("step")
-    speed_ax.set_title("throughput (tokens/s)")
-    speed_ax.set_ylim(bottom=0)
-    figure = axes[0].figure
-    figure.tight_layout()
-    if path is not None:
-        figure.savefig(path, dpi=90)
-        plt.close(figure)
-    return axes
-
-
-def describe(artifact: Artifact) -> str:
-    """A few lines for the terminal."""
-    s = artifact.summary
-    q = s.get("quality") or {}
-    bpb = f", {s['val_bits_per_byte']:.3f} bits/byte" if s.get("val_bits_per_byte") is not None else ""
-    quality = (f"\n  text quality of {len(json.loads((artifact.path / SAMPLES).read_text())['samples'])} samples: "
-               f"{q['vocabulary']:.1%} of words in the story vocabulary, {q['grammar']:.1%} of sentences grammatical"
-               if q else "")
-    return (
-        f"stage 4 (pretrain): {s['parameters'] / 1e6:.2f}M parameters, {s['steps']} steps, {_count(s['tokens'])} tokens "
-        f"on {s['world_size']} x {s['device']} ({s['precision']})\n"
-        f"  validation: loss {s['val_loss']:.3f}, perplexity {s['val_perplexity']:.1f}{bpb}"
-        f"{quality}\n"
-        f"  {s['tokens_per_s']:,.0f} tokens/s, MFU {s.get('mfu', 0):.1%} of {s['peak_flops'] / 1e12:.1f} TFLOP/s "
-        f"({s['peak_source']}); trained in {s['train_seconds']:.0f} s\n"
-        f"  outputs in data/runs/{artifact.manifest['preset']}/pretrain/"
-    )
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
-
-
-def report_section(artifact: Artifact, report_dir: Path):
-    """Stage 4's part of the speedrun report: the curves, the final figures and a few samples."""
-    from minilm.report import Section
-
-    s = artifact.summary
-    report_dir.mkdir(parents=True, exist_ok=True)
-    figure = report_dir / "pretrain_curves.png"
-    shutil.copyfile(artifact.path / FIGURE, figure)
-    q = s.get("quality") or {}
-    samples = "\n\n".join("> " + text.strip().replace("\n\n", "\n>\n> ").replace("\n", " ") for text in s.get("samples", []))
-    body = describe(artifact).replace("\n", "  \n") + "\n\nSamples (temperature 0.8):\n\n" + samples + "\n"
-    if q.get("rejected"):
-        body += "\nSentences the story grammar rejects: " + "; ".join(f"`{r}`" for r in q["rejected"][:3]) + "\n"
-    headline = {"val loss": f"{s['val_loss']:.3f}", "bits/byte": f"{s['val_bits_per_byte']:.3f}"
-                if s.get("val_bits_per_byte") is not None else "n/a"}
-    if q:
-        headline["text quality (vocab / grammar)"] = f"{q['vocabulary']:.2f} / {q['grammar']:.2f}"
-    headline["time"] = f"{s['seconds']} s"
-    return Section(title="Stage 4: pretraining", headline=headline, body=body, figures=[figure])
