@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         report = speedrun(preset, force=args.force, train=train_config(preset, args.set))
         print(f"report: {report}")
     elif args.command == "data":
-        from minilm.data.stage import describe, run_data_stage
+        from minilm.data.report import describe
+        from minilm.data.stage import run_data_stage
 
         artifact = run_data_stage(preset, force=args.force)
         print(describe(artifact))

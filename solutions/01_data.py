@@ -53,6 +53,7 @@ from IPython.display import Markdown, display
 import minilm
 from minilm import presets
 from minilm import world
+from minilm.data import report as data_report
 from minilm.data import stage
 from minilm.data.filters import balance, bias, clean, dedup, pii, quality, toxicity
 from minilm.data.sources import code, crawl, download, extract, techdocs
@@ -808,7 +809,7 @@ for name, audit in (("before", audit_before), ("after", audit_after)):
 started = time.perf_counter()
 artifact = stage.run_data_stage()
 print(f"run_data_stage(): {time.perf_counter() - started:.1f} s\n")
-print(stage.describe(artifact))
+print(data_report.describe(artifact))
 print(f"\nfiles in {course_path(artifact.path)}/:", sorted(artifact.manifest["files"]))
 print(f"the same corpus as ours: {artifact.summary['documents']['gathered'] == len(corpus)} "
       f"({len(corpus):,} documents gathered)")

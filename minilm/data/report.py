@@ -13,7 +13,7 @@ from pathlib import Path
 
 from minilm.cache import Artifact
 from minilm.data.documents import DOMAINS
-from minilm.data.stage import describe, load_stats
+from minilm.data.stage import load_stats
 from minilm.data.truth.scoring import QUALITY_DEFECTS
 
 FILTER_COLUMNS = ["defect", "step", "planted", "found", "recall", "flagged", "true", "false", "unlabelled", "precision"]
@@ -25,6 +25,27 @@ FILTER_LEGEND = (
     "lines or spans for the others), so a planted line cut twice counts twice in true and once in found."
 )
 SHARED_MARK = " ¹"
+
+
+def produced(summary: dict) -> str:
+    """What the stage made, in a few words (for the line that ends the stage)."""
+    docs = summary["documents"]
+    return (f"{docs['train']:,} train and {docs['val']:,} validation documents "
+            f"({summary['train_bytes'] / 1e6:.1f} MB of training text) from {docs['gathered']:,} gathered")
+
+
+def describe(artifact: Artifact) -> str:
+    """A few lines for the terminal."""
+    s = artifact.summary
+    docs = s["documents"]
+    shares = ", ".join(f"{domain} {s['train_shares'].get(domain, 0):.1%}" for domain in DOMAINS)
+    return (
+        f"stage 1 (data): {docs['gathered']} documents gathered -> {docs['train']} train, {docs['val']} validation\n"
+        f"  train {s['train_bytes'] / 1e6:.1f} MB, shares of its bytes: {shares}\n"
+        f"  filters: precision >= {s['min_precision']:.3f}, recall >= {s['min_recall']:.3f} against the planted truth\n"
+        f"  job-gender skew (stereotyped jobs): {s['bias_skew']['before']} -> {s['bias_skew']['after']}\n"
+        f"  built in {s['seconds']} s; outputs in data/runs/{artifact.manifest['preset']}/data/"
+    )
 
 
 def filter_rows(scores: list[dict]) -> list[dict]:
@@ -118,7 +139,6 @@ def report_section(artifact: Artifact, report_dir: Path):
             "train": f"{s['train_bytes'] / 1e6:.1f} MB",
             "filters (min P / R)": f"{s['min_precision']:.3f} / {s['min_recall']:.3f}",
             "bias skew": f"{s['bias_skew']['before']} -> {s['bias_skew']['after']}",
-            "time": f"{s['seconds']} s",
         },
         body=body,
         figures=[figure],

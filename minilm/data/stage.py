@@ -249,7 +249,10 @@ def run_data_stage(preset: str | None = None, force: bool = False, config: DataC
     """Stage 1, cached: returns the run folder with train.jsonl, val.jsonl and stats.json."""
     preset = preset_name(preset)
     config = config or DataConfig.from_preset(preset)
-    return cached_stage("data", config, lambda folder: build(config, folder), preset=preset, code=CODE, force=force)
+    from minilm.data.report import produced
+
+    return cached_stage("data", config, lambda folder: build(config, folder), preset=preset, code=CODE, force=force,
+                        produced=produced)
 
 
 def load_stats(artifact: Artifact) -> dict:
@@ -263,17 +266,3 @@ def _shares(sizes: dict[str, int]) -> dict[str, float]:
 
 
 # --- describing -----------------------------------------------------------------------------------------
-
-
-def describe(artifact: Artifact) -> str:
-    """A few lines for the terminal."""
-    s = artifact.summary
-    docs = s["documents"]
-    shares = ", ".join(f"{domain} {s['train_shares'].get(domain, 0):.1%}" for domain in DOMAINS)
-    return (
-        f"stage 1 (data): {docs['gathered']} documents gathered -> {docs['train']} train, {docs['val']} validation\n"
-        f"  train {s['train_bytes'] / 1e6:.1f} MB, shares of its bytes: {shares}\n"
-        f"  filters: precision >= {s['min_precision']:.3f}, recall >= {s['min_recall']:.3f} against the planted truth\n"
-        f"  job-gender skew (stereotyped jobs): {s['bias_skew']['before']} -> {s['bias_skew']['after']}\n"
-        f"  built in {s['seconds']} s; outputs in data/runs/{artifact.manifest['preset']}/data/"
-    )
