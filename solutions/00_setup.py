@@ -39,15 +39,15 @@ import os, platform, sys
 import numpy as np
 import torch
 import minilm
-from minilm import presets
+from minilm import hardware, presets
 
 print(f"python      {platform.python_version()} on {platform.machine()}")
 print(f"torch       {torch.__version__}")
 print(f"numpy       {np.__version__}")
 print(f"minilm      {minilm.__version__}")
-print(f"device      {presets.device()}")
+print(f"device      {hardware.pick_device()}")
 print(f"CUDA        {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
-print(f"bf16 on CPU {'yes' if torch.backends.mkldnn.is_available() else 'no'}")
+print(f"bf16 in CPU hardware {'yes' if hardware.bf16_native('cpu') else 'no (bf16 would be emulated: the cpu preset trains in float32)'}")
 print(f"threads     {torch.get_num_threads()} (of {os.cpu_count()} logical cores)")
 print(f"preset      {presets.preset_name()}   (MINILM_PRESET={os.environ.get('MINILM_PRESET', 'unset')})")
 

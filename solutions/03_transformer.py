@@ -55,7 +55,7 @@ from PIL import Image as PILImage
 from torch import nn
 from tqdm import tqdm
 
-from minilm import presets
+from minilm import hardware, presets
 from minilm.data import stage as data_stage
 from minilm.data.documents import read_jsonl
 from minilm.model import (GPT, SIZES, GPTConfig, KVCache, Trace, attention_by_hand, config_named, count_parameters,
@@ -247,7 +247,7 @@ show_table(rows)
 # computed by hand:
 
 # %%
-config = GPTConfig(vocab_size=8, block_size=8, n_layer=1, n_head=2, n_embd=4, causal=False)
+config = GPTConfig(vocab_size=8, context=8, n_layer=1, n_head=2, n_embd=4, causal=False)
 attn = CausalSelfAttention(config)
 with torch.no_grad():  # rounded random weights, like the embeddings
     for param in attn.parameters():
@@ -359,7 +359,7 @@ print("each word's output is unchanged:", torch.allclose(shuffled, attend(X, cau
 #
 # **Learned positions** (GPT-2, `"learned"`): a second embedding table, one trained vector per position, added to the
 # token embedding. Simple and effective, but it costs a vector per position, and the model knows nothing about
-# positions beyond its `block_size`, which it never saw in training:
+# positions beyond its `context`, which it never saw in training:
 
 # %%
 gpt2 = config_named("gpt2")
@@ -392,7 +392,7 @@ axes[1].set_title("similarity with every other position")
 axes[1].legend()
 show(fig)
 print("the package's module adds 0.02 × this table (the size of the token embeddings):",
-      torch.allclose(SinusoidalPositions(GPTConfig(block_size=128, n_embd=64, n_head=4)).table, 0.02 * table))
+      torch.allclose(SinusoidalPositions(GPTConfig(context=128, n_embd=64, n_head=4)).table, 0.02 * table))
 
 # %% [markdown]
 # **Rotary positions** (RoPE, Su et al. 2021; LLaMA, Mistral, Qwen and most recent models, `"rope"`): nothing is added
@@ -406,7 +406,7 @@ print("the package's module adds 0.02 × this table (the size of the token embed
 # many absolute positions, against their distance; the curves lie on top of each other:
 
 # %%
-rope_config = GPTConfig(vocab_size=8, block_size=256, n_layer=1, n_head=1, n_embd=32, position="rope")
+rope_config = GPTConfig(vocab_size=8, context=256, n_layer=1, n_head=1, n_embd=32, position="rope")
 rotary = RotaryEmbedding(rope_config)  # cos and sin of every position and pair, shared by all layers
 half = rope_config.head_dim // 2
 arrow = torch.zeros(1, 1, 1, 32)  # (batch, time, heads, head_dim): pair i is dimensions (i, i + 16)
@@ -579,7 +579,7 @@ def make_variant(config: GPTConfig, residual: bool, norm: bool, seed: int = 0) -
 
 VARIANTS = {"residual + norm (GPT-2)": (True, True), "residual, no norm": (True, False),
             "norm, no residual": (False, True), "neither": (False, False)}
-deep = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=12, n_head=4, n_embd=32)
+deep = GPTConfig(vocab_size=tokenizer.vocab_size, context=32, n_layer=12, n_head=4, n_embd=32)
 x, y = (torch.from_numpy(a) for a in train_shards.batch(16, 32, np.random.default_rng(0)))  # real windows of stage 2
 print(f"{deep.n_layer} blocks of width {deep.n_embd}: {parameter_counts(deep)['total']:,} parameters; "
       f"a batch of {tuple(x.shape)} token ids from the train shards")
@@ -760,7 +760,7 @@ show_table([{"variant": name, "loss, last 20 steps": float(np.mean(losses[-20:])
 # at most; notebook 04 trains the real model properly, for much longer.
 
 # %%
-small = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=2, n_head=4, n_embd=64)
+small = GPTConfig(vocab_size=tokenizer.vocab_size, context=128, n_layer=2, n_head=4, n_embd=64)
 small_model = GPT(small)
 SMALL_STEPS = {"ci": 40, "cpu": 300, "gpu": 600}[PRESET]
 started = time.perf_counter()
@@ -901,7 +901,7 @@ for name in presets.PRESET_NAMES:
     flops = flops_per_token(config)
     memory = memory_estimate(config, train_config.batch_size)
     rows.append({"preset": name, "layers × heads × width": f"{config.n_layer} × {config.n_head} × {config.n_embd}",
-                 "context": config.block_size, "vocabulary": config.vocab_size, "parameters": f"{counts['total']:,}",
+                 "context": config.context, "vocabulary": config.vocab_size, "parameters": f"{counts['total']:,}",
                  "embeddings": f"{counts['token_embedding'] / counts['total']:.0%}",
                  "training FLOPs per token": f"{flops['training'] / 1e6:,.0f}M",
                  f"memory to train (batch of the preset, fp32)": f"{memory['total'] / 2**20:,.0f} MiB"})
@@ -970,7 +970,7 @@ show_table(rows)
 # %%
 for name in ("gpt2", "gpt2-xl"):
     config = config_named(name)
-    cache = KVCache(config, batch_size=1, max_length=config.block_size)
+    cache = KVCache(config, batch_size=1, max_length=config.context)
     numbers = math.prod(cache.shape) * 2  # keys and values
     print(f"{name}: a cache of shape {cache.shape} for keys and as much for values: {numbers * 2 / 2**20:,.0f} MiB per sequence in bf16")
 config = config_named("gpt2-xl", n_kv_head=5)
@@ -987,10 +987,10 @@ print(f"gpt2-xl with grouped-query attention (5 key/value heads for 25 query hea
 # distribution, above 1 flattens it), and 0 stands for the limit, always the most likely token.
 
 # %%
-DEVICE = presets.device()  # speed is the point here: on a GPU if there is one
+DEVICE = hardware.pick_device()  # speed is the point here: on a GPU if there is one
 timed_model = GPT(stage4).to(DEVICE).eval()
 prompt = tokenizer.encode_ordinary("Once upon a time")
-n_new = stage4.block_size - len(prompt)
+n_new = stage4.context - len(prompt)
 step_times, tokens = {}, {}
 for use_cache in (True, False):
     times, out = [], []
@@ -1045,7 +1045,7 @@ with warnings.catch_warnings():  # transformers imports tqdm.auto, which warns w
     warnings.simplefilter("ignore")
     import transformers
 
-ours = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=64), seed=1).eval()
+ours = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context=64, n_layer=2, n_head=4, n_embd=64), seed=1).eval()
 theirs = to_hf(ours).eval()
 back = from_hf(theirs).eval()
 ids = torch.from_numpy(train_shards.batch(4, 64, np.random.default_rng(1))[0])

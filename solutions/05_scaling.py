@@ -61,15 +61,14 @@ from PIL import Image as PILImage
 from torch.nn.parallel import DistributedDataParallel
 
 import minilm
-from minilm import presets
+from minilm import hardware, presets
 from minilm.cache import home, run_dir
 from minilm.model import (GPT, GPTConfig, config_named, count_parameters, flops_per_token, make_optimizer, mfu,
                           parameter_counts)
 from minilm.model.accounting import matmul_parameters
-from minilm.model.gpt import bf16_native
 from minilm.tokenizer.shards import TokenShards
 from minilm.tokenizer.stage import open_shards, run_tokenizer_stage
-from minilm.train import TrainConfig, distributed
+from minilm.train import TrainConfig
 from minilm.train import checkpoint as ckpt
 from minilm.train.loop import loss_weights, step_windows, train_step
 from minilm.train.objectives import make_batch
@@ -136,18 +135,18 @@ def show_source(obj, lines: slice | None = None) -> None:
 # %%
 cuda = torch.cuda.is_available()
 mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-device = distributed.choose_device()
+device = hardware.pick_device()
 rows = [
     {"what": "Python, PyTorch", "this machine": f"{platform.python_version()}, {torch.__version__}"},
     {"what": "CUDA GPUs", "this machine": f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if cuda else "none"},
     {"what": "Apple GPU (mps)", "this machine": "yes" if mps else "no"},
     {"what": "CPU threads PyTorch uses", "this machine": torch.get_num_threads()},
-    {"what": "bfloat16 in hardware (GPU: Ampere+; CPU: AVX512-BF16 or AMX)", "this machine": "yes" if bf16_native(device) else "no"},
-    {"what": "device chosen: distributed.choose_device()", "this machine": device},
-    {"what": "number format chosen: choose_precision(device)", "this machine": distributed.choose_precision(device)},
+    {"what": "bfloat16 in hardware (GPU: Ampere+; CPU: AVX512-BF16 or AMX)", "this machine": "yes" if hardware.bf16_native(device) else "no"},
+    {"what": "device chosen: hardware.pick_device()", "this machine": device},
+    {"what": "number format chosen: choose_precision(device)", "this machine": hardware.choose_precision(device)},
 ]
 show_table(rows)
-show_source(distributed.choose_device)
+show_source(hardware.pick_device)
 
 # %% [markdown]
 # The training loop asks `choose_device` once, moves the model there (`model.to(device)`), and moves each batch there
@@ -267,7 +266,7 @@ inputs, targets = make_batch(x, y, "causal")
 def gradients(precision: str, loss_factor: float = 1.0, scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     # All the gradients of the small model, as one float32 vector, after one backward pass in `precision`.
     model = GPT(small_model_config, seed=0)
-    with distributed.autocast("cpu", precision):
+    with hardware.autocast("cpu", precision):
         _, loss = model(inputs, targets)
     loss = loss * loss_factor
     (scaler.scale(loss) if scaler else loss).backward()
@@ -407,9 +406,9 @@ for (name, operation), on_cuda in zip(operations.items(), ON_CUDA):
         rows.append({"operation under autocast(bfloat16)": name, "on this CPU": str(operation().dtype).removeprefix("torch."),
                      "on a CUDA GPU (PyTorch's autocast lists)": on_cuda})
 show_table(rows)
-show_source(distributed.choose_precision)
-show_source(distributed.autocast)
-show_source(distributed.grad_scaler)
+show_source(hardware.choose_precision)
+show_source(hardware.autocast)
+show_source(hardware.grad_scaler)
 
 
 # %% [markdown]
@@ -429,7 +428,7 @@ def time_steps(precision: str, steps: int) -> float:
     # warm-up steps (as Python's timeit does: other programs on the machine can only ever slow a step down).
     model = GPT(config.model_config(train_shards.vocab_size), seed=0).to(device)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
-    scaler = distributed.grad_scaler(device, precision)
+    scaler = hardware.grad_scaler(device, precision)
     times = []
     for step in range(steps + 2):
         x, y = step_windows(train_shards, config, step)
@@ -448,7 +447,7 @@ rows = [{"precision": p, "seconds per step": s, "tokens/s": tokens_per_step / s,
          "speed-up over fp32": step_seconds["fp32"] / s} for p, s in step_seconds.items()]
 show_table(rows)
 print(f"on {device}: {config.n_layer} blocks x {config.n_embd} wide, {config.batch_size} windows x {config.context} tokens per step"
-      + ("" if bf16_native(device) else "; this CPU has no bfloat16 hardware, so bf16 is emulated and slow"))
+      + ("" if hardware.bf16_native(device) else "; this CPU has no bfloat16 hardware, so bf16 is emulated and slow"))
 if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.8 * os.cpu_count():
     print(f"note: the machine's load average was {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing: other "
           f"programs shared the CPU, so these times are noisy (run the cell again on a quiet machine)")
@@ -461,7 +460,7 @@ if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.8 * os.cpu_count():
 
 # %%
 sizes = [128, 256, 512, 1024, 2048] if PRESET != "ci" else [128, 256, 512, 1024]
-matmul_speed = {dtype: [distributed.measure_matmul_flops("cpu", dtype, size, 0.2) for size in sizes]
+matmul_speed = {dtype: [hardware.measure_matmul_flops("cpu", dtype, size, 0.2) for size in sizes]
                 for dtype in (torch.float32, torch.bfloat16)}
 fig, ax = plt.subplots(figsize=(6, 2.6))
 for dtype, speeds in matmul_speed.items():
@@ -479,7 +478,7 @@ print(f"our model's largest matmul in a step: ({config.batch_size * config.conte
 # %% [markdown]
 # On a GPU the picture is the same, with larger numbers: an H100 multiplies bfloat16 at up to 989 TFLOP/s, float32 at
 # 67, and float32 matmuls may use **TF32** (float32's range, a 10-bit mantissa, about 7x faster), which
-# `distributed.allow_tf32` turns on. Older GPUs without bfloat16 (before Ampere, such as the T4 or V100) use float16
+# `hardware.allow_tf32` turns on. Older GPUs without bfloat16 (before Ampere, such as the T4 or V100) use float16
 # with a `GradScaler`, which `choose_precision` picks for them. The cell below measures TF32 on a GPU:
 
 # %%
@@ -495,7 +494,7 @@ if torch.cuda.is_available():
             a @ a
         torch.cuda.synchronize()
         print(f"{label}: {20 * 2 * 4096**3 / (time.perf_counter() - started) / 1e12:.1f} TFLOP/s")
-    distributed.allow_tf32("cuda")
+    hardware.allow_tf32("cuda")
 else:
     print("no CUDA GPU here: on one, this cell times float32 matmuls with TF32 off and on "
           "(on an A100 or H100 TF32 is several times faster)")
@@ -560,7 +559,7 @@ if torch.cuda.is_available() or COMPILE_ON_CPU:
         times = []
         for _ in range(steps):
             started = time.perf_counter()
-            with distributed.autocast(where, distributed.choose_precision(where)):
+            with hardware.autocast(where, hardware.choose_precision(where)):
                 _, loss = module(*batch)
             loss.backward()
             if where == "cuda":
@@ -603,7 +602,7 @@ show_table([
 assert per_token["training"] == 6 * n_matmul + attention
 
 # %% [markdown]
-# The peak: for GPUs we take the vendors' data sheets (`distributed.KNOWN_PEAKS`); for a CPU there is no such
+# The peak: for GPUs we take the vendors' data sheets (`hardware.KNOWN_PEAKS`); for a CPU there is no such
 # number, so `peak_flops` measures it: the speed of large matmuls in the same format, at several sizes and several
 # timings of each, keeping the best (other programs on the machine can only slow a matmul down, and small matmuls do
 # not keep every unit busy). Section 3 timed the same matmuls at more sizes; where one of those was faster, it is the
@@ -614,7 +613,8 @@ assert per_token["training"] == 6 * n_matmul + attention
 MATMUL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the formats of section 3's matmul timings
 rows, peaks, measured = [], {}, []
 for precision, seconds in step_seconds.items():
-    peak, source = distributed.peak_flops(device, precision)
+    found = hardware.peak_flops(device, precision)
+    peak, source = found.flops, found.source
     curve = matmul_speed.get(MATMUL_DTYPES.get(precision)) if device == "cpu" else None
     if curve:  # section 3 timed the same matmuls on this CPU at other sizes: its fastest counts too
         measured.append(f"{precision}: peak_flops {peak / 1e9:,.0f}; section 3, by size: "
@@ -648,10 +648,10 @@ if "bf16" in peaks:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-gpt2 = config_named("gpt2", vocab_size=50257, block_size=1024)
+gpt2 = config_named("gpt2", vocab_size=50257, context=1024)
 print(f"GPT-2 (124M): {flops_per_token(gpt2)['training'] / 1e6:,.0f} MFLOPs per token of training, at context 1024\n")
 print(f"{'GPU (bf16 dense peak)':<24}{'TFLOP/s':>8}{'tokens/s per GPU at 40% MFU':>30}{'10B tokens on 8 GPUs':>22}")
-for name, peak in distributed.KNOWN_PEAKS:
+for name, peak, _ in hardware.KNOWN_PEAKS:
     tokens_per_s = 0.40 * peak / flops_per_token(gpt2)["training"]
     hours = 10e9 / (8 * tokens_per_s) / 3600
     print(f"{name:<24}{peak / 1e12:>8.0f}{tokens_per_s:>30,.0f}{hours:>19.1f} h")
@@ -833,7 +833,7 @@ def single_process(config: TrainConfig, shards: TokenShards, ranks: list[int], w
     # One process, one big batch per step: the windows that `ranks` of `world_size` processes would draw, put together.
     model = GPT(config.model_config(shards.vocab_size), seed=config.seed)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
-    scaler = distributed.grad_scaler("cpu", "fp32")
+    scaler = hardware.grad_scaler("cpu", "fp32")
     for step in range(config.max_steps):
         parts = [step_windows(shards, config, step, rank, world_size) for rank in ranks]
         batch = make_batch(np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]), "causal")
@@ -917,7 +917,7 @@ show_table(rows)
 # NBVAL_CHECK_OUTPUT
 links = {"NVLink 4": 450e9, "InfiniBand 400G": 50e9, "PCIe 4 x16": 25e9, "Ethernet 100G": 12.5e9}  # bytes/s, one way
 models = {"GPT-2 (124M)": config_named("gpt2", vocab_size=50257), "GPT-2 XL (1.5B)": config_named("gpt2-xl", vocab_size=50257),
-          "Llama-2-7B shape": GPTConfig(vocab_size=32_000, block_size=4096, n_layer=32, n_head=32, n_embd=4096, position="rope",
+          "Llama-2-7B shape": GPTConfig(vocab_size=32_000, context=4096, n_layer=32, n_head=32, n_embd=4096, position="rope",
                                         norm="rmsnorm", mlp="swiglu", mlp_hidden=11_008, bias=False, tie_weights=False)}
 print("milliseconds per all-reduce of float32 gradients across 16 GPUs (ring: 2 x 15/16 x the bytes per GPU)\n")
 print(f"{'model':<17}" + "".join(f"{link:>17}" for link in links))
