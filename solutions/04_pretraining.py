@@ -36,14 +36,16 @@
 # | preset | the real run (stage 4) | the rest of this notebook (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 2 layers × 64 wide, 60 steps: seconds | about 15 seconds |
-# | `cpu` | 4 layers × 256 wide (4.3M parameters), 800 steps of 4,096 tokens: 6 minutes the first time (up to 15 on a busy machine), then cached | about 5 minutes |
+# | `cpu` | a GPT of a few million parameters (section 1 prints its shape), a few hundred steps: minutes the first time (section 5 prints how long), then cached | about 5 minutes |
 # | `gpu` | 12 layers × 768 wide, 1,500 steps of 32,768 tokens, bf16, compiled: minutes | a minute or two |
 #
-# The run of stage 4 is cached in `data/runs/<preset>/pretrain/`: run this notebook again, or the next one, and it
+# The run of stage 4 is cached in `data/runs/<preset>/pretrain/`: run this notebook again, or the speedrun, and it
 # is reused. If stages 1 and 2 are not built yet (notebooks 01 and 02), the notebook builds them first.
 
 # %%
-import json, math, os, tempfile, time
+import json, math, os, subprocess, sys, tempfile, time
+from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -54,18 +56,21 @@ from IPython.display import Image, Markdown, display
 from tqdm import tqdm
 
 from minilm import presets
-from minilm.data import pipeline
-from minilm.data.documents import read_jsonl
-from minilm.data.stories import story_sentences
+from minilm.data import stage as data_stage
+from minilm.data.documents import DOMAINS, read_jsonl
+from minilm.data.sources.stories.grammar import story_sentences
 from minilm.model import GPT, count_parameters, make_optimizer
 from minilm.model.gpt import IGNORE_INDEX
-from minilm.tokenizer.stage import load_tokenizer, open_shards, run_tokenizer_stage
+from minilm.tokenizer.shards import TokenShards, write_shards
+from minilm.tokenizer.stage import TOKENIZER_DIR, load_tokenizer, open_shards, run_tokenizer_stage
 from minilm.train import (TrainConfig, evaluate, learning_rate, load_model, make_batch, read_log, text_quality, train,
                           train_step)
-from minilm.train.distributed import World, grad_scaler
+from minilm.hardware import grad_scaler
+from minilm.train.distributed import World
 from minilm.train.loop import micro_batches, step_windows, write_samples
 from minilm.train.objectives import MASK_TOKEN
-from minilm.train.stage import describe, load_pretrained, plot_training, run_pretrain_stage
+from minilm.train.report import describe, plot_training
+from minilm.train.stage import load_pretrained, run_pretrain_stage
 
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 CORES = torch.get_num_threads()
@@ -137,15 +142,15 @@ show_table([{"t": t, "the model has read (…)": "…" + "".join(piece(i) for i 
 # would be trivial: it can read it. Instead 15% of the positions are chosen and hidden; the model predicts the
 # original token at those positions only (the others have target −100, which the loss ignores). Of the chosen
 # positions 80% show a mask token, 10% a random token and 10% stay as they are, so that the model cannot learn that
-# only mask tokens need predicting. Our tokenizer has no `<|mask|>`; the encoder uses `<|pad|>`, which never
-# occurs in pretraining text.
+# only mask tokens need predicting (each position is drawn at random, so one batch's shares wobble around these).
+# Our tokenizer has no `<|mask|>`; the encoder uses `<|pad|>`, which never occurs in pretraining text.
 
 # %%
 mask_id = tokenizer.special_id(MASK_TOKEN)
 masked_inputs, masked_targets = make_batch(x, y, "masked", mask_id=mask_id, vocab_size=tokenizer.vocab_size,
                                            generator=torch.Generator().manual_seed(0))
 chosen = masked_targets != IGNORE_INDEX
-print(f"chosen: {chosen.float().mean():.1%} of {chosen.numel():,} positions; of those "
+print(f"chosen: {chosen.float().mean():.1%} of {chosen.numel():,} positions; of those {int(chosen.sum())}, "
       f"{(masked_inputs[chosen] == mask_id).float().mean():.0%} show the mask, "
       f"{(masked_inputs[chosen] == masked_targets[chosen]).float().mean():.0%} the true token, the rest a random one")
 shown = []
@@ -272,13 +277,14 @@ m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)  # bias correction: both b
 by_hand = before * (1 - lr * wd) - lr * m_hat / (v_hat.sqrt() + eps)
 print("AdamW by hand equals torch's step:", torch.allclose(by_hand, weight.detach(), atol=1e-7))
 move = (weight.detach() - before * (1 - lr * wd)).abs() / lr
-print(f"gradients span {g.abs().min():.1e} .. {g.abs().max():.1e}; yet every weight moved by "
-      f"{move.median():.3f} × lr (median)")
+print(f"gradients span {g.abs().min():.1e} .. {g.abs().max():.1e}; yet the weights moved by {move.median():.3f} × lr "
+      f"(median), {move.min():.3f} × lr at the least")
 
 # %% [markdown]
-# At the first step m̂/√v̂ is g/|g|, the sign of the gradient: each weight moves by exactly `lr`, however small its
-# gradient. Later the moments average many steps: a weight whose gradient keeps its sign moves steadily, one whose
-# gradient flips from batch to batch moves little.
+# At the first step m̂/√v̂ is g/|g|, the sign of the gradient: each weight moves by `lr`, however small its gradient
+# (a little less only where |g| comes near ε = 10⁻⁸, as for the least-moved weight above). Later the moments average
+# many steps: a weight whose gradient keeps its sign moves steadily, one whose gradient flips from batch to batch
+# moves little.
 #
 # **Weight decay on matrices only.** `make_optimizer` puts the 2-D parameters (weight matrices and embeddings, which
 # store what the model knows) in a group with weight decay, and the 1-D ones (biases and the gains of the norms,
@@ -315,9 +321,9 @@ show(fig)
 # ## 5. The real run
 #
 # `run_pretrain_stage()` trains the stage's model with the preset's config and caches the result: with `cpu` it takes
-# about 6 minutes the first time (a progress bar shows the loss and tokens per second, and a sample every few
-# hundred steps) and a second the next. It evaluates on the validation split every few hundred steps, and at the end
-# on the whole split:
+# minutes the first time (a progress bar shows the loss and tokens per second, and a sample every `sample_every`
+# steps; the summary below says how long it took) and a second the next. It evaluates on part of the validation
+# split every `eval_every` steps, and at the end on the whole split:
 #
 # * the **loss** (nats per token) and **perplexity**;
 # * **bits per byte**: the loss summed over the text's tokens, in bits, divided by the bytes of that text. Unlike the
@@ -338,14 +344,100 @@ fig.set_size_inches(12, 3.2)
 show(fig)
 
 # %% [markdown]
-# The validation loss follows the training loss closely: the model sees each token of the training data about once
-# (or less), so it has no chance to memorise; the gap between the two is what to watch when a run repeats its data.
-# The throughput is steady; a dip means something else used the CPU.
+# Both losses fall fast at first, then slowly. The throughput is the stage's tokens per second; a dip means something
+# else was using the processor at the time.
 #
-# **Samples, before and after.** Both models start each story with one of the ways the generator's stories start,
-# and sample at temperature 0.8. Because the stories come from a known generator, we can also *score* text: the share
-# of its words that are in the story world's vocabulary, and the share of its sentences that the story grammar
-# accepts word for word (`minilm.train.quality`; the training stories themselves score about 0.96).
+# **Why is the validation loss above the training loss?** At the end of the run the two curves are apart (with the
+# `cpu` preset by several tenths of a nat; the numbers are printed below). A gap is often read as overfitting, the
+# model doing better on text it has trained on than on new text. But here the two curves do not measure the same
+# kind of text either: stage 1 kept the validation split in the sources' natural mixture (it measures) and gave the
+# train split the mixture of `DataConfig.mixture` (it teaches): 70% books and 10% each of web pages, docs and code,
+# by bytes. Where a domain has too little text for its share, its documents are repeated, up to 4 times; where it
+# has too much, some are left out. So we measure the two causes apart: we cut each split into its four domains,
+# write each part as a token stream with stage 2's `write_shards`, and evaluate the trained model on each with
+# `evaluate`, the function the run uses on the validation split (on at most a few thousand tokens of each part, to
+# keep it quick).
+
+# %%
+PART_TOKENS = {"ci": 4096, "cpu": 8192, "gpu": 65_536}[PRESET]  # evaluated per split and domain
+device, precision = artifact.summary["device"], artifact.summary["precision"]  # evaluate as the run did
+pretrained = load_pretrained(artifact, device)
+data_artifact = data_stage.run_data_stage()
+tokens, copies, domain_loss = defaultdict(dict), defaultdict(dict), defaultdict(dict)
+torch.set_num_threads(CORES)
+with tempfile.TemporaryDirectory() as folder:
+    for split in ("train", "val"):
+        docs = defaultdict(list)
+        for doc in read_jsonl(data_artifact.path / f"{split}.jsonl"):
+            docs[doc.domain].append(doc)
+        for domain, part in docs.items():
+            name = f"{split}_{domain}"
+            manifest = write_shards([doc.text for doc in part], tokenizer_artifact.path / TOKENIZER_DIR, folder, name,
+                                    workers=0, progress=False)
+            tokens[split][domain] = manifest["tokens"]
+            copies[split][domain] = len(part) / len({doc.id.split("#")[0] for doc in part})  # a repeat is "<id>#r<k>"
+            domain_loss[split][domain] = evaluate(pretrained, TokenShards(folder, name), config, None,
+                                                  World(device=device), precision, PART_TOKENS)["val_loss"]
+torch.set_num_threads(1)
+domains = [d for d in DOMAINS if d in tokens["val"]]
+share = {split: {d: tokens[split][d] / sum(tokens[split].values()) for d in domains} for split in tokens}
+show_table([{"domain": d, "train: share of tokens": f"{share['train'][d]:.1%}",
+             "train: copies of each document": f"{copies['train'][d]:.2f}",
+             "val: share of tokens": f"{share['val'][d]:.1%}", "loss on train documents": domain_loss["train"][d],
+             "loss on val documents": domain_loss["val"][d]} for d in domains])
+
+mixed = lambda split, weights: sum(share[weights][d] * domain_loss[split][d] for d in domains)
+train_end = [r["loss"] for r in records if r["kind"] == "train" and r["step"] > 0.9 * artifact.summary["steps"]]
+as_trained, reweighted, as_validated = mixed("train", "train"), mixed("train", "val"), mixed("val", "val")
+print(f"train documents in the train mixture:    {as_trained:.3f}  (the training curve over the last 10% of steps: "
+      f"{np.mean(train_end):.3f})")
+print(f"train documents in the natural mixture:  {reweighted:.3f}")
+print(f"val documents in the natural mixture:    {as_validated:.3f}  (the run's validation loss: "
+      f"{artifact.summary['val_loss']:.3f})")
+print(f"the gap, {as_validated - as_trained:.3f} nats = {reweighted - as_trained:.3f} from the mixture (the same "
+      f"documents, weighted as validation is) + {as_validated - reweighted:.3f} from the documents (the same weights, "
+      f"unseen text)")
+passes = artifact.summary["tokens"] / len(train_shards)
+print(f"the run read {passes:.2f} times as many tokens as the train split holds")
+
+# %% [markdown]
+# Read the table by columns. The shares differ: the train split has more web pages (few pages, each repeated: the
+# *copies* column) and less code than the validation split's natural mixture. With the `cpu` preset the losses
+# differ far more between domains than between the splits: the books, stories from a generator with a small
+# vocabulary and a few sentence patterns, are by far the easiest to predict, code and docs the hardest (the `ci`
+# model has learned too little for its domains to differ). The last two columns compare each domain with itself:
+# where the loss on train documents is clearly below the loss on val documents, the model has learned those very
+# documents, not only their kind; look first at the domains it has read most often (the copies, times the passes
+# over the split printed last).
+#
+# The lines below the table weight these losses two ways. The train documents in the train mixture come out at the
+# end of the training curve, up to the curve's noise (each step reads a few random windows). Weighting the same
+# documents as the validation split is weighted changes the loss by the **mixture** part of the gap: not
+# overfitting, only a different mix of text. What is left, between the train and the val documents under the same
+# weights, is the **documents** part: what the model gains on text it has trained on, which grows when a run repeats
+# its data, and which is the part to watch. The last lines print how the gap splits between the two. So a gap between
+# the curves of a run whose splits are mixed differently says little on its own; to look for overfitting, compare the
+# two splits under one mixture, or domain by domain, as the table does.
+#
+# **Samples, before and after.** To write, a model turns its logits for the next position into probabilities with
+# the softmax, draws a token from them, appends it and repeats. The **sampling temperature** T reshapes those
+# probabilities first: the logits are divided by T before the softmax. T < 1 sharpens them (the likely tokens get
+# likelier; as T goes to 0 the draw always picks the most likely token), T > 1 flattens them towards uniform (more
+# varied text, more mistakes). Three logits, at four temperatures:
+
+# %%
+example_logits = torch.tensor([2.0, 1.0, 0.0])
+for temperature in (0.5, 0.8, 1.0, 2.0):
+    probabilities = torch.softmax(example_logits / temperature, dim=-1)
+    print(f"T = {temperature}: logits {example_logits.tolist()} give probabilities",
+          " ".join(f"{p:.2f}" for p in probabilities))
+
+# %% [markdown]
+# Both models below start each story with one of the ways the generator's stories start, and sample at temperature
+# 0.8: a little sharper than the model's own probabilities. Because the stories come from a known generator, we can
+# also *score* text: the share of its words that are in the story world's vocabulary, and the share of its sentences
+# that the story grammar accepts word for word, that is, sentences the generator could have written exactly
+# (`minilm.train.quality`). The validation split's own stories are scored too, for reference.
 
 # %%
 untrained = GPT(config.model_config(tokenizer.vocab_size), seed=config.seed)
@@ -359,30 +451,39 @@ for text in after[:3]:
     display(Markdown(quote(text)))
 
 # %%
-quality_before, quality_after = text_quality(before), saved["quality"]
+stories = [doc.text for doc in read_jsonl(data_artifact.path / "val.jsonl") if doc.domain == "books"]
+quality_stories = text_quality(stories[:100])
 show_table([
-    {"model": "untrained", "samples": len(before), "words in the story vocabulary": f"{quality_before['vocabulary']:.1%}",
-     "grammatical sentences": f"{quality_before['grammar']:.1%}", "sentences": quality_before["sentences"]},
-    {"model": f"pretrained ({artifact.summary['steps']} steps)", "samples": len(after),
-     "words in the story vocabulary": f"{quality_after['vocabulary']:.1%}",
-     "grammatical sentences": f"{quality_after['grammar']:.1%}", "sentences": quality_after["sentences"]},
+    {"text": name, "texts": count, "words in the story vocabulary": f"{q['vocabulary']:.1%}",
+     "sentences the story grammar accepts": f"{q['grammar']:.1%}", "sentences": q["sentences"]}
+    for name, count, q in (("untrained model", len(before), text_quality(before)),
+                           (f"pretrained model ({artifact.summary['steps']} steps)", len(after), saved["quality"]),
+                           ("stories of the validation split", min(100, len(stories)), quality_stories))
 ])
+quality_after = saved["quality"]
 if quality_after["rejected"]:
-    print("sentences the grammar rejects, for example:")
+    print("sentences of the pretrained model that the story grammar cannot write (the generator could not have written "
+          "them word for word), for example:")
     for sentence in quality_after["rejected"][:3]:
         print("  ", sentence)
 
 # %% [markdown]
-# The untrained model writes random tokens: few real words and no sentences. After pretraining nearly every word is a
-# word of the story world; the grammar score is the strict one (one wrong pronoun or a name used twice in a row and
-# the sentence counts as wrong), and it is what grows last. The `ci` preset's model trains for seconds and writes
-# little that is right; the `cpu` one writes recognisable stories.
+# The untrained model writes random tokens: most of its "words" are not words of the story world, and it ends no
+# sentence that the grammar accepts. With the `cpu` preset, the pretrained model's words are nearly all the story
+# world's and most of its sentences are ones the generator could have written; the grammar score is the strict one
+# (one wrong pronoun or a name used twice in a row and the sentence counts as wrong), and even the generator's own
+# stories do not score 100% on it (a few sentences, such as e-book titles, are not in the grammar). The `ci`
+# preset's model trains for seconds and writes little that is right.
 #
-# The log also kept samples from the middle of training: watch the text become words, then sentences.
+# The log also kept two samples from the middle of training at every `sample_every` steps; their scores come from
+# very few sentences, so they are rough, but they show the order in which the model learns: the words first, whole
+# sentences later.
 
 # %%
 for record in [r for r in records if r["kind"] == "samples"][:-1][:3]:
-    print(f"step {record['step']}:")
+    q = text_quality(record["texts"])
+    print(f"step {record['step']}: {q['vocabulary']:.0%} of {q['words']} words in the story vocabulary, "
+          f"{q['grammar']:.0%} of {q['sentences']} sentences accepted by the story grammar")
     display(Markdown(quote(record["texts"][0], 250)))
 
 # %% [markdown]
@@ -399,7 +500,7 @@ show_table([{"file": str(path.relative_to(artifact.path)), "bytes": f"{path.stat
             for path in sorted(folder.iterdir())])
 meta = json.loads((folder / "checkpoint.json").read_text())
 print("checkpoint.json:", {k: meta[k] for k in ("format", "version", "step", "world_size", "precision")})
-print("model:", {k: meta["model"][k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
+print("model:", {k: meta["model"][k] for k in ("vocab_size", "context", "n_layer", "n_head", "n_embd")})
 
 # %% [markdown]
 # `model.safetensors` holds the weights as raw tensor bytes behind a small header: loading it runs no code, unlike a
@@ -409,32 +510,79 @@ print("model:", {k: meta["model"][k] for k in ("vocab_size", "block_size", "n_la
 # that gets its final name only when all three are on disk: a run killed mid-write leaves the previous checkpoint
 # intact.
 #
-# The test of a checkpoint: stop a run after k steps, resume it, and compare with a run that never stopped. Every
-# logged loss and every final weight must be the same, bit for bit.
+# The test of a checkpoint: crash a run between two checkpoints, resume it, and compare with a run that never
+# stopped. Every logged loss and every final weight must be the same, bit for bit. A real crash gives no warning:
+# we train in a child process that is killed with SIGKILL at the start of step 8 (what the out-of-memory killer or
+# `kill -9` does: no exception, no clean-up, nothing written that was not on disk already). Its run checkpoints
+# every 5 steps, so the newest checkpoint at the crash is step 5's; steps 6 and 7 are done and logged, but their work
+# dies with the process.
 
 # %%
-resume_config = TrainConfig(**{**SMALL, **LOOKING, "checkpoint_every": 5}, max_steps=16, warmup_steps=4, lr=3e-3, min_lr=3e-4)
-with tempfile.TemporaryDirectory() as stopped, tempfile.TemporaryDirectory() as straight:
-    train(resume_config, train_shards, val_shards, tokenizer, stopped, until_step=7, progress=False)  # "crashes" after step 7
-    kept = sorted(str(p.relative_to(stopped)) for p in Path(stopped).rglob("*") if p.is_file())
-    resumed = train(resume_config, train_shards, val_shards, tokenizer, stopped, progress=False)  # picks up at step 5
+CRASHING_RUN = """
+import os, signal
+import torch
+from minilm.tokenizer import Tokenizer
+from minilm.tokenizer.shards import TokenShards
+from minilm.train import loop
+
+torch.set_num_threads(1)  # as in the notebook: the same threads add in the same order, for bit-equal results
+real_train_step, steps_begun = loop.train_step, []
+
+def train_step(*args, **kwargs):  # the process dies as step {crash_step} begins
+    # (Windows has no SIGKILL; there SIGTERM kills at once)
+    steps_begun.append(1)
+    if len(steps_begun) == {crash_step}:
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+    return real_train_step(*args, **kwargs)
+
+loop.train_step = train_step
+loop.train(loop.TrainConfig(**{config}), TokenShards({shards!r}, "train"), TokenShards({shards!r}, "val"),
+           Tokenizer.load({tokenizer!r}), {out!r}, progress=False)
+"""
+resume_config = TrainConfig(**{**SMALL, **LOOKING, "checkpoint_every": 5}, max_steps=16, warmup_steps=4, lr=3e-3,
+                            min_lr=3e-4)
+train_losses = lambda folder: {r["step"]: r["loss"] for r in read_log(Path(folder) / "log.jsonl")
+                               if r["kind"] == "train"}
+with tempfile.TemporaryDirectory() as crashed, tempfile.TemporaryDirectory() as straight:
+    script = CRASHING_RUN.format(crash_step=8, config=asdict(resume_config), shards=str(train_shards.folder),
+                                 tokenizer=str(tokenizer_artifact.path / TOKENIZER_DIR), out=crashed)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert child.returncode != 0, f"the run was meant to crash: {child.stderr[-2000:]}"
+    kept = sorted(str(p.relative_to(crashed)) for p in Path(crashed).rglob("*") if p.is_file())
+    before_crash = train_losses(crashed)
+    resumed = train(resume_config, train_shards, val_shards, tokenizer, crashed, progress=False)
     uninterrupted = train(resume_config, train_shards, val_shards, tokenizer, straight, progress=False)
-    losses = [[r["loss"] for r in read_log(Path(f) / "log.jsonl") if r["kind"] == "train"] for f in (stopped, straight)]
-    weights = [load_model(Path(f) / "checkpoints").state_dict() for f in (stopped, straight)]
-print("after the interruption the run folder held:", ", ".join(kept))
+    after_resume, straight_losses = train_losses(crashed), train_losses(straight)
+    starts = [r["step"] for r in read_log(Path(crashed) / "log.jsonl") if r["kind"] == "start"]
+    weights = [load_model(Path(f) / "checkpoints").state_dict() for f in (crashed, straight)]
+print(f"the training process died: return code {child.returncode} (on Linux and macOS -9: killed by signal 9, "
+      f"SIGKILL)")
+print("after the crash the run folder held:", ", ".join(kept))
+print(f"the log held steps {min(before_crash)}-{max(before_crash)}; the resumed run started from step {starts[-1]}")
+six = lambda loss: f"{loss:.6f}"
+show_table([{"step": step, "loss logged before the crash": six(before_crash[step]) if step in before_crash else "-",
+             "by the resumed run": six(after_resume[step]) if step > starts[-1] else "(kept from before)",
+             "by the uninterrupted run": six(straight_losses[step])} for step in range(3, 11)])
 print(f"resumed: val loss {resumed['val_loss']:.6f}; uninterrupted: {uninterrupted['val_loss']:.6f}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-same_losses = losses[0] == losses[1] and resumed["val_loss"] == uninterrupted["val_loss"]
+same_losses = after_resume == straight_losses and resumed["val_loss"] == uninterrupted["val_loss"]
 same_weights = all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+repeated = [step for step in before_crash if step > starts[-1]]
+print("steps done twice:", repeated, "with the same losses both times:",
+      all(before_crash[step] == after_resume[step] for step in repeated))
 print("resuming gives the same losses and the same weights as not stopping:", same_losses and same_weights)
 
 
 # %% [markdown]
-# The run stopped after step 7 but its last checkpoint was step 5; the resumed run repeated steps 6 and 7 with the
-# same windows (the data order is a function of the step) and continued. Had the checkpoint held only the weights,
-# AdamW would restart with empty moments, and the loss would jump.
+# The process died during step 8, with steps 1 to 7 in its log and step 5's checkpoint on disk. The resumed run
+# loaded that checkpoint (weights, AdamW's moments, the step, the generators), cut the log back to step 5, and did
+# steps 6 and 7 again: with the same windows (the data order is a function of the step) and the same optimizer
+# state, they gave the same losses, bit for bit, as before the crash. Then it went on to step 16 and ended with the
+# same weights as the run that never stopped. Had the checkpoint held only the weights, AdamW would have restarted
+# with empty moments: its first step would move every weight by a full `lr` (section 4), and the resumed run would
+# no longer be the same run.
 #
 # ## 7. Masked or causal: encoder or decoder?
 #
@@ -484,11 +632,9 @@ decoder, encoder = compare["causal"], compare["masked"]
 # %% [markdown]
 # The two validation losses are not the same task: the decoder's is over every next token, from the left; the
 # encoder's over the 15% masked tokens, from both sides. The gaps to fill: sentences of the validation stories, each
-# on its own, with one whole word in the middle (a single token) to guess.
+# on its own (the validation stories of section 5), with one whole word in the middle (a single token) to guess.
 
 # %%
-data_artifact = pipeline.run_data_stage()
-stories = [doc.text for doc in read_jsonl(data_artifact.path / "val.jsonl") if doc.domain == "books"]
 eot = tokenizer.special_id("<|endoftext|>")
 is_word = lambda i: tokenizer.decode([i])[:1] == " " and tokenizer.decode([i])[1:].isalpha()  # " river", one token
 
@@ -591,9 +737,9 @@ show_table(rows)
 # missing word already, and it has had far more training signal (next paragraph). (With the `ci` preset the models train for seconds and the encoder has not yet learned to use its
 # neighbours: its guesses are still mostly frequent words.)
 #
-# The encoder got there more slowly. It learns from 15% of the positions, the decoder from all of them, so for the
-# same tokens read it gets about a seventh of the training signal, and masked language modelling has a long plateau
-# before the model learns to look at its neighbours. The validation losses along the way:
+# The encoder learns from 15% of the positions, the decoder from all of them, so for the same tokens read it gets
+# about a seventh of the training signal. The validation losses along the way (each is its own task, so compare
+# the shapes of the curves, not their heights):
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 2.8))
@@ -602,8 +748,18 @@ for objective, label in (("causal", "decoder: next token, from the left"), ("mas
 ax.set(xlabel="step", ylabel="validation loss (nats)", title="the same model, two objectives")
 ax.legend(fontsize=8)
 show(fig)
+for objective, points in curves.items():
+    losses_along = [p["val_loss"] for p in points]
+    print(f"{objective}: {losses_along[0]:.2f} nats at step {points[0]['step']}, {losses_along[-1]:.2f} at step "
+          f"{points[-1]['step']}; each evaluation lower than the one before: "
+          f"{all(b < a for a, b in zip(losses_along, losses_along[1:]))}; over the last "
+          f"{points[-1]['step'] - points[-2]['step']} steps it fell by {losses_along[-2] - losses_along[-1]:.3f}")
 
 # %% [markdown]
+# Neither curve has a plateau: both fall from their first evaluation on, steeply at first, then more slowly. With
+# the `cpu` preset the encoder's loss is still falling faster at the end than the decoder's: with a seventh of the
+# signal, it is further from what this model can learn, and more steps would help it more.
+#
 # That is the division of labour of the late 2010s: BERT-style encoders for understanding (classification, search,
 # filling in), GPT-style decoders for writing. Decoders won in the end because writing turned out to cover
 # understanding too, once the model is large enough and the task is phrased as text to continue, and because they
@@ -658,6 +814,14 @@ ax_d.set(xlabel="training tokens D", title="loss against data")
 ax_d.legend(fontsize=8)
 show(fig)
 print(f"loss ∝ N^(−{alpha:.3f}) across sizes; ∝ D^(−{-slope_d:.3f}) along the widest model's run")
+along_runs = []
+for s in scaling:  # the same fit as for the widest model, along each run
+    run_tokens = np.array([p["tokens"] for p in s["points"]], dtype=float)
+    run_losses = np.array([p["val_loss"] for p in s["points"]])
+    past_warmup = run_tokens >= run_tokens[len(run_tokens) // 4]
+    slope_run = np.polyfit(np.log(run_tokens[past_warmup]), np.log(run_losses[past_warmup]), 1)[0]
+    along_runs.append(f"width {s['width']}: D^(−{-slope_run:.3f})")
+print("along each run:", ", ".join(along_runs))
 
 # %% [markdown]
 # On both axes the points lie close to straight lines: power laws, with small exponents (Kaplan et al. measured
@@ -666,7 +830,8 @@ print(f"loss ∝ N^(−{alpha:.3f}) across sizes; ∝ D^(−{-slope_d:.3f}) alon
 # parameters. Two cautions: our models are tiny and trained briefly, so our exponents are rough; and the points along
 # a run are not quite independent runs of D tokens (the learning rate had not decayed yet), the mistake that
 # Chinchilla corrected and that led to training smaller models on far more tokens (about 20 tokens per parameter).
-# On the right, the narrowest model's curve is the flattest: with too few parameters, more data helps less.
+# On the right, compare the exponents along each run (the last line above): with the `cpu` preset the narrowest
+# model's is the smallest, its curve the flattest: with too few parameters, more data helps less.
 
 # %%
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
@@ -795,6 +960,6 @@ from minilm.exercises.pretraining import check_gradient_accumulation
 check_gradient_accumulation(accumulate)
 
 # %% [markdown]
-# **Next:** notebook 05 scales this training up: number formats, compilation, MFU and several processes. The
-# pretrained model of this notebook, cached in `data/runs/<preset>/pretrain/`, is where the stages after it (coming)
-# will start: `load_pretrained(run_pretrain_stage())` gives it back in one line.
+# **Next:** notebook 05 runs this training loop in 16-bit numbers, compiled, and in several processes. The pretrained
+# model of this notebook, cached in `data/runs/<preset>/pretrain/`, is where the later stages will start, beginning
+# with fine-tuning (notebook 06, coming): `load_pretrained(run_pretrain_stage())` gives it back in one line.
