@@ -59,7 +59,8 @@ from minilm.data.documents import DOMAINS, read_jsonl
 from minilm.tokenizer import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SPECIAL_TOKENS, Tokenizer, bpe, cl100k_base,
                               count_chunks, train, train_naive)
 from minilm.tokenizer.bpe import BYTE_TO_ID, initial_vocab
-from minilm.tokenizer.stage import TokenizerConfig, describe, load_tokenizer, open_shards, run_tokenizer_stage
+from minilm.tokenizer.report import describe
+from minilm.tokenizer.stage import TokenizerConfig, load_tokenizer, open_shards, run_tokenizer_stage
 
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 notebook_started = time.perf_counter()
