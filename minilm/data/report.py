@@ -30,8 +30,8 @@ SHARED_MARK = " ¹"
 def produced(summary: dict) -> str:
     """What the stage made, in a few words (for the line that ends the stage)."""
     docs = summary["documents"]
-    return (f"{docs['train']:,} train and {docs['val']:,} validation documents "
-            f"({summary['train_bytes'] / 1e6:.1f} MB of training text) from {docs['gathered']:,} gathered")
+    return (f"{docs['train']:,} train documents (after the domain mixture, which repeats some) and {docs['val']:,} "
+            f"validation documents, {summary['train_bytes'] / 1e6:.1f} MB of training text, from {docs['gathered']:,} gathered")
 
 
 def describe(artifact: Artifact) -> str:
@@ -40,7 +40,8 @@ def describe(artifact: Artifact) -> str:
     docs = s["documents"]
     shares = ", ".join(f"{domain} {s['train_shares'].get(domain, 0):.1%}" for domain in DOMAINS)
     return (
-        f"stage 1 (data): {docs['gathered']} documents gathered -> {docs['train']} train, {docs['val']} validation\n"
+        f"stage 1 (data): {docs['gathered']} documents gathered -> {docs['train']} train (after the domain mixture, which "
+        f"repeats some), {docs['val']} validation\n"
         f"  train {s['train_bytes'] / 1e6:.1f} MB, shares of its bytes: {shares}\n"
         f"  filters: precision >= {s['min_precision']:.3f}, recall >= {s['min_recall']:.3f} against the planted truth\n"
         f"  job-gender skew (stereotyped jobs): {s['bias_skew']['before']} -> {s['bias_skew']['after']}\n"

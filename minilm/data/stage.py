@@ -125,7 +125,7 @@ def gather(config: DataConfig, progress: bool = True) -> Gathered:
     bar = tqdm(total=5, desc="gather", unit="source", disable=not progress)
 
     def timed(name, make):
-        bar.set_postfix_str(name)
+        bar.set_postfix_str(name, refresh=False)
         start = time.perf_counter()
         out = make()
         seconds[name] = round(time.perf_counter() - start, 3)
