@@ -37,7 +37,6 @@ from minilm.files import atomic_write_json
 from minilm.presets import config_for, preset_name
 from minilm.world import NAME_SWAPS
 
-# The stage's code: any change to minilm/data/ or to the world rebuilds the stage.
 # The stage's code: every module of minilm/data/ and the world; report.py only shows results, so editing it rebuilds nothing.
 CODE = [*sorted(path for path in Path(__file__).parent.rglob("*.py") if path != Path(__file__).parent / "report.py"),
         Path(__file__).parent.parent / "world.py"]
