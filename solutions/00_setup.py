@@ -79,8 +79,9 @@ build_parser().print_help()
 # %% [markdown]
 # ## 3. Presets: one code path, three sizes
 #
-# A *preset* only changes sizes and numbers of steps, never code paths, so the tiny `ci` runs in the tests
-# exercise exactly the code that a `gpu` run uses. The whole table lives in one place, `minilm/presets.py`:
+# A *preset* only changes sizes, numbers of steps and a few speed switches (such as `compile` for the GPU), never
+# what the code computes, so the tiny `ci` runs in the tests exercise the same code that a `gpu` run uses. The
+# whole table lives in one place, `minilm/presets.py`:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -35,7 +35,7 @@
 # | preset | corpus | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 60 web pages, 400 stories, 40 technical documents, 40 code files | about 15 s |
-# | `cpu` | 400 web pages, 12,000 stories, 300 technical documents, 300 code files | about 2 minutes (1 minute when the stage is cached) |
+# | `cpu` | 400 web pages, 12,000 stories, 300 technical documents, 300 code files | about 1.5 minutes (under a minute when the stage is cached) |
 # | `gpu` | 1,000 web pages, 60,000 stories, 550 technical documents, 700 code files | not measured: data runs on the CPU, about 5x the `cpu` time |
 #
 # The whole stage is the package `minilm.data`: one small module per step, each a plain function you can read.
@@ -395,12 +395,13 @@ for edit in sorted(repairs, key=lambda e: by_character[e.after]):  # the rarer c
 
 
 # %% [markdown]
-# The counts above say which characters were broken in our corpus: with the `cpu` and `ci` presets, every one is
-# an apostrophe, the typographic ’ (Unicode names it "right single quotation mark"). That comes from the generator,
-# not from the filter: it damages words that contain an apostrophe (which it first writes as ’, as published text
-# has it) or a non-ASCII letter, and our English stories and pages have many apostrophes and almost no accented
-# letters. On the web, too, broken apostrophes and quotes ("â€™", "â€œ") are the most familiar kind. The same repair
-# undoes any character: here is how mojibake happens, and its repair, on a few more:
+# The counts above say which characters were broken in our corpus: nearly every one is an apostrophe, the
+# typographic ’ (Unicode names it "right single quotation mark"); the rare others are punctuation of the Python
+# documentation, such as the opening quote “ in the `cpu` run. That comes from the generator, not from the filter:
+# it damages words that contain an apostrophe (which it first writes as ’, as published text has it) or another
+# non-ASCII character, and our English stories and pages have many apostrophes and almost no other non-ASCII
+# characters. On the web, too, broken apostrophes and quotes ("â€™", "â€œ") are the most familiar kind. The same
+# repair undoes any character: here is how mojibake happens, and its repair, on a few more:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -475,7 +476,9 @@ for edit in step["quality"].edits[:6]:
 # %% [markdown]
 # How well do the signals separate junk from text? Below, three of them for a sample of the prose documents the
 # filter kept and for all those it removed, with the thresholds as dashed lines. Most removed documents sit far
-# beyond a threshold; the filter does not need to be clever, because junk is rarely subtle.
+# beyond one of them (more than half have no English stop word at all), and many of the others fail a rule not
+# drawn here, such as lorem ipsum or too few sentences; the filter does not need to be clever, because junk is
+# rarely subtle.
 
 # %%
 rng = random.Random(config.seed)

@@ -35,7 +35,7 @@
 # | preset | tokenizer | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 512 ids, trained on 1 MB | about 10 s (of which the tokenizer stage: 4 s) |
-# | `cpu` | 4,096 ids, trained on 11 MB | about 20 s (of which the tokenizer stage: 6 s) |
+# | `cpu` | 4,096 ids, trained on 11 MB | about 25 s (of which the tokenizer stage: 6 s) |
 # | `gpu` | 8,192 ids, trained on about 5x the `cpu` corpus | not measured: the tokenizer runs on the CPU, roughly 5x the `cpu` stage |
 #
 # The times assume that stage 1 is built; if not, the notebook builds it first (notebook 01 says how long that takes).
@@ -281,7 +281,8 @@ print("\nthe text is now:", " | ".join(show(ids) for ids in chunks[:9]), "| ..."
 
 
 # %% [markdown]
-# Merges build on merges: "at" first, then " c" + "at" = " cat". The list of merges, in order, *is* the tokenizer.
+# Merges build on merges: "at" first, then "c" + "at" = "cat", then " " + "cat" = " cat". The list of merges, in
+# order, *is* the tokenizer.
 # To encode a new text, we cut it into chunks and replay the merges in the order they were learned:
 
 # %%
@@ -457,8 +458,10 @@ tokenizer = load_tokenizer(artifact)
 print("\n", tokenizer, sep="")
 
 # %% [markdown]
-# The first merges are the most frequent pairs of English: spaces before letters, common endings. The last ones are
-# whole words and pieces of code. Token ids follow the order of the merges:
+# The first merges are the most frequent pairs: spaces before letters and common endings of English, and the runs
+# of spaces that indent code and documentation (the very first merge joins two spaces). The last ones are rarer:
+# whole words and pieces of words, many of them from the documentation and code. Token ids follow the order of the
+# merges:
 
 # %%
 n_merged = len(tokenizer.ranks) - 256
@@ -565,13 +568,13 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The first merges pay the most: going from 256 ids (plain bytes, 1 byte per token) to a few hundred already
-# halves the sequence length. After that the domains part ways: the stories, most of the training text, compress best
-# at first, and (with the `cpu` preset) level off after about 2,000 ids, once their small vocabulary of words is
-# covered; docs and code keep gaining, and need a larger vocabulary to catch up. The dashed line is the size this
-# preset uses. Real models sit at 32k (Llama 2), 50k (GPT-2), 100k (GPT-4), 128k (Llama 3) or 200k (GPT-4o) ids: with
-# billions of parameters, an embedding table of that size is a small share of the model. Ours is tiny, so a few
-# thousand ids is the right trade.
+# The first merges pay the most: going from 256 ids (plain bytes, 1 byte per token) to a few hundred already halves the
+# sequence length of prose, and nearly halves that of docs and code. After that the domains part ways: the stories, most
+# of the training text, compress best at first, and (with the `cpu` preset) level off after about 2,000 ids, once their
+# small vocabulary of words is covered; docs and code keep gaining, and need a larger vocabulary to catch up. The dashed
+# line is the size this preset uses. Real models sit at 32k (Llama 2), 50k (GPT-2), 100k (GPT-4), 128k (Llama 3) or 200k
+# (GPT-4o) ids: with billions of parameters, an embedding table of that size is a small share of the model. Ours is
+# tiny, so a few thousand ids is the right trade.
 #
 # ## 8. Ours beside GPT-4's tokenizer
 #
@@ -596,7 +599,9 @@ print("the stage's own measurement:", artifact.summary["bytes_per_token"])
 # With the `cpu` preset's 4,096 ids, 25 times fewer than GPT-4's, ours compresses our own stories as well as
 # `cl100k_base` or a little better: that is the text it was trained on. On documentation and code GPT-4's tokenizer is
 # ahead: it has seen far more of them, and has ids to spare for their words. (The `ci` preset's 512 ids are far behind
-# everywhere: too few merges.) The same sentence and line of code, tokenized by both:
+# everywhere: too few merges.) The same sentence and line of code, tokenized by both. One sentence is not a corpus:
+# in the `cpu` run ours needs two tokens more than `cl100k_base` on this one, both for " girl", a word our story
+# generator never uses, which ours spells in three pieces; on the line of code it needs many more:
 
 # %%
 for text in ["Once upon a time, a little girl named Mia found a shiny red ball in the park.",
@@ -639,8 +644,8 @@ print("tokens that n spaces before a word add:", extra)
 
 # %% [markdown]
 # **Rare words and case.** A word the tokenizer saw often is one token; a rare one is spelled out in pieces, so the
-# model must learn it from its parts. And " dog", "dog", " Dog" and " DOG" are four unrelated ids: the model has to
-# learn that they mean the same thing.
+# model must learn it from its parts. And " dog", "dog", " Dog" and " DOG" are encoded four different ways, as one
+# id or several, with nothing in the ids that says they mean the same thing: the model has to learn that.
 
 # %%
 rows = []
@@ -705,8 +710,8 @@ print(f"\n{train_shards.documents:,} documents, {len(train_shards):,} tokens: "
 # %% [markdown]
 # A training batch is a few random windows of `context + 1` tokens: the inputs `x` are the first `context`, the
 # targets `y` the same window shifted by one, so that at every position the model learns to predict the next token.
-# Here is a batch of 4 windows, decoded back to text (a window often starts in the middle of a word, and crosses
-# into the next document at `<|endoftext|>`):
+# Here is a batch of 4 windows, decoded back to text (a window often starts in the middle of a word, and one that
+# reaches the end of a document crosses into the next at `<|endoftext|>`):
 
 # %%
 context = 48

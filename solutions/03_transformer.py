@@ -37,7 +37,7 @@
 # | preset | models trained here | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 12 blocks × 32 wide for 20 steps (4 variants); 2 blocks × 64 wide for 40 steps | about 15 s |
-# | `cpu` | 12 blocks × 32 wide for 150 steps (4 variants); 2 blocks × 64 wide for 300 steps | 1 to 1.5 minutes |
+# | `cpu` | 12 blocks × 32 wide for 150 steps (4 variants); 2 blocks × 64 wide for 300 steps | about 1 minute |
 # | `gpu` | twice the `cpu` steps; the KV cache is timed on the GPU | not measured |
 #
 # The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. The
@@ -675,11 +675,11 @@ print("what attention reads (std) at blocks 0, 1 and 11:",
 
 
 # %% [markdown]
-# With ε = 1e-5, the first block's attention reads a signal of size 1 and each later one less, and the stream shrinks
-# a little at each block; with ε = 1e-12 the norms restore the size in full, and the stream keeps its size through the
-# 12 blocks. Either way, look at the middle panel above: every attention layer mixes the positions, and after a few
-# blocks every position holds the same vector. The model can no longer tell one token from another (the "rank
-# collapse" of attention without residual connections, Dong et al. 2021).
+# With ε = 1e-5, the first block's attention reads a signal of size 1 and each later one less, and the stream shrinks a
+# little at each block; with ε = 1e-12 the norms restore the size in full, and after its fall at the first block the
+# stream keeps its (small) size through the 12 blocks. Either way, look at the middle panel above: every attention layer
+# mixes the positions, and after a few blocks every position holds the same vector. The model can no longer tell one
+# token from another (the "rank collapse" of attention without residual connections, Dong et al. 2021).
 #
 # With a residual connection, a block computes x + f(x): each position keeps its own token in the stream, whatever
 # the branches add, and the gradient reaches every block directly, since the derivative of x + f(x) is 1 + f′(x).
@@ -842,18 +842,19 @@ for column in ("on itself", "on the previous token", "on the first token"):
 
 # %% [markdown]
 # Even after a short training the heads differ, but less than the colours of the figure suggest: most numbers of the
-# table are close to the uniform row. In the committed `cpu` run, head 1 of block 1 sends about a third of the
-# second half's attention (31%, against 7% for uniform attention) to the full stop that ended the first sentence: it
-# keeps track of where the current sentence began; it also keeps more weight on the token itself than uniform
-# attention would (0.31 against 0.19). Head 0 of block 0 leans towards the token just before (0.23 against 0.15),
-# the simplest useful pattern for predicting the next token. The others spread their weight over the sentence
-# almost evenly, and every head's mean distance back is within 10% of the uniform one.
+# table are close to the uniform row. In the committed `cpu` run, the clearest pattern is the full stop that ended the
+# first sentence: head 1 of block 1 sends almost a quarter of the second half's attention to it (uniform attention would
+# send 7%), and three more heads favour it too. They keep track of where the current sentence began. Head 2 of block 0
+# keeps more weight on the token itself than uniform attention would, the one head that the printout finds above 1.5 ×
+# the uniform weight. No head leans clearly on the token just before yet (the printout finds none): that simplest useful
+# pattern for predicting the next token takes longer training. And every head looks back a little less far, on average,
+# than uniform attention (a mean distance up to 15% shorter): a slight preference for nearby tokens.
 #
-# The first token gets, on average, just what uniform attention gives it (0.146 against 0.147 in the `cpu` run; the
-# printout compares them for the preset you ran). Models trained for long often put much of the weight of many heads
-# on the first token, a resting place when nothing else is useful (an "attention sink", Xiao et al. 2023); this
-# briefly trained one shows none. With more training, the patterns become sharper and more specialised: heads that
-# copy the previous token, heads that find the earlier mention of a name (Olsson et al. 2022), and so on.
+# The first token gets, on average, a little less weight than uniform attention gives it (the printout compares the two
+# for the preset you ran). Models trained for long often put much of the weight of many heads on the first token, a
+# resting place when nothing else is useful (an "attention sink", Xiao et al. 2023); this briefly trained one shows
+# none. With more training, the patterns become sharper and more specialised: heads that copy the previous token, heads
+# that find the earlier mention of a name (Olsson et al. 2022), and so on.
 #
 # ## 8. Counting: parameters, FLOPs and memory
 #
@@ -908,8 +909,8 @@ for name in presets.PRESET_NAMES:
 show_table(rows)
 
 # %% [markdown]
-# The smaller the model, the larger the share of its token embedding (the column "embeddings"): a large part of the
-# course's `ci` and `cpu` models, 5% of GPT-2 XL.
+# In a small model the token embedding (the column "embeddings") is a large share of the parameters: about a quarter
+# of the course's `ci` and `cpu` models (the `ci` model is smaller, but so is its vocabulary), against 5% of GPT-2 XL.
 #
 # **FLOPs.** A forward pass does one multiply and one add per weight per token, 2N FLOPs for N weights in matrices,
 # plus attention's dot products with the context; the backward pass costs twice the forward. So training costs about
@@ -936,7 +937,7 @@ show_table(rows)
 # batch size × context. With bf16 autocast ("mixed precision") the tensors that the matrix products read are kept in
 # 2 bytes instead of 4; the residual stream, the norms' inputs and the loss's log-softmax over the vocabulary stay in
 # float32, and autocast keeps a bf16 copy of every weight matrix. So the activations shrink by a third to two fifths,
-# not by half, and the total by about a fifth:
+# not by half, and the total by a fifth to a quarter:
 
 # %%
 GiB = 2**30
