@@ -190,6 +190,13 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{meta_path} is damaged ({error}); delete {path} to resume from an earlier checkpoint") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CheckpointError(f"{meta_path} is not a {FORMAT} version {VERSION} checkpoint")
+    # what loading needs, which a file edited by hand may lack
+    wrong = [repr(key) for key, kind in (("step", int), ("model", dict), ("sha256", dict)) if not isinstance(meta.get(key), kind)]
+    if not wrong:
+        wrong = [f"sha256 of {name}" for name in (WEIGHTS, STATE) if not isinstance(meta["sha256"].get(name), str)]
+    if wrong:
+        raise CheckpointError(f"{meta_path} has no valid {', '.join(wrong)} (edited by hand?); "
+                              f"delete {path} to resume from an earlier checkpoint")
     return meta
 
 
@@ -208,10 +215,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
                 f"checkpoint {path} is corrupt: {name} does not match the sha256 recorded in {META} "
                 f"(truncated copy or disk error); delete the folder to resume from an earlier checkpoint"
             )
+    # The sha256s match, so a file that does not parse was written that way, or edited and its hash re-recorded.
+    delete = f"delete {path} to resume from an earlier checkpoint"
     try:
         weights = load_safetensors(blobs[WEIGHTS])
     except SafetensorError as error:
-        raise CheckpointError(f"{path / WEIGHTS} is not a readable safetensors file ({error})") from None
+        raise CheckpointError(f"{path / WEIGHTS} is not a readable safetensors file ({error}); {delete}") from None
     try:
         state = torch.load(io.BytesIO(blobs[STATE]), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -219,6 +228,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             f"{path / STATE} holds something other than tensors and plain containers; it is not loaded, "
             f"as unpickling it could run arbitrary code ({str(error).splitlines()[0]})"
         ) from None
+    except Exception as error:  # what a truncated or damaged zip or pickle raises: RuntimeError, EOFError, ValueError...
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path / STATE} is not a readable PyTorch file ({reason}); {delete}") from None
     return weights, state, meta
 
 
