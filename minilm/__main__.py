@@ -1,16 +1,25 @@
 """The command line: ``python -m minilm <stage>`` runs one stage, ``python -m minilm speedrun`` runs them all.
 
 Every command calls the same functions the notebooks call, and reuses what earlier runs cached.
+
+A mistake (an unknown preset, a --set value of the wrong type or out of range, a MINILM_HOME that cannot be
+written, a checkpoint that cannot be resumed) ends the command with one line on stderr, ``error: ...``, that
+says what is wrong and how to fix it, and a non-zero exit status. Those found before any stage starts leave
+nothing on disk. A traceback means a bug in the course.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
+import difflib
 import logging
+import math
 import os
 import sys
+import tempfile
 import time
+import types
+import typing
 
 STAGES = [
     ("data", "stage 1: gather web pages, stories, docs and code; clean, filter, deduplicate, balance; write splits"),
@@ -28,8 +37,15 @@ The default is gpu when CUDA is found and cpu otherwise; MINILM_PRESET or --pres
 Outputs go to data/runs/<preset>/<stage>/ (MINILM_HOME overrides data/)."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, telling a misspelt command or option in one line (without the usage above it)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m minilm",
         description="Build a small language model, stage by stage.",
         epilog=EPILOG,
@@ -46,25 +62,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setting(text: str) -> tuple[str, object]:
-    """'batch_size=8' -> ('batch_size', 8); a value that is not a Python literal stays a string ('precision=bf16')."""
+def setting(text: str) -> tuple[str, str]:
+    """'batch_size=8' -> ('batch_size', '8'); `train_config` converts the value by the field's type."""
     name, equals, value = text.partition("=")
     if not equals or not name.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. batch_size=8")
+    return name.strip(), value
+
+
+BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def field_value(kind, text: str):
+    """`text`, a --set value, as a value of `kind`: the type hint of a TrainConfig field.
+
+    int takes whole numbers only ('8'; not '1.5' or 'True'); float takes any finite number ('3e-4', '1');
+    bool takes true/false, yes/no or 1/0, in any case; str takes the text as it is; ``X | None`` takes
+    'none' as well. Anything else raises ValueError saying what the field takes.
+    """
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    optional = type(None) in options
+    if optional and text.lower() == "none":
+        return None
+    kind = next(option for option in options if option is not type(None))
+    if kind is str:
+        return text
+    if kind is bool and text.lower() in BOOLEANS:
+        return BOOLEANS[text.lower()]
     try:
-        return name.strip(), ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return name.strip(), value
+        if kind is int:
+            return int(text)
+        if kind is float and math.isfinite(number := float(text)):
+            return number
+    except ValueError:
+        pass
+    expected = {int: "an integer", float: "a finite number", bool: "true or false"}[kind]
+    raise ValueError(f"expected {expected}{' or none' if optional else ''}, got {text!r}")
 
 
-def train_config(preset: str, settings: list[tuple[str, object]]):
-    """The preset's TrainConfig with the --set changes; an unknown name fails with the list of known ones."""
+def train_config(preset: str, settings: list[tuple[str, str]]):
+    """The preset's TrainConfig with the --set changes, each value converted by its field's type.
+
+    A mistake ends the command with one line: an unknown field (with the closest name), a value of the
+    wrong type (with the preset's value as an example), a value out of range (with what is allowed).
+    """
     from minilm.train import TrainConfig
 
+    kinds = typing.get_type_hints(TrainConfig)
+    changes = {}
+    for name, text in settings:
+        if name not in kinds:
+            close = difflib.get_close_matches(name, kinds, n=1)
+            guess = f"did you mean {close[0]}? " if close else ""
+            raise SystemExit(f"error: --set {name}: TrainConfig has no such field; {guess}"
+                             f"known fields: {', '.join(sorted(kinds))}")
+        try:
+            changes[name] = field_value(kinds[name], text)
+        except ValueError as error:
+            example = getattr(TrainConfig.from_preset(preset), name)
+            raise SystemExit(f"error: --set {name}={text}: {error} (the {preset} preset has {name}={example})") from None
     try:
-        return TrainConfig.from_preset(preset, **dict(settings))
-    except TypeError as error:
-        raise SystemExit(f"--set: {error}") from None
+        return TrainConfig.from_preset(preset, **changes)
+    except ValueError as error:  # a value out of range, or fields that do not fit together
+        raise SystemExit(f"error: --set: {error}") from None
+
+
+def check_home() -> None:
+    """Stop with one line unless the data folder (MINILM_HOME, else data/) is a folder this user can write in.
+
+    Checked before any stage starts, so the mistake costs nothing; a folder that does not exist yet is created.
+    """
+    from minilm.cache import home
+
+    folder = home()
+    named = f"MINILM_HOME={folder}" if os.environ.get("MINILM_HOME") else f"the data folder {folder}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        if folder.is_file():
+            raise SystemExit(f"error: {named} is a file, not a folder: set MINILM_HOME to a folder") from None
+        permissions = ", or fix this one's permissions" if isinstance(error, PermissionError) else ""
+        raise SystemExit(f"error: {named} cannot be written ({error.strerror}): "
+                         f"set MINILM_HOME to a folder you can write in{permissions}") from None
 
 
 def show_progress() -> None:
@@ -87,38 +167,53 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
 
-    show_progress()
     from minilm.presets import preset_name
 
-    preset = preset_name(args.preset)
+    try:
+        preset = preset_name(args.preset)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    train = train_config(preset, args.set) if args.command in ("pretrain", "speedrun") else None
+    check_home()
+    show_progress()
+    mistakes = ()  # what a stage raises for a mistake of the user's, with a message that names the fix
+    if train is not None:
+        from minilm.train import BatchTooLargeError, CheckpointError
+
+        mistakes = (BatchTooLargeError, CheckpointError)
     started = time.perf_counter()
-    if args.command == "speedrun":
+    try:
+        shown = run_command(args.command, preset, args.force, train)
+    except mistakes as error:
+        raise SystemExit(f"error: {' '.join(str(error).splitlines())}") from None
+    if shown is None:  # under torchrun, rank 0 speaks for every process
+        return 0
+    print(shown)
+    print(f"done in {time.perf_counter() - started:.1f} s (preset {preset})")
+    return 0
+
+
+def run_command(command: str, preset: str, force: bool, train) -> str | None:
+    """Run one command; returns what it shows of its result (None on the other processes under torchrun)."""
+    if command == "speedrun":
         from minilm.speedrun import speedrun
 
-        report = speedrun(preset, force=args.force, train=train_config(preset, args.set))
-        print(f"report: {report}")
-    elif args.command == "data":
+        return f"report: {speedrun(preset, force=force, train=train)}"
+    if command == "data":
         from minilm.data.report import describe
         from minilm.data.stage import run_data_stage
 
-        artifact = run_data_stage(preset, force=args.force)
-        print(describe(artifact))
-    elif args.command == "tokenizer":
+        return describe(run_data_stage(preset, force=force))
+    if command == "tokenizer":
         from minilm.tokenizer.report import describe
         from minilm.tokenizer.stage import run_tokenizer_stage
 
-        artifact = run_tokenizer_stage(preset, force=args.force)
-        print(describe(artifact))
-    elif args.command == "pretrain":
-        from minilm.train.report import describe
-        from minilm.train.stage import run_pretrain_stage
+        return describe(run_tokenizer_stage(preset, force=force))
+    from minilm.train.report import describe
+    from minilm.train.stage import run_pretrain_stage
 
-        artifact = run_pretrain_stage(preset, force=args.force, config=train_config(preset, args.set))
-        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for every process
-            return 0
-        print(describe(artifact))
-    print(f"done in {time.perf_counter() - started:.1f} s (preset {preset})")
-    return 0
+    artifact = run_pretrain_stage(preset, force=force, config=train)
+    return describe(artifact) if os.environ.get("RANK", "0") == "0" else None
 
 
 if __name__ == "__main__":

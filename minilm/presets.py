@@ -50,8 +50,8 @@ def preset_name(preset: str | None = None) -> str:
     """The preset to use: `preset` if given, else $MINILM_PRESET, else `gpu` with CUDA and `cpu` without."""
     name = preset or os.environ.get("MINILM_PRESET") or ("gpu" if _cuda_available() else "cpu")
     if name not in PRESET_NAMES:
-        source = "argument" if preset else "MINILM_PRESET"
-        raise ValueError(f"unknown preset {name!r} (from the {source}); choose one of {', '.join(PRESET_NAMES)}")
+        source = "the argument" if preset else "MINILM_PRESET"
+        raise ValueError(f"unknown preset {name!r} (from {source}); choose one of {', '.join(PRESET_NAMES)}")
     return name
 
 

@@ -7,9 +7,12 @@
 cached result while its config, its code and the tokenizer stage's output are unchanged.
 
 Training runs in a work folder beside the stage's, ``data/runs/<preset>/.pretrain-work/``, with
-its checkpoints: interrupt a run (Ctrl-C, a crash, a killed process) and the next call continues
-from the last checkpoint. When training finishes, the final checkpoint, the log, the samples and the
-figure move into ``data/runs/<preset>/pretrain/`` and the work folder is removed.
+its checkpoints: interrupt a run (Ctrl-C, a crash, a killed process) and the next call with the same
+config continues from the last checkpoint. A call with another config (or after the tokenizer or the
+training code changed) is refused and says what changed, rather than deleting the interrupted run:
+its checkpoints may hold hours of training, and a changed setting is more often a slip than a wish to
+start over; `force` (``--force``) starts over. When training finishes, the final checkpoint, the log,
+the samples and the figure move into ``data/runs/<preset>/pretrain/`` and the work folder is removed.
 
 Under torchrun every process calls `run_pretrain_stage`. Rank 0 owns the cache: it builds the
 earlier stages while the others wait, then tells them whether to train (the cache missed) or not.
@@ -26,7 +29,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from minilm.cache import Artifact, cached_stage, code_fingerprint, load_artifact, run_dir
+from minilm.cache import Artifact, cached_stage, code_fingerprint, load_artifact, run_dir, shown_path
 from minilm.files import atomic_write_json, fingerprint
 from minilm.presets import preset_name
 from minilm.train import checkpoint as ckpt
@@ -68,7 +71,7 @@ def run_pretrain_stage(
             return load_artifact(run_dir("pretrain", preset))
 
         def build(folder: Path) -> dict:
-            prepare_work_folder(work, work_key(config, tokenizer), fresh=force)
+            prepare_work_folder(work, work_run(config, tokenizer), fresh=force)
             distributed.broadcast_int(TRAIN, world)
             return _build(config, tokenizer, work, folder, world, progress)
 
@@ -93,26 +96,51 @@ def _tokenizer_stage(preset: str, world: World) -> Artifact:
     return artifact if world.is_main else run_tokenizer_stage(preset)
 
 
-def work_key(config: TrainConfig, tokenizer: Artifact) -> str:
+def work_run(config: TrainConfig, tokenizer: Artifact) -> dict:
     """What an unfinished run in the work folder must match to be continued: config, tokenizer, code."""
-    return fingerprint({
+    return {
         "config": {k: v for k, v in asdict(config).items() if k not in LOGISTICS},
         "tokenizer": tokenizer.key,
         "code": code_fingerprint(CODE),
-    })
+    }
 
 
-def prepare_work_folder(work: Path, key: str, fresh: bool = False) -> None:
-    """Keep an interrupted run of the same key, to resume it; remove anything else (or everything: `fresh`)."""
+def prepare_work_folder(work: Path, run: dict, fresh: bool = False) -> None:
+    """Keep an interrupted run of the same `run` (`work_run`), to resume it, and refuse one of another.
+
+    A work folder without a checkpoint holds nothing to lose and is replaced; `fresh` replaces any.
+    """
     marker = work / "run.json"
-    if work.exists():
+    if work.exists() and not fresh:
         try:
-            same = json.loads(marker.read_text(encoding="utf-8")).get("key") == key
+            before = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            same = False
-        if fresh or not same:
-            shutil.rmtree(work)
-    atomic_write_json(marker, {"key": key})
+            before = {}
+        if fingerprint(before) == fingerprint(run):  # compared as JSON, as it is stored
+            return
+        newest = ckpt.latest_checkpoint(work / CHECKPOINTS)
+        if newest is not None:
+            raise ckpt.CheckpointError(
+                f"{shown_path(work)}/ holds a run interrupted at {newest.name} with {'; '.join(changes(before, run))}: "
+                f"run again with the checkpoint's values to resume it, or add --force (force=True) to delete it and start over"
+            )
+    if work.exists():
+        shutil.rmtree(work)
+    atomic_write_json(marker, run)
+
+
+def changes(before: dict, now: dict) -> list[str]:
+    """What differs between two `work_run`s, in words."""
+    if "config" not in before:
+        return ["settings that were not recorded (its run.json is missing, or from an older minilm)"]
+    found = []
+    if differences := ckpt.config_differences(before["config"], now["config"]):
+        found.append(f"another config ({'; '.join(differences)})")
+    if before.get("tokenizer") != now["tokenizer"]:
+        found.append("another tokenizer (stage 2 was rebuilt since)")
+    if before.get("code") != now["code"]:
+        found.append("other training or model code")
+    return found
 
 
 def _train(config: TrainConfig, tokenizer: Artifact, work: Path, world: World, progress: bool) -> dict:
