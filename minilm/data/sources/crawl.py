@@ -5,13 +5,18 @@ much larger scale. The loop is breadth-first: take a URL from the queue, fetch i
 HTML, and queue the links it contains. Everything else is about being a good citizen and not
 getting stuck:
 
-- robots.txt is fetched once per host and obeyed (`urllib.robotparser`);
-- only the allowed hosts are crawled, with a polite delay between requests to one host;
+- robots.txt is fetched once per host and obeyed (`urllib.robotparser`), read as RFC 9309 says:
+  a 4xx means no rules, a server error or no answer means crawl nothing (`_Crawler.fetch_robots`);
+- only the allowed hosts are crawled, with a polite delay between requests to one host; the crawler
+  never even connects to another host;
+- a redirect is checked like a link (host, robots, seen), and a chain of them is cut after
+  `max_redirects` hops, so a server that redirects to ever-new URLs cannot keep it busy;
 - URLs are normalised (`normalize_url`) so that one page reached by many spellings
   (``?utm_source=...``, ``#top``, ``/a/../b``) is fetched once;
 - every budget is bounded: pages, depth, bytes per page, bytes in total, seconds per request and
-  for the whole crawl. A server that errors, hangs or sends a huge or binary file costs at most one
-  timeout and becomes a counted skip with a reason; the crawl never crashes.
+  for the whole crawl. A server that errors, hangs, trickles a byte at a time, lies about sizes or
+  sends a huge or binary file costs at most one request's timeout and becomes a counted skip with
+  a reason; the crawl never crashes.
 
 `crawl(config)` returns the fetched pages and the list of skipped URLs with their reasons.
 """
@@ -19,12 +24,11 @@ getting stuck:
 from __future__ import annotations
 
 import http.client
+import io
 import re
 import socket
 import string
 import time
-import urllib.error
-import urllib.request
 import urllib.robotparser
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -37,7 +41,9 @@ TRACKING_PARAMS = {"ref", "ref_src", "fbclid", "gclid", "dclid", "msclkid", "ycl
 TRACKING_PREFIXES = ("utm_",)
 DEFAULT_PORTS = {"http": 80, "https": 443}
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-CHUNK = 64 * 1024
+READ_SIZE = 16 * 1024  # a body is read in pieces this small, so its byte budget is checked often
+ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: parse at least the first 500 KiB of a robots.txt
+ROBOTS_MAX_REDIRECTS = 5  # RFC 9309: follow at least five redirects to find robots.txt
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
@@ -141,6 +147,7 @@ class CrawlConfig:
     max_seconds: float = 600.0  # the whole crawl
     timeout: float = 10.0  # one request, connection to last byte
     delay: float = 1.0  # polite pause between two requests to the same host
+    max_redirects: int = 5  # redirect hops followed from one URL (browsers and crawlers cap them too)
     user_agent: str = "minilm-crawler/0.1 (course crawler; obeys robots.txt)"
     on_decode_error: str = "skip"  # "skip": count the page as a skip; "replace": keep it with U+FFFD
     progress: bool = False  # a tqdm progress bar
@@ -155,8 +162,10 @@ class CrawlConfig:
                 raise ValueError(f"CrawlConfig.{name} must be at least 1")
         for url in self.start_urls:
             normalize_url(url)  # raises ValueError naming a start URL that is not http(s)
-        if self.max_depth < 0 or self.timeout <= 0 or self.max_seconds <= 0 or self.delay < 0:
-            raise ValueError("CrawlConfig: max_depth and delay must be >= 0, timeout and max_seconds > 0")
+        if self.max_depth < 0 or self.max_redirects < 0 or self.delay < 0:
+            raise ValueError("CrawlConfig: max_depth, max_redirects and delay must be >= 0")
+        if self.timeout <= 0 or self.max_seconds <= 0:
+            raise ValueError("CrawlConfig: timeout and max_seconds must be > 0")
 
 
 @dataclass
@@ -173,7 +182,7 @@ class CrawledPage:
 @dataclass
 class Skip:
     url: str
-    reason: str  # "robots", "offsite", "http_404", "timeout", "too_large", "not_html", ...
+    reason: str  # "robots", "offsite", "redirect", "http_404", "timeout", "too_large", "not_html", ...
     detail: str = ""
 
 
@@ -200,11 +209,52 @@ class CrawlResult:
                 "skipped_by_reason": dict(self.skipped_by_reason().most_common())}
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Hand redirects back to the crawler, which checks the target (host, robots, seen) like a link."""
+class _DeadlineSocket:
+    """A connected socket whose every read and write must finish by `deadline`.
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+    A socket timeout bounds one wait for bytes, not a whole response: a server that sends a byte
+    every half second never trips it, and holds the crawler for as long as it likes. So before each
+    read the timeout is set to the time left, and a read after the deadline fails at once. http.client
+    reads the status line, the headers and the body through `makefile`, so all of them are bounded.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock, self.deadline = sock, deadline
+
+    def time_left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request ran out of time")
+        return left
+
+    def recv_into(self, buffer) -> int:
+        self.sock.settimeout(self.time_left())
+        return self.sock.recv_into(buffer)
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.settimeout(self.time_left())
+        self.sock.sendall(data)
+
+    def makefile(self, mode: str = "rb") -> io.BufferedReader:
+        return io.BufferedReader(_SocketReader(self))
+
+    def close(self) -> None:
+        """Nothing: http.client "closes" the socket once it has a last response's headers, and reads
+        the body afterwards; `_fetch` closes the real socket when it is done."""
+
+
+class _SocketReader(io.RawIOBase):
+    """The raw stream under `_DeadlineSocket.makefile`: every read goes through the deadline."""
+
+    def __init__(self, sock: _DeadlineSocket):
+        super().__init__()
+        self.sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.sock.recv_into(buffer)
 
 
 @dataclass
@@ -213,52 +263,81 @@ class _Fetch:
     content_type: str = ""
     body: bytes = b""
     charset: str = "utf-8"
-    location: str = ""
+    location: str = ""  # where a redirect points (not followed here)
+    truncated: bool = False  # the body is the first `max_bytes` of a longer one
     error: str = ""  # a skip reason, when the fetch failed
     detail: str = ""
 
 
-def _fetch(opener: urllib.request.OpenerDirector, url: str, config: CrawlConfig, deadline: float,
-           html_only: bool = True) -> _Fetch:
-    """GET one URL within `deadline`; never raises for network or HTTP trouble."""
-    request = urllib.request.Request(url, headers={"User-Agent": config.user_agent,
-                                                   "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"})
-    timeout = max(0.05, min(config.timeout, deadline - time.monotonic()))
+def _fetch(url: str, user_agent: str, deadline: float, max_bytes: int, html_only: bool = True,
+           truncate: bool = False) -> _Fetch:
+    """GET one URL, all of it by `deadline`; never raises for network or HTTP trouble.
+
+    Redirects are returned, not followed: the crawler checks a redirect's target as it checks a
+    link. At most `max_bytes` of the body are read: a longer body is a "too_large" error, or with
+    `truncate` (for robots.txt) its first `max_bytes`. Every read and write after connecting obeys
+    the deadline (`_DeadlineSocket`); connecting gets the time left as its timeout (looking up the
+    host's name is the one wait the deadline cannot cut, and only allowed hosts are looked up).
+    """
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return _Fetch(error="timeout", detail="no time left for the request")
+    parts = urlsplit(url)
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = sock = None
     try:
-        with opener.open(request, timeout=timeout) as response:
-            result = _Fetch(status=response.status, content_type=response.headers.get_content_type(),
-                            charset=response.headers.get_content_charset() or "utf-8")
-            if html_only and result.content_type not in HTML_TYPES:
-                result.error = "not_html"
-                return result
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > config.max_bytes_per_page:
-                result.error, result.detail = "too_large", f"Content-Length {length}"
-                return result
-            chunks, size = [], 0
-            while chunk := response.read(CHUNK):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > config.max_bytes_per_page:
-                    result.error, result.detail = "too_large", f"more than {config.max_bytes_per_page} bytes"
-                    break
-                if time.monotonic() > deadline:  # a server trickling bytes cannot hold us longer
-                    result.error = "timeout"
-                    break
-            result.body = b"".join(chunks)
-            return result
-    except urllib.error.HTTPError as e:
-        with e:
-            if 300 <= e.code < 400 and e.headers.get("Location"):
-                return _Fetch(status=e.code, location=e.headers["Location"])
-            return _Fetch(status=e.code, error=f"http_{e.code}")
-    except urllib.error.URLError as e:
-        timed_out = isinstance(e.reason, (TimeoutError, socket.timeout))
-        return _Fetch(error="timeout" if timed_out else "connection_error", detail=str(e.reason))
-    except (TimeoutError, socket.timeout):
-        return _Fetch(error="timeout")
+        connection = connection_class(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme], timeout=left)
+        connection.connect()
+        sock = connection.sock
+        connection.sock = _DeadlineSocket(sock, deadline)
+        connection.request("GET", urlunsplit(("", "", parts.path or "/", parts.query, "")), headers={
+            "User-Agent": user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"})
+        response = connection.getresponse()
+        result = _Fetch(status=response.status, content_type=response.headers.get_content_type(),
+                        charset=response.headers.get_content_charset() or "utf-8")
+        if 300 <= response.status < 400 and response.getheader("Location"):
+            result.location = response.getheader("Location")
+        elif not 200 <= response.status < 300:
+            result.error = f"http_{response.status}"
+        elif html_only and result.content_type not in HTML_TYPES:
+            result.error = "not_html"
+        else:
+            _read_body(response, result, max_bytes, truncate)
+        return result
+    except TimeoutError as e:
+        return _Fetch(error="timeout", detail=str(e))
     except (http.client.HTTPException, OSError, ValueError) as e:
-        return _Fetch(error="connection_error", detail=f"{type(e).__name__}: {e}")
+        return _Fetch(error="connection_error", detail=f"{type(e).__name__}: {e}"[:200])
+    finally:
+        if connection is not None:
+            connection.close()
+        if sock is not None:
+            sock.close()
+
+
+def _read_body(response: http.client.HTTPResponse, result: _Fetch, max_bytes: int, truncate: bool) -> None:
+    """Read the body into `result` in small pieces, stopping one byte past `max_bytes`; say what went wrong.
+
+    The server's Content-Length is a claim, not a fact: too big a claim is refused before reading
+    anything, and a body that ends before its claim is "incomplete" (a body longer than its claim
+    is cut at the claim by http.client).
+    """
+    length = response.getheader("Content-Length", "")
+    length = int(length) if length.isdigit() else None
+    if length is not None and length > max_bytes and not truncate:
+        result.error, result.detail = "too_large", f"Content-Length {length}"
+        return
+    chunks, size = [], 0
+    while size <= max_bytes and (chunk := response.read1(min(READ_SIZE, max_bytes + 1 - size))):
+        chunks.append(chunk)
+        size += len(chunk)
+    result.body = b"".join(chunks)
+    if size > max_bytes and truncate:
+        result.body, result.truncated = result.body[:max_bytes], True
+    elif size > max_bytes:
+        result.error, result.detail = "too_large", f"more than {max_bytes} bytes"
+    elif length is not None and size < length:
+        result.error, result.detail = "incomplete", f"{size} of the {length} bytes of its Content-Length"
 
 
 class _Crawler:
@@ -266,12 +345,12 @@ class _Crawler:
 
     def __init__(self, config: CrawlConfig):
         self.config = config
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
         self.started = time.monotonic()
         self.deadline = self.started + config.max_seconds
-        self.queue: deque[tuple[str, int]] = deque()
+        self.queue: deque[tuple[str, int, int]] = deque()  # (url, depth, redirects followed to reach it)
         self.seen: set[str] = set()
         self.robots: dict[str, urllib.robotparser.RobotFileParser] = {}
+        self.robots_trouble: dict[str, str] = {}  # host -> why its robots.txt could not be read
         self.last_request: dict[str, float] = {}
         self.pages: list[CrawledPage] = []
         self.skipped: list[Skip] = []
@@ -282,9 +361,10 @@ class _Crawler:
         self.allowed = {h.lower() for h in config.allowed_hosts or [urlsplit(u).netloc for u in starts]}
 
     # -- admission: every URL passes here once, whether a start URL, a link or a redirect target
-    def admit(self, raw: str, depth: int) -> str | None:
-        """Queue a URL if it is new, on an allowed host, shallow enough and allowed by robots.txt;
-        otherwise record why not (once per URL). Returns the normalised URL (None if there is none)."""
+    def admit(self, raw: str, depth: int, redirects: int = 0) -> str | None:
+        """Queue a URL if it is new, on an allowed host, shallow enough, reached by few enough
+        redirects and allowed by robots.txt; otherwise record why not (once per URL).
+        Returns the normalised URL (None if there is none)."""
         try:
             url = normalize_url(raw)
         except ValueError as e:  # mailto:, javascript:, tel:, or a malformed address
@@ -302,11 +382,19 @@ class _Crawler:
             self.skipped.append(Skip(url, "offsite"))
         elif depth > self.config.max_depth:
             self.skipped.append(Skip(url, "depth"))
+        elif redirects > self.config.max_redirects:
+            self.skipped.append(Skip(url, "too_many_redirects", f"more than max_redirects={self.config.max_redirects}"))
         elif not self.allowed_by_robots(url):
-            self.skipped.append(Skip(url, "robots"))
+            self.skipped.append(Skip(url, "robots", self.robots_trouble.get(urlsplit(url).netloc, "")))
         else:
-            self.queue.append((url, depth))
+            self.queue.append((url, depth, redirects))
         return url
+
+    def on_allowed_host(self, url: str) -> bool:
+        try:
+            return urlsplit(normalize_url(url)).netloc in self.allowed
+        except ValueError:
+            return False
 
     def allowed_by_robots(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -315,20 +403,50 @@ class _Crawler:
             self.robots[host] = self.fetch_robots(f"{parts.scheme}://{host}/robots.txt")
         return self.robots[host].can_fetch(self.config.user_agent, url)
 
-    def fetch_robots(self, robots_url: str) -> urllib.robotparser.RobotFileParser:
-        """robots.txt as the standard says: missing means allowed, unreadable or forbidden means not."""
-        rules = urllib.robotparser.RobotFileParser(robots_url)
-        self.polite_wait(urlsplit(robots_url).netloc)
-        fetched = _fetch(self.opener, robots_url, self.config, self.deadline, html_only=False)
+    def fetch_robots(self, url: str) -> urllib.robotparser.RobotFileParser:
+        """A host's robots.txt, read as RFC 9309 says (section 2.3.1):
+
+        - 2xx: its rules, from its first 500 KiB (the RFC asks crawlers to read at least that much);
+        - 3xx: follow the redirect, at most five times, and only to the allowed hosts;
+        - 4xx: there is no robots.txt for us, so nothing is forbidden;
+        - 5xx, no answer, a timeout, too many redirects: the server cannot tell us its rules, so
+          assume the worst ("complete disallow") and crawl nothing there. `robots_trouble` says why.
+        Each request gets one request's timeout, like a page: a robots.txt that trickles in cannot
+        hold the crawl any longer than a page can.
+        """
+        host = urlsplit(url).netloc
+        rules = urllib.robotparser.RobotFileParser(url)
+        for redirects in range(ROBOTS_MAX_REDIRECTS + 1):
+            fetched = self.request(url, max_bytes=ROBOTS_MAX_BYTES, html_only=False, truncate=True)
+            if not fetched.location:
+                break
+            target = urljoin(url, fetched.location)
+            if redirects == ROBOTS_MAX_REDIRECTS:
+                fetched.error, fetched.detail = "redirect", f"more than {ROBOTS_MAX_REDIRECTS} redirects"
+                break
+            if not self.on_allowed_host(target):
+                fetched.error, fetched.detail = "redirect", f"to {target}, off the allowed hosts"
+                break
+            url = target
+        if 200 <= fetched.status < 300 and not fetched.error:
+            lines = fetched.body.decode("utf-8", errors="replace").splitlines()
+            rules.parse(lines[:-1] if fetched.truncated else lines)  # the last line may be cut short
+        elif 400 <= fetched.status < 500:
+            rules.allow_all = True
+        else:
+            rules.disallow_all = True
+            why = fetched.error + (f": {fetched.detail}" if fetched.detail else "")
+            self.robots_trouble[host] = f"robots.txt unreadable ({why}), so nothing is allowed"
+        return rules
+
+    def request(self, url: str, **read) -> _Fetch:
+        """One polite GET, within one request's timeout and the crawl's deadline; counted."""
+        self.polite_wait(urlsplit(url).netloc)
+        deadline = min(self.deadline, time.monotonic() + self.config.timeout)
+        fetched = _fetch(url, self.config.user_agent, deadline, **read)
         self.requests += 1
         self.total_bytes += len(fetched.body)
-        if fetched.status == 200 and not fetched.error:
-            rules.parse(fetched.body.decode("utf-8", errors="replace").splitlines())
-        elif fetched.status in (401, 403) or fetched.status >= 500 or fetched.error:
-            rules.disallow_all = True  # RFC 9309: unreachable robots.txt means crawl nothing
-        else:
-            rules.allow_all = True  # 404 and friends: no rules
-        return rules
+        return fetched
 
     def polite_wait(self, host: str) -> None:
         wait = self.last_request.get(host, -1e9) + self.config.delay - time.monotonic()
@@ -348,11 +466,10 @@ class _Crawler:
         while self.queue:
             stop = self.budget_exhausted()
             if stop:
-                self.skipped.extend(Skip(url, stop) for url, _ in self.queue)
+                self.skipped.extend(Skip(url, stop) for url, _, _ in self.queue)
                 self.queue.clear()
                 break
-            url, depth = self.queue.popleft()
-            kept = self.visit(url, depth)
+            kept = self.visit(*self.queue.popleft())
             if bar is not None and kept:
                 bar.update(1)
         if bar is not None:
@@ -369,22 +486,21 @@ class _Crawler:
             return "max_total_bytes"
         return ""
 
-    def visit(self, url: str, depth: int) -> bool:
-        """Fetch one URL; keep it if it is readable HTML and queue its links. Returns whether it was kept."""
-        self.polite_wait(urlsplit(url).netloc)
-        fetched = _fetch(self.opener, url, self.config, min(self.deadline, time.monotonic() + self.config.timeout))
-        self.requests += 1
-        self.total_bytes += len(fetched.body)
+    def visit(self, url: str, depth: int, redirects: int) -> bool:
+        """Fetch one URL; keep it if it is readable HTML and queue its links. Returns whether it was kept.
+
+        A redirect is a skip whose target is admitted like a link, one hop further along its chain."""
+        fetched = self.request(url, max_bytes=self.config.max_bytes_per_page)
         if fetched.location:
             self.skipped.append(Skip(url, "redirect", fetched.location))
-            self.admit(urljoin(url, fetched.location), depth)
+            self.admit(urljoin(url, fetched.location), depth, redirects + 1)
             return False
         if fetched.error:
             self.skipped.append(Skip(url, fetched.error, fetched.detail))
             return False
         try:
             html = fetched.body.decode(fetched.charset)
-        except (UnicodeDecodeError, LookupError) as e:
+        except (UnicodeError, LookupError) as e:  # bytes invalid in their charset, or no such charset
             if self.config.on_decode_error == "skip":
                 self.skipped.append(Skip(url, "decode_error", f"{type(e).__name__}: {e}"[:200]))
                 return False

@@ -10,7 +10,8 @@ of Readability, jusText and trafilatura, in three passes over the page:
    a run of text between <br>s). Elements that are boilerplate by their tag (script, style, nav,
    footer, aside, form...) or by their class/id ("cookie", "share", "sidebar", "comment", "ad"...)
    are dropped while parsing. The parser never recurses, and nesting deeper than `MAX_DEPTH` is
-   flattened, so a page with thousands of nested <div>s cannot break it.
+   flattened, so a page with thousands of nested <div>s cannot break it; and broken markup (a
+   comment or tag never closed) is dropped as a browser drops it, never passed on as text.
 2. Score every node by the text it holds: characters of "good" blocks (long enough, few links)
    minus characters of link text. The node with the best score is the main content region; the
    title and standfirst just before it are added back.
@@ -66,6 +67,9 @@ DROP_ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", 
 # Starting one of these closes an open element of the listed kinds, as HTML's implied end tags do.
 IMPLIED_CLOSE = {"li": {"li"}, "dt": {"dt", "dd"}, "dd": {"dt", "dd"}, "tr": {"tr", "td", "th"},
                  "td": {"td", "th"}, "th": {"td", "th"}, "option": {"option"}}
+# How a tag, comment, declaration or processing instruction begins (the HTML tokenizer's "tag open"):
+# '<' then a letter, '/', '!' or '?'. A '<' followed by anything else ("a < b") is text.
+MARKUP_START = re.compile(r"<[A-Za-z/!?]")
 
 
 def boilerplate_hint(attrs: dict) -> bool:
@@ -218,7 +222,18 @@ class _PageParser(HTMLParser):
         if node in self.anchors:
             self.counts["anchor"] -= 1
 
+    def parse_marked_section(self, i: int, report: int = 1) -> int:
+        """``<![CDATA[...]]>`` and any other ``<![``: outside SVG and MathML a browser reads them as a
+        comment up to the next ``>``; html.parser would raise AssertionError on most of them."""
+        return self.parse_bogus_comment(i)
+
     def finish(self) -> None:
+        """End the page. html.parser keeps a construct that is still open at the end (a comment, a
+        tag or a <script> never closed, even one that starts mid-page, like an attribute whose quote
+        never closes) and `close()` would hand it to `handle_data` as text. A browser reads it as
+        markup to the end of the file, which shows nothing: so it is dropped here."""
+        if self.cdata_elem is not None or MARKUP_START.match(self.rawdata):
+            self.rawdata = ""
         self.close()
         while self.stack:
             self.pop()
@@ -273,9 +288,12 @@ def _main_region(parser: _PageParser) -> tuple[int, int]:
 
 
 def extract_blocks(html: str) -> list[Block]:
-    """The main-content blocks of a page, in order."""
+    """The main-content blocks of a page, in order.
+
+    NUL characters are dropped first, as browsers drop them from text: html.parser would end a tag's
+    name at a NUL and pass the whole tag on as text."""
     parser = _PageParser()
-    parser.feed(html)
+    parser.feed(html.replace("\x00", ""))
     parser.finish()
     if not parser.blocks:
         return []
