@@ -9,7 +9,7 @@ the sides, so a busy machine slows both alike; the table gives the median second
 MFU against this machine's measured matmul peak (in the row's precision), and our speed-up as the
 median ratio of neighbouring blocks.
 
-The configuration is the pretrain stage's `cpu` preset (4 layers, 256 wide, context 256, batch 16),
+The configuration is the pretrain stage's `cpu` preset (its sizes are in minilm/presets.py),
 with the vocabulary of stage 2's tokenizer (its shards are used when cached, and built otherwise).
 On a CPU without bfloat16 in hardware the bf16 rows are skipped, with a line saying so (emulated
 bf16 takes ten times float32); `--force-bf16` measures them anyway.
