@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         preset = preset_name(args.preset)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
+    show_progress()  # before anything imports tqdm, which reads its TQDM_* defaults once
     train = train_config(preset, args.set) if args.command in ("pretrain", "speedrun") else None
     check_home()
-    show_progress()
     mistakes = ()  # what a stage raises for a mistake of the user's, with a message that names the fix
     if train is not None:
         from minilm.train import BatchTooLargeError, CheckpointError
