@@ -36,7 +36,7 @@
 # | preset | the real run (stage 4) | the rest of this notebook (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 2 layers × 64 wide, 60 steps: seconds | about 15 seconds |
-# | `cpu` | a GPT of a few million parameters (section 1 prints its shape), a few hundred steps: minutes the first time (section 5 prints how long), then cached | about 5 minutes |
+# | `cpu` | 4 layers × 128 wide (1.3M parameters), 900 steps of 4,096 tokens: minutes the first time (section 5 prints how long), then cached | about 5 minutes |
 # | `gpu` | 12 layers × 768 wide, 1,500 steps of 32,768 tokens, bf16, compiled: minutes | a minute or two |
 #
 # The run of stage 4 is cached in `data/runs/<preset>/pretrain/`: run this notebook again, or the speedrun, and it
@@ -164,8 +164,8 @@ display(Markdown("".join(shown)))
 
 # %% [markdown]
 # Each window gives `context` signals to a decoder but only 15% as many to an encoder, which is one reason decoders
-# learn faster per token of data (section 7 measures it). What the decoder gains is a model that can *write*: predict
-# a token, append it, predict the next. That is why every large language model since GPT-2 is a decoder.
+# learn faster per token of data (section 7 comes back to it). What the decoder gains is a model that can *write*:
+# predict a token, append it, predict the next. That is why every large language model since GPT-2 is a decoder.
 #
 # ## 2. The loss, by hand
 #
@@ -282,9 +282,9 @@ print(f"gradients span {g.abs().min():.1e} .. {g.abs().max():.1e}; yet the weigh
 
 # %% [markdown]
 # At the first step m̂/√v̂ is g/|g|, the sign of the gradient: each weight moves by `lr`, however small its gradient
-# (a little less only where |g| comes near ε = 10⁻⁸, as for the least-moved weight above). Later the moments average
-# many steps: a weight whose gradient keeps its sign moves steadily, one whose gradient flips from batch to batch
-# moves little.
+# (less only where |g| is not far above ε = 10⁻⁸, or below it: compare the smallest gradient printed above with the
+# least-moved weight). Later the moments average many steps: a weight whose gradient keeps its sign moves steadily,
+# one whose gradient flips from batch to batch moves little.
 #
 # **Weight decay on matrices only.** `make_optimizer` puts the 2-D parameters (weight matrices and embeddings, which
 # store what the model knows) in a group with weight decay, and the 1-D ones (biases and the gains of the norms,
@@ -322,8 +322,9 @@ show(fig)
 #
 # `run_pretrain_stage()` trains the stage's model with the preset's config and caches the result: with `cpu` it takes
 # minutes the first time (a progress bar shows the loss and tokens per second, and a sample every `sample_every`
-# steps; the summary below says how long it took) and a second the next. It evaluates on part of the validation
-# split every `eval_every` steps, and at the end on the whole split:
+# steps; the summary below says how long it took, and in which number format: float32, or a 16-bit one where the
+# hardware computes it natively, as notebook 05 explains) and a second the next. It evaluates on part of the
+# validation split every `eval_every` steps, and at the end on the whole split:
 #
 # * the **loss** (nats per token) and **perplexity**;
 # * **bits per byte**: the loss summed over the text's tokens, in bits, divided by the bytes of that text. Unlike the
@@ -344,8 +345,10 @@ fig.set_size_inches(12, 3.2)
 show(fig)
 
 # %% [markdown]
-# Both losses fall fast at first, then slowly. The throughput is the stage's tokens per second; a dip means something
-# else was using the processor at the time.
+# Both losses fall fast at first, then slowly. The throughput is the stage's tokens per second over each log interval;
+# a dip means something else was using the processor at the time. The summary above gives the median of these rates
+# and the run's whole time, so a run that shared its processor for long stretches reports fewer tokens per second,
+# and more seconds, than the same run on an idle machine.
 #
 # **Why is the validation loss above the training loss?** At the end of the run the two curves are apart (with the
 # `cpu` preset by several tenths of a nat; the numbers are printed below). A gap is often read as overfitting, the
@@ -402,16 +405,21 @@ print(f"the run read {passes:.2f} times as many tokens as the train split holds"
 
 # %% [markdown]
 # Read the table by columns. The shares differ: the train split has more web pages (few pages, each repeated: the
-# *copies* column) and less code than the validation split's natural mixture. With the `cpu` preset the losses
-# differ far more between domains than between the splits: the books, stories from a generator with a small
-# vocabulary and a few sentence patterns, are by far the easiest to predict, code and docs the hardest (the `ci`
-# model has learned too little for its domains to differ). The last two columns compare each domain with itself:
+# *copies* column) and less code than the validation split's natural mixture. (The table counts tokens, so the train
+# shares are not quite the mixture's, which counts bytes: code and docs take more tokens per byte than prose.) With the
+# `cpu` preset the losses differ far more between domains than between the splits: the books, stories from a generator
+# with a small vocabulary and a few sentence patterns, are by far the easiest to predict, code and docs the hardest (the
+# `ci` model has learned too little for its domains to differ). The last two columns compare each domain with itself:
 # where the loss on train documents is clearly below the loss on val documents, the model has learned those very
-# documents, not only their kind; look first at the domains it has read most often (the copies, times the passes
-# over the split printed last).
+# documents, not only their kind. Reading a document again and again invites that (the copies, times the passes over the
+# split printed last), but it is not the only way: with the `cpu` preset the differences are largest for code and docs,
+# read not even twice, whose files each have names and phrases of their own that a reading or two can partly teach, and
+# smallest for the books, whose stories all share the generator's few patterns. (Each part is scored on a few thousand
+# tokens only, so a difference of a few hundredths is noise.)
 #
-# The lines below the table weight these losses two ways. The train documents in the train mixture come out at the
-# end of the training curve, up to the curve's noise (each step reads a few random windows). Weighting the same
+# The lines below the table weight these losses two ways. The train documents in the train mixture come out close to
+# the end of the training curve, but not exactly on it: the curve averages the losses of the last steps, taken while
+# the weights were still improving, and each part is scored on a few thousand tokens only. Weighting the same
 # documents as the validation split is weighted changes the loss by the **mixture** part of the gap: not
 # overfitting, only a different mix of text. What is left, between the train and the val documents under the same
 # weights, is the **documents** part: what the model gains on text it has trained on, which grows when a run repeats
@@ -468,7 +476,7 @@ if quality_after["rejected"]:
         print("  ", sentence)
 
 # %% [markdown]
-# The untrained model writes random tokens: most of its "words" are not words of the story world, and it ends no
+# The untrained model writes random tokens: hardly any of its "words" are words of the story world, and it ends no
 # sentence that the grammar accepts. With the `cpu` preset, the pretrained model's words are nearly all the story
 # world's and most of its sentences are ones the generator could have written; the grammar score is the strict one
 # (one wrong pronoun or a name used twice in a row and the sentence counts as wrong), and even the generator's own
@@ -677,8 +685,8 @@ for ids, position in cases[:3]:
 
 # %% [markdown]
 # A gap in a sentence on its own is one test; a gap in running text, where the story so far comes before the
-# sentence, is another: there the decoder reads a whole paragraph of left context. We measure both, and the
-# continuation:
+# sentence, is another: there the decoder also reads the sentences before the gap's (the gap sits in the middle half
+# of a window of `context` tokens). We measure both, and the continuation:
 
 # %%
 context = SMALL["context"]
@@ -730,12 +738,14 @@ show_table(rows)
 
 # %% [markdown]
 # With the `cpu` preset (1,500 steps of a 2-layer, 64-wide model) the two models split the tasks as their
-# objectives predict. **Filling a gap in a sentence, the encoder wins clearly** (69% right against 53%): the words after the gap ("… with her
-# dog.") say a lot about it, and only the encoder reads them. **Continuing text, the decoder wins by far** (2.45 nats
-# against 4.28): the encoder was never asked to predict from one side only, and a mask with nothing after it is not a gap it has seen.
-# In running text the decoder is still ahead at this budget: it reads the story so far, which often names the
-# missing word already, and it has had far more training signal (next paragraph). (With the `ci` preset the models train for seconds and the encoder has not yet learned to use its
-# neighbours: its guesses are still mostly frequent words.)
+# objectives predict. **Filling a gap in a sentence, the encoder wins clearly** (in the table, about three gaps in
+# four against a little over half): the words after the gap ("… with her dog.") say a lot about it, and only the
+# encoder reads them. **Continuing text, the decoder wins by far** (its loss is lower by well over a nat): the
+# encoder was never asked to predict from one side only, and a mask with nothing after it is not a gap it has seen.
+# In running text the decoder is still a little ahead at this budget: it reads the story so far, which often names
+# the missing word already, and it has had far more training signal (next paragraph). (With the `ci` preset the
+# models train for seconds and the encoder has not yet learned to use its neighbours: its guesses are still mostly
+# frequent words.)
 #
 # The encoder learns from 15% of the positions, the decoder from all of them, so for the same tokens read it gets
 # about a seventh of the training signal. The validation losses along the way (each is its own task, so compare
@@ -769,8 +779,8 @@ for objective, points in curves.items():
 #
 # How much better does a bigger model get? Kaplan et al. (2020) and Hoffmann et al. (2022, "Chinchilla") found that
 # the loss falls as a **power law** in the number of parameters N (when data is plentiful) and in the number of
-# tokens D (when the model is big enough): L ≈ a·N^(−α), a straight line on log-log axes. We train 4 small models
-# of growing width on the same tokens, evaluating along the way, and fit the line. As Kaplan did, N counts the
+# tokens D (when the model is big enough): L ≈ a·N^(−α), a straight line on log-log axes. We train a few small
+# models of growing width on the same tokens, evaluating along the way, and fit the line. As Kaplan did, N counts the
 # parameters outside the embedding, the ones that compute.
 
 # %%
@@ -824,14 +834,15 @@ for s in scaling:  # the same fit as for the widest model, along each run
 print("along each run:", ", ".join(along_runs))
 
 # %% [markdown]
-# On both axes the points lie close to straight lines: power laws, with small exponents (Kaplan et al. measured
-# α ≈ 0.076 for N and 0.095 for D, on loss in nats, at sizes up to a billion parameters). A small exponent is why
-# scale is expensive: with α ≈ 0.08, halving the loss's distance takes roughly 2^(1/0.08) ≈ 6,000 times the
-# parameters. Two cautions: our models are tiny and trained briefly, so our exponents are rough; and the points along
-# a run are not quite independent runs of D tokens (the learning rate had not decayed yet), the mistake that
-# Chinchilla corrected and that led to training smaller models on far more tokens (about 20 tokens per parameter).
-# On the right, compare the exponents along each run (the last line above): with the `cpu` preset the narrowest
-# model's is the smallest, its curve the flattest: with too few parameters, more data helps less.
+# On the left the points lie close to a straight line: a power law. On the right the runs are only roughly straight:
+# each bends, flattening as it goes. Kaplan et al. measured small exponents, α ≈ 0.076 for N and 0.095 for D, on loss in
+# nats, at sizes up to a billion parameters. A small exponent is why scale is expensive: with α ≈ 0.08, halving the
+# loss's distance takes roughly 2^(1/0.08) ≈ 6,000 times the parameters. Two cautions: our models are tiny and trained
+# briefly, so our exponents are rough (with the `cpu` preset they come out larger than Kaplan's); and the points along a
+# run are not quite independent runs of D tokens (the learning rate had not decayed yet), the mistake that Chinchilla
+# corrected and that led to training smaller models on far more tokens (about 20 tokens per parameter). On the right,
+# compare the exponents along each run (the last line above): with the `cpu` preset the narrowest model's is the
+# smallest, its curve the flattest: with too few parameters, more data helps less.
 
 # %%
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
@@ -960,6 +971,7 @@ from minilm.exercises.pretraining import check_gradient_accumulation
 check_gradient_accumulation(accumulate)
 
 # %% [markdown]
-# **Next:** notebook 05 runs this training loop in 16-bit numbers, compiled, and in several processes. The pretrained
-# model of this notebook, cached in `data/runs/<preset>/pretrain/`, is where the later stages will start, beginning
-# with fine-tuning (notebook 06, coming): `load_pretrained(run_pretrain_stage())` gives it back in one line.
+# **Next:** notebook 05 looks at what this notebook took for granted: the number formats (the run above used the one
+# its summary names), compilation, and several processes. The pretrained model of this notebook, cached in
+# `data/runs/<preset>/pretrain/`, is where the later stages will start, beginning with fine-tuning (notebook 06,
+# coming): `load_pretrained(run_pretrain_stage())` gives it back in one line.
