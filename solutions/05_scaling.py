@@ -38,7 +38,7 @@
 # | preset | what runs here | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | step times of the 2-block, 64-wide model; torchrun: 2 processes × 8 steps | under a minute |
-# | `cpu` | step times of the 4-block, 256-wide model; torchrun: 2 processes × 8 steps | under a minute |
+# | `cpu` | step times of the preset's model (4 blocks × 128 wide); torchrun: 2 processes × 8 steps | under a minute |
 # | `gpu` | the same on one GPU, plus TF32, CUDA timing and `torch.compile` | not measured |
 #
 # The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. Its
