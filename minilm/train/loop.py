@@ -67,7 +67,8 @@ LOG, CHECKPOINTS = "log.jsonl", "checkpoints"
 @dataclass
 class TrainConfig:
     """A pretraining run: the model's shape (its vocabulary comes from the tokenizer), the optimisation,
-    the hardware, and how often to look. The defaults are a small model; each preset sets its own sizes (minilm/presets.py)."""
+    the hardware, and how often to look. The defaults are a small model; each preset sets its own sizes
+    (minilm/presets.py)."""
 
     # the model
     n_layer: int = 4
