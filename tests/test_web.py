@@ -188,7 +188,8 @@ def test_crawl_counts_failures_as_skips(crawled):
     assert reasons["/letters/from-the-archive"] == "decode_error"
     assert reasons["/jobs"] == "http_404" and reasons["/old-news"] == "redirect"
     assert result.skipped_by_reason()["not_http"] > 0  # mailto: share links
-    assert result.elapsed < 10 * TIMEOUT + 3, "the hanging page stalled the crawl"
+    # The hanging page waits 30 s; a crawl that waited for it would take that long, a busy machine never does.
+    assert result.elapsed < 15, "the hanging page stalled the crawl"
     assert result.summary()["pages"] == len(result.pages)
 
 
@@ -199,14 +200,16 @@ def test_crawl_budgets(site):
         shallow = crawl(CrawlConfig(start, max_depth=1, delay=0, timeout=TIMEOUT))
         small = crawl(CrawlConfig(start, max_total_bytes=30_000, delay=0, timeout=TIMEOUT))
         began = time.monotonic()
-        hurried = crawl(CrawlConfig([base + "/live/traffic", base + "/"], max_seconds=0.4, delay=0, timeout=5))
+        hurried = crawl(CrawlConfig([base + "/live/traffic", base + "/"], max_seconds=0.4, delay=0, timeout=25))
         took = time.monotonic() - began
         polite = crawl(CrawlConfig([base + "/news/"], max_pages=3, delay=0.1, timeout=TIMEOUT))
         tiny = crawl(CrawlConfig([base + "/news/"], max_bytes_per_page=1000, delay=0, timeout=TIMEOUT))
     assert len(few.pages) == 5 and few.skipped_by_reason()["max_pages"] > 0
     assert max(p.depth for p in shallow.pages) == 1 and shallow.skipped_by_reason()["depth"] > 0
     assert small.total_bytes < 30_000 + 2_100_000 and small.skipped_by_reason()["max_total_bytes"] > 0
-    assert took < 1.5 and hurried.skipped_by_reason()["time_budget"] > 0 and not hurried.pages
+    # The budget (0.4 s), not the request's timeout (25 s), ended the wait on the hanging page: so far apart
+    # that a busy machine cannot blur them.
+    assert took < 12 and hurried.skipped_by_reason()["time_budget"] > 0 and not hurried.pages
     assert polite.elapsed >= 0.3  # robots.txt and three pages, 0.1 s apart
     assert not tiny.pages and tiny.skipped[-1].reason == "too_large" and "Content-Length" in tiny.skipped[-1].detail
 
@@ -281,7 +284,7 @@ def test_extraction_survives_deep_nesting_and_huge_pages(site):
     began = time.monotonic()
     hits, extracted, truth = line_matches(extract_text(huge.html), huge.main_lines)
     assert hits == extracted == truth > 5000
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 20  # linear in the page's size: under a second here
     assert extract_text("") == "" and extract_text("<p>&amp; <b>broken</i> </div></p>") == "& broken"
 
 

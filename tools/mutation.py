@@ -1,0 +1,194 @@
+"""Mutation testing: plant small bugs in the package's core and count how many its tests catch.
+
+A test suite is only as good as the bugs it catches. mutmut (https://mutmut.readthedocs.io) makes
+"mutants": copies of a function with one small change (``<`` for ``<=``, ``+ 1`` for ``+ 2``, a
+string changed, a call argument dropped, ...), runs the tests that call that function against
+each, and counts a mutant as *killed* when some test fails. A *survivor* is a bug no test notices:
+either a missing test, or a change that cannot alter behaviour (an *equivalent* mutant, such as a
+changed message in an ``assert`` that never fires).
+
+Each package is run against its own test files only (a bug in the tokenizer should be caught by
+the tokenizer's tests, not by chance by a pipeline test), in a scratch copy of the repository
+under ``data/mutation/<package>/``, so the working tree is never touched. The equivalent mutants,
+each with its reason, are listed in ``tests/mutation_equivalent.txt``; the score counts them apart.
+
+Usage, from the repository root (takes long on 2 cores: run it by hand, not in CI)::
+
+    python tools/mutation.py tokenizer model train filters    # run and score (or a subset)
+    python tools/mutation.py --report train                   # score a finished run again
+    python tools/mutation.py --show train                     # the survivors' diffs, to read
+
+It writes ``data/mutation/<package>/score.json`` and prints one line per package, for example::
+
+    train      1043 mutants: 981 killed, 40 equivalent, 22 survived -> 98.0% (killed + equivalent)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = ROOT / "data" / "mutation"
+EQUIVALENT = ROOT / "tests" / "mutation_equivalent.txt"
+MUTMUT = [sys.executable, "-m", "mutmut"]
+
+
+@dataclass(frozen=True)
+class Package:
+    """What to mutate (globs of files) and the test files that answer for it."""
+
+    mutate: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+# The files are the package's logic; each stage's report.py (terminal lines and figures) is left
+# out: a mutant there changes a picture or a sentence, which no unit test should pin.
+PACKAGES = {
+    "tokenizer": Package(
+        mutate=("minilm/tokenizer/naive.py", "minilm/tokenizer/bpe.py", "minilm/tokenizer/tokenizer.py",
+                "minilm/tokenizer/shards.py", "minilm/tokenizer/stage.py"),
+        tests=("tests/test_tokenizer.py", "tests/test_tokenizer_stage.py"),
+    ),
+    "model": Package(
+        mutate=("minilm/model/config.py", "minilm/model/layers.py", "minilm/model/attention.py", "minilm/model/gpt.py",
+                "minilm/model/generate.py", "minilm/model/accounting.py", "minilm/model/hf.py"),
+        tests=("tests/test_model.py",),
+    ),
+    "train": Package(
+        mutate=("minilm/train/objectives.py", "minilm/train/schedule.py", "minilm/train/loop.py",
+                "minilm/train/checkpoint.py", "minilm/train/distributed.py", "minilm/train/quality.py",
+                "minilm/train/stage.py"),
+        tests=("tests/test_train.py", "tests/test_distributed.py"),
+    ),
+    "filters": Package(
+        mutate=("minilm/data/filters/clean.py", "minilm/data/filters/quality.py", "minilm/data/filters/toxicity.py",
+                "minilm/data/filters/pii.py", "minilm/data/filters/bias.py", "minilm/data/filters/dedup.py",
+                "minilm/data/filters/balance.py"),
+        tests=("tests/test_clean.py", "tests/test_quality.py", "tests/test_safety.py", "tests/test_dedup.py",
+               "tests/test_data_pipeline.py"),
+    ),
+}
+
+
+def mutmut_config(package: Package) -> str:
+    """The ``[tool.mutmut]`` section for one package's run."""
+    def toml_list(items) -> str:
+        return "[" + ", ".join(json.dumps(item) for item in items) + "]"
+
+    return "\n".join([
+        "",
+        "[tool.mutmut]",
+        'source_paths = ["minilm"]',
+        f"only_mutate = {toml_list(package.mutate)}",
+        f"pytest_add_cli_args_test_selection = {toml_list(package.tests)}",
+        # no notebook collection, no cache folder, quiet: the run only needs pass or fail
+        'pytest_add_cli_args = ["-p", "no:nbval", "-p", "no:cacheprovider", "-q", "-o", "addopts="]',
+        "",
+    ])
+
+
+def prepare(name: str) -> Path:
+    """A fresh scratch copy of the files git knows (as they are in the working tree), configured for `name`."""
+    scratch = SCRATCH / name
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    tracked = subprocess.run(["git", "ls-files", "minilm", "tests", "pyproject.toml"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.split()
+    for path in tracked:
+        (scratch / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, scratch / path)
+    with open(scratch / "pyproject.toml", "a", encoding="utf-8") as file:
+        file.write(mutmut_config(PACKAGES[name]))
+    return scratch
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """The mutants listed as equivalent: name -> reason (``tests/mutation_equivalent.txt``)."""
+    listed = {}
+    for line in EQUIVALENT.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            mutant, _, reason = line.partition(" ")
+            listed[mutant] = reason.strip()
+    return listed
+
+
+def results(scratch: Path) -> dict[str, int | None]:
+    """Every mutant of a run with its exit code (1 or 3: killed; 0: survived), from mutmut's .meta files."""
+    codes: dict[str, int | None] = {}
+    for meta in sorted((scratch / "mutants").rglob("*.meta")):
+        codes.update(json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+    return codes
+
+
+def score(name: str) -> dict:
+    """Count a finished run's mutants: killed, equivalent (listed), survived, and the others mutmut names."""
+    codes = results(SCRATCH / name)
+    listed = equivalent_mutants()
+    killed = sorted(m for m, code in codes.items() if code in (1, 3))
+    timeouts = sorted(m for m, code in codes.items() if code in (-24, 24, 152, 255, 36, -9, -11))  # a hang is caught
+    equivalent = sorted(m for m, code in codes.items() if code == 0 and m in listed)
+    survived = sorted(m for m, code in codes.items() if code == 0 and m not in listed)
+    unknown = sorted(set(codes) - set(killed) - set(timeouts) - set(equivalent) - set(survived))
+    counted = len(codes) - len(unknown)
+    result = {
+        "package": name,
+        "mutants": len(codes),
+        "killed": len(killed) + len(timeouts),
+        "equivalent": len(equivalent),
+        "survived": survived,
+        "not scored": {m: codes[m] for m in unknown},  # no tests, skipped, not checked: named, never hidden
+        "score": (len(killed) + len(timeouts) + len(equivalent)) / counted if counted else 0.0,
+        "killed only": (len(killed) + len(timeouts)) / counted if counted else 0.0,
+    }
+    (SCRATCH / name / "score.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def summary_line(result: dict) -> str:
+    return (f"{result['package']:<10} {result['mutants']:>5} mutants: {result['killed']} killed, "
+            f"{result['equivalent']} equivalent, {len(result['survived'])} survived, "
+            f"{len(result['not scored'])} not scored -> {result['score']:.1%} (killed alone {result['killed only']:.1%})")
+
+
+def run(name: str, max_children: int) -> dict:
+    scratch = prepare(name)
+    env = {**os.environ, "MINILM_HOME": str(scratch / "home"), "MINILM_PRESET": "ci"}
+    subprocess.run([*MUTMUT, "run", "--max-children", str(max_children)], cwd=scratch, env=env)
+    return score(name)
+
+
+def show(name: str) -> None:
+    """Print each survivor's diff, to read before killing it with a test or listing it as equivalent."""
+    scratch = SCRATCH / name
+    for mutant in score(name)["survived"]:
+        diff = subprocess.run([*MUTMUT, "show", mutant], cwd=scratch, capture_output=True, text=True).stdout
+        print(f"## {mutant}\n{diff}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("packages", nargs="*", metavar="package", help=f"which of {', '.join(PACKAGES)} (default all)")
+    parser.add_argument("--report", action="store_true", help="score finished runs again, without running")
+    parser.add_argument("--show", action="store_true", help="print the survivors' diffs of finished runs")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="mutants tested at once")
+    args = parser.parse_args()
+    unknown = [name for name in args.packages if name not in PACKAGES]
+    if unknown:
+        parser.error(f"no package named {', '.join(unknown)}; choose from {', '.join(PACKAGES)}")
+    for name in args.packages or list(PACKAGES):
+        if args.show:
+            show(name)
+        else:
+            print(summary_line(score(name) if args.report else run(name, args.max_children)))
+
+
+if __name__ == "__main__":
+    main()
