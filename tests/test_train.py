@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import re
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from minilm.tokenizer.shards import TokenShards, write_shards
 from minilm.train import checkpoint as ckpt
 from minilm.train import distributed
 from minilm.train import loop
-from minilm.train.loop import TrainConfig, evaluate, micro_batches, read_log, step_windows, train, train_step
+from minilm.train.loop import TrainConfig, eval_starts, evaluate, micro_batches, read_log, step_windows, train, train_step
 from minilm.train.objectives import make_batch
 from minilm.train.quality import text_quality
 from minilm.train.schedule import learning_rate
@@ -75,11 +76,24 @@ def train_losses(out) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_log(Path(out) / "log.jsonl") if r["kind"] == "train"}
 
 
+def seed_globals(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def draws() -> tuple:
+    """The next numbers of Python's, NumPy's and PyTorch's global generators (a Gaussian first: Python and
+    NumPy each keep the second of a pair of Gaussians, and that cached number is part of their state)."""
+    return random.gauss(0, 1), random.random(), np.random.standard_normal(), np.random.random(3).tolist(), torch.rand(3).tolist()
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
+    seed_globals(0)
     summary = run(corpus, out)
-    return {"out": out, "summary": summary, "weights": weights(out), "losses": train_losses(out)}
+    return {"out": out, "summary": summary, "weights": weights(out), "losses": train_losses(out), "draws": draws()}
 
 
 # --- schedule, objectives, optimizer ---------------------------------------------------------------
@@ -156,6 +170,111 @@ def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path, objective)
         torch.testing.assert_close(weights(tmp_path / "split")[name], tensor, rtol=1e-5, atol=1e-5)  # Adam magnifies rounding in tiny gradients
 
 
+def positions_in_stream(shards: TokenShards, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Every position of the token stream where each window (x's tokens, then y's last) occurs."""
+    stream = shards.read(0, len(shards))
+    view = np.lib.stride_tricks.sliding_window_view(stream, x.shape[1] + 1)
+    return [np.flatnonzero((view == np.append(row, last)).all(axis=1)) for row, last in zip(x, y[:, -1])]
+
+
+def test_each_step_draws_its_own_windows_from_the_seed_and_the_step(corpus):
+    shards = corpus["train"]
+    batches = [step_windows(shards, TINY, step) for step in range(20)]
+    starts = []
+    for x, y in batches:
+        assert x.shape == y.shape == (4, 32) and np.array_equal(x[:, 1:], y[:, :-1])  # y is x shifted by one
+        found = positions_in_stream(shards, x, y)
+        assert all(len(where) for where in found)  # every window is a piece of the stream
+        starts += [where[0] for where in found]
+    assert len({x.tobytes() for x, _ in batches}) == 20  # every step its own windows
+    assert min(starts) < len(shards) / 4 and max(starts) > 3 * len(shards) / 4  # from all over the stream
+    # a function of (seed, step) alone: the same windows again, whatever the global generators did meanwhile
+    np.random.seed(0)
+    for step in (0, 7):
+        assert np.array_equal(step_windows(shards, TINY, step)[0], batches[step][0])
+    other_seed = replace(TINY, seed=TINY.seed + 1)
+    assert not np.array_equal(step_windows(shards, other_seed, 0)[0], batches[0][0])
+    assert not np.array_equal(step_windows(shards, other_seed, 0)[0], batches[1][0])  # not a seed of seed + step
+    # process r of 2 draws from the r-th half of the stream only
+    for rank in range(2):
+        x, y = step_windows(shards, TINY, 0, rank, world_size=2)
+        start, stop = shards.part(rank, 2)
+        assert all(any(start <= p <= stop - 33 for p in where) for where in positions_in_stream(shards, x, y))
+
+
+def test_the_loop_trains_each_step_on_that_steps_windows(corpus, tmp_path, monkeypatch):
+    config = replace(TINY, dropout=0.0, grad_accum=2, max_steps=4, warmup_steps=1, eval_every=100, sample_every=100,
+                     final_samples=0)
+    seen, forward = [], GPT.forward
+
+    def spy(self, idx, *args, **kwargs):  # what the model reads in training mode (evaluation reads in eval mode)
+        if self.training:
+            seen.append(idx.clone())
+        return forward(self, idx, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, "forward", spy)
+    run(corpus, tmp_path, config)
+    assert len(seen) == 4 * 2  # 4 steps of 2 micro-batches
+    trained_on = [torch.cat(seen[2 * step : 2 * step + 2]).numpy() for step in range(4)]
+    for step, x in enumerate(trained_on):
+        assert np.array_equal(x, step_windows(corpus["train"], config, step)[0]), step
+    assert len({x.tobytes() for x in trained_on}) == 4
+
+
+def total_norm(tensors) -> float:
+    return torch.cat([t.flatten() for t in tensors]).norm().item()
+
+
+def test_clipping_shortens_the_step_to_grad_clip_and_reports_the_norm_before_clipping(corpus):
+    """With plain SGD at lr 1 the change of the weights is minus the gradient: all changes together have
+    the gradient's norm, cut to grad_clip when the gradient is longer, left alone when it is shorter."""
+    config = replace(TINY, dropout=0.0)
+    batches = micro_batches(*step_windows(corpus["train"], config, step=0), config, 0)
+
+    def one_step(grad_clip: float) -> tuple[float, list[torch.Tensor]]:
+        model = GPT(config.model_config(320), seed=0).double()
+        before = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        _, norm = train_step(model, optimizer, hardware.grad_scaler("cpu", "fp32"), batches, 1.0, grad_clip, "cpu")
+        return float(norm), [p.detach() - b for p, b in zip(model.parameters(), before)]
+
+    raw_norm, raw = one_step(0.0)  # 0 turns clipping off
+    assert raw_norm == pytest.approx(total_norm(raw), rel=1e-9) and raw_norm > 0.1
+    clip = raw_norm / 4
+    norm, clipped = one_step(clip)
+    assert norm == pytest.approx(raw_norm, rel=1e-9)  # the norm reported is the one before clipping
+    assert total_norm(clipped) == pytest.approx(clip, rel=1e-5)  # (clip_grad_norm_ divides by the norm + 1e-6)
+    for change, unclipped in zip(clipped, raw):  # the same direction, a quarter of the length
+        torch.testing.assert_close(change, unclipped / 4, rtol=1e-5, atol=1e-12)
+    norm, long_clip = one_step(2 * raw_norm)
+    assert norm == pytest.approx(raw_norm, rel=1e-9)
+    for change, unclipped in zip(long_clip, raw):
+        torch.testing.assert_close(change, unclipped, rtol=1e-9, atol=0)
+
+
+def test_the_loop_clips_to_the_configs_grad_clip_and_logs_the_norm_before_clipping(corpus, tmp_path, monkeypatch):
+    config = replace(TINY, dropout=0.0, max_steps=1, warmup_steps=0, lr=0.5, min_lr=0.05, grad_clip=0.05, log_every=1,
+                     final_samples=0)
+    # plain SGD in place of AdamW, so that the step is minus lr times the clipped gradient
+    monkeypatch.setattr(loop, "make_optimizer",
+                        lambda model, lr, weight_decay, betas: torch.optim.SGD(model.parameters(), lr=lr))
+    run(corpus, tmp_path, config)
+    model = GPT(config.model_config(320), seed=config.seed)  # the run's first weights, and their gradient at step 0
+    [(inputs, targets)] = micro_batches(*step_windows(corpus["train"], config, step=0), config, 0)
+    model(inputs, targets)[1].backward()
+    parameters = dict(model.named_parameters())
+    raw_norm = total_norm([p.grad for p in parameters.values()])
+    assert raw_norm > 4 * config.grad_clip  # long enough to be clipped
+    [record] = [r for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    assert record["lr"] == config.lr and record["grad_norm"] == pytest.approx(raw_norm, rel=1e-4)
+    trained = weights(tmp_path)
+    change = total_norm([trained[name] - p.detach() for name, p in parameters.items()])
+    assert change == pytest.approx(config.lr * config.grad_clip, rel=1e-4)
+    for name, p in parameters.items():
+        expected = p.detach() - config.lr * config.grad_clip / raw_norm * p.grad
+        torch.testing.assert_close(trained[name], expected, rtol=1e-5, atol=1e-7, msg=name)
+
+
 # --- evaluation and text quality -------------------------------------------------------------------
 
 
@@ -181,6 +300,23 @@ def test_bits_per_byte_is_the_loss_over_the_bytes_of_the_targets(corpus):
     assert result["val_perplexity"] == pytest.approx(math.exp(result["val_loss"]))
 
 
+def test_evaluation_turns_dropout_off_and_gives_training_mode_back(corpus):
+    config = replace(TINY, dropout=0.5)
+    model = GPT(config.model_config(320), seed=3)  # in training mode, as nn.Modules start
+    args = (corpus["val"], config, corpus["tokenizer"].token_bytes(), distributed.World(), "fp32", 512)
+    first = evaluate(model, *args)
+    assert all(module.training for module in model.modules())  # training mode given back
+    assert evaluate(model, *args) == first  # no dropout: the same numbers every time
+    model.eval()
+    with torch.no_grad():  # by hand, in eval mode
+        windows = torch.from_numpy(np.stack([corpus["val"].read(s, s + 33) for s in eval_starts(corpus["val"], 32, 512)]))
+        logits, _ = model(windows[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten()).item()
+    assert first["val_loss"] == pytest.approx(loss, rel=1e-5)
+    evaluate(model, *args)
+    assert not model.training  # a model in eval mode stays in it
+
+
 def test_text_quality_accepts_stories_and_rejects_word_salad():
     texts = [doc.text for doc in stories.iter_stories(20, seed=5)]
     good = text_quality(texts)
@@ -196,7 +332,7 @@ def test_text_quality_accepts_stories_and_rejects_word_salad():
 # --- training runs ---------------------------------------------------------------------------------
 
 
-def test_a_run_logs_evaluates_samples_and_checkpoints(uninterrupted):
+def test_a_run_logs_evaluates_samples_and_checkpoints(corpus, uninterrupted):
     summary, out = uninterrupted["summary"], uninterrupted["out"]
     assert summary["finished"] and summary["steps"] == 12 and summary["tokens"] == 12 * 4 * 32
     records = read_log(out / "log.jsonl")
@@ -210,11 +346,16 @@ def test_a_run_logs_evaluates_samples_and_checkpoints(uninterrupted):
     assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step_000012"]  # keep_checkpoints=1
     model = ckpt.load_model(out / "checkpoints")
     assert torch.equal(model.state_dict()["transformer.wte.weight"], uninterrupted["weights"]["transformer.wte.weight"])
+    # its final evaluation, with dropout (0.1) off: the same as evaluating the saved model again
+    again = evaluate(model, corpus["val"], TINY, None, distributed.World(), "fp32", max_tokens=None)
+    assert again["val_loss"] == pytest.approx(summary["val_loss"], rel=1e-6)
 
 
 def test_resume_continues_exactly_as_an_uninterrupted_run(corpus, uninterrupted, tmp_path):
+    seed_globals(0)  # as the uninterrupted run started
     first = run(corpus, tmp_path, until_step=5)  # stops after a checkpoint at 5 (dropout is on: its RNG too)
     assert not first["finished"] and ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "step_000005"
+    seed_globals(1)  # as a new process might have them: the checkpoint's must replace them
     resumed = run(corpus, tmp_path)
     assert resumed["finished"]
     for name, tensor in uninterrupted["weights"].items():
@@ -223,6 +364,20 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(corpus, uninterrupted,
     for step, loss in uninterrupted["losses"].items():
         assert losses[step] == loss
     assert resumed["val_loss"] == uninterrupted["summary"]["val_loss"]
+    # The loop seeds dropout from (seed, step), so the weights alone would not show a generator left
+    # unrestored; the global generators, left for code of yours, must end as the uninterrupted run's.
+    assert draws() == uninterrupted["draws"]
+
+
+def test_a_checkpoint_restores_the_global_random_generators(tmp_path):
+    seed_globals(0)
+    random.gauss(0, 1)  # Python and NumPy now each hold a cached Gaussian
+    np.random.standard_normal()
+    path = ckpt.save_checkpoint(tmp_path, 1, GPT(TINY.model_config(320)), {"rng": ckpt.rng_state()}, {})
+    expected = draws()
+    seed_globals(1)
+    ckpt.set_rng_state(ckpt.read_checkpoint(path)[1]["rng"])
+    assert draws() == expected
 
 
 def test_the_bf16_and_fp16_paths_train_on_cpu(corpus, tmp_path):
