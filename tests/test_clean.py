@@ -329,3 +329,70 @@ CLEAN_TEXT = st.lists(PARAGRAPH, min_size=1, max_size=5).map(lambda ps: "\n\n".j
 def test_clean_text_is_byte_identical(text, domain):
     result = clean([doc(text, domain)])
     assert result.kept[0].text == text and result.edits == []
+
+
+# --- Boundaries: every threshold exactly at, one step under and one step over ------------------
+
+
+def name_of(i):
+    """A word for each number, since digits are folded in line keys ("Page 1" and "Page 2" are one line)."""
+    letters = ""
+    while True:
+        i, r = divmod(i, 26)
+        letters += "abcdefghijklmnopqrstuvwxyz"[r]
+        if not i:
+            return "q" + letters
+
+
+def corpus_with_line(domain, n_docs, k, line="Visit the shop on the corner today."):
+    """`n_docs` documents of their own sentences, `k` of them with `line` as well."""
+    return [doc(f"The story of {name_of(i)} is told here.\n" + (line if i < k else f"It ends with {name_of(i)}."),
+                domain, f"{domain}-{i}") for i in range(n_docs)]
+
+
+def is_cut(result, line="Visit the shop on the corner today."):
+    return any(e.reason == "boilerplate:repeated_line" and e.before == line for e in result.edits)
+
+
+# (domain, corpus size, documents with the line, cut): CleanConfig's defaults are at least 5 documents
+# (the binding bar in a small corpus) and at least 0.2 of the web pages or 0.02 of the books.
+@pytest.mark.parametrize("domain, n_docs, k, cut", [
+    ("web", 10, 4, False), ("web", 10, 5, True), ("web", 10, 6, True),  # min_docs 5 (0.2 x 10 is only 2)
+    ("web", 40, 7, False), ("web", 40, 8, True), ("web", 40, 9, True),  # share 0.2 of 40 is 8
+    ("books", 300, 5, False), ("books", 300, 6, True), ("books", 300, 7, True),  # 0.02 of 300 is 6
+])
+def test_boundary_repeated_line_defaults(domain, n_docs, k, cut):
+    assert is_cut(clean(corpus_with_line(domain, n_docs, k))) == cut
+
+
+@pytest.mark.parametrize("k, counted", [(6, False), (7, True), (8, True)])
+def test_boundary_repeated_line_share_is_exact(k, counted):
+    # 0.07 * 100 is 7.000000000000001 in floating point: a line on 7 of 100 documents is on 0.07 of them
+    docs = corpus_with_line("web", 100, k)
+    assert (line_key("Visit the shop on the corner today.") in repeated_line_boilerplate(docs, 2, 0.07)) == counted
+
+
+@pytest.mark.parametrize("min_docs, ok", [(1, False), (2, True)])
+def test_boundary_repeated_line_min_docs_must_be_2(min_docs, ok):
+    docs = corpus_with_line("web", 4, 2)
+    if ok:
+        assert repeated_line_boilerplate(docs, min_docs) == {line_key("Visit the shop on the corner today."): 2}
+    else:
+        with pytest.raises(ValueError, match="min_docs"):
+            repeated_line_boilerplate(docs, min_docs)
+
+
+@pytest.mark.parametrize("n_words, cut", [(39, True), (40, True), (41, False)])
+def test_boundary_max_boilerplate_words_40(n_words, cut):
+    notice = " ".join(["Click here to read"] + ["more"] * (n_words - 4)) + "."
+    assert len(notice.split()) == n_words
+    result = clean([doc(STORY + notice + "\n", "web")])
+    assert (notice not in result.kept[0].text) == cut
+    assert [e.reason for e in result.edits] == (["boilerplate:pattern"] if cut else [])
+
+
+@pytest.mark.parametrize("n_words, cut", [(9, True), (10, True), (11, False)])
+def test_boundary_heading_of_a_book_is_at_most_10_words(n_words, cut):
+    title = " ".join(["Kite"] * n_words)  # no full stop: a heading, if it is short
+    text = strip_licence_blocks(f"{title}\n\n{STORY}", "books")
+    assert text == (STORY.strip() if cut else f"{title}\n\n{STORY}")

@@ -162,3 +162,62 @@ def test_speedrun_and_command_line(ci_stage, home):
     assert (report.parent / "data_overview.png").stat().st_size > 5_000
     bad = subprocess.run([sys.executable, "-m", "minilm", "data", "--preset", "tpu"], capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "invalid choice" in bad.stderr
+
+
+# --- Boundaries of the balance step -----------------------------------------------------------
+
+
+def gendered_docs(female: int, male: int) -> list[Document]:
+    return [Document(f"f{i}", "books", "she") for i in range(female)] + [
+        Document(f"m{i}", "books", "he") for i in range(male)]
+
+
+def read_gender(text: str):
+    return ("pilot", "female" if text == "she" else "male")
+
+
+@pytest.mark.parametrize("female, male, substituted, added", [
+    (3, 3, 0, 0),  # balanced: nothing to do
+    (4, 3, 0, 1),  # a gap of 1: half of it rounds down to nothing to swap, one copy to add
+    (5, 3, 1, 2),  # a gap of 2: one swapped evens it out
+    (6, 3, 1, 3),
+])
+def test_boundary_counterfactual_swaps_half_the_gap(female, male, substituted, added):
+    names = {}
+    swapped = balance.counterfactual_balance(gendered_docs(female, male), read_gender, names, seed=0)
+    assert len(swapped.edits) == substituted and all(e.before == "she" for e in swapped.edits)
+    assert [d.text for d in swapped.kept].count("he") == male + substituted
+    augmented = balance.counterfactual_balance(gendered_docs(female, male), read_gender, names, seed=0,
+                                               method="augment")
+    assert len(augmented.kept) == female + male + added
+    assert [d.text for d in augmented.kept].count("he") == male + added
+
+
+def test_boundary_mixture_budget_is_reached_exactly():
+    # 6 books and 2 code files of 100 bytes, half and half: 400 bytes each. The books stop when the
+    # budget is reached (4 of them), the code files are repeated once to reach it.
+    docs = [Document(f"a{i}", "books", "x" * 100) for i in range(6)] + [
+        Document(f"b{i}", "code", "y" * 100) for i in range(2)]
+    mixed = balance.mix_domains(docs, {"books": 0.5, "code": 0.5}, seed=0)
+    assert balance.domain_bytes(mixed.kept) == {"books": 400, "code": 400}
+    assert len(mixed.removed) == 2
+
+
+@pytest.mark.parametrize("max_repeats", [3, 4])
+def test_boundary_mixture_repeats_a_domain_at_most_max_repeats_times(max_repeats):
+    docs = [Document(f"a{i}", "books", "x" * 100) for i in range(20)] + [Document("b0", "code", "y" * 100)]
+    mixed = balance.mix_domains(docs, {"books": 0.5, "code": 0.5}, seed=0, max_repeats=max_repeats)
+    code = sorted(d.id for d in mixed.kept if d.domain == "code")
+    assert code == ["b0"] + [f"b0#r{k}" for k in range(1, max_repeats)]
+    assert balance.domain_bytes(mixed.kept) == {"books": 100 * max_repeats, "code": 100 * max_repeats}
+
+
+@pytest.mark.parametrize("total, ok", [(1 - 2e-6, False), (1 - 5e-7, True), (1 + 5e-7, True), (1 + 2e-6, False)])
+def test_boundary_mixture_weights_sum_to_1(total, ok):
+    docs = [Document("a", "books", "x" * 100), Document("b", "code", "y" * 100)]
+    weights = {"books": 0.5, "code": total - 0.5}
+    if ok:
+        balance.mix_domains(docs, weights, seed=0)
+    else:
+        with pytest.raises(ValueError, match="sum to 1"):
+            balance.mix_domains(docs, weights, seed=0)

@@ -280,3 +280,75 @@ def test_near_dedup_rejects_bad_parameters_with_a_clear_message():
         near_dedup(docs, num_perm=1)
     with pytest.raises(ValueError, match="ngram must be at least 1"):
         near_duplicate_pairs(docs, ngram=0)
+
+
+# --- verification: candidates are checked against the threshold --------------------------------
+
+
+def edited_pair(seed: int, changes: int, words: int = 120) -> tuple[str, str]:
+    """A random text and a copy with `changes` words replaced, spread evenly over it."""
+    rng = random.Random(seed)
+    base = [rng.choice(VOCABULARY) for _ in range(words)]
+    copy = base[:]
+    step = words // changes
+    for start in range(0, words, step):
+        copy[start + rng.randrange(step)] = rng.choice(VOCABULARY)
+    return " ".join(base), " ".join(copy)
+
+
+def test_candidates_below_the_threshold_are_not_duplicates():
+    # Twenty pairs with one word in fifteen changed: a Jaccard near 0.5, where the 20 x 6 bands still
+    # make a candidate of about one pair in four. Verification must throw those away.
+    docs = []
+    for seed in range(20):
+        docs += [doc(2 * seed + k, text) for k, text in enumerate(edited_pair(seed, 8))]
+    pairs = near_duplicate_pairs(docs, threshold=0.7)
+    below = [(i, j, s) for i, j, s in pairs if s < 0.7]
+    assert len(below) >= 2 and below == pairs  # the case to test: candidates, all of them below 0.7
+    assert all(i % 2 == 0 and j == i + 1 for i, j, _ in pairs)  # each a planted pair, no chance collision
+    assert all(dedup.jaccard(docs[i].text, docs[j].text) < 0.6 for i, j, _ in pairs)
+    assert near_dedup(docs, threshold=0.7).removed == []
+
+
+@pytest.mark.parametrize("offset, removed", [(-1, True), (0, True), (+1, False)])
+def test_boundary_near_dedup_threshold_is_reached_at_equality(offset, removed):
+    a, b = edited_pair(1, 6)  # an estimated Jaccard of 83/128
+    docs = [doc(0, a), doc(1, b)]
+    [(_, _, similarity)] = near_duplicate_pairs(docs, threshold=0.7)
+    assert similarity == 83 / 128
+    threshold = (83 + offset) / 128  # one hash function's worth either side of the estimate
+    assert near_duplicate_pairs(docs, threshold=threshold) == [(0, 1, similarity)]  # a candidate each time
+    assert [r.doc.id for r in near_dedup(docs, threshold=threshold).removed] == (["web-00001"] if removed else [])
+
+
+def test_near_dedup_bands_lean_towards_recall(monkeypatch):
+    # The documented choice: at threshold 0.7 and 128 hash functions, 20 bands of 6 rows, which make a
+    # candidate of 92% of the pairs at Jaccard 0.7 and 99.8% at 0.8.
+    assert dedup.LSH_FALSE_POSITIVE_WEIGHT == 0.1
+    used = []
+    real = dedup.lsh_candidates
+
+    def spy(signatures, bands, rows):
+        used.append((bands, rows))
+        return real(signatures, bands, rows)
+
+    monkeypatch.setattr(dedup, "lsh_candidates", spy)
+    near_dedup([doc(0, "one two three four five six"), doc(1, "six five four three two one")])
+    assert used == [(20, 6)]
+    assert dedup.collision_probability(0.7, 20, 6) == pytest.approx(0.92, abs=0.005)
+    assert dedup.collision_probability(0.8, 20, 6) == pytest.approx(0.998, abs=0.0005)
+
+
+@pytest.mark.parametrize("kwargs, ok", [
+    ({"threshold": 0.0}, False), ({"threshold": 1e-9}, True),
+    ({"threshold": 1 - 1e-9}, True), ({"threshold": 1.0}, False),
+    ({"num_perm": 1}, False), ({"num_perm": 2}, True),
+    ({"ngram": 0}, False), ({"ngram": 1}, True),
+])
+def test_boundary_near_dedup_parameters(kwargs, ok):
+    docs = [doc(0, "some words here"), doc(1, "other words there")]
+    if ok:
+        near_dedup(docs, **kwargs)
+    else:
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            near_dedup(docs, **kwargs)

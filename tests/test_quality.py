@@ -9,11 +9,22 @@ from hypothesis import strategies as st
 
 from minilm.data.documents import Document
 from minilm.data.filters.quality import (
+    ELLIPSES,
     PROSE_RULES,
     QualityConfig,
     TextStats,
+    alpha_word_share,
     c4_filter_lines,
+    c4_line_reason,
+    c4_too_few_sentences,
+    code_alphanumeric,
+    code_data_lines,
+    code_long_lines,
+    code_mean_line_length,
     code_quality,
+    code_signals,
+    duplicate_shares,
+    english_share,
     gopher_alpha_words,
     gopher_bullet_lines,
     gopher_duplicate_lines,
@@ -26,11 +37,14 @@ from minilm.data.filters.quality import (
     gopher_top_ngrams,
     gopher_word_count,
     is_data_line,
+    mean_word_length,
     ngram_char_shares,
     not_english,
     prose_quality,
     quality_filter,
     quality_signals,
+    sentence_count,
+    symbol_word_ratio,
     without_code_examples,
 )
 
@@ -448,3 +462,257 @@ def test_quality_signals():
     assert {"top_2gram_char_share", "dup_10gram_char_share", "terminal_line_share", "sentences"} <= set(signals)
     assert quality_signals(NORMAL_CODE, "code")["max_line_length"] < 100
     assert quality_signals("", "web")["words"] == 0  # empty text: no division by zero
+
+
+# --- Boundaries: every threshold exactly at, one step under and one step over ------------------
+#
+# Each test builds texts whose measured value is the published threshold exactly, and one unit
+# (a word, a line, a character) either side of it, and checks the side the rule documents:
+# "at least" limits keep the value itself, "more than" limits keep it too. The thresholds are
+# written out here rather than read from `QualityConfig`, so a changed default fails as well.
+
+AT, UNDER, OVER = "at", "under", "over"
+
+
+def words_text(n, word="kite"):
+    return " ".join([word] * n)
+
+
+@pytest.mark.parametrize("n, failed", [(49, True), (50, False), (51, False)])
+def test_boundary_min_words_50(n, failed):
+    s = stats(words_text(n))
+    assert s.document_words == n
+    assert (gopher_word_count(s, CONFIG) == "gopher:word_count") == failed
+
+
+@pytest.mark.parametrize("n, failed", [(99_999, False), (100_000, False), (100_001, True)])
+def test_boundary_max_words_100_000(n, failed):
+    s = TextStats("kite", document_words=n)  # the count of a whole technical page, code included
+    assert (gopher_word_count(s, CONFIG) == "gopher:word_count") == failed
+
+
+@pytest.mark.parametrize("total, failed", [(29, True), (30, False), (31, False)])
+def test_boundary_min_mean_word_length_3(total, failed):
+    s = stats(" ".join(["abc"] * 9 + ["x" * (total - 27)]))  # 10 words, `total` letters
+    assert mean_word_length(s) == total / 10
+    assert (gopher_mean_word_length(s, CONFIG) == "gopher:mean_word_length") == failed
+
+
+@pytest.mark.parametrize("total, failed", [(99, False), (100, False), (101, True)])
+def test_boundary_max_mean_word_length_10(total, failed):
+    s = stats(" ".join(["abcdefghij"] * 9 + ["x" * (total - 90)]))
+    assert mean_word_length(s) == total / 10
+    assert (gopher_mean_word_length(s, CONFIG) == "gopher:mean_word_length") == failed
+
+
+@pytest.mark.parametrize("symbol, reason", [("#", "gopher:hash_ratio"), ("...", "gopher:ellipsis_ratio"),
+                                            ("…", "gopher:ellipsis_ratio")])
+@pytest.mark.parametrize("k, failed", [(4, False), (5, False), (6, True)])
+def test_boundary_symbol_word_ratio_0_1(symbol, reason, k, failed):
+    words = [f"#kite{i}" if symbol == "#" else f"kite{i}{symbol}" for i in range(k)] + ["kite"] * (50 - k)
+    s = stats(" ".join(words))  # 50 words, k symbols: "#kite" and "kite..." are words too
+    assert s.n_words == 50 and symbol_word_ratio(s, ("#",) if symbol == "#" else ELLIPSES) == k / 50
+    assert (gopher_symbol_ratio(s, CONFIG) == reason) == failed
+
+
+@pytest.mark.parametrize("k, failed", [(17, False), (18, False), (19, True)])
+def test_boundary_bullet_line_share_0_9(k, failed):
+    lines = [f"• item {i}" for i in range(k)] + [f"plain line {i}" for i in range(20 - k)]
+    s = stats("\n".join(lines))
+    assert (gopher_bullet_lines(s, CONFIG) == "gopher:bullet_lines") == failed
+
+
+@pytest.mark.parametrize("k, failed", [(2, False), (3, False), (4, True)])
+def test_boundary_ellipsis_line_share_0_3(k, failed):
+    lines = [f"and then line {i}..." for i in range(k)] + [f"plain line {i}." for i in range(10 - k)]
+    s = stats("\n".join(lines))
+    assert (gopher_ellipsis_lines(s, CONFIG) == "gopher:ellipsis_lines") == failed
+
+
+@pytest.mark.parametrize("alpha, failed", [(7, True), (8, False), (9, False)])
+def test_boundary_min_alpha_word_share_0_8(alpha, failed):
+    s = stats(" ".join(["kite"] * alpha + ["1234"] * (10 - alpha)))
+    assert alpha_word_share(s) == alpha / 10
+    assert (gopher_alpha_words(s, CONFIG) == "gopher:alpha_words") == failed
+
+
+@pytest.mark.parametrize("k, failed", [(1, True), (2, False), (3, False)])
+def test_boundary_min_stop_words_2(k, failed):
+    s = stats(" ".join(["the"] * k + ["kite"] * 20))
+    assert (gopher_stop_words(s, CONFIG) == "gopher:stop_words") == failed
+
+
+UNIQUE = [f"this is unique line number {w} of the page" for w in "one two three four five six seven eight".split()]
+
+
+@pytest.mark.parametrize("repeats, failed", [(2, False), (3, False), (4, True)])
+def test_boundary_dup_line_share_0_3(repeats, failed):
+    lines = ["ab"] * (repeats + 1) + UNIQUE[: 9 - repeats]  # 10 lines, `repeats` of them repeats
+    s = stats("\n".join(lines))
+    share, char_share = duplicate_shares(s.lines, len(s.text))
+    assert share == repeats / 10 and char_share < 0.1
+    assert (gopher_duplicate_lines(s, CONFIG) == "gopher:dup_line_frac") == failed
+
+
+def char_share_text(unique_chars, separator):
+    """Five pieces, a 20-character one twice, the other three `unique_chars` long together;
+    with the separators the text is 100 characters when `unique_chars` is 56 (lines) or 52
+    (paragraphs), so the repeat is exactly 0.2 of it."""
+    sizes = [unique_chars // 3, unique_chars // 3, unique_chars - 2 * (unique_chars // 3)]
+    unique = [letter * size for letter, size in zip("xyz", sizes)]
+    return separator.join(["r" * 20, "r" * 20, *unique])
+
+
+@pytest.mark.parametrize("unique, failed", [(55, True), (56, False), (57, False)])
+def test_boundary_dup_line_char_share_0_2(unique, failed):
+    s = stats(char_share_text(unique, "\n"))
+    assert duplicate_shares(s.lines, len(s.text)) == (1 / 5, 20 / (44 + unique))
+    assert (gopher_duplicate_lines(s, CONFIG) == "gopher:dup_line_char_frac") == failed
+
+
+@pytest.mark.parametrize("repeats, failed", [(2, False), (3, False), (4, True)])
+def test_boundary_dup_paragraph_share_0_3(repeats, failed):
+    paragraphs = ["ab"] * (repeats + 1) + UNIQUE[: 9 - repeats]
+    s = stats("\n\n".join(paragraphs))
+    assert duplicate_shares(s.paragraphs, len(s.text))[0] == repeats / 10
+    assert (gopher_duplicate_paragraphs(s, CONFIG) == "gopher:dup_para_frac") == failed
+
+
+@pytest.mark.parametrize("unique, failed", [(51, True), (52, False), (53, False)])
+def test_boundary_dup_paragraph_char_share_0_2(unique, failed):
+    s = stats(char_share_text(unique, "\n\n"))
+    assert duplicate_shares(s.paragraphs, len(s.text)) == (1 / 5, 20 / (48 + unique))
+    assert (gopher_duplicate_paragraphs(s, CONFIG) == "gopher:dup_para_char_frac") == failed
+
+
+def repeated_ngram_text(gram, length):
+    """`gram` twice, with two different filler tokens, padded to `length` characters."""
+    pad = length - 2 * len(gram) - 3  # three spaces join the four pieces
+    return f"{gram} {'p' * (pad - pad // 2)} {gram} {'q' * (pad // 2)}"
+
+
+# (n, its limit, an n-gram whose characters are `chars`, the text length that puts it at the limit)
+TOP_NGRAMS = [(2, 0.20, "ab cd", 50), (3, 0.18, "ab cd efg", 100), (4, 0.16, "a b c de", 100)]
+
+
+@pytest.mark.parametrize("n, limit, gram, length", TOP_NGRAMS)
+@pytest.mark.parametrize("side", [UNDER, AT, OVER])
+def test_boundary_top_ngram_char_share(n, limit, gram, length, side):
+    length += {UNDER: +1, AT: 0, OVER: -1}[side]  # a shorter text: a larger share
+    text = repeated_ngram_text(gram, length)
+    shares = ngram_char_shares(text.split(), len(text))
+    assert len(text) == length and shares[f"top_{n}"] == 2 * len(gram) / length
+    assert (2 * len(gram) / length > limit) == (side == OVER)
+    expected = f"gopher:top_{n}gram" if side == OVER else None
+    assert gopher_top_ngrams(stats(text), CONFIG) == expected
+
+
+# The n-gram covers 200 * limit characters: n - 1 one-letter words and one long word.
+DUP_NGRAMS = [(n, limit, " ".join([*"abcdefghi"[: n - 1], "x" * (int(200 * limit) - 2 * n + 2)]))
+              for n, limit in [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]]
+
+
+@pytest.mark.parametrize("n, limit, gram", DUP_NGRAMS)
+@pytest.mark.parametrize("side", [UNDER, AT, OVER])
+def test_boundary_dup_ngram_char_share(n, limit, gram, side):
+    length = 200 + {UNDER: +1, AT: 0, OVER: -1}[side]
+    text = repeated_ngram_text(gram, length)
+    shares = ngram_char_shares(text.split(), len(text))
+    assert len(gram.split()) == n and len(text) == length and shares[f"dup_{n}"] == len(gram) / length
+    expected = f"gopher:dup_{n}gram" if side == OVER else None
+    assert gopher_duplicate_ngrams(stats(text), CONFIG) == expected
+
+
+def test_repetition_slack_multiplies_every_limit_exactly():
+    docs = CONFIG.with_repetition_slack(3.0)
+    assert (docs.max_dup_line_share, docs.max_dup_paragraph_share) == (0.9, 0.9)  # not 0.8999999999999999
+    assert (docs.max_dup_line_char_share, docs.max_dup_paragraph_char_share) == (0.6, 0.6)
+    assert docs.max_top_ngram_char_share == ((2, 0.6), (3, 0.54), (4, 0.48))
+    assert docs.max_dup_ngram_char_share == ((5, 0.45), (6, 0.42), (7, 0.39), (8, 0.36), (9, 0.33), (10, 0.3))
+
+
+# Every rule but the repetition rules switched off, to see the slack through `prose_quality`.
+REPETITION_ONLY = QualityConfig(min_words=0, min_mean_word_length=0, min_stop_words=0, min_alpha_word_share=0,
+                                max_top_ngram_char_share=(), max_dup_ngram_char_share=(),
+                                max_dup_line_char_share=1.0, max_dup_paragraph_char_share=1.0,
+                                min_sentences_domains=(), c4_line_domains=(), curly_bracket_domains=())
+
+
+@pytest.mark.parametrize("repeats, docs_failed", [(17, False), (18, False), (19, True)])
+def test_boundary_docs_repetition_slack_3(repeats, docs_failed):
+    # 20 lines; on technical pages the limit on the share of repeated lines is 3 x 0.3 = 0.9: 18 repeats
+    text = "\n".join(["ab"] * (repeats + 1) + UNIQUE[: 19 - repeats])
+    assert duplicate_shares(TextStats(text).lines, len(text))[0] == repeats / 20
+    assert prose_quality(text, "web", REPETITION_ONLY)[0] == "gopher:dup_line_frac"  # above 0.3 on the web
+    assert (prose_quality(text, "docs", REPETITION_ONLY)[0] == "gopher:dup_line_frac") == docs_failed
+
+
+@pytest.mark.parametrize("english, failed", [(2, True), (3, False), (4, False)])
+def test_boundary_min_english_share_0_5(english, failed):
+    s = stats(" ".join(["the"] * english + ["le"] * 3 + ["kite"] * 20))  # "le" is a French stop word only
+    assert english_share(s) == pytest.approx(english / (english + 3))  # exactly 0.5 at 3
+    assert (not_english(s, CONFIG) == "lang:not_english") == failed
+
+
+@pytest.mark.parametrize("n, judged", [(19, False), (20, True), (21, True)])
+def test_boundary_min_words_for_language_20(n, judged):
+    s = stats(" ".join(["le"] * n))
+    assert (not_english(s, CONFIG) == "lang:not_english") == judged
+
+
+@pytest.mark.parametrize("n, dropped", [(2, True), (3, False), (4, False)])
+def test_boundary_c4_min_words_per_line_3(n, dropped):
+    line = " ".join(["kite"] * n) + "."
+    assert c4_line_reason(line, CONFIG) == ("c4:few_words" if dropped else None)
+
+
+@pytest.mark.parametrize("length, dropped", [(999, False), (1000, False), (1001, True)])
+def test_boundary_c4_max_word_length_1000(length, dropped):
+    line = "The word " + "k" * length + " is long."
+    assert c4_line_reason(line, CONFIG) == ("c4:long_word" if dropped else None)
+
+
+@pytest.mark.parametrize("n, failed", [(4, True), (5, False), (6, False)])
+def test_boundary_c4_min_sentences_5(n, failed):
+    text = " ".join(["The kite flew."] * n)
+    assert sentence_count(text) == n
+    assert c4_too_few_sentences(text, CONFIG) == ("c4:too_few_sentences" if failed else None)
+
+
+def code_lines(lengths):
+    return "\n".join("x" * n for n in lengths)
+
+
+@pytest.mark.parametrize("length, failed", [(999, False), (1000, False), (1001, True)])
+def test_boundary_code_max_line_length_1000(length, failed):
+    signals = code_signals(code_lines([length] + [10] * 20))
+    assert signals["max_line_length"] == length
+    assert (code_long_lines(signals, CONFIG) == "code:long_lines") == failed
+
+
+@pytest.mark.parametrize("total, failed", [(999, False), (1000, False), (1001, True)])
+def test_boundary_code_max_mean_line_length_100(total, failed):
+    signals = code_signals(code_lines([100] * 9 + [total - 900]))  # 10 lines, `total` characters
+    assert signals["mean_line_length"] == total / 10
+    assert (code_mean_line_length(signals, CONFIG) == "code:mean_line_length") == failed
+
+
+@pytest.mark.parametrize("alnum, failed", [(24, True), (25, False), (26, False)])
+def test_boundary_code_min_alphanumeric_share_0_25(alnum, failed):
+    signals = code_signals("x" * alnum + "+" * (100 - alnum))
+    assert signals["alphanumeric_share"] == alnum / 100
+    assert (code_alphanumeric(signals, CONFIG) == "code:alphanumeric") == failed
+
+
+@pytest.mark.parametrize("data, failed", [(4, False), (5, False), (6, True)])
+def test_boundary_code_max_data_line_share_0_5(data, failed):
+    code = "\n\n".join([f"    {i}, {i * 2}, {i * 3}," for i in range(data)] + [f"total += {i}" for i in range(10 - data)])
+    signals = code_signals(code)  # 10 lines of code (the blank lines do not count)
+    assert signals["data_line_share"] == data / 10
+    assert (code_data_lines(signals, CONFIG) == "code:data_lines") == failed
+
+
+@pytest.mark.parametrize("line, generated", [(9, True), (10, True), (11, False)])
+def test_boundary_generated_marker_in_the_first_10_lines(line, generated):
+    code = "\n".join(["# DO NOT EDIT" if k == line else f"x{k} = {k}" for k in range(1, 30)])
+    assert code_quality(code) == ("code:generated" if generated else None)

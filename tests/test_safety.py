@@ -3,6 +3,7 @@ audit that agrees with the truth the story generator knows."""
 
 import random
 import time
+from collections import Counter
 
 import pytest
 import regex
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilm.data.documents import Document
-from minilm.data.filters.bias import bias_audit, job_gender, true_job_gender
+from minilm.data.filters.bias import BiasAudit, bias_audit, job_gender, true_job_gender
 from minilm.data.filters.pii import find_pii, mask_pii, pii_filter
 from minilm.data.filters.toxicity import HARASSMENT_PHRASES, is_toxic, toxicity_cues, toxicity_filter, toxicity_score
 from minilm.data.sources.stories.writer import iter_stories
@@ -303,6 +304,86 @@ def test_toxicity_filter_rejects_bad_input():
         toxicity_filter(["just a string"])
 
 
+# --- Boundaries: every threshold exactly at, just under and just over --------------------------
+
+# Lines whose score is the weight of their one cue, around the threshold 0.5 ("reaches": >=).
+@pytest.mark.parametrize("line, score, toxic", [
+    ("I am ashamed of you.", 0.45, False),
+    ("You should be ashamed.", 0.5, True),
+    ("Tom is a moron.", 0.55, True),
+])
+def test_boundary_toxic_threshold_0_5(line, score, toxic):
+    assert toxicity_score(line) == score
+    assert is_toxic(line) == toxic
+    assert toxicity_filter([doc(f"{line}\nA calm day.\nThe sea was blue.")]).edits_by_reason().get("toxic", 0) == toxic
+
+
+# The weights `toxicity_cues` documents, each alone on a line (the score is then the weight).
+@pytest.mark.parametrize("line, weight", [
+    ("You are stupid.", 0.8),  # an insult aimed at the reader
+    ("Tom is a moron.", 0.55),  # at a third person: a little above the threshold on its own
+    ("There was an idiot.", 0.3),  # an insult noun without a target
+    ("He felt stupid.", 0.1),  # about oneself
+    ("I will destroy you!", 0.8),  # violence against "you" with stated intent
+    ("I will hurt Tom.", 0.6),  # against a third person with intent
+    ("I hate you.", 0.75),
+    ("You are not stupid.", 0.0),
+])
+def test_documented_cue_weights(line, weight):
+    assert toxicity_score(line) == weight
+
+
+def test_fiction_factor_0_6_discounts_dialogue():
+    assert toxicity_score("I will destroy you!") == 0.8
+    assert toxicity_score('"I will destroy you!" roared the dragon.') == 0.48  # 0.6 x 0.8: below 0.5
+
+
+@pytest.mark.parametrize("fillers, negated", [(7, True), (8, True), (9, False)])
+def test_boundary_negation_reaches_12_words_back(fillers, negated):
+    line = "I never " + "really " * fillers + "said you are stupid."  # "never" is fillers + 4 words before "stupid"
+    assert toxicity_score(line) == (0.0 if negated else 0.8)
+
+
+@pytest.mark.parametrize("fillers, negated", [(45, True), (46, True), (47, False)])
+def test_boundary_negation_of_a_phrase_reaches_96_characters_back(fillers, negated):
+    line = "not " + "a " * fillers + "watch your back"  # the phrase starts 4 + 2 * fillers characters in
+    assert toxicity_score(line) == (0.0 if negated else 0.6)
+
+
+LINES = {True: "Nobody likes you, loser.", False: "Nice weather today."}
+
+
+@pytest.mark.parametrize("toxic, benign, blank, dropped", [
+    (4, 5, 0, False),  # 4/9 of the lines
+    (4, 4, 0, False),  # exactly half: kept, with the toxic lines cut
+    (5, 4, 2, True),  # 5/9, and blank lines do not count (5/11 would be under half)
+])
+def test_boundary_max_toxic_share_0_5(toxic, benign, blank, dropped):
+    lines = [LINES[True]] * toxic + [LINES[False]] * benign + [""] * blank
+    random.Random(toxic + benign).shuffle(lines)
+    result = toxicity_filter([doc("\n".join(lines))])
+    assert [r.reason for r in result.removed] == (["toxic"] if dropped else [])
+    assert len(result.edits) == (0 if dropped else toxic)
+
+
+@pytest.mark.parametrize("threshold, ok", [(0.0, False), (1e-9, True), (1.0, True), (1.0 + 1e-9, False)])
+def test_boundary_threshold_must_be_in_0_1(threshold, ok):
+    if ok:
+        toxicity_filter([doc("A calm day.")], threshold=threshold)
+    else:
+        with pytest.raises(ValueError, match="threshold"):
+            toxicity_filter([doc("A calm day.")], threshold=threshold)
+
+
+@pytest.mark.parametrize("share, ok", [(-1e-9, False), (0.0, True), (1.0, True), (1.0 + 1e-9, False)])
+def test_boundary_max_toxic_share_must_be_in_0_1(share, ok):
+    if ok:
+        toxicity_filter([doc("A calm day.")], max_toxic_share=share)
+    else:
+        with pytest.raises(ValueError, match="max_toxic_share"):
+            toxicity_filter([doc("A calm day.")], max_toxic_share=share)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Personal data
 # ---------------------------------------------------------------------------------------------------
@@ -438,6 +519,55 @@ def test_patterns_stay_linear_on_hostile_input():
     assert time.perf_counter() - start < 5.0
 
 
+# --- Boundaries: every length and value limit of the patterns, exactly at, under and over --------
+
+def alnum(n, seed=0):
+    rng = random.Random(seed)
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(n))
+
+
+@pytest.mark.parametrize("text, found", [
+    # an OpenAI key: "sk-" and at least 32 letters and digits
+    ("key sk-" + "a1" * 15 + "b end", False), ("key sk-" + "a1" * 16 + " end", True),
+    ("key sk-" + "a1" * 16 + "c end", True),
+    # an AWS key id: "AKIA" and exactly 16 capitals or digits
+    ("AWS AKIA" + "ABCDEFGH1234567 end", False), ("AWS AKIA" + "ABCDEFGH12345678 end", True),
+    ("AWS AKIA" + "ABCDEFGH123456789 end", False),
+    # a GitHub token: "ghp_" and exactly 36
+    ("token ghp_" + "A1" * 17 + "B end", False), ("token ghp_" + "A1" * 18 + " end", True),
+    ("token ghp_" + "A1" * 18 + "C end", False),
+    # a Slack token: "xoxb-" and at least 10
+    ("slack xoxb-123456789 end", False), ("slack xoxb-1234567890 end", True), ("slack xoxb-12345678901 end", True),
+    # an assigned secret: a value of 8 to 200 characters (7 characters never reach the entropy bar:
+    # log2(7) < 3), with an entropy of at least 3 bits per character
+    ("api_key = 'aabcd1234'", False),  # 2.95 bits
+    ("api_key = 'abcd1234'", True),  # 8 different characters: exactly 3 bits
+    ("api_key = 'abcd12345'", True),  # 3.17 bits
+    (f"password = {alnum(199)}", True), (f"password = {alnum(200)}", True), (f"password = {alnum(201)}", False),
+    # IPv4: every part at most 255
+    ("IP 192.168.1.254 end", True), ("IP 192.168.1.255 end", True), ("IP 192.168.1.256 end", False),
+    ("IP 255.168.1.1 end", True), ("IP 256.168.1.1 end", False),
+    # an e-mail address: a top-level domain of 2 to 24 letters, a local part of at most 64 characters
+    ("mail a@b.c end", False), ("mail a@b.co end", True),
+    ("mail a@b." + "c" * 24 + " end", True), ("mail a@b." + "c" * 25 + " end", False),
+    ("mail " + "a" * 64 + "@b.co end", True), ("mail " + "a" * 65 + "@b.co end", False),
+    # an international phone number: at least 8 digits
+    ("Call +1234567 now", False), ("Call +12345678 now", True), ("Call +123456789 now", True),
+])
+def test_boundary_pattern_limits(text, found):
+    assert bool(find_pii(text)) == found, find_pii(text)
+
+
+@pytest.mark.parametrize("number, phone", [
+    ("+123 4567 8901 234", "+123 4567 8901 234"),  # 14 digits
+    ("+123 4567 8901 2345", "+123 4567 8901 2345"),  # 15, the E.164 limit
+    ("+123 4567 8901 23456", "+123 4567 8901"),  # 16: the last group is another number
+])
+def test_boundary_phone_numbers_have_at_most_15_digits(number, phone):
+    text = f"Call {number} now"
+    assert find_pii(text) == [("phone", 5, 5 + len(phone))]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Bias audit
 # ---------------------------------------------------------------------------------------------------
@@ -534,6 +664,23 @@ def test_job_gender_reads_the_main_job_from_the_text():
     assert job_gender("Mia was a pilot. Every morning she flew, and she loved it. Tom was a baker.") == ("pilot", "female")
     assert job_gender("The pilot and the nurse met.") is None  # no gender words near any job
     assert job_gender("A quiet day by the sea.") is None
+
+
+@pytest.mark.parametrize("text, reading", [
+    ("Mia was a pilot. She and her dog flew. Then he came.", ("pilot", "female")),  # 2 to 0 (he is too far)
+    ("Mia was a pilot. She and he flew.", None),  # 1 to 1: a tie names no gender
+    ("Mia was a pilot. She and he and his dog flew.", ("pilot", "male")),  # 1 to 2
+])
+def test_boundary_job_gender_tie(text, reading):
+    assert job_gender(text) == reading
+
+
+@pytest.mark.parametrize("count, compared", [(9, False), (10, True), (11, True)])
+def test_boundary_share_gap_min_count_10(count, compared):
+    audit = BiasAudit(counts={"pilot": Counter(female=count, male=0)})
+    truth = BiasAudit(counts={"pilot": Counter(female=5, male=15)})
+    assert audit.share_gap(truth) == ({"pilot": 0.75} if compared else {})
+    assert truth.share_gap(audit) == audit.share_gap(truth)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ them one by one. `clean` runs them all over a corpus and records every cut and r
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from collections import Counter
@@ -252,8 +251,10 @@ def repeated_line_boilerplate(docs: Iterable[Document | str], min_docs: int = 5,
         text = doc.text if isinstance(doc, Document) else doc
         documents_with.update(key for key in set(line_keys(text)) if key)
         n_docs += 1
-    threshold = max(min_docs, math.ceil(min_share * n_docs))
-    return Counter({key: n for key, n in documents_with.items() if n >= threshold})
+    # The share as a division, not as a count `min_share * n_docs` rounded up: 0.07 * 100 is
+    # 7.000000000000001 in floating point, which would ask for 8 documents out of 100, while
+    # 7 / 100 is exactly the float 0.07.
+    return Counter({key: n for key, n in documents_with.items() if n >= min_docs and n / n_docs >= min_share})
 
 
 def strip_lines(text: str, keys: set | Counter, reason: str, changes: list[Change] | None = None) -> str:

@@ -82,15 +82,24 @@ class QualityConfig:
     generated_header_lines: int = 10
 
     def with_repetition_slack(self, factor: float) -> "QualityConfig":
-        """A copy with every repetition limit multiplied by `factor`."""
+        """A copy with every repetition limit multiplied by `factor`.
+
+        The products are rounded to 12 decimals: in floating point 3 * 0.3 is 0.8999999999999999,
+        which would fail a page whose share is exactly 0.9, while a page exactly at a published
+        limit passes.
+        """
+
+        def scale(limit: float) -> float:
+            return round(limit * factor, 12)
+
         return dataclasses.replace(
             self,
-            max_dup_line_share=self.max_dup_line_share * factor,
-            max_dup_paragraph_share=self.max_dup_paragraph_share * factor,
-            max_dup_line_char_share=self.max_dup_line_char_share * factor,
-            max_dup_paragraph_char_share=self.max_dup_paragraph_char_share * factor,
-            max_top_ngram_char_share=tuple((n, limit * factor) for n, limit in self.max_top_ngram_char_share),
-            max_dup_ngram_char_share=tuple((n, limit * factor) for n, limit in self.max_dup_ngram_char_share),
+            max_dup_line_share=scale(self.max_dup_line_share),
+            max_dup_paragraph_share=scale(self.max_dup_paragraph_share),
+            max_dup_line_char_share=scale(self.max_dup_line_char_share),
+            max_dup_paragraph_char_share=scale(self.max_dup_paragraph_char_share),
+            max_top_ngram_char_share=tuple((n, scale(limit)) for n, limit in self.max_top_ngram_char_share),
+            max_dup_ngram_char_share=tuple((n, scale(limit)) for n, limit in self.max_dup_ngram_char_share),
         )
 
 
