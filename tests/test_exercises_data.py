@@ -1,6 +1,7 @@
 """The checkers of notebook 01's exercises: they pass the package's own functions and written-out answers,
 and fail, with the input and a hint, on plausible wrong answers and on unsolved stubs."""
 
+import functools
 import hashlib
 import itertools
 import re
@@ -13,7 +14,7 @@ from minilm.data.filters import balance, dedup, pii, quality
 from minilm.exercises import ExerciseFailed
 from minilm.exercises import data as checks
 
-from exercise_checks import table_tests
+from exercise_checks import nudged, table_tests, tolerance_tests
 
 
 # --- the package's own functions, shaped like the exercises ---------------------------------------------------
@@ -155,6 +156,13 @@ CHECKS = [
 ]
 test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsolved_stub_says_not_solved = (
     table_tests(CHECKS, times=3, names_input=("input", "signatures")))
+
+# The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
+TOLERANCES = [
+    (checks.check_temperature_weights, functools.partial(nudged, balance.temperature_weights), 1e-9, 1e-12),
+]
+test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
+    tolerance_tests(TOLERANCES))
 
 
 def test_a_crash_names_the_input():

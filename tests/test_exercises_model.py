@@ -1,6 +1,7 @@
 """The checkers of notebook 03's exercises: they pass the package's own functions and written-out answers,
 and fail, with the input and a hint, on plausible wrong answers and on unsolved stubs."""
 
+import functools
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from minilm.model import GPTConfig, attention_by_hand, count_parameters
 from minilm.model.attention import causal_mask, repeat_kv
 from minilm.model.gpt import Block
 
-from exercise_checks import table_tests
+from exercise_checks import nudge, nudged, table_tests, tolerance_tests
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -183,6 +184,35 @@ CHECKS = [
 ]
 test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsolved_stub_says_not_solved = (
     table_tests(CHECKS, times=2))
+
+
+def step_output_nudged(rel, abs_):  # the caches right, the output off
+    def step(q, k_new, v_new, k_cache, v_cache):
+        output, k_cache, v_cache = package_attention_step(q, k_new, v_new, k_cache, v_cache)
+        return nudge(output, rel, abs_), k_cache, v_cache
+    return step
+
+
+def step_cache_nudged(rel, abs_):  # the output right, the returned caches off
+    exact = {}  # the caches it would return: the checker hands back the nudged ones, and they must not drift
+
+    def step(q, k_new, v_new, k_cache, v_cache):
+        if k_cache.size(2) == 0:  # a new sequence
+            exact["k"], exact["v"] = k_cache, v_cache
+        output, exact["k"], exact["v"] = package_attention_step(q, k_new, v_new, exact["k"], exact["v"])
+        return output, nudge(exact["k"], rel, abs_), nudge(exact["v"], rel, abs_)
+    return step
+
+
+# The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rtol, atol).
+TOLERANCES = [
+    (checks.check_attention, functools.partial(nudged, package_attention), 1e-4, 1e-5),
+    (checks.check_rotate, functools.partial(nudged, checks.reference_rotate), 1e-3, 1e-3),  # float32 sines of large angles
+    (checks.check_attention_step, step_output_nudged, 1e-4, 1e-5),
+    (checks.check_attention_step, step_cache_nudged, 1e-4, 1e-5),
+]
+test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
+    tolerance_tests(TOLERANCES))
 
 
 def test_the_accounting_reference_equals_the_real_block():

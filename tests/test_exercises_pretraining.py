@@ -1,6 +1,7 @@
 """The checkers of notebook 04's exercises: they pass the package's own functions and written-out answers,
 and fail, with the input and a hint, on plausible wrong answers and on unsolved stubs."""
 
+import functools
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from minilm.exercises import pretraining as checks
 from minilm.model import mask_tokens
 from minilm.train.schedule import learning_rate
 
-from exercise_checks import assert_fails, assert_passes, stub
+from exercise_checks import assert_fails, assert_passes, nudge, nudged, stub, tolerance_tests
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,6 +148,47 @@ def test_masking_fails_wrong_answers(answer):
     assert_fails(checks.check_masking, answer)
 
 
+def masking_with(rate_offset=0.0, masked=0.8, swapped=0.1, stripes=0.0, replacements=1.0):
+    """BERT's rule with its numbers moved: the rate, the shares of [MASK] and random tokens among the chosen, odd
+    columns chosen `stripes` more often and even ones less (the same rate overall), replacements drawn from the first
+    `replacements` of the vocabulary."""
+    def mask(ids, mask_id, vocab_size, generator, rate=0.15):
+        column_rate = rate + rate_offset + stripes * (torch.arange(ids.size(1)) % 2 * 2 - 1)
+        chosen = torch.rand(ids.shape, generator=generator) < column_rate
+        kind = torch.rand(ids.shape, generator=generator)
+        random_ids = torch.randint(max(1, int(vocab_size * replacements)), ids.shape, generator=generator)
+        inputs = ids.clone()
+        inputs[chosen & (kind < masked)] = mask_id
+        swap = chosen & (kind >= masked) & (kind < masked + swapped)
+        inputs[swap] = random_ids[swap]
+        return inputs, torch.where(chosen, ids, torch.full_like(ids, -100))
+    return mask
+
+
+# The masking checker's tolerances are statistical: ±0.01 on the rate, ±0.02 on the share of [MASK] among the chosen,
+# ±0.015 on the random and unchanged shares, a spread of the columns' rates at most 1.5 times that of independent
+# draws, replacements from at least a quarter of the vocabulary (or of the replaced positions). Just outside each: fail.
+@pytest.mark.parametrize("answer, message", [
+    (masking_with(rate_offset=0.03), "chosen positions"),
+    (masking_with(masked=0.86, swapped=0.07), "mask_id among the chosen"),
+    (masking_with(masked=0.74, swapped=0.13), "mask_id among the chosen"),
+    (masking_with(swapped=0.145), "random tokens among the chosen"),
+    (masking_with(swapped=0.055), "random tokens among the chosen"),
+    # The unchanged share is what the other two leave: off by 0.023 while they stay inside theirs.
+    (masking_with(masked=0.812, swapped=0.111), "unchanged among the chosen"),
+    (masking_with(stripes=0.08), "chosen far more often"),
+    (masking_with(replacements=0.2), "distinct ids"),
+], ids=["rate", "more-mask", "less-mask", "more-random", "less-random", "fewer-unchanged", "striped-columns",
+        "few-replacements"])
+def test_masking_just_outside_each_tolerance_fails(answer, message):
+    assert_fails(checks.check_masking, answer, match=message)
+
+
+def test_masking_well_inside_every_tolerance_passes(capsys):
+    answer = masking_with(rate_offset=0.003, masked=0.806, swapped=0.0955, stripes=0.01, replacements=0.5)
+    assert_passes(checks.check_masking, answer, capsys, times=2)
+
+
 # --- Exercise 4 ------------------------------------------------------------------------------------------------
 
 
@@ -204,3 +246,36 @@ def test_gradient_accumulation_passes_right_answers(answer, capsys):
 @pytest.mark.parametrize("answer", [divide_by_k, no_scaling, zero_between, stub])
 def test_gradient_accumulation_fails_wrong_answers(answer):
     assert_fails(checks.check_gradient_accumulation, answer)
+
+
+# --- the tolerances ---------------------------------------------------------------------------------------------
+
+
+def whole_batch(model, inputs, targets, k):  # right, the whole batch at once (as the checker computes it), k ignored
+    _, loss = model(inputs, targets)
+    loss.backward()
+    return loss.item()
+
+
+def loss_nudged(rel, abs_):  # the gradients right, the returned loss off
+    return nudged(whole_batch, rel, abs_)
+
+
+def gradients_nudged(rel, abs_):  # the returned loss right, the gradients off
+    def accumulate(model, inputs, targets, k):
+        loss = whole_batch(model, inputs, targets, k)
+        for param in model.parameters():
+            param.grad = nudge(param.grad, rel, abs_)
+        return loss
+    return accumulate
+
+
+# The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
+TOLERANCES = [
+    (checks.check_cross_entropy, functools.partial(nudged, package_cross_entropy), 1e-4, 1e-4),
+    (checks.check_learning_rate, functools.partial(nudged, learning_rate), 1e-6, 1e-12),
+    (checks.check_gradient_accumulation, loss_nudged, 1e-6, 0.0),  # abs_tol=1e-9: no loss comes near 0
+    (checks.check_gradient_accumulation, gradients_nudged, 1e-5, 1e-8),
+]
+test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
+    tolerance_tests(TOLERANCES))

@@ -2,6 +2,7 @@
 and fail, with the input and a hint, on plausible wrong answers and on unsolved stubs."""
 
 import copy
+import functools
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from minilm.exercises import scaling as checks
 from minilm.model.accounting import matmul_parameters, mfu, parameter_counts
 from minilm.tokenizer.shards import TokenShards
 
-from exercise_checks import assert_fails, assert_not_solved, assert_passes
+from exercise_checks import assert_fails, assert_not_solved, assert_passes, nudged, tolerance_tests
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -199,3 +200,21 @@ def test_data_parallel_checker_fails_wrong_answers(answer, message):
                                      checks.check_data_parallel_gradients])
 def test_checkers_fail_on_stubs(checker):
     assert_not_solved(checker)
+
+
+# --- the tolerances ---------------------------------------------------------------------------------------------
+
+
+def big_batch_gradients(model, inputs, targets, world_size):  # right, on one process: the checker's own computation
+    return checks._big_batch_gradients(model, inputs, targets)
+
+
+# The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
+# The scale of exercise 3 is compared within rel_tol=1e-6 (its count of good steps exactly: `nudge` leaves ints alone).
+TOLERANCES = [
+    (checks.check_mfu, functools.partial(nudged, checks._reference_mfu), 1e-9, 0.0),
+    (checks.check_update_scale, functools.partial(nudged, checks._reference_update_scale), 1e-6, 0.0),
+    (checks.check_data_parallel_gradients, functools.partial(nudged, big_batch_gradients), 1e-4, 1e-6),
+]
+test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
+    tolerance_tests(TOLERANCES))

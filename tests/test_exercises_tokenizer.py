@@ -1,6 +1,7 @@
 """The checkers of notebook 02's exercises: they pass the package's own functions and written-out answers,
 and fail, with the input and a hint, on plausible wrong answers and on unsolved stubs."""
 
+import functools
 import re
 from collections import Counter
 
@@ -12,7 +13,7 @@ from minilm.tokenizer import Tokenizer, bpe, recover_merges
 from minilm.tokenizer.naive import merge
 from minilm.tokenizer.stage import bytes_per_token
 
-from exercise_checks import table_tests
+from exercise_checks import nudged, table_tests, tolerance_tests
 
 
 # --- the package's own functions, shaped like the exercises ---------------------------------------------------
@@ -230,6 +231,14 @@ CHECKS = [
 ]
 test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsolved_stub_says_not_solved = (
     table_tests(CHECKS, times=2))
+
+# The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
+# Compression is compared to the reference rounded to 3 decimals, within 0.0005: the nudged answer is the rounded one.
+TOLERANCES = [
+    (checks.check_compression, functools.partial(nudged, package_compression), 0.0, 0.0005),
+]
+test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
+    tolerance_tests(TOLERANCES))
 
 
 def test_a_crash_names_the_input():

@@ -1,4 +1,5 @@
-"""Tests of the BPE tokenizer (minilm.tokenizer): naive == fast == HF tokenizers, tiktoken parity, files, errors.
+"""Tests of the BPE tokenizer (minilm.tokenizer): naive == fast == HF tokenizers, the tie rule, encoding == applying
+the merges in order (a slow reference) on every encode path, tiktoken parity, files, errors.
 
 Only the tests that compare with tiktoken need it (they take the `tiktoken` fixture, and skip without it).
 """
@@ -6,10 +7,13 @@ Only the tests that compare with tiktoken need it (they take the `tiktoken` fixt
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import random
 import time
 
 import pytest
+import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -177,6 +181,54 @@ def test_training_stops_when_nothing_is_left_to_merge():
     assert [vocab[i] for i in merges.values()] == [b"ab", b" ab"]
 
 
+def learned(chunk_counts: dict[bytes, int], n_merges: int) -> list[bytes]:
+    """The tokens that `learn_merges` and the naive trainer learn, in order, from chunks given with their counts.
+
+    The naive trainer takes texts, so each chunk is written `count` times, one text each (a text of one chunk)."""
+    merges, vocab = bpe.learn_merges(chunk_counts, 256 + n_merges)
+    texts = [chunk.decode() for chunk, count in chunk_counts.items() for _ in range(count)]
+    naive_merges, naive_vocab = train_naive(texts, 256 + n_merges, pattern=r"[^ ]+")
+    assert list(merges.items()) == list(naive_merges.items()) and vocab == naive_vocab
+    return [vocab[token_id] for token_id in merges.values()]
+
+
+def test_ties_go_to_the_smallest_pair_of_ids():
+    """The documented rule: the most frequent pair; among equals the smallest (first id, second id), ids in BYTE_ORDER."""
+    assert learned({b"ca": 1, b"ab": 1}, 1) == [b"ab"]  # not the pair seen first
+    assert learned({b"ac": 1, b"ab": 1}, 1) == [b"ab"]  # same first id: the smaller second id
+    assert learned({b"ca": 1, b"ba": 1}, 1) == [b"ba"]  # same second id: the smaller first id
+    # Ids, not byte values: "!" is id 0, byte 0 is id 188 (GPT-2's order puts the printable bytes first).
+    assert learned({b"\x00\x01": 1, b"!!": 1}, 1) == [b"!!"]
+    assert learned({b"!!": 1, b"zz": 2}, 1) == [b"zz"]  # the count comes first
+    # A tie between a merged token and bytes: merged tokens have the largest ids, so they lose.
+    assert learned({b"abab": 1, b"cd": 1}, 3) == [b"ab", b"cd", b"abab"]
+
+
+def test_a_pair_that_overlaps_itself_counts_once_per_position():
+    """In "aaa" the pair (a, a) occurs twice (as HF's BpeTrainer and minbpe count), yet one merge leaves "aa", "a"."""
+    assert learned({b"aaa": 1, b"!!": 1}, 3) == [b"aa", b"!!", b"aaa"]  # (a, a) counts 2 and beats (!, !)
+    assert learned({b"aaaaa": 1}, 3) == [b"aa", b"aaa", b"aaaaa"]  # aa aa a: (aa, a) has the smaller ids
+    assert learned({b"aaaa": 1, b"aaa": 1}, 3) == [b"aa", b"aaa", b"aaaa"]
+    # (b, a) counts 9, (a, b) 6; then a ba ba ba: the two (ba, ba) overlap, and the merge takes the left one.
+    assert learned({b"abababa": 2, b"ba": 3}, 4) == [b"ba", b"baba", b"ababa", b"abababa"]
+    # aa aa aa a, then aaaa aa a: (aa, a) and (aaaa, aa) tie and (aa, a) has the smaller ids; then nothing is left.
+    merges, vocab = bpe.learn_merges({b"aaaaaaa": 3}, 256 + 10)
+    assert [vocab[i] for i in merges.values()] == [b"aa", b"aaaa", b"aaa", b"aaaaaaa"]
+
+
+# Corpora over two to four letters (with spaces or newlines in some): pairs that overlap themselves, many ties.
+small_corpora = st.sampled_from(["ab", "abc", "aab ", "abcd\n"]).flatmap(
+    lambda letters: st.lists(st.text(letters, min_size=1, max_size=30), min_size=1, max_size=12))
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=small_corpora, n_merges=st.integers(1, 40))
+def test_naive_and_fast_trainers_agree_on_small_alphabets(texts, n_merges):
+    fast = train(texts, 256 + n_merges)
+    naive = train_naive(texts, 256 + n_merges)
+    assert list(fast[0].items()) == list(naive[0].items()) and fast[1] == naive[1]
+
+
 # ---------------------------------------------------------------------------------------------
 # Encoding and decoding
 
@@ -299,6 +351,172 @@ def test_the_chunk_cache_keeps_only_short_chunks(tok):
     longest = max(map(len, fresh._cache))
     assert longest <= CACHE_CHUNK_CHARS, f"a chunk of {longest} characters is in the cache"
     assert fresh.encode(text) == tok.encode(text)  # the second time from the cache, where it can
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding is BPE: on every path, the ids of applying the merges in order, with no pair left to merge
+
+
+def apply_merges_in_order(data: bytes, merges: dict[tuple[int, int], int], vocab: dict[int, bytes]) -> list[int]:
+    """BPE as first defined (Sennrich et al., 2016): each merge in the order learned, over the whole chunk, left to right.
+
+    Slow (one pass over the chunk per merge) and plainly right. For merges learned by BPE it gives the ids of
+    tiktoken's loop (the lowest-ranked pair first) that the tokenizer runs; so it is the reference for every path."""
+    byte_ids = {token[0]: token_id for token_id, token in vocab.items() if len(token) == 1}
+    ids = [byte_ids[byte] for byte in data]
+    for (first, second), new_id in merges.items():
+        if first not in ids:
+            continue
+        merged, i = [], 0
+        while i < len(ids):
+            if i + 1 < len(ids) and ids[i] == first and ids[i + 1] == second:
+                merged.append(new_id)
+                i += 2
+            else:
+                merged.append(ids[i])
+                i += 1
+        ids = merged
+    return ids
+
+
+def pairs_left_to_merge(tokenizer: Tokenizer, ids: list[int]) -> list[tuple[bytes, bytes]]:
+    """The adjacent tokens of one chunk's ids whose joined bytes are a token: BPE stops only when there are none."""
+    parts = [tokenizer.vocab[i] for i in ids]
+    return [(a, b) for a, b in zip(parts, parts[1:]) if a + b in tokenizer.ranks]
+
+
+def reference_encode(tokenizer: Tokenizer, text: str, allowed_special=frozenset()) -> list[int]:
+    """The ids of `text`: the allowed special tokens, and the merges applied in order to each chunk between them."""
+    specials = bpe.special_token_splitter(sorted(allowed_special))
+    ids, start = [], 0
+    for found in [*(specials.finditer(text) if specials else ()), None]:
+        piece = text[start : found.start() if found else len(text)]
+        for chunk in regex.findall(tokenizer.pattern, piece):
+            ids += apply_merges_in_order(chunk.encode("utf-8"), tokenizer.merges, tokenizer.vocab)
+        if found:
+            ids.append(tokenizer.special_tokens[found.group()])
+            start = found.end()
+    return ids
+
+
+def assert_every_path_encodes_chunks_as_bpe(tokenizer: Tokenizer, chunks: list[bytes]) -> None:
+    """Each chunk alone (every merge loop), then all of them in one text (every encode path) give the reference ids."""
+    for data in chunks:
+        want = apply_merges_in_order(data, tokenizer.merges, tokenizer.vocab)
+        assert pairs_left_to_merge(tokenizer, want) == []  # the reference itself is a fixpoint
+        got = tokenizer.encode_chunk(data)
+        assert got == want, (data, [tokenizer.vocab[i] for i in got], [tokenizer.vocab[i] for i in want])
+        assert pairs_left_to_merge(tokenizer, got) == [], data
+        assert [tokenizer.ranks[part] for part in merge_heap(data, tokenizer.ranks)] == want, data
+        assert [tokenizer.ranks[part] for part in merge_simple(data, tokenizer.ranks)] == want, data
+
+    text = "\n".join(chunk.decode() for chunk in chunks)  # the letters' chunks, and "\n" chunks between them
+    assert [chunk.encode() for chunk in regex.findall(tokenizer.pattern, text)][::2] == chunks
+    want = reference_encode(tokenizer, text)
+    fresh = Tokenizer(tokenizer.ranks, tokenizer.pattern, tokenizer.special_tokens, tokenizer.merges)  # empty cache
+    assert fresh.encode_ordinary(text) == want
+    assert fresh.encode_ordinary(text) == want  # again, the short chunks from the cache
+    assert fresh.encode(text) == fresh.encode_batch([text])[0] == want
+    with_specials = "<|endoftext|>".join(chunk.decode() for chunk in chunks) + "<|user|>"
+    assert fresh.encode(with_specials, allowed_special="all") == reference_encode(fresh, with_specials, set(SPECIAL_TOKENS))
+    assert fresh.encode(with_specials, disallowed_special=()) == reference_encode(fresh, with_specials)
+
+
+@functools.lru_cache(maxsize=None)
+def letters_tokenizer(letters: str, seed: int, n_merges: int) -> Tokenizer:
+    """A tokenizer learned from fresh random words over a few letters: long chunks, full of its merges."""
+    rng = random.Random(seed)
+    texts = ["".join(rng.choice(letters) for _ in range(rng.randint(1, 40))) for _ in range(200)]
+    return Tokenizer.train(texts, 256 + n_merges + len(SPECIAL_TOKENS))
+
+
+LETTER_TOKENIZERS = [("abc", 2, 60), ("ab", 5, 40), ("abcd", 4, 120)]
+
+
+@pytest.fixture(scope="module", params=LETTER_TOKENIZERS, ids=lambda p: p[0])
+def letters_tok(request) -> tuple[Tokenizer, str]:
+    letters, seed, n_merges = request.param
+    return letters_tokenizer(letters, seed, n_merges), letters
+
+
+def last_merge_chunks(tokenizer: Tokenizer, letters: str) -> list[bytes]:
+    """Long chunks in which the last three merges apply: each token glued to random letters on one side or both.
+
+    The lowest-priority merges are the easiest to skip unseen (and a chunk that is a whole token takes a shortcut):
+    the very last merge lands at the start, in the middle and at the end of the chunks' ids, five times at least."""
+    rng = random.Random(0)
+    last_ids = list(tokenizer.merges.values())[-3:]
+    assert last_ids[-1] == len(tokenizer.ranks) - 1  # the very last merge is among them
+
+    def letters_run() -> str:
+        return "".join(rng.choice(letters) for _ in range(rng.randint(1, 30)))
+
+    chunks = []
+    for token_id in last_ids:
+        token = tokenizer.vocab[token_id].decode()
+        places = {"start": [], "middle": [], "end": []}
+        for _ in range(300):
+            chunk = rng.choice([token + letters_run(), letters_run() + token + letters_run(), letters_run() + token])
+            ids = apply_merges_in_order(chunk.encode(), tokenizer.merges, tokenizer.vocab)
+            if token_id in ids:
+                place = "start" if ids[0] == token_id else "end" if ids[-1] == token_id else "middle"
+                places[place].append(chunk.encode())
+        counts = {place: len(found) for place, found in places.items()}
+        if token_id == last_ids[-1]:  # the very last merge at each place (other merges may fit only some places)
+            assert min(counts.values()) >= 5, f"{token!r} found {counts}: draw other chunks, or train other merges"
+        assert sum(counts.values()) >= 5, f"{token!r} found {counts}"
+        chunks += [chunk for found in places.values() for chunk in found]
+    return chunks
+
+
+def test_the_last_merges_apply_at_the_start_middle_and_end_of_long_chunks(letters_tok):
+    tokenizer, letters = letters_tok
+    assert_every_path_encodes_chunks_as_bpe(tokenizer, last_merge_chunks(tokenizer, letters))
+
+
+def test_tiktoken_gives_the_reference_ids_of_the_last_merges(letters_tok, tiktoken):
+    """The reference is what the tokenizer means to compute: tiktoken's Rust encoder agrees with it."""
+    tokenizer, letters = letters_tok
+    chunks = last_merge_chunks(tokenizer, letters)
+    enc = tokenizer.to_tiktoken()
+    assert enc.encode_ordinary_batch([chunk.decode() for chunk in chunks]) == [
+        apply_merges_in_order(chunk, tokenizer.merges, tokenizer.vocab) for chunk in chunks]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_every_encode_path_is_bpe_on_random_letters(data):
+    letters, seed, n_merges = data.draw(st.sampled_from(LETTER_TOKENIZERS))
+    tokenizer = letters_tokenizer(letters, seed, n_merges)
+    late_tokens = [tokenizer.vocab[i].decode() for i in list(tokenizer.merges.values())[-5:]]  # rare in random letters
+    around = st.text(letters, max_size=40)
+    chunk = st.text(letters, min_size=1, max_size=120) | st.tuples(around, st.sampled_from(late_tokens), around).map("".join)
+    chunks = data.draw(st.lists(chunk.map(str.encode), min_size=1, max_size=6))
+    assert_every_path_encodes_chunks_as_bpe(tokenizer, chunks)
+
+
+def test_the_trained_tokenizer_encodes_text_as_bpe(tok, corpus):
+    """The tokenizer of the stories: every chunk of a few texts, and its last merges glued to letters in longer chunks."""
+    rng = random.Random(1)
+    texts = VARIED[:9] + [text[:1500] for text in corpus[:2] + corpus[-2:]]
+    for text in texts:
+        want = reference_encode(tok, text)
+        assert tok.encode_ordinary(text) == want, text[:40]
+        assert tok.encode(text, allowed_special="all") == reference_encode(tok, text, set(SPECIAL_TOKENS))
+        for chunk in regex.findall(tok.pattern, text):
+            assert pairs_left_to_merge(tok, tok.encode_chunk(chunk.encode())) == [], chunk
+    letters = "etaoinshrdlu"
+    glued = []
+    for token_id in list(tok.merges.values())[-20:]:
+        token = tok.vocab[token_id].decode()
+        if token.strip().isalpha():  # glued to letters it stays one chunk: at its start if it begins with a space
+            for _ in range(10):
+                before = "" if token.startswith(" ") else " " + "".join(rng.choices(letters, k=rng.randint(1, 12)))
+                glued.append(before + token + "".join(rng.choices(letters, k=rng.randint(1, 12))))
+    text = "".join(glued)
+    want = reference_encode(tok, text)
+    assert want.count(len(tok.ranks) - 1) >= 3  # the very last merge applies in some of these chunks
+    assert tok.encode(text) == want
 
 
 # ---------------------------------------------------------------------------------------------
