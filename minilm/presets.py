@@ -36,7 +36,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                    warmup_steps=10, log_every=10, eval_every=30, eval_tokens=4096, sample_every=30, sample_tokens=32,
                    checkpoint_every=30, final_samples=5),
         # cpu: sized so that stages 1-5 take under 10 minutes on 2 cores in float32 (most laptops have no bf16)
-        "cpu": dict(n_layer=4, n_head=4, n_embd=128, context=128, batch_size=32, max_steps=900, lr=3e-3, min_lr=3e-4,
+        "cpu": dict(n_layer=4, n_head=4, n_embd=128, context=128, batch_size=32, max_steps=1000, lr=4e-3, min_lr=4e-4,
                     warmup_steps=50, log_every=20, eval_every=200, sample_every=200, checkpoint_every=100),
         "gpu": dict(n_layer=12, n_head=12, n_embd=768, context=512, batch_size=32, grad_accum=2, max_steps=1500,
                     lr=6e-4, min_lr=6e-5, warmup_steps=100, compile=True, log_every=10, eval_every=250,

@@ -36,7 +36,7 @@
 # | preset | the real run (stage 4) | the rest of this notebook (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 2 layers × 64 wide, 60 steps: seconds | about 15 seconds |
-# | `cpu` | 4 layers × 128 wide (1.3M parameters), 900 steps of 4,096 tokens: minutes the first time (section 5 prints how long), then cached | about 5 minutes |
+# | `cpu` | 4 layers × 128 wide (1.3M parameters), 1,000 steps of 4,096 tokens: minutes the first time (section 5 prints how long), then cached | about 5 minutes |
 # | `gpu` | 12 layers × 768 wide, 1,500 steps of 32,768 tokens, bf16, compiled: minutes | a minute or two |
 #
 # The run of stage 4 is cached in `data/runs/<preset>/pretrain/`: run this notebook again, or the speedrun, and it
