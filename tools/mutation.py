@@ -86,6 +86,7 @@ def mutmut_config(package: Package) -> str:
         "",
         "[tool.mutmut]",
         'source_paths = ["minilm"]',
+        'also_copy = ["conftest.py"]',
         f"only_mutate = {toml_list(package.mutate)}",
         f"pytest_add_cli_args_test_selection = {toml_list(package.tests)}",
         # no notebook collection, no cache folder, quiet: the run only needs pass or fail
@@ -99,7 +100,7 @@ def prepare(name: str) -> Path:
     scratch = SCRATCH / name
     if scratch.exists():
         shutil.rmtree(scratch)
-    tracked = subprocess.run(["git", "ls-files", "minilm", "tests", "pyproject.toml"], cwd=ROOT, check=True,
+    tracked = subprocess.run(["git", "ls-files", "minilm", "tests", "conftest.py", "pyproject.toml"], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout.split()
     for path in tracked:
         (scratch / path).parent.mkdir(parents=True, exist_ok=True)
