@@ -42,10 +42,11 @@ MUTMUT = [sys.executable, "-m", "mutmut"]
 
 @dataclass(frozen=True)
 class Package:
-    """What to mutate (globs of files) and the test files that answer for it."""
+    """What to mutate (files), the test files that answer for it, and slow end-to-end tests left out of its run."""
 
     mutate: tuple[str, ...]
     tests: tuple[str, ...]
+    deselect: tuple[str, ...] = ()
 
 
 # The files are the package's logic; each stage's report.py (terminal lines and figures) is left
@@ -73,6 +74,9 @@ PACKAGES = {
                 "minilm/data/filters/balance.py"),
         tests=("tests/test_clean.py", "tests/test_quality.py", "tests/test_safety.py", "tests/test_dedup.py",
                "tests/test_data_pipeline.py"),
+        # the whole cpu corpus and the speedrun: a minute per mutant, and the filters' own tests must answer anyway
+        deselect=("tests/test_data_pipeline.py::test_every_filter_reaches_the_goal_on_the_cpu_corpus",
+                  "tests/test_data_pipeline.py::test_speedrun_and_command_line"),
     ),
 }
 
@@ -90,7 +94,8 @@ def mutmut_config(package: Package) -> str:
         f"only_mutate = {toml_list(package.mutate)}",
         f"pytest_add_cli_args_test_selection = {toml_list(package.tests)}",
         # no notebook collection, no cache folder, quiet: the run only needs pass or fail
-        'pytest_add_cli_args = ["-p", "no:nbval", "-p", "no:cacheprovider", "-q", "-o", "addopts="]',
+        "pytest_add_cli_args = " + toml_list(["-p", "no:nbval", "-p", "no:cacheprovider", "-q", "-o", "addopts=",
+                                              *(arg for test in package.deselect for arg in ("--deselect", test))]),
         "",
     ])
 
