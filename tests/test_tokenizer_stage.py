@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -188,6 +189,126 @@ def test_sequential_windows_see_every_token_once(written):
     assert all(len(x) == 100 for x, _ in windows[:-1]) and 0 < len(windows[-1][0]) <= 100
     assert (np.concatenate([x for x, _ in windows]) == whole[:-1]).all()
     assert (np.concatenate([y for _, y in windows]) == whole[1:]).all()
+
+
+def test_read_checks_bounds_and_reads_nothing_as_an_empty_array(written):
+    shards = TokenShards(written[0], "train")
+    n = len(shards)
+    for start in (0, 2_000, n):  # the start, a shard boundary, the end
+        empty = shards.read(start, start)
+        assert empty.shape == (0,) and empty.dtype == np.int64
+    whole = shards.read(0, n)
+    assert (shards.read(2_000, 2_005) == whole[2_000:2_005]).all() and shards.read(n - 1, n).tolist() == [whole[-1]]
+    with pytest.raises(IndexError, match=rf"cannot read tokens 5\.\.3 of a stream of {n} tokens"):
+        shards.read(5, 3)
+    with pytest.raises(IndexError, match=rf"cannot read tokens {n - 1}\.\.{n + 1} of a stream of {n} tokens"):
+        shards.read(n - 1, n + 1)
+
+
+def test_shards_are_mapped_read_only_and_keep_the_manifests_fields(written, tok_folder):
+    out, manifest = written
+    shards = TokenShards(out, "train")
+    assert all(not shard.flags.writeable for shard in shards.shards)  # training can never write into the data
+    with pytest.raises(ValueError, match="read-only"):
+        shards.shards[0][0] = 0
+    assert (shards.vocab_size, shards.eot_id, shards.documents) == (manifest["vocab_size"], manifest["eot_id"],
+                                                                      manifest["documents"])
+    assert shards.eot_id == Tokenizer.load(tok_folder).special_id(EOT)
+
+
+def test_part_defaults_to_the_whole_stream_and_cuts_at_integers(written):
+    shards = TokenShards(written[0], "train")
+    n = len(shards)
+    assert n % 4 != 0  # the cut points are rounded down, not fractions
+    assert shards.part() == (0, n)
+    assert shards.part(1, 4) == (n // 4, n // 2) and shards.part(3, 4) == (3 * n // 4, n)
+    assert all(type(x) is int for rank in range(4) for x in shards.part(rank, 4))
+
+
+def test_window_and_batch_arguments_are_checked(written):
+    shards = TokenShards(written[0], "train")
+    n, rng = len(shards), np.random.default_rng(0)
+    for batch_size, context in ((0, 8), (4, 0)):
+        with pytest.raises(ValueError, match=rf"batch_size and context must be >= 1, got batch_size={batch_size}, "
+                                             rf"context={context}"):
+            shards.window_starts(batch_size, context, rng)
+    x, y = shards.batch(4, 1, rng)  # context 1: a bigram model's windows of two tokens
+    assert x.shape == y.shape == (4, 1)
+    # rank 1 of 2 holds the second half: a window longer than a half fits the stream but not that part
+    half = n - n // 2
+    with pytest.raises(ValueError, match=rf"the train split has {n:,} tokens, {half:,} for rank 1 of 2: too few "
+                                         rf"for a window of context {half}"):
+        shards.window_starts(1, half, rng, rank=1, world_size=2)
+
+
+def test_a_ranks_batches_come_from_its_own_part(written):
+    shards = TokenShards(written[0], "train")
+    whole = shards.read(0, len(shards))
+    context, (start, stop) = 16, shards.part(1, 2)
+    x, y = shards.batch(256, context, np.random.default_rng(5), rank=1, world_size=2)
+    starts = shards.window_starts(256, context, np.random.default_rng(5), rank=1, world_size=2)
+    assert starts.min() >= start and starts.max() + context + 1 <= stop
+    for row, s in enumerate(starts):
+        assert (x[row] == whole[s : s + context]).all() and (y[row] == whole[s + 1 : s + context + 1]).all()
+
+
+@pytest.mark.parametrize("context", [1, 7, 100])
+def test_sequential_windows_count_and_context_one(written, context):
+    shards = TokenShards(written[0], "train")
+    windows = list(shards.sequential_windows(context))
+    assert len(windows) == -(-(len(shards) - 1) // context)  # ceil((n - 1) / context): no empty window at the end
+    assert all(len(x) == len(y) > 0 for x, y in windows)
+    if context == 1:
+        assert all(len(x) == 1 for x, _ in windows)
+
+
+def test_sequential_windows_reject_a_context_below_one(written):
+    with pytest.raises(ValueError, match="context must be >= 1, got 0"):
+        next(TokenShards(written[0], "train").sequential_windows(0))
+
+
+def test_a_manifest_that_does_not_fit_gets_an_error_that_names_the_field(written, tmp_path):
+    import shutil
+
+    out = tmp_path / "shards"
+    shutil.copytree(written[0], out)
+    good = json.loads((out / "train.json").read_text())
+
+    def refused(change, match):
+        manifest = change(json.loads(json.dumps(good)))
+        (out / "train.json").write_text(json.dumps(manifest))
+        with pytest.raises(ValueError, match=match):
+            TokenShards(out, "train")
+
+    refused(lambda m: [m], r"train\.json is not a token shards manifest \(no \"format\": \"minilm\.shards\"\)")
+    refused(lambda m: {**m, "format": "nanogpt"}, r"is not a token shards manifest")
+    refused(lambda m: {**m, "version": 2}, r"train\.json has version 2; this minilm reads version 1: rebuild them")
+    refused(lambda m: {k: v for k, v in m.items() if k != "version"}, r"has version None; this minilm reads version 1")
+    refused(lambda m: {**m, "tokens": "many"}, r"train\.json: field 'tokens' is missing or not a int: rebuild them")
+    refused(lambda m: {k: v for k, v in m.items() if k != "eot_id"}, r"field 'eot_id' is missing or not a int")
+    refused(lambda m: {**m, "dtype": "float32"}, r"train\.json: dtype 'float32' is not uint16 or uint32")
+    # the shard files fit their entries, but not the total
+    n = good["tokens"]
+    refused(lambda m: {**m, "tokens": n + 1}, rf"train\.json says {n + 1} tokens but its shards hold {n}: rebuild them")
+    (out / "train.json").write_text(json.dumps(good))
+    assert len(TokenShards(out, "train")) == n
+
+
+def test_another_tokenizers_fingerprint_is_shown_in_the_error(written, tmp_path):
+    found = written[1]["tokenizer"]
+    expected = "0123456789abcdef" + "f" * 48
+    message = rf"\(fingerprint {found[:16]}, expected 0123456789abcdef\): rebuild them with python -m minilm tokenizer --force"
+    with pytest.raises(ValueError, match=rf"the train shards in .* were made with another tokenizer {message}"):
+        TokenShards(written[0], "train", expected_tokenizer=expected)
+
+
+def test_the_manifest_is_read_as_utf8_whatever_the_locale(texts, tok_folder, tmp_path, monkeypatch):
+    import io
+
+    # a split name that is not ASCII, in a manifest written as UTF-8 JSON; read where text files default to cp1252
+    write_shards(texts[:5], tok_folder, tmp_path, "validación", workers=0, progress=False)
+    monkeypatch.setattr(io, "text_encoding", lambda encoding, stacklevel=2: encoding or "cp1252")  # as on Windows
+    assert TokenShards(tmp_path, "validación").manifest["split"] == "validación"
 
 
 # ---------------------------------------------------------------------------------------------
