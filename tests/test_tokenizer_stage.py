@@ -385,6 +385,20 @@ def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_
     assert rebuilt.summary["tokens"]["train"] > first.summary["tokens"]["train"]
 
 
+def test_open_shards_refuses_shards_of_another_tokenizer(texts, tok_folder, written, tmp_path):
+    import shutil
+
+    from minilm.cache import Artifact
+
+    artifact = Artifact(tmp_path, {})
+    shutil.copytree(written[0], tmp_path / "shards")
+    shutil.copytree(tok_folder, tmp_path / "tokenizer")
+    assert len(open_shards(artifact, "train")) == written[1]["tokens"]
+    Tokenizer.train(texts[:20], vocab_size=300).save(tmp_path / "tokenizer")  # retrained beside the old shards
+    with pytest.raises(ValueError, match="made with another tokenizer"):
+        open_shards(artifact, "train")
+
+
 def test_training_texts_limit_keeps_each_domains_share(ci_stage, home):
     from collections import Counter
 
