@@ -95,18 +95,23 @@ def test_parallel_workers_write_the_same_bytes(texts, tok_folder, written, tmp_p
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_a_crash_midway_leaves_no_shard_that_looks_complete(texts, tok_folder, tmp_path, workers):
-    write_shards(texts, tok_folder, tmp_path, "train", workers=0, shard_tokens=2_000, progress=False)
+def test_a_crash_midway_leaves_no_shard_that_looks_complete(texts, tok_folder, tmp_path, workers, monkeypatch):
+    monkeypatch.setattr(shards_module, "DOCS_PER_TASK", 16)  # so that chunks are written before the crash
+    old, fresh = tmp_path / "old", tmp_path / "fresh"
+    write_shards(texts, tok_folder, old, "train", workers=0, shard_tokens=2_000, progress=False)
 
     def crashing():
         yield from texts[:100]  # enough for several full shards first
         raise RuntimeError("disk on fire")
 
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        write_shards(crashing(), tok_folder, tmp_path, "train", workers=workers, shard_tokens=2_000, progress=False)
-    assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob(".*"))
-    with pytest.raises(FileNotFoundError, match="never finished"):
-        TokenShards(tmp_path, "train")
+    for out in (old, fresh):
+        fresh.mkdir(exist_ok=True)
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            write_shards(crashing(), tok_folder, out, "train", workers=workers, shard_tokens=2_000, progress=False)
+        assert not list(out.glob("*.json")) and not list(out.glob(".*"))
+        with pytest.raises(FileNotFoundError, match="never finished"):
+            TokenShards(out, "train")
+    assert not list(fresh.iterdir())  # the shards the failed run had finished are removed too
 
 
 def test_bad_input_gets_clear_errors(tok_folder, tmp_path):

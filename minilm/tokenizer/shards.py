@@ -138,14 +138,12 @@ class _ShardWriter:
         self.file, self.tmp = None, None
 
     def abort(self) -> None:
-        """Remove everything written: the open temporary file and the finished shards."""
+        """Remove everything written: the open temporary file and the finished shards (the writer is not used again)."""
         if self.file is not None:
             self.file.close()
             self.tmp.unlink(missing_ok=True)
-            self.file = None
         for shard in self.done:
             (self.folder / shard["file"]).unlink(missing_ok=True)
-        self.done = []
 
 
 def write_shards(
