@@ -25,7 +25,7 @@ from minilm.cache import Artifact, cached_stage
 from minilm.data.documents import DOMAINS, read_jsonl
 from minilm.presets import config_for, preset_name
 from minilm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, compile_pattern
-from minilm.tokenizer.shards import TokenShards, tokenizer_fingerprint, write_shards
+from minilm.tokenizer.shards import SHARD_TOKENS, TokenShards, tokenizer_fingerprint, write_shards
 from minilm.tokenizer.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 # The stage's code: a change to any module of minilm/tokenizer/ rebuilds the stage, except to report.py,
@@ -44,7 +44,7 @@ class TokenizerConfig:
     train_docs: int | None = None  # documents to learn merges from (None: the whole train split)
     seed: int = 1337  # the order of documents in the train shards
     workers: int | None = None  # processes that encode the shards (None: min(4, cores)); speed only
-    shard_tokens: int = 50_000_000  # at most this many tokens per shard file
+    shard_tokens: int = SHARD_TOKENS  # at most this many tokens per shard file
 
     def __post_init__(self):
         smallest = 256 + len(SPECIAL_TOKENS)
