@@ -126,6 +126,142 @@ def test_bad_input_gets_clear_errors(tok_folder, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_writing_streams_the_documents_through_hidden_temporary_files(texts, tok_folder, written, tmp_path, monkeypatch):
+    monkeypatch.setattr(shards_module, "DOCS_PER_TASK", 16)  # many small chunks, each written as it is encoded
+    out = tmp_path / "runs" / "shards"  # created, parents too
+    seen = {}
+
+    def watched():
+        for index, text in enumerate(texts):
+            if index == 100:  # six chunks of 16 are written by now; the seventh is being read
+                seen["finished"] = sorted(p.name for p in out.glob("train_*.bin"))
+                seen["hidden"] = [p.name for p in out.iterdir() if p.name.startswith(".")]
+                seen["manifest"] = (out / "train.json").exists()
+            yield text
+
+    manifest = write_shards(watched(), tok_folder, out, "train", workers=0, shard_tokens=2_000, progress=False)
+    assert seen["finished"][:2] == ["train_000.bin", "train_001.bin"] and not seen["manifest"]
+    assert len(seen["hidden"]) == 1 and re.fullmatch(r"\.train_\w+\.tmp", seen["hidden"][0])  # the shard being filled
+    # the bytes and the counts do not depend on how the documents were chunked
+    assert manifest == written[1]
+    for shard in manifest["shards"]:
+        assert (out / shard["file"]).read_bytes() == (written[0] / shard["file"]).read_bytes()
+
+
+class FakeContext:
+    """Stands in for multiprocessing's spawn context: records the pool it is asked for and encodes in this process."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def get_context(self, method):
+        self.calls.append(("context", method))
+        return self
+
+    def Pool(self, processes, initializer, initargs):
+        self.calls.append(("pool", processes))
+        initializer(*initargs)
+        return self
+
+    def imap(self, function, chunks):
+        for chunk in chunks:
+            self.calls.append(("chunk", len(chunk)))
+            yield function(chunk)
+
+    def terminate(self):
+        self.calls.append(("terminate",))
+
+    def join(self):
+        self.calls.append(("join",))
+
+
+@pytest.mark.parametrize("workers, cores, processes", [(None, 8, 4), (None, 3, 3), (None, None, 1), (3, 8, 3), (1, 8, 1)])
+def test_workers_start_a_spawn_pool_of_that_many_processes(texts, tok_folder, tmp_path, monkeypatch, workers, cores,
+                                                         processes):
+    import multiprocessing
+
+    calls = []
+    fake = FakeContext(calls)
+    monkeypatch.setattr(multiprocessing, "get_context", fake.get_context)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(shards_module, "DOCS_PER_TASK", 16)
+    manifest = write_shards(texts[:40], tok_folder, tmp_path / "pool", "val", workers=workers, shard_tokens=500,
+                            progress=False)
+    assert calls == [("context", "spawn"), ("pool", processes), ("chunk", 16), ("chunk", 16), ("chunk", 8),
+                     ("terminate",), ("join",)]
+    # workers=0 encodes in this process, without a pool, into the same bytes
+    calls.clear()
+    assert write_shards(texts[:40], tok_folder, tmp_path / "here", "val", workers=0, shard_tokens=500,
+                        progress=False) == manifest
+    assert calls == []
+    for shard in manifest["shards"]:
+        assert (tmp_path / "pool" / shard["file"]).read_bytes() == (tmp_path / "here" / shard["file"]).read_bytes()
+
+
+def test_the_progress_bar_counts_tokens_unless_turned_off(texts, tok_folder, tmp_path, monkeypatch):
+    import io
+
+    from tqdm import tqdm
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for progress in (True, False):
+        monkeypatch.setattr(sys, "stderr", Terminal())
+        kwargs = {} if progress else {"progress": False}  # shown by default
+        manifest = write_shards(texts, tok_folder, tmp_path / str(progress), "train", workers=0, **kwargs)
+        shown = sys.stderr.getvalue()
+        if progress:
+            assert manifest["tokens"] > 10_000
+            count = re.escape(tqdm.format_sizeof(manifest["tokens"]))  # 65.5k
+            assert re.search(rf"tokenizing train: {count}tok \[[\d:]+, [\d.]+[kM]?tok/s\]", shown), shown
+        else:
+            assert shown == ""
+
+
+def test_a_shorter_rewrite_removes_the_older_shards(texts, tok_folder, written, tmp_path):
+    import shutil
+
+    out = tmp_path / "shards"
+    shutil.copytree(written[0], out)
+    manifest = write_shards(texts[:10], tok_folder, out, "train", workers=0, shard_tokens=2_000, progress=False)
+    assert len(manifest["shards"]) < len(written[1]["shards"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([s["file"] for s in manifest["shards"]] + ["train.json"])
+    assert TokenShards(out, "train").documents == 10
+
+
+def test_splits_shard_sizes_and_workers_are_checked(texts, tok_folder, tmp_path):
+    for split in ("my_split-2", "val"):
+        assert write_shards(["one document"], tok_folder, tmp_path, split, workers=0, progress=False)["documents"] == 1
+    for split in ("", "_", "-", "a/b", "../train", "train.json"):
+        with pytest.raises(ValueError, match=rf"split must be a plain name such as 'train' or 'val', got {re.escape(repr(split))}"):
+            write_shards(["x"], tok_folder, tmp_path, split, workers=0, progress=False)
+    with pytest.raises(ValueError, match="shard_tokens must be >= 1, got 0"):
+        write_shards(["x"], tok_folder, tmp_path, "val", shard_tokens=0, workers=0, progress=False)
+    with pytest.raises(ValueError, match=r"workers must be >= 0 \(0: encode in this process\), got -1"):
+        write_shards(["x"], tok_folder, tmp_path, "val", workers=-1, progress=False)
+    with pytest.raises(TypeError, match="write_shards takes an iterable of str documents, got a bytes"):
+        write_shards(["fine", b"bytes"], tok_folder, tmp_path, "val", workers=0, progress=False)
+    # one token per shard is allowed (a test of reading across many shards)
+    manifest = write_shards(["ab"], tok_folder, tmp_path / "tiny", "val", shard_tokens=1, workers=0, progress=False)
+    assert [s["tokens"] for s in manifest["shards"]] == [1] * manifest["tokens"] and manifest["tokens"] >= 2
+    assert TokenShards(tmp_path / "tiny", "val").read(0, manifest["tokens"])[0] == manifest["eot_id"]
+
+
+def test_a_tokenizer_without_endoftext_is_refused(tmp_path):
+    ranks = {bytes([b]): i for i, b in enumerate(bpe.BYTE_ORDER)}
+    Tokenizer(ranks, special_tokens={}).save(tmp_path / "plain")
+    with pytest.raises(ValueError, match=r"the tokenizer in .*plain has no <\|endoftext\|> special token to separate documents"):
+        write_shards(["x"], tmp_path / "plain", tmp_path / "out", "val", workers=0, progress=False)
+
+
+def test_token_dtype_limits():
+    assert token_dtype(1 << 32) == np.uint32
+    with pytest.raises(ValueError, match=f"a vocabulary of {(1 << 32) + 1} ids does not fit in uint32"):
+        token_dtype((1 << 32) + 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading
 
