@@ -608,6 +608,19 @@ def test_training_texts_limit_keeps_each_domains_share(ci_stage, home):
         assert abs(chosen[domain] - count * limit / len(docs)) <= 1, (domain, chosen, everyone)
 
 
+def test_training_texts_takes_every_kth_document_or_all(tmp_path):
+    from minilm.data.documents import Document, write_jsonl
+
+    path = tmp_path / "train.jsonl"
+    write_jsonl(path, [Document(id=f"d{i}", domain="books", text=f"text {i}") for i in range(12)])
+    texts = [f"text {i}" for i in range(12)]
+    assert list(training_texts(path, 12, 4)) == texts[2::3]  # the last of every 3
+    assert list(training_texts(path, 12, 6)) == texts[1::2]
+    assert list(training_texts(path, 12, 1)) == texts[-1:]
+    for everything in (None, 12, 13, 100):
+        assert list(training_texts(path, 12, everything)) == texts
+
+
 def test_command_line_and_speedrun_report(ci_stage, home):
     env = {"MINILM_HOME": str(home), "MINILM_PRESET": "ci", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
 

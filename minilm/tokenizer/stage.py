@@ -84,10 +84,11 @@ def training_texts(path: Path, n_docs: int, limit: int | None) -> Iterator[str]:
     """The texts to learn merges from, streamed: all of them, or `limit` evenly spaced ones.
 
     train.jsonl is grouped by domain, so the first `limit` documents would all be books; taking
-    every (n_docs/limit)-th one keeps each domain's share of the documents (to within one).
+    every (n_docs/limit)-th one keeps each domain's share of the documents (to within one). A limit
+    of n_docs or more takes every document: (index * limit) // n_docs then grows at each one.
     """
     for index, doc in enumerate(read_jsonl(path)):
-        if limit is None or limit >= n_docs or (index * limit) // n_docs != ((index + 1) * limit) // n_docs:
+        if limit is None or (index * limit) // n_docs != ((index + 1) * limit) // n_docs:
             yield doc.text
 
 
