@@ -568,7 +568,7 @@ def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_
 
 def test_bytes_per_token_per_domain_and_over_all():
     class Words:  # an encoder whose tokens are the words of the text
-        def encode_ordinary_batch(self, texts, num_threads):
+        def encode_ordinary_batch(self, texts, num_threads=8):  # tiktoken's signature
             return [text.split() for text in texts]
 
     # 8 bytes in 3 tokens, 3 in 1, 5 in 2: over all 16 bytes in 6 tokens; rounded to 3 decimals
