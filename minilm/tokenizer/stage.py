@@ -135,14 +135,14 @@ def cl100k_encoder():
 # --- the stage ----------------------------------------------------------------------------------------
 
 
-def build(config: TokenizerConfig, data: Artifact, folder: Path, progress: bool = True) -> dict:
-    """Train, save, write the shards, measure; returns the summary that goes into the manifest."""
+def build(config: TokenizerConfig, data: Artifact, folder: Path) -> dict:
+    """Train, save, write the shards, measure (with progress bars); returns the summary that goes into the manifest."""
     started = time.perf_counter()
     train_path, val_path = data.path / "train.jsonl", data.path / "val.jsonl"
     n_train = data.summary["documents"]["train"]
 
     texts = training_texts(train_path, n_train, config.train_docs)
-    tokenizer = Tokenizer.train(texts, config.vocab_size, config.split_pattern, progress=progress)
+    tokenizer = Tokenizer.train(texts, config.vocab_size, config.split_pattern, progress=True)
     train_seconds = time.perf_counter() - started
     tokenizer.save(folder / TOKENIZER_DIR)
 
@@ -151,7 +151,7 @@ def build(config: TokenizerConfig, data: Artifact, folder: Path, progress: bool 
     for split, split_texts in (("train", shuffled_texts(train_path, config.seed)),
                                ("val", [doc.text for doc in read_jsonl(val_path)])):
         shards[split] = write_shards(split_texts, folder / TOKENIZER_DIR, folder / SHARDS_DIR, split,
-                                     workers=config.workers, shard_tokens=config.shard_tokens, progress=progress)
+                                     workers=config.workers, shard_tokens=config.shard_tokens)
     shard_seconds = time.perf_counter() - shard_start
 
     val_by_domain: dict[str, list[str]] = defaultdict(list)
