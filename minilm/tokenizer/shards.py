@@ -43,6 +43,7 @@ FORMAT = "minilm.shards"
 FORMAT_VERSION = 1
 EOT = "<|endoftext|>"
 DOCS_PER_TASK = 256  # documents sent to a worker at a time: large enough that messaging is cheap
+SHARD_TOKENS = 50_000_000  # at most this many tokens per shard file (100 MB of uint16)
 REBUILD = "rebuild them with python -m minilm tokenizer --force"
 
 
@@ -106,18 +107,18 @@ def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 class _ShardWriter:
     """Appends ids to ``<split>_NNN.bin`` files of at most `shard_tokens` ids; each renamed into place when full."""
 
-    def __init__(self, folder: Path, split: str, dtype: np.dtype, shard_tokens: int):
-        self.folder, self.split, self.dtype, self.shard_tokens = folder, split, dtype, shard_tokens
+    def __init__(self, folder: Path, split: str, shard_tokens: int):
+        self.folder, self.split, self.shard_tokens = folder, split, shard_tokens
         self.done: list[dict] = []  # {"file", "tokens"} of each finished shard
         self.file = None
         self.tmp: Path | None = None
-        self.filled = 0
+        self.filled = 0  # ids in the open shard
 
     def write(self, ids: np.ndarray) -> None:
         while len(ids):
             if self.file is None:
                 fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{self.split}_", suffix=".tmp")
-                self.file, self.tmp, self.filled = os.fdopen(fd, "wb"), Path(tmp), 0
+                self.file, self.tmp = os.fdopen(fd, "wb"), Path(tmp)
             room = self.shard_tokens - self.filled
             self.file.write(ids[:room].tobytes())
             self.filled += min(room, len(ids))
@@ -135,17 +136,15 @@ class _ShardWriter:
         name = f"{self.split}_{len(self.done):03d}.bin"
         os.replace(self.tmp, self.folder / name)
         self.done.append({"file": name, "tokens": self.filled})
-        self.file, self.tmp = None, None
+        self.file, self.tmp, self.filled = None, None, 0
 
     def abort(self) -> None:
-        """Remove everything written: the open temporary file and the finished shards."""
+        """Remove everything written: the open temporary file and the finished shards (the writer is not used again)."""
         if self.file is not None:
             self.file.close()
             self.tmp.unlink(missing_ok=True)
-            self.file = None
         for shard in self.done:
             (self.folder / shard["file"]).unlink(missing_ok=True)
-        self.done = []
 
 
 def write_shards(
@@ -155,7 +154,7 @@ def write_shards(
     split: str,
     *,
     workers: int | None = None,
-    shard_tokens: int = 50_000_000,
+    shard_tokens: int = SHARD_TOKENS,
     progress: bool = True,
 ) -> dict:
     """Tokenize `texts` (streamed) into ``<split>_NNN.bin`` shards and ``<split>.json``; returns the manifest.
@@ -180,7 +179,7 @@ def write_shards(
     out_folder.mkdir(parents=True, exist_ok=True)
     manifest_path = out_folder / f"{split}.json"
     manifest_path.unlink(missing_ok=True)  # an older set of shards stops looking complete now
-    writer = _ShardWriter(out_folder, split, dtype, shard_tokens)
+    writer = _ShardWriter(out_folder, split, shard_tokens)
     documents = text_bytes = tokens = 0
     pool = None
     from tqdm.auto import tqdm

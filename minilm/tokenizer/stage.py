@@ -25,7 +25,7 @@ from minilm.cache import Artifact, cached_stage
 from minilm.data.documents import DOMAINS, read_jsonl
 from minilm.presets import config_for, preset_name
 from minilm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, compile_pattern
-from minilm.tokenizer.shards import TokenShards, tokenizer_fingerprint, write_shards
+from minilm.tokenizer.shards import SHARD_TOKENS, TokenShards, tokenizer_fingerprint, write_shards
 from minilm.tokenizer.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 # The stage's code: a change to any module of minilm/tokenizer/ rebuilds the stage, except to report.py,
@@ -44,7 +44,7 @@ class TokenizerConfig:
     train_docs: int | None = None  # documents to learn merges from (None: the whole train split)
     seed: int = 1337  # the order of documents in the train shards
     workers: int | None = None  # processes that encode the shards (None: min(4, cores)); speed only
-    shard_tokens: int = 50_000_000  # at most this many tokens per shard file
+    shard_tokens: int = SHARD_TOKENS  # at most this many tokens per shard file
 
     def __post_init__(self):
         smallest = 256 + len(SPECIAL_TOKENS)
@@ -84,10 +84,11 @@ def training_texts(path: Path, n_docs: int, limit: int | None) -> Iterator[str]:
     """The texts to learn merges from, streamed: all of them, or `limit` evenly spaced ones.
 
     train.jsonl is grouped by domain, so the first `limit` documents would all be books; taking
-    every (n_docs/limit)-th one keeps each domain's share of the documents (to within one).
+    every (n_docs/limit)-th one keeps each domain's share of the documents (to within one). A limit
+    of n_docs or more takes every document: (index * limit) // n_docs then grows at each one.
     """
     for index, doc in enumerate(read_jsonl(path)):
-        if limit is None or limit >= n_docs or (index * limit) // n_docs != ((index + 1) * limit) // n_docs:
+        if limit is None or (index * limit) // n_docs != ((index + 1) * limit) // n_docs:
             yield doc.text
 
 
@@ -134,14 +135,14 @@ def cl100k_encoder():
 # --- the stage ----------------------------------------------------------------------------------------
 
 
-def build(config: TokenizerConfig, data: Artifact, folder: Path, progress: bool = True) -> dict:
-    """Train, save, write the shards, measure; returns the summary that goes into the manifest."""
+def build(config: TokenizerConfig, data: Artifact, folder: Path) -> dict:
+    """Train, save, write the shards, measure (with progress bars); returns the summary that goes into the manifest."""
     started = time.perf_counter()
     train_path, val_path = data.path / "train.jsonl", data.path / "val.jsonl"
     n_train = data.summary["documents"]["train"]
 
     texts = training_texts(train_path, n_train, config.train_docs)
-    tokenizer = Tokenizer.train(texts, config.vocab_size, config.split_pattern, progress=progress)
+    tokenizer = Tokenizer.train(texts, config.vocab_size, config.split_pattern, progress=True)
     train_seconds = time.perf_counter() - started
     tokenizer.save(folder / TOKENIZER_DIR)
 
@@ -150,7 +151,7 @@ def build(config: TokenizerConfig, data: Artifact, folder: Path, progress: bool 
     for split, split_texts in (("train", shuffled_texts(train_path, config.seed)),
                                ("val", [doc.text for doc in read_jsonl(val_path)])):
         shards[split] = write_shards(split_texts, folder / TOKENIZER_DIR, folder / SHARDS_DIR, split,
-                                     workers=config.workers, shard_tokens=config.shard_tokens, progress=progress)
+                                     workers=config.workers, shard_tokens=config.shard_tokens)
     shard_seconds = time.perf_counter() - shard_start
 
     val_by_domain: dict[str, list[str]] = defaultdict(list)
