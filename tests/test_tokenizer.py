@@ -181,6 +181,14 @@ def test_training_stops_when_nothing_is_left_to_merge():
     assert [vocab[i] for i in merges.values()] == [b"ab", b" ab"]
 
 
+def test_training_shows_a_progress_bar_of_the_new_tokens_only_when_asked(capsys):
+    train(["hello world, hello there"] * 3, 266)
+    assert capsys.readouterr().err == ""
+    train(["hello world, hello there"] * 3, 266, progress=True)  # 10 new tokens, learned to the end
+    err = capsys.readouterr().err
+    assert "BPE merges: 100%" in err and "| 10/10 [" in err and "merge/s]" in err, err
+
+
 def learned(chunk_counts: dict[bytes, int], n_merges: int) -> list[bytes]:
     """The tokens that `learn_merges` and the naive trainer learn, in order, from chunks given with their counts.
 
