@@ -155,6 +155,8 @@ def test_count_chunks_streams_and_cuts_at_special_tokens():
     assert counts == {b"Hi": 1, b"hi": 1, b" there": 2}
     merges, vocab = train(["ab<|endoftext|>ab<|endoftext|>"] * 50, 300, special_tokens=["<|endoftext|>"])
     assert set(vocab.values()) - set(bpe.initial_vocab().values()) == {b"ab"}  # nothing learned from "<|...|>"
+    # A special token that starts another is tried after it: the longest one that is there wins.
+    assert count_chunks(["x<|a|>!<|a|>y"], special_tokens=["<|a|>", "<|a|>!"]) == {b"x": 1, b"y": 1}
 
 
 def test_training_rejects_bad_input():
@@ -166,7 +168,9 @@ def test_training_rejects_bad_input():
         train(["", ""], 300)
     with pytest.raises(ValueError, match="empty"):
         train_naive([], 300)
-    with pytest.raises(TypeError, match=r"item 1 is a bytes.*doc\.text"):
+    with pytest.raises(ValueError, match="vocab_size=261 is too small: it must be at least 262"):
+        train_naive(["some text"], 261, special_tokens=SPECIAL_TOKENS)
+    with pytest.raises(TypeError, match=r"item 1 is a bytes; pass the texts themselves, e\.g\. \(doc\.text for doc in docs\)$"):
         train(["ok", b"bytes"], 300)
     with pytest.raises(ValueError, match="not a valid regular expression"):
         train(["text"], 300, pattern="(unclosed")
@@ -174,11 +178,15 @@ def test_training_rejects_bad_input():
         train(["text"], 300, special_tokens=["<|a|>", "<|a|>"])
     with pytest.raises(TypeError, match="list of strings"):
         train(["text"], 300, special_tokens="<|endoftext|>")
+    for bad in ("", 7):
+        with pytest.raises(ValueError, match=f"special tokens must be non-empty strings, got {bad!r}"):
+            train(["text"], 300, special_tokens=["<|endoftext|>", bad])
 
 
 def test_training_stops_when_nothing_is_left_to_merge():
-    merges, vocab = train(["ab ab ab"], 1000)
-    assert [vocab[i] for i in merges.values()] == [b"ab", b" ab"]
+    for trainer in (train, train_naive):
+        merges, vocab = trainer(["ab ab ab"], 1000)
+        assert [vocab[i] for i in merges.values()] == [b"ab", b" ab"] and len(vocab) == 258
 
 
 def test_training_shows_a_progress_bar_of_the_new_tokens_only_when_asked(capsys):
