@@ -10,8 +10,10 @@ import base64
 import functools
 import json
 import random
+import re
 import time
 
+import numpy as np
 import pytest
 import regex
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +23,7 @@ from minilm.data.sources.code import iter_code_files
 from minilm.data.sources.stories.writer import iter_stories
 from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, bpe, count_chunks, recover_merges, train, train_naive
 from minilm.tokenizer.bpe import BYTE_ORDER, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+from minilm.tokenizer import tokenizer as tokenizer_module
 from minilm.tokenizer.tokenizer import (CACHE_CHUNK_CHARS, CONFIG_FILE, RANKS_FILE, merge_heap, merge_simple,
                                         parse_ranks, ranks_text, read_ranks)
 
@@ -190,9 +193,12 @@ def test_training_stops_when_nothing_is_left_to_merge():
 
 
 def test_training_shows_a_progress_bar_of_the_new_tokens_only_when_asked(capsys):
-    train(["hello world, hello there"] * 3, 266)
+    texts = ["hello world, hello there"] * 3
+    train(texts, 266)
+    bpe.learn_merges(count_chunks(texts), 266)
+    Tokenizer.train(texts, 266 + len(SPECIAL_TOKENS))
     assert capsys.readouterr().err == ""
-    train(["hello world, hello there"] * 3, 266, progress=True)  # 10 new tokens, learned to the end
+    Tokenizer.train(texts, 266 + len(SPECIAL_TOKENS), progress=True)  # 10 new tokens, learned to the end
     err = capsys.readouterr().err
     assert "BPE merges: 100%" in err and "| 10/10 [" in err and "merge/s]" in err, err
 
@@ -262,6 +268,7 @@ def test_to_tiktoken_gives_the_same_ids(tok, enc, corpus):
     assert tok.encode_batch(texts, disallowed_special=()) == enc.encode_batch(texts, disallowed_special=())
     assert tok.encode_batch(texts, allowed_special="all") == enc.encode_batch(texts, allowed_special="all")
     assert enc.n_vocab == tok.vocab_size == 1024
+    assert enc.name == tok.name == "minilm" and repr(tok) == "Tokenizer(name='minilm', vocab_size=1024, special_tokens=6)"
 
 
 def test_special_token_policy(tok):
@@ -286,6 +293,13 @@ def test_special_token_policy(tok):
         tok.encode("x", allowed_special={"<|nope|>"})
     with pytest.raises(KeyError, match="not a special token"):
         tok.special_id("<|nope|>")
+    with pytest.raises(ValueError, match=re.escape("disallowed_special names tokens that are not special tokens of this tokenizer: ['<|a|>', '<|b|>']")):
+        tok.encode("x", disallowed_special=["<|b|>", "<|a|>"])
+    with pytest.raises(TypeError, match="encode takes a str, got bytes"):
+        tok.encode(b"Hello")
+    for argument in ("allowed_special", "disallowed_special"):  # a string is not a set of tokens, "all" aside
+        with pytest.raises(TypeError, match=re.escape(f"{argument} must be 'all' or a collection of special tokens, not the string '<|pad|>'")):
+            tok.encode("x", **{argument: "<|pad|>"})
 
 
 def test_decode_invalid_utf8_unknown_ids_and_token_bytes(tok):
@@ -300,6 +314,14 @@ def test_decode_invalid_utf8_unknown_ids_and_token_bytes(tok):
     for bad in (1024, -1, 10**9, "7", 1.5):
         with pytest.raises(ValueError, match=f"unknown token id {bad!r}"):
             tok.decode([5, bad])
+    with pytest.raises(ValueError, match=r"unknown token id \[1\]"):  # not even hashable
+        tok.decode([5, [1]])
+    ids = tok.encode(VARIED[0])  # any iterable of ids, numpy's integers included
+    assert tok.decode(iter(ids)) == tok.decode(tuple(ids)) == tok.decode(np.array(ids)) == VARIED[0]
+    with pytest.raises(ValueError, match="unknown token id 1024: this tokenizer's ids are 0 to 1023"):
+        tok.decode(iter([5, 1024]))
+    with pytest.raises(ValueError, match=r"unknown token id (np\.int64\()?1024\b"):
+        tok.decode(np.array([5, 1024]))
     with pytest.raises(ValueError, match="unknown token id"):
         tok.decode_token(99999)
 
@@ -352,14 +374,22 @@ def test_a_long_run_of_one_character_encodes_in_bounded_time(tok, n, limit):
         assert tok.decode(ids) == text
 
 
-def test_the_chunk_cache_keeps_only_short_chunks(tok):
+def test_the_chunk_cache_keeps_only_short_chunks(tok, monkeypatch):
     """A few long chunks must not fill memory: only chunks of up to CACHE_CHUNK_CHARS are remembered."""
     fresh = Tokenizer(tok.ranks, tok.pattern, tok.special_tokens, tok.merges)
-    text = " ".join("ab" * n for n in range(1, 300)) + " " * 5000 + "x"
+    text = " ".join("ab" * n for n in range(1, 300)) + " " * 5000 + "x " + "c" * (CACHE_CHUNK_CHARS - 1)
     assert fresh.encode(text) == tok.encode(text)
     longest = max(map(len, fresh._cache))
-    assert longest <= CACHE_CHUNK_CHARS, f"a chunk of {longest} characters is in the cache"
+    assert longest == CACHE_CHUNK_CHARS, f"the longest chunk in the cache has {longest} characters"
     assert fresh.encode(text) == tok.encode(text)  # the second time from the cache, where it can
+    # ... and at most CACHE_SIZE of them: a full cache starts again empty.
+    monkeypatch.setattr(tokenizer_module, "CACHE_SIZE", 8)
+    fresh = Tokenizer(tok.ranks, tok.pattern, tok.special_tokens, tok.merges)
+    sizes = []
+    for n in range(1, 21):  # 20 distinct chunks
+        fresh.encode("a" * n)
+        sizes.append(len(fresh._cache))
+    assert sizes == [1, 2, 3, 4, 5, 6, 7, 8] * 2 + [1, 2, 3, 4]
 
 
 # ---------------------------------------------------------------------------------------------
