@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import random
 import re
@@ -696,7 +697,7 @@ def test_save_load_round_trip(tok, tmp_path):
     assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == [CONFIG_FILE, RANKS_FILE]
     loaded = Tokenizer.load(tmp_path / "tok")
     assert loaded.ranks == tok.ranks and loaded.special_tokens == tok.special_tokens
-    assert loaded.pattern == tok.pattern and loaded.merges == tok.merges  # merges recovered from the ranks
+    assert loaded.pattern == tok.pattern and list(loaded.merges.items()) == list(tok.merges.items())  # recovered in order
     assert loaded.encode_batch(VARIED, allowed_special="all") == tok.encode_batch(VARIED, allowed_special="all")
     again = Tokenizer.from_tiktoken_file(tmp_path / "tok" / RANKS_FILE, tok.pattern, tok.special_tokens)
     assert again.encode(VARIED[1]) == tok.encode(VARIED[1])
@@ -723,9 +724,25 @@ def test_load_rejects_files_that_do_not_fit(tok, tmp_path):
     with pytest.raises(ValueError, match="'pattern' is missing"):
         Tokenizer.load(folder)
     (folder / CONFIG_FILE).write_text(json.dumps(config))
-    ranks_file.write_text(ranks_file.read_text() + "eHl6 1018\n")
-    with pytest.raises(ValueError, match="sha256 differs"):
+    good_ranks = ranks_file.read_text()
+    ranks_file.write_text(good_ranks + "eHl6 1018\n")
+    with pytest.raises(ValueError, match="sha256 differs.*come from different tokenizers or one was edited; save the tokenizer again$"):
         Tokenizer.load(folder)
+
+    def load_with(ranks: str, **fields) -> Tokenizer:
+        """Load the folder with this ranks file and these config fields, its sha256 updated to fit."""
+        ranks_file.write_text(ranks)
+        sha256 = hashlib.sha256(ranks.encode()).hexdigest()
+        (folder / CONFIG_FILE).write_text(json.dumps({**config, "ranks_sha256": sha256, **fields}))
+        return Tokenizer.load(folder)
+
+    with pytest.raises(ValueError, match=r"tok/tokenizer\.tiktoken, line 1019: expected '<base64 token> <rank>'"):
+        load_with(good_ranks + "not a token line\n")
+    with pytest.raises(ValueError, match="tokenizer.tiktoken has 1018 tokens but .*tokenizer.json says 1019"):
+        load_with(good_ranks, mergeable_tokens=1019)
+    with pytest.raises(ValueError, match="tokenizer.json says vocab_size=2000 but its tokens give 1024"):
+        load_with(good_ranks, vocab_size=2000)
+    assert load_with(good_ranks, name="stories").name == "stories"
 
 
 def test_ranks_files_are_checked_line_by_line(tok, tmp_path):
@@ -763,6 +780,9 @@ def test_tokenizer_rejects_ranks_that_are_not_a_bpe_table(tok):
     swapped = {**ranks, token: ranks[earlier], earlier: ranks[token]}
     with pytest.raises(ValueError, match="not the merge of two tokens of lower rank"):
         recover_merges(swapped)
+    unmerged = {**ranks, bytes(range(0x80, 0x8A)): len(ranks)}  # 10 bytes that no merge joins; the first 8 shown
+    with pytest.raises(ValueError, match=re.escape(f"merge to 10 parts: {[bytes([b]) for b in range(0x80, 0x88)]!r});")):
+        recover_merges(unmerged)
     with pytest.raises(ValueError, match="special ids must be integers >= 1018"):
         Tokenizer(ranks, special_tokens={"<|endoftext|>": 5})
     with pytest.raises(ValueError, match="share an id"):

@@ -415,7 +415,7 @@ def _check_ranks(ranks: dict[bytes, int]) -> None:
     """Ranks must be the ids 0..n-1, once each, and include the 256 single bytes."""
     ids = sorted(ranks.values())
     if ids != list(range(len(ids))):
-        missing = next((i for i, token_id in enumerate(ids) if token_id != i), len(ids))
+        missing = next(i for i, token_id in enumerate(ids) if token_id != i)  # there is one: ids differ
         raise ValueError(f"the ranks are not the ids 0..{len(ids) - 1} once each: id {missing} is missing or repeated")
     missing_bytes = [byte for byte in range(256) if bytes([byte]) not in ranks]
     if missing_bytes:
