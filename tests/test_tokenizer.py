@@ -278,7 +278,7 @@ def test_special_token_policy(tok):
     assert sorted(tok.special_tokens.values()) == list(range(1024 - len(SPECIAL_TOKENS), 1024))
     text = "Hello<|endoftext|> <|user|>hi"
 
-    with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>'.*allowed_special.*disallowed_special=\(\)"):
+    with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>'.*allowed_special.*disallowed_special=\(\) to encode it as ordinary text\.$"):
         tok.encode(text)
     with pytest.raises(ValueError, match="endoftext"):  # allowing one does not allow the others
         tok.encode(text, allowed_special={"<|user|>"})

@@ -201,7 +201,7 @@ class Tokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of the tokens `ids`, joined."""
-        ids = ids if isinstance(ids, (list, tuple)) else list(ids)
+        ids = list(ids)  # any iterable, read twice when an id is unknown
         try:
             return b"".join([self.vocab[token_id] for token_id in ids])
         except (KeyError, TypeError):
