@@ -380,9 +380,12 @@ def test_the_chunk_cache_keeps_only_short_chunks(tok, monkeypatch):
     fresh = Tokenizer(tok.ranks, tok.pattern, tok.special_tokens, tok.merges)
     text = " ".join("ab" * n for n in range(1, 300)) + " " * 5000 + "x " + "c" * (CACHE_CHUNK_CHARS - 1)
     assert fresh.encode(text) == tok.encode(text)
+    assert fresh.encode(VARIED[0][:40]) == tok.encode(VARIED[0][:40])
     longest = max(map(len, fresh._cache))
     assert longest == CACHE_CHUNK_CHARS, f"the longest chunk in the cache has {longest} characters"
     assert fresh.encode(text) == tok.encode(text)  # the second time from the cache, where it can
+    monkeypatch.setattr(fresh, "encode_chunk", lambda data: pytest.fail(f"{data!r} was not taken from the cache"))
+    assert fresh.encode(VARIED[0][:40]) == tok.encode(VARIED[0][:40])  # short chunks, seen once: none is merged again
     # ... and at most CACHE_SIZE of them: a full cache starts again empty.
     monkeypatch.setattr(tokenizer_module, "CACHE_SIZE", 8)
     fresh = Tokenizer(tok.ranks, tok.pattern, tok.special_tokens, tok.merges)
