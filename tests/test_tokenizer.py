@@ -701,6 +701,7 @@ def test_save_load_round_trip(tok, tmp_path):
     loaded = Tokenizer.load(tmp_path / "tok")
     assert loaded.ranks == tok.ranks and loaded.special_tokens == tok.special_tokens
     assert loaded.pattern == tok.pattern and list(loaded.merges.items()) == list(tok.merges.items())  # recovered in order
+    assert Tokenizer(tok.ranks, merges={(1, 2): 300}).merges == {(1, 2): 300}  # given merges are taken as they are
     assert loaded.encode_batch(VARIED, allowed_special="all") == tok.encode_batch(VARIED, allowed_special="all")
     again = Tokenizer.from_tiktoken_file(tmp_path / "tok" / RANKS_FILE, tok.pattern, tok.special_tokens)
     assert again.encode(VARIED[1]) == tok.encode(VARIED[1])
