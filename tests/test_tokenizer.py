@@ -166,11 +166,14 @@ def test_count_chunks_streams_and_cuts_at_special_tokens():
 def test_training_rejects_bad_input():
     with pytest.raises(ValueError, match="at least 262"):
         train(["some text"], 261, special_tokens=SPECIAL_TOKENS)
-    with pytest.raises(ValueError, match="empty"):
+    for trainer in (train, train_naive):  # the smallest vocabulary: the bytes and the special tokens, no merge
+        assert trainer(["some text"], 262, special_tokens=SPECIAL_TOKENS) == ({}, bpe.initial_vocab())
+    empty = "^the training corpus is empty: `texts` yielded no text to learn merges from$"
+    with pytest.raises(ValueError, match=empty):
         train([], 300)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=empty):
         train(["", ""], 300)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=empty):
         train_naive([], 300)
     with pytest.raises(ValueError, match="vocab_size=261 is too small: it must be at least 262"):
         train_naive(["some text"], 261, special_tokens=SPECIAL_TOKENS)
