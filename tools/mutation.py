@@ -19,9 +19,8 @@ Usage, from the repository root (takes long on 2 cores: run it by hand, not in C
     python tools/mutation.py --report train                   # score a finished run again
     python tools/mutation.py --show train                     # the survivors' diffs, to read
 
-It writes ``data/mutation/<package>/score.json`` and prints one line per package, for example::
-
-    tokenizer   1788 of 1788 mutants checked: 1500 killed, 40 equivalent, 200 survived, 48 timed out -> 86.1% (88.8% counting timeouts as kills)
+It writes ``data/mutation/<package>/score.json`` (the names of every survivor and timeout) and prints one line
+per package: mutants checked, killed, equivalent, survived, timed out, and the score (see `score`).
 """
 
 from __future__ import annotations
