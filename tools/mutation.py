@@ -97,9 +97,11 @@ def mutmut_config(package: Package) -> str:
         # no notebook collection, no cache folder, quiet: the run only needs pass or fail
         "pytest_add_cli_args = " + toml_list(["-p", "no:nbval", "-p", "no:cacheprovider", "-q", "-o", "addopts=",
                                               *(arg for test in package.deselect for arg in ("--deselect", test))]),
-        # a mutant that loops forever is caught by a time limit: 4x the tests' own time (mutmut's default 15x
-        # spends most of a run waiting on such mutants)
+        # A mutant that loops forever is caught by a time limit: 4x the tests' own time (mutmut's default 15x
+        # spends most of a run waiting on such mutants), plus 20 s, because mutmut charges a module-scoped
+        # fixture (a stage built once for a test file) to the first test that uses it, so the others look fast.
         "timeout_multiplier = 4.0",
+        "timeout_constant = 20.0",
         "",
     ])
 
