@@ -102,6 +102,9 @@ def mutmut_config(package: Package) -> str:
         # fixture (a stage built once for a test file) to the first test that uses it, so the others look fast.
         "timeout_multiplier = 4.0",
         "timeout_constant = 20.0",
+        # Each mutant's tests run in a process forked from a clean server, not from mutmut's own process: forked
+        # from a process in which torch or tqdm had started threads, a worker can hang on a lock forever.
+        'process_isolation = "forkserver"',
         "",
     ])
 
@@ -177,11 +180,12 @@ def summary_line(result: dict) -> str:
             f"({result['score counting timeouts as kills']:.1%} counting timeouts as kills)")
 
 
-def run(name: str, max_children: int, resume: bool = False) -> dict:
-    """Run mutmut for one package (in a fresh scratch copy, or going on with an interrupted run) and score it."""
+def run(name: str, max_children: int, resume: bool = False, only: tuple[str, ...] = ()) -> dict:
+    """Run mutmut for one package (in a fresh scratch copy, or going on with an interrupted run) and score it;
+    `only`: patterns of mutant names to run (fnmatch), for example ``minilm.tokenizer.bpe.*``."""
     scratch = SCRATCH / name if resume and (SCRATCH / name / "mutants").exists() else prepare(name)
     env = {**os.environ, "MINILM_HOME": str(scratch / "home"), "MINILM_PRESET": "ci"}
-    subprocess.run([*MUTMUT, "run", "--max-children", str(max_children)], cwd=scratch, env=env)
+    subprocess.run([*MUTMUT, "run", "--max-children", str(max_children), *only], cwd=scratch, env=env)
     return score(name)
 
 
@@ -199,6 +203,8 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="score finished runs again, without running")
     parser.add_argument("--show", action="store_true", help="print the survivors' diffs of finished runs")
     parser.add_argument("--resume", action="store_true", help="go on with an interrupted run instead of starting afresh")
+    parser.add_argument("--only", nargs="+", default=(), metavar="PATTERN",
+                        help="run only the mutants whose names match (fnmatch), e.g. 'minilm.tokenizer.bpe.*'")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="mutants tested at once")
     args = parser.parse_args()
     unknown = [name for name in args.packages if name not in PACKAGES]
@@ -208,7 +214,7 @@ def main() -> None:
         if args.show:
             show(name)
         else:
-            print(summary_line(score(name) if args.report else run(name, args.max_children, args.resume)))
+            print(summary_line(score(name) if args.report else run(name, args.max_children, args.resume, tuple(args.only))))
 
 
 if __name__ == "__main__":
