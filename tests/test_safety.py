@@ -366,22 +366,18 @@ def test_boundary_max_toxic_share_0_5(toxic, benign, blank, dropped):
     assert len(result.edits) == (0 if dropped else toxic)
 
 
-@pytest.mark.parametrize("threshold, ok", [(0.0, False), (1e-9, True), (1.0, True), (1.0 + 1e-9, False)])
-def test_boundary_threshold_must_be_in_0_1(threshold, ok):
+@pytest.mark.parametrize("name, value, ok", [
+    ("threshold", 0.0, False), ("threshold", 1e-9, True), ("threshold", 1.0, True), ("threshold", 1.0 + 1e-9, False),
+    ("max_toxic_share", -1e-9, False), ("max_toxic_share", 0.0, True), ("max_toxic_share", 1.0, True),
+    ("max_toxic_share", 1.0 + 1e-9, False),
+])
+def test_boundary_threshold_and_max_toxic_share_ranges(name, value, ok):
+    # threshold is in (0, 1], max_toxic_share in [0, 1]
     if ok:
-        toxicity_filter([doc("A calm day.")], threshold=threshold)
+        toxicity_filter([doc("A calm day.")], **{name: value})
     else:
-        with pytest.raises(ValueError, match="threshold"):
-            toxicity_filter([doc("A calm day.")], threshold=threshold)
-
-
-@pytest.mark.parametrize("share, ok", [(-1e-9, False), (0.0, True), (1.0, True), (1.0 + 1e-9, False)])
-def test_boundary_max_toxic_share_must_be_in_0_1(share, ok):
-    if ok:
-        toxicity_filter([doc("A calm day.")], max_toxic_share=share)
-    else:
-        with pytest.raises(ValueError, match="max_toxic_share"):
-            toxicity_filter([doc("A calm day.")], max_toxic_share=share)
+        with pytest.raises(ValueError, match=name):
+            toxicity_filter([doc("A calm day.")], **{name: value})
 
 
 # ---------------------------------------------------------------------------------------------------
