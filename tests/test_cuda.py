@@ -161,6 +161,18 @@ def test_fused_adamw_steps_equal_the_foreach_and_for_loop_ones():
                 torch.testing.assert_close(fused.state[a][moment], optimizers[name].state[b][moment])
 
 
+def test_from_hf_keeps_the_hf_models_device_and_generation_runs_there():
+    pytest.importorskip("transformers", reason="the Hugging Face conversion needs transformers")
+    from minilm.model import generate
+    from minilm.model.hf import from_hf, to_hf
+
+    model = GPT(CONFIG, seed=0).to(DEVICE)
+    back = from_hf(to_hf(model))
+    assert back.transformer.wte.weight.device.type == "cuda"
+    prompts = [[1, 2, 3], [4]]  # of different lengths: the padding mask and the cache live on the GPU too
+    assert generate(back, prompts, 8, temperature=0) == generate(model.cpu(), prompts, 8, temperature=0)
+
+
 # --- torch.compile ---------------------------------------------------------------------------------
 
 

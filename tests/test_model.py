@@ -4,6 +4,7 @@ without its shortcuts (KV cache, batching, fused attention), and against the pub
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ from minilm.model import (
     sample,
     stream,
 )
+from minilm.model.accounting import matmul_parameters, mfu
 from minilm.model.attention import causal_mask, repeat_kv
 from minilm.model.layers import RMSNorm, sinusoid_table
 
@@ -399,6 +401,12 @@ def test_parameter_count_by_part_equals_the_model(variant):
     config = tiny(**changes)
     counts = parameter_counts(config)
     assert counts["total"] == count_parameters(GPT(config)) == sum(v for k, v in counts.items() if k != "total")
+    part_of = {"wte": "token_embedding", "wpe": "position_embedding", "attn": "attention", "mlp": "mlp",
+               "ln_1": "norms", "ln_2": "norms", "ln_f": "norms", "lm_head": "lm_head"}
+    by_part = dict.fromkeys(["token_embedding", "position_embedding", "attention", "mlp", "norms", "lm_head"], 0)
+    for name, parameter in GPT(config).named_parameters():  # a tied head is the embedding: counted there, once
+        by_part[next(part for key, part in part_of.items() if key in name.split("."))] += parameter.numel()
+    assert counts == {**by_part, "total": counts["total"]}
 
 
 def test_published_sizes_and_the_6n_rule():
@@ -442,17 +450,33 @@ def saved_activation_bytes(model: GPT, x: torch.Tensor, mixed: bool) -> int:
     return sum(storages.values())
 
 
-@pytest.mark.parametrize("variant", ["gpt2", "llama"])
+@pytest.mark.parametrize("variant", [*VARIANTS, "rope_mqa"])
 @pytest.mark.parametrize("mixed", [False, True])
-def test_memory_estimate_matches_the_tensors_autograd_saves(mixed, variant):
-    config = GPTConfig(vocab_size=256, context=64, n_layer=2, n_head=4, n_embd=64, **VARIANTS[variant])
+def test_memory_estimate_counts_every_byte_autograd_saves_per_token(mixed, variant):
+    """Exact, per token: the bytes that four more sequences add to what autograd keeps are the bytes the estimate
+    adds. What does not grow with the batch (position ids, rotary tables, the loss) stays under 16 KiB."""
+    changes = dict(position="rope", n_kv_head=1) if variant == "rope_mqa" else VARIANTS[variant]
+    config = GPTConfig(vocab_size=256, context=128, n_layer=2, n_head=4, n_embd=64, **changes)
     model = GPT(config)
-    estimate = memory_estimate(config, batch_size=4, seq_len=64, mixed_precision=mixed)
-    measured = saved_activation_bytes(model, tokens((4, 64), vocab=256), mixed)
-    counted = estimate["activations"] + estimate["autocast_copies"]
-    assert abs(counted / measured - 1) < 0.03, (counted, measured)
+    seq_len = 64  # shorter than the context: the estimate must count the length it is given
+    small, large = (memory_estimate(config, batch, seq_len, mixed_precision=mixed) for batch in (4, 8))
+    measured_small, measured_large = (saved_activation_bytes(model, tokens((batch, seq_len), vocab=256), mixed)
+                                      for batch in (4, 8))
+    assert large["activations"] - small["activations"] == measured_large - measured_small
+    assert large["activations"] == 2 * small["activations"] and large["autocast_copies"] == small["autocast_copies"]
+    assert 0 <= measured_small - (small["activations"] + small["autocast_copies"]) < 16 * 1024
     n = count_parameters(model)
-    assert (estimate["weights"], estimate["gradients"], estimate["optimizer"]) == (4 * n, 4 * n, 8 * n)
+    assert (small["weights"], small["gradients"], small["optimizer"]) == (4 * n, 4 * n, 8 * n)
+    assert small["autocast_copies"] == (2 * matmul_parameters(config) if mixed else 0)
+    assert small["total"] == sum(value for key, value in small.items() if key != "total")
+
+
+def test_mfu_is_the_training_flops_at_the_length_given_over_the_peak():
+    config = tiny()
+    for seq_len in (None, config.context // 2):
+        flops = flops_per_token(config, seq_len)["training"]
+        assert mfu(config, tokens_per_second=1_000.0, peak_flops=4e9, seq_len=seq_len) == pytest.approx(flops * 1_000 / 4e9)
+    assert flops_per_token(config)["training"] > flops  # a longer context costs more attention
 
 
 def test_forward_and_backward_compile_as_one_graph():
@@ -463,3 +487,151 @@ def test_forward_and_backward_compile_as_one_graph():
     _, loss = compiled(x, x)
     loss.backward()
     assert torch.allclose(loss, model(x, x)[1])
+
+
+# --- what the mutation run found untested (tools/mutation.py model) --------------------------------
+
+
+def test_the_model_and_cache_keep_every_tensor_on_the_models_device_and_dtype(monkeypatch):
+    """PyTorch's meta device has shapes and dtypes but no data: a tensor made on the CPU by mistake (a forgotten
+    `device=`) fails here, on a CPU-only machine, as it would on a GPU."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # skips the id check: meta has no values
+    model = GPT(tiny()).to("meta")
+    idx = torch.zeros((2, 5), dtype=torch.long, device="meta")
+    padding = torch.ones((2, 5), dtype=torch.bool, device="meta")
+    cache = KVCache(model.config, batch_size=2, max_length=10)
+    logits, _ = model(idx, padding_mask=padding, cache=cache)
+    logits, _ = model(idx[:, :1], cache=cache, last_only=True)
+    assert logits.device.type == "meta" and logits.shape == (2, 1, VOCAB)
+    assert cache.keys.device.type == cache.values.device.type == cache.key_mask.device.type == "meta"
+
+    keys = torch.zeros((2, 4, 3, 8), dtype=torch.float64)  # the cache takes the dtype it is given (autocast's)
+    cache = KVCache(tiny(), batch_size=2, max_length=10)
+    k, v = cache.update(0, keys, keys + 1)
+    assert cache.keys.dtype == cache.values.dtype == k.dtype == v.dtype == torch.float64
+    assert torch.equal(v, keys + 1) and k.shape == (2, 4, 3, 8)
+
+    inputs, targets = mask_tokens(idx, mask_token=1, vocab_size=VOCAB, generator=torch.Generator().manual_seed(0))
+    assert inputs.device.type == targets.device.type == "meta"
+
+
+def test_last_only_computes_the_head_for_the_last_position_alone(monkeypatch):
+    model = lively(tiny())
+    x = tokens((2, 12))
+    full, _ = model(x)
+    last, _ = model(x, last_only=True)
+    assert last.shape == (2, 1, VOCAB) and torch.allclose(last, full[:, -1:], atol=1e-6)
+    assert model(x, x, last_only=True)[0].shape == full.shape  # with targets the loss needs every position
+
+    widths = []  # generation runs the output head on one position per sequence, every step
+    linear = F.linear
+
+    def watched(x, weight, *args, **kwargs):
+        if weight is model.output_weight():
+            widths.append(x.size(1))
+        return linear(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(F, "linear", watched)
+    for use_cache in (True, False):
+        assert len(generate(model, [[1, 2, 3], [4]], 5, temperature=0, use_cache=use_cache)[0]) == 5
+    assert widths == [1] * 10
+
+
+def test_stream_checks_its_arguments_and_stops_when_every_prompt_has():
+    model = lively(tiny())
+    with pytest.raises(ValueError, match=r"top_p=1.5 must be in \(0, 1\]"):
+        stream(model, [[1, 2]], 5, top_p=1.5)  # raised at the call, before the first step
+    with pytest.raises(ValueError, match="top_k=0 must be at least 1"):
+        stream(model, [[1, 2]], 5, top_k=0)
+    prompts = [[3, 1, 4], [9, 9]]
+    free = generate(model, prompts, 15, temperature=0)
+    stop = free[0][2]
+    steps = list(stream(model, prompts, 15, temperature=0, stop_token=stop))
+    expected = max(free[row].index(stop) + 1 if stop in free[row] else 15 for row in range(2))
+    assert len(steps) == expected  # no step after the last prompt stopped
+
+
+def test_block_returns_attention_weights_only_when_asked():
+    model = lively(tiny())
+    x = torch.randn(2, 6, 32)
+    out, weights = model.transformer.h[0](x)
+    assert weights is None
+    out_with, weights = model.transformer.h[0](x, return_weights=True)
+    assert weights.shape == (2, 4, 6, 6)
+    assert_close(out, out_with)  # the same block, through attention by hand
+
+
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope"])
+def test_every_position_encoding_tells_an_encoder_the_order_of_its_tokens(position):
+    """Attention alone is blind to order: an encoder without positions gives each token the same output wherever
+    it stands, so permuting the input only permutes the output. Each encoding must break that."""
+    def outputs(config):
+        model = lively(config)
+        if position == "sinusoidal":  # lively() keeps the embeddings small: make the positions count
+            with torch.no_grad():
+                model.transformer.wte.weight.mul_(0.1)
+        x = tokens((1, 10))
+        order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+        return model(x)[0][0, order], model(x[:, order])[0][0]
+
+    permuted, of_permuted = outputs(tiny(causal=False, position=position))
+    assert (permuted - of_permuted).abs().max() > 1e-3
+    assert ("wpe" in GPT(tiny(position=position)).transformer) == (position != "rope")
+
+
+def test_make_optimizer_decays_matrices_only_and_asks_for_the_multi_tensor_kernel_on_cpu():
+    model = GPT(tiny())
+    optimizer = make_optimizer(model, lr=1e-3, weight_decay=0.1)
+    matrices, vectors = optimizer.param_groups
+    assert matrices["weight_decay"] == 0.1 and vectors["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in matrices["params"]) and all(p.dim() < 2 for p in vectors["params"])
+    assert len(matrices["params"]) + len(vectors["params"]) == len(list(model.parameters()))
+    assert optimizer.defaults["foreach"] is True and optimizer.defaults["fused"] is False
+
+
+def test_load_state_dict_keeps_the_non_strict_mode_and_says_how_many_keys_are_missing():
+    model = GPT(tiny())
+    partial = {name: t for name, t in GPT(tiny(), seed=2).state_dict().items() if not name.startswith("transformer.h.1")}
+    result = model.load_state_dict(partial, strict=False)  # what fine-tuning from a shallower model does
+    assert result.missing_keys and all(name.startswith("transformer.h.1") for name in result.missing_keys)
+    assert torch.equal(model.transformer.wte.weight, partial["transformer.wte.weight"])
+    missing = len(result.missing_keys)
+    with pytest.raises(ValueError, match=rf"\(checkpoint vs model: n_layer 1 != 2\).*{missing} missing key\(s\), e\.g\. "):
+        model.load_state_dict(partial)
+    wide = GPT(tiny().replace(n_embd=64, vocab_size=80)).state_dict()
+    with pytest.raises(ValueError, match=r"\(checkpoint vs model: vocab_size 80 != 96, n_embd 64 != 32\)"):
+        model.load_state_dict(wide)
+
+
+def test_bad_shapes_and_dtypes_are_refused_with_what_was_given():
+    model = GPT(tiny())
+    with pytest.raises(ValueError, match=r"integer dtype; got \(2, 3\) torch.float32"):
+        model(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"integer dtype; got \(6,\) torch.int64"):
+        model(torch.zeros(6, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"padding_mask has shape \(2, 7\) but idx has \(2, 8\)"):
+        model(tokens((2, 8)), padding_mask=torch.ones(2, 7, dtype=torch.bool))
+
+
+def test_hf_conversion_refuses_what_gpt2_cannot_express():
+    transformers = pytest.importorskip("transformers", reason="the Hugging Face comparison needs transformers")
+    from minilm.model.hf import config_from_hf, hf_config, state_dict_from_hf, to_hf
+
+    for changes, named in ((dict(mlp="swiglu"), "mlp='swiglu'"), (dict(bias=False), "bias=False"),
+                           (dict(tie_weights=False), "tie_weights=False"), (dict(causal=False), "causal=False")):
+        with pytest.raises(ValueError, match=re.escape(named)):
+            to_hf(GPT(tiny(**changes)))
+    base = dict(vocab_size=VOCAB, n_positions=48, n_layer=2, n_head=4, n_embd=32)
+    with pytest.raises(ValueError, match=r"activation_function='relu'.*\(gelu_new or gelu_pytorch_tanh\) converts"):
+        config_from_hf(transformers.GPT2Config(**base, activation_function="relu"))
+    for unusual in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        with pytest.raises(ValueError, match=unusual):
+            config_from_hf(transformers.GPT2Config(**base, **{unusual: True}))
+    # n_inner of 4 x n_embd is GPT-2's default spelled out: the same config as leaving it unset
+    assert config_from_hf(transformers.GPT2Config(**base, n_inner=128)) == config_from_hf(transformers.GPT2Config(**base))
+    assert hf_config(tiny()).bos_token_id == hf_config(tiny()).eos_token_id == VOCAB - 1
+    # checkpoints saved by older transformers hold each layer's causal mask as a buffer: dropped on the way in
+    state = to_hf(GPT(tiny())).state_dict()
+    state["transformer.h.0.attn.bias"] = torch.ones(1, 1, 48, 48, dtype=torch.bool)
+    state["transformer.h.0.attn.masked_bias"] = torch.tensor(-1e4)
+    assert set(state_dict_from_hf(state)) == set(GPT(tiny()).state_dict())

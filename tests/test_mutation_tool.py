@@ -68,3 +68,35 @@ def test_score_counts_killed_equivalent_survived_and_timeouts(mutation, tmp_path
     assert result["score counting timeouts as kills"] == pytest.approx(4 / 5)
     assert json.loads((tmp_path / "pkg" / "score.json").read_text(encoding="utf-8")) == result
     assert "5 of 6 mutants checked: 2 killed, 1 equivalent, 1 survived, 1 timed out -> 60.0%" in mutation.summary_line(result)
+
+
+def test_a_sample_is_seeded_and_a_larger_one_holds_a_smaller_one(mutation):
+    names = [f"m.f__mutmut_{i}" for i in range(1, 501)]
+    small, large = mutation.draw_sample(names, 50), mutation.draw_sample(list(reversed(names)), 120)
+    assert len(small) == len(set(small)) == 50 and len(large) == 120
+    assert set(small) <= set(large)  # the same seeded shuffle, whatever order the names came in
+    assert small == mutation.draw_sample(names, 50) and small != mutation.draw_sample(names, 50, seed=1)
+    assert mutation.draw_sample(names, 10_000) == sorted(names)
+
+
+def test_the_wilson_interval_matches_its_closed_form(mutation):
+    low, high = mutation.wilson_interval(90, 100)  # 0.9 of 100: the textbook values
+    assert (low, high) == (pytest.approx(0.8256, abs=1e-4), pytest.approx(0.9448, abs=1e-4))
+    assert mutation.wilson_interval(100, 100)[1] == pytest.approx(1.0) and mutation.wilson_interval(100, 100)[0] == pytest.approx(0.9630, abs=1e-4)
+    assert mutation.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_a_sampled_run_is_scored_on_its_sample_only(mutation, tmp_path, monkeypatch):
+    equivalent = tmp_path / "equivalent.txt"
+    equivalent.write_text("", encoding="utf-8")
+    monkeypatch.setattr(mutation, "SCRATCH", tmp_path)
+    monkeypatch.setattr(mutation, "EQUIVALENT", equivalent)
+    meta = tmp_path / "pkg" / "mutants" / "m" / "a.py.meta"
+    meta.parent.mkdir(parents=True)
+    codes = {"m.a__mutmut_1": 1, "m.a__mutmut_2": 33, "m.a__mutmut_3": 0, "m.a__mutmut_4": None}
+    meta.write_text(json.dumps({"exit_code_by_key": codes}), encoding="utf-8")
+    (tmp_path / "pkg" / "sample.json").write_text(json.dumps(["m.a__mutmut_1", "m.a__mutmut_2"]), encoding="utf-8")
+    result = mutation.score("pkg")
+    assert result["sampled"] and (result["mutants"], result["checked"], result["killed"]) == (2, 2, 1)
+    assert result["survived"] == ["m.a__mutmut_2"] and result["score"] == pytest.approx(0.5)  # no test reaches it
+    assert "2 of 2 sampled mutants checked" in mutation.summary_line(result)

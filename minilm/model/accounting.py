@@ -80,13 +80,14 @@ def memory_estimate(
     """Bytes needed to train with AdamW: float32 weights, gradients and AdamW's two moments (16 bytes
     per parameter), plus the activations that the forward pass keeps for the backward pass.
 
-    Activations are counted tensor by tensor, as our blocks save them (a test checks the count
-    against the tensors autograd really keeps). Per token and block: the residual stream entering
-    each norm (RMSNorm as written also keeps its normalised output); the input of the qkv projection,
-    q|k|v, and the attention output, which is also the input of the output projection (flash attention
-    keeps no T x T matrix, only a log-sum-exp per head); the MLP's input, its hidden activations
-    before and after the nonlinearity (SwiGLU: gate|up, silu(gate), and the product). Then the final
-    norm's and the head's inputs, and the log-softmax over the vocabulary that the loss keeps.
+    Activations are counted tensor by tensor, as our blocks save them (a test checks the count per
+    token, to the byte, against the tensors autograd really keeps). Per token and block: the residual
+    stream entering each norm, with the norm's statistics (LayerNorm: mean and 1/std; RMSNorm as
+    written: 1/rms and its normalised output); the input of the qkv projection, q|k|v, and the
+    attention output, which is also the input of the output projection (flash attention keeps no
+    T x T matrix, only a log-sum-exp per head); the MLP's input, its hidden activations before and
+    after the nonlinearity (SwiGLU: gate|up, silu(gate), and the product). Then the final norm's and
+    the head's inputs, the log-softmax over the vocabulary that the loss keeps, and the targets.
     With `mixed_precision` (bf16 autocast) what the matmuls read is stored in 2 bytes instead of 4,
     the residual stream and the loss stay in float32, and autocast keeps a bf16 copy of every weight
     matrix for the step. Not counted: dropout masks (1 byte per value when dropout > 0), the
@@ -98,16 +99,18 @@ def memory_estimate(
     low = 2 if mixed_precision else 4  # bytes per value of what autocast computes in bf16
     qkv = (config.n_head + 2 * config.kv_heads) * config.head_dim
 
-    norms = 4 * width * (2 if config.norm == "layernorm" else 4)  # two norms per block, float32
+    # one norm, float32: its input and statistics (LayerNorm), or input, normalised output and 1/rms
+    norm = 4 * width + 8 if config.norm == "layernorm" else 4 * 2 * width + 4
     # q, k and v as the attention kernel gets them: views of the projection's output (which then stays
     # alive whole), except those that RoPE rotated or GQA repeated for every query head, which are new.
-    rotated, repeated = config.position == "rope", config.kv_heads != config.n_head
+    # (Repeating a single key/value head, as multi-query attention does, is a stride-0 view: no copy.)
+    rotated, repeated = config.position == "rope", 1 < config.kv_heads < config.n_head
     new = (width if rotated else 0) + (width if repeated else config.kv_heads * config.head_dim if rotated else 0)
     new += width if repeated else 0
     views = not rotated or not repeated
     attention = low * (width + new + (qkv if views else 0) + width) + 4 * config.n_head
     mlp = low * (width + (4 * hidden if config.mlp == "swiglu" else 2 * hidden))
-    head = 4 * width * (1 if config.norm == "layernorm" else 2) + low * width + 4 * config.vocab_size
+    head = norm + low * width + 4 * config.vocab_size + 8  # the final norm, the head's input, log-softmax, target
 
     parameters = parameter_counts(config)["total"]
     estimate = {
@@ -115,7 +118,7 @@ def memory_estimate(
         "gradients": 4 * parameters,
         "optimizer": 8 * parameters,
         "autocast_copies": 2 * matmul_parameters(config) if mixed_precision else 0,
-        "activations": tokens * (config.n_layer * (norms + attention + mlp) + head),
+        "activations": tokens * (config.n_layer * (2 * norm + attention + mlp) + head),
     }
     estimate["total"] = sum(estimate.values())
     return estimate
