@@ -770,6 +770,10 @@ def test_ranks_files_are_checked_line_by_line(tok, tmp_path):
         parse_ranks(b"\n\n")
     with pytest.raises(ValueError, match="line 1: expected"):
         parse_ranks(json.dumps({"model": {}}).encode())  # a foreign file
+    with pytest.raises(ValueError, match="line 2: expected"):  # lenient base64 would skip the * and read b"!"
+        parse_ranks(b"Ig== 0\nI*Q== 1\n")
+    # written in rank order, whatever order the dict holds them in (tiktoken reads the file in order)
+    assert ranks_text({b"b": 0, b"a": 1}) == "Yg== 0\nYQ== 1\n"
 
 
 def test_tokenizer_rejects_ranks_that_are_not_a_bpe_table(tok):
