@@ -100,3 +100,31 @@ def test_a_sampled_run_is_scored_on_its_sample_only(mutation, tmp_path, monkeypa
     assert result["sampled"] and (result["mutants"], result["checked"], result["killed"]) == (2, 2, 1)
     assert result["survived"] == ["m.a__mutmut_2"] and result["score"] == pytest.approx(0.5)  # no test reaches it
     assert "2 of 2 sampled mutants checked" in mutation.summary_line(result)
+
+
+def test_recheck_keeps_the_kills_of_unchanged_functions_and_checks_the_rest_again(mutation, tmp_path, monkeypatch):
+    monkeypatch.setattr(mutation, "SCRATCH", tmp_path)
+    monkeypatch.setattr(mutation, "EQUIVALENT", tmp_path / "equivalent.txt")
+    (tmp_path / "equivalent.txt").write_text("", encoding="utf-8")
+
+    def write_run(folder, codes, hashes):
+        meta = folder / "mutants" / "m" / "a.py.meta"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"exit_code_by_key": codes, "hash_by_function_name": hashes}), encoding="utf-8")
+
+    names = ["m.a.x_f__mutmut_1", "m.a.x_f__mutmut_2", "m.a.xǁCǁg__mutmut_1", "m.a.x_f__mutmut_3"]
+    write_run(tmp_path / "pkg", dict(zip(names, [1, 0, 1, 1])), {"x_f": "same", "xǁCǁg": "old"})
+    (tmp_path / "pkg" / "sample.json").write_text(json.dumps(names[:3]), encoding="utf-8")
+
+    def fresh(name):  # the working tree again: g's code changed since the run
+        write_run(tmp_path / name, dict.fromkeys(names), {"x_f": "same", "xǁCǁg": "new"})
+        return tmp_path / name
+
+    calls = []
+    monkeypatch.setattr(mutation, "prepare", fresh)
+    monkeypatch.setattr(mutation, "generate", lambda scratch, env: None)
+    monkeypatch.setattr(mutation.subprocess, "run", lambda command, **kwargs: calls.append(command))
+    result = mutation.recheck("pkg", max_children=2)
+    assert calls and calls[0][-2:] == ["m.a.x_f__mutmut_2", "m.a.xǁCǁg__mutmut_1"]  # the survivor, the changed one
+    assert result["sampled"] and result["mutants"] == 3 and result["killed"] == 1  # the kill carried over
+    assert (tmp_path / "pkg.previous" / "sample.json").exists()

@@ -19,6 +19,7 @@ Usage, from the repository root (takes long on 2 cores: run it by hand, not in C
     python tools/mutation.py --report train                   # score a finished run again
     python tools/mutation.py --show train                     # the survivors' diffs, to read
     python tools/mutation.py --sample 300 model               # a seeded random sample of the mutants
+    python tools/mutation.py --recheck model                  # after new tests: the survivors again
 
 A whole package is an hour or more on 2 cores (mutmut runs the tests that reach a function once per mutant).
 ``--sample N`` checks N mutants drawn at random (seeded, so a rerun draws the same ones) and scores those, with a
@@ -255,6 +256,42 @@ def run(name: str, max_children: int, resume: bool = False, only: tuple[str, ...
     return score(name)
 
 
+def recheck(name: str, max_children: int) -> dict:
+    """After adding tests: check a finished run's survivors and timeouts again, in a fresh scratch copy of the
+    working tree, and keep its kills (tests were added, so a killed mutant stays killed). The run's sample, if it
+    had one, is kept as it was. Mutants whose function changed since are checked again too."""
+    old = SCRATCH / f"{name}.previous"  # the finished run, moved aside: prepare() starts a fresh one
+    if old.exists():
+        shutil.rmtree(old)
+    (SCRATCH / name).rename(old)
+    before = results(old)
+    sample_file = old / "sample.json"
+    sample = json.loads(sample_file.read_text(encoding="utf-8")) if sample_file.exists() else sorted(before)
+    killed = {mutant for mutant in sample if before.get(mutant) in (1, 3)}
+    scratch = prepare(name)
+    env = {**os.environ, "MINILM_HOME": str(scratch / "home"), "MINILM_PRESET": "ci"}
+    generate(scratch, env)
+    now = results(scratch)
+    sample = [mutant for mutant in sample if mutant in now]
+    for meta in (scratch / "mutants").rglob("*.meta"):  # carry the kills over into mutmut's own records
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        old_meta = old / meta.relative_to(scratch)
+        old_hashes = json.loads(old_meta.read_text(encoding="utf-8"))["hash_by_function_name"] if old_meta.exists() else {}
+        for mutant in data["exit_code_by_key"]:
+            function = mutant.rsplit(".", 1)[-1].split("__mutmut_")[0]
+            unchanged = old_hashes.get(function) == data["hash_by_function_name"].get(function)
+            if mutant in killed and unchanged:
+                data["exit_code_by_key"][mutant] = before[mutant]
+        meta.write_text(json.dumps(data), encoding="utf-8")
+    if sample_file.exists() or len(sample) < len(now):
+        (scratch / "sample.json").write_text(json.dumps(sample, indent=0) + "\n", encoding="utf-8")
+    now = results(scratch)
+    again = [mutant for mutant in sample if now[mutant] is None]
+    if again:
+        subprocess.run([*MUTMUT, "run", "--max-children", str(max_children), *again], cwd=scratch, env=env)
+    return score(name)
+
+
 def show(name: str) -> None:
     """Print each survivor's diff, to read before killing it with a test or listing it as equivalent."""
     scratch = SCRATCH / name
@@ -271,6 +308,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="go on with an interrupted run instead of starting afresh")
     parser.add_argument("--only", nargs="+", default=(), metavar="PATTERN",
                         help="run only the mutants whose names match (fnmatch), e.g. 'minilm.tokenizer.bpe.*'")
+    parser.add_argument("--recheck", action="store_true",
+                        help="after adding tests: check a finished run's survivors and timeouts again, keep its kills")
     parser.add_argument("--sample", type=int, default=0, metavar="N",
                         help="check N mutants drawn at random (seeded) and score those, with a 95%% interval")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="mutants tested at once")
@@ -281,6 +320,8 @@ def main() -> None:
     for name in args.packages or list(PACKAGES):
         if args.show:
             show(name)
+        elif args.recheck:
+            print(summary_line(recheck(name, args.max_children)))
         else:
             print(summary_line(score(name) if args.report else run(name, args.max_children, args.resume, tuple(args.only), args.sample)))
 
