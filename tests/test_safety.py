@@ -284,6 +284,8 @@ def test_toxicity_filter_cuts_lines_and_keeps_hard_negatives():
     assert result.kept[0].text == ("Great recipe, thanks for sharing!\r\nUse kill -9 to kill the process.\r\n"
                                    "\r\nI made it twice and it was lovely.\r\n")
     assert text.count("\n") == 5  # the input document is not changed in place
+    # Each line is judged as written, less its line end: "X" is the thing the word describes.
+    assert toxicity_filter([doc("Stupid X\nStupid\n")]).edits_by_reason() == {"toxic": 1}
     assert result.summary()["edits_by_reason"] == {"toxic": 2}
 
 
@@ -322,6 +324,8 @@ def test_boundary_toxic_threshold_0_5(line, score, toxic):
 @pytest.mark.parametrize("line, weight", [
     ("You are stupid.", 0.8),  # an insult aimed at the reader
     ("Tom is a moron.", 0.55),  # at a third person: a little above the threshold on its own
+    ("He is an idiot.", 0.55),  # a pronoun is a third person too
+    ("Clearly an idiot.", 0.3),  # without a target: a capitalised first word is not taken for a name
     ("There was an idiot.", 0.3),  # an insult noun without a target
     ("He felt stupid.", 0.1),  # about oneself
     ("I will destroy you!", 0.8),  # violence against "you" with stated intent
@@ -677,6 +681,22 @@ def test_boundary_share_gap_min_count_10(count, compared):
     truth = BiasAudit(counts={"pilot": Counter(female=5, male=15)})
     assert audit.share_gap(truth) == ({"pilot": 0.75} if compared else {})
     assert truth.share_gap(audit) == audit.share_gap(truth)
+
+
+def test_skew_weights_each_job_by_its_count():
+    audit = BiasAudit(counts={"pilot": Counter(female=1, male=3), "nurse": Counter(female=2, male=2),
+                              "baker": Counter(female=0, male=0)})
+    assert audit.skew(["pilot"]) == 0.25  # a share of 0.25 is 0.25 from balanced
+    assert audit.skew() == pytest.approx(4 * 0.25 / 8)  # the balanced nurse counts 4 words of 8
+    assert audit.skew(["baker", "astronaut"]) == 0.0  # no words, or a job never audited: balanced
+    assert BiasAudit().skew() == 0.0
+
+
+def test_plurals_of_job_words_ending_in_y():
+    docs = [Document("b", "books", "The secretaries were busy. She smiled. The monkeys were not.")]
+    audit = bias_audit(docs, jobs=["secretary", "monkey"])
+    assert audit.mentions == Counter({"secretary": 1, "monkey": 1})
+    assert audit.table()["secretary"] == (1, 0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------
