@@ -1,5 +1,6 @@
 """Cleaning: each repair on hand-written examples, and the properties the whole step must keep."""
 
+import re
 import unicodedata
 
 import pytest
@@ -19,6 +20,7 @@ from minilm.data.filters.clean import (
     strip_control_chars,
     strip_licence_blocks,
 )
+from minilm.data.filters.clean import _chars_of, _cp1252_char
 from minilm.data.documents import Document
 
 STORY = (
@@ -77,6 +79,15 @@ def test_fix_mojibake_leaves_correct_text_alone(text):
     changes = []
     assert fix_mojibake(text, changes) == text
     assert changes == []
+
+
+def test_mojibake_byte_classes_include_their_ends():
+    # The patterns are built once, at import, from these two helpers: a byte and both its readings.
+    assert _cp1252_char(0x80) == "€" and _cp1252_char(0xE9) == "é"
+    assert _cp1252_char(0x81) == "\x81"  # undefined in cp1252: passes through as a C1 control character
+    continuation = re.compile(f"[{_chars_of(0x80, 0xBF)}]+")
+    assert continuation.fullmatch("€\x80¿") and not continuation.fullmatch("À")
+    assert re.fullmatch(f"[{_chars_of(0xC2, 0xC2)}]", "Â")
 
 
 # --- Control characters ---------------------------------------------------------------------
