@@ -337,6 +337,30 @@ def test_documented_cue_weights(line, weight):
     assert toxicity_score(line) == weight
 
 
+# Whom an insult or a threat is aimed at, read from the words around it; each cue says why.
+@pytest.mark.parametrize("line, weight, why", [
+    ("What a loser you are.", 0.8, "insult aimed at the reader (you)"),  # "you" right after
+    ("Listen idiot.", 0.8, "insult aimed at the reader (you)"),  # a vocative after "listen"
+    ("You are the idiot.", 0.8, "insult aimed at the reader (you)"),  # "the" after "are" is no one else
+    ("He is the dumbest.", 0.55, "insult aimed at a named or pronoun person"),
+    ("There was an idiot.", 0.3, "insult word without a target (none)"),
+    ("I like you although ugly.", 0.1, "insult word without a target (none)"),  # "although" ends the clause
+    ("She wrote “Idiot” on the board.", 0.0, "mention of the word, not a use"),  # in quotation marks
+    ("Moron originally meant dull.", 0.0, "mention of the word, not a use"),
+    ("I will kill", 0.0, "acts on a thing (nothing), not a person"),
+    ("I will wait though he may hurt you.", 0.35, "violence against second person"),  # the intent is in another clause
+])
+def test_cue_targets_and_explanations(line, weight, why):
+    [cue] = toxicity_cues(line)
+    assert (cue.weight, cue.why) == (weight, why)
+
+
+def test_a_game_context_excuses_violence_but_not_hatred():
+    cues = toxicity_cues("In the game I kill him and I hate you.")
+    assert [(c.text, c.weight, c.why) for c in cues] == [("kill", 0.0, "technical or game context"),
+                                                          ("hate", 0.75, "hatred aimed at second person")]
+
+
 def test_fiction_factor_0_6_discounts_dialogue():
     assert toxicity_score("I will destroy you!") == 0.8
     assert toxicity_score('"I will destroy you!" roared the dragon.') == 0.48  # 0.6 x 0.8: below 0.5
