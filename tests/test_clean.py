@@ -174,6 +174,23 @@ def test_strip_licence_blocks_keeps_only_the_story(template):
     assert all(before.strip() for _, before, _ in changes)  # one change per cut line, none blank
 
 
+def test_strip_licence_blocks_markers_on_the_first_and_last_lines():
+    book = "*** START OF THE PROJECT MINILM EBOOK MIA ***\n" + STORY + "*** END OF THE PROJECT MINILM EBOOK MIA ***"
+    changes = []
+    assert strip_licence_blocks(book, "books", changes) == STORY.strip()
+    lines = book.split("\n")
+    assert [before for _, before, _ in changes] == [lines[0], lines[-1]]  # each marker cut once
+
+
+def test_strip_licence_blocks_cuts_catalogue_fields_and_editorial_notes_on_any_page():
+    first, rest = STORY.split("\n\n", 1)
+    page = "Title: Mia and the Kite\nAuthor: Ann Lee\n\n" + first + "\n[Illustration: Mia]\n\n" + rest
+    changes = []
+    assert strip_licence_blocks(page, "web", changes) == STORY.strip()
+    assert changes == [("front_matter", "[Illustration: Mia]", ""), ("front_matter", "Title: Mia and the Kite", ""),
+                       ("front_matter", "Author: Ann Lee", "")]
+
+
 def test_strip_licence_blocks_web_keeps_headings_and_cuts_footer():
     page = "How to Fly a Kite\n\n" + STORY + "\nCopyright © 2024 Kite Club. Terms of use apply.\n"
     assert strip_licence_blocks(page, "web") == "How to Fly a Kite\n\n" + STORY.strip()

@@ -219,6 +219,9 @@ def test_optimal_bands_matches_datasketch_and_moves_with_the_threshold():
         # the steep part of the S-curve, (1/b)^(1/r), sits near the threshold
         assert abs((1 / bands) ** (1 / rows) - threshold) < 0.1
     assert optimal_bands(0.7, 128, 0.1) == _optimal_param(0.7, 128, 0.1, 0.9)
+    # Near the ends of the range the integrals need the fine grid: with 50 points these two would differ.
+    assert optimal_bands(0.85, 128, 0.9) == _optimal_param(0.85, 128, 0.9, 0.1) == (5, 25)
+    assert optimal_bands(0.05, 128, 0.1) == _optimal_param(0.05, 128, 0.1, 0.9) == (75, 1)
     midpoints = [(1 / b) ** (1 / r) for b, r in (optimal_bands(t) for t in (0.3, 0.5, 0.7, 0.9))]
     assert midpoints == sorted(midpoints)
     for bad in (0.0, 1.0, 1.5):

@@ -485,6 +485,9 @@ def test_several_kinds_in_one_text_and_overlaps():
     assert [k for k, _, _ in found] == ["email", "phone", "secret", "ip"]  # the key is one secret, once
     assert masked == ("Mail <EMAIL> or call <PHONE>.\n"
                       "OPENAI_API_KEY = \"<SECRET>\"  # from <IP>")
+    # Two secrets over the same value: the longer one wins, so no tail of the value is left showing.
+    token = "ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"  # a GitHub token inside a longer assigned value
+    assert mask_pii(f"token = {token}/x9")[0] == "token = <SECRET>"
 
 
 def test_a_phone_number_does_not_swallow_the_next_number():
@@ -571,6 +574,8 @@ def alnum(n, seed=0):
     # IPv4: every part at most 255
     ("IP 192.168.1.254 end", True), ("IP 192.168.1.255 end", True), ("IP 192.168.1.256 end", False),
     ("IP 255.168.1.1 end", True), ("IP 256.168.1.1 end", False),
+    # four one-digit parts are a section number, one part of two digits makes an address
+    ("Read 1.2.3.4 first", False), ("Read 1.2.3.40 first", True), ("Read 10.2.3.4 first", True),
     # an e-mail address: a top-level domain of 2 to 24 letters, a local part of at most 64 characters
     ("mail a@b.c end", False), ("mail a@b.co end", True),
     ("mail a@b." + "c" * 24 + " end", True), ("mail a@b." + "c" * 25 + " end", False),
