@@ -1,5 +1,6 @@
 """Cleaning: each repair on hand-written examples, and the properties the whole step must keep."""
 
+import re
 import unicodedata
 
 import pytest
@@ -19,6 +20,7 @@ from minilm.data.filters.clean import (
     strip_control_chars,
     strip_licence_blocks,
 )
+from minilm.data.filters.clean import _chars_of, _cp1252_char
 from minilm.data.documents import Document
 
 STORY = (
@@ -77,6 +79,15 @@ def test_fix_mojibake_leaves_correct_text_alone(text):
     changes = []
     assert fix_mojibake(text, changes) == text
     assert changes == []
+
+
+def test_mojibake_byte_classes_include_their_ends():
+    # The patterns are built once, at import, from these two helpers: a byte and both its readings.
+    assert _cp1252_char(0x80) == "€" and _cp1252_char(0xE9) == "é"
+    assert _cp1252_char(0x81) == "\x81"  # undefined in cp1252: passes through as a C1 control character
+    continuation = re.compile(f"[{_chars_of(0x80, 0xBF)}]+")
+    assert continuation.fullmatch("€\x80¿") and not continuation.fullmatch("À")
+    assert re.fullmatch(f"[{_chars_of(0xC2, 0xC2)}]", "Â")
 
 
 # --- Control characters ---------------------------------------------------------------------
@@ -161,6 +172,23 @@ def test_strip_licence_blocks_keeps_only_the_story(template):
     assert strip_licence_blocks(template.format(story=STORY), "books", changes) == STORY.strip()
     assert {reason for reason, _, _ in changes} <= {"licence", "front_matter"}
     assert all(before.strip() for _, before, _ in changes)  # one change per cut line, none blank
+
+
+def test_strip_licence_blocks_markers_on_the_first_and_last_lines():
+    book = "*** START OF THE PROJECT MINILM EBOOK MIA ***\n" + STORY + "*** END OF THE PROJECT MINILM EBOOK MIA ***"
+    changes = []
+    assert strip_licence_blocks(book, "books", changes) == STORY.strip()
+    lines = book.split("\n")
+    assert [before for _, before, _ in changes] == [lines[0], lines[-1]]  # each marker cut once
+
+
+def test_strip_licence_blocks_cuts_catalogue_fields_and_editorial_notes_on_any_page():
+    first, rest = STORY.split("\n\n", 1)
+    page = "Title: Mia and the Kite\nAuthor: Ann Lee\n\n" + first + "\n[Illustration: Mia]\n\n" + rest
+    changes = []
+    assert strip_licence_blocks(page, "web", changes) == STORY.strip()
+    assert changes == [("front_matter", "[Illustration: Mia]", ""), ("front_matter", "Title: Mia and the Kite", ""),
+                       ("front_matter", "Author: Ann Lee", "")]
 
 
 def test_strip_licence_blocks_web_keeps_headings_and_cuts_footer():

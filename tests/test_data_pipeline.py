@@ -221,3 +221,12 @@ def test_boundary_mixture_weights_sum_to_1(total, ok):
     else:
         with pytest.raises(ValueError, match="sum to 1"):
             balance.mix_domains(docs, weights, seed=0)
+
+
+def test_mixture_weight_0_drops_a_domain_the_data_has():
+    # A weight of 0 asks for none of a domain: its documents all go, and the others fill the total
+    # (the 400 bytes of the data, so one book is repeated).
+    docs = [Document(f"a{i}", "books", "x" * 100) for i in range(3)] + [Document("b0", "code", "y" * 100)]
+    mixed = balance.mix_domains(docs, {"books": 1.0, "code": 0.0}, seed=0)
+    assert balance.domain_bytes(mixed.kept) == {"books": 400}
+    assert [(r.doc.id, r.reason) for r in mixed.removed] == [("b0", "mixture:downsample")]

@@ -108,7 +108,23 @@ def test_true_jaccard():
     assert true_jaccard(np.empty(0, np.uint64), np.empty(0, np.uint64)) == 1.0
 
 
+def test_jaccard_of_two_texts_uses_n_word_shingles():
+    # 2-word shingles: {"a b", "b c"} and {"a b", "b d"} share one of three.
+    assert dedup.jaccard("a b c", "A b, d", n=2) == pytest.approx(1 / 3)
+    assert dedup.jaccard("a b c", "A b, d") == 0.0  # 5-word shingles: each text is one shingle of its own
+    assert dedup.jaccard("", "") == 1.0
+
+
 # --- MinHash ----------------------------------------------------------------------------------
+
+
+def test_permutations_are_seeded_and_reject_an_empty_family():
+    a, b = permutations(1, seed=3)
+    assert a.shape == b.shape == (1,) and a.dtype == b.dtype == np.uint64
+    assert 1 <= int(a[0]) < int(MERSENNE_PRIME) and int(b[0]) < int(MERSENNE_PRIME)
+    assert [x.tolist() for x in permutations(4, seed=3)] == [x.tolist() for x in permutations(4, seed=3)]
+    with pytest.raises(ValueError, match="num_perm must be at least 1, got 0"):
+        permutations(0)
 
 
 def test_universal_hash_is_the_mersenne_formula_including_the_edge_cases():
@@ -203,6 +219,9 @@ def test_optimal_bands_matches_datasketch_and_moves_with_the_threshold():
         # the steep part of the S-curve, (1/b)^(1/r), sits near the threshold
         assert abs((1 / bands) ** (1 / rows) - threshold) < 0.1
     assert optimal_bands(0.7, 128, 0.1) == _optimal_param(0.7, 128, 0.1, 0.9)
+    # Near the ends of the range the integrals need the fine grid: with 50 points these two would differ.
+    assert optimal_bands(0.85, 128, 0.9) == _optimal_param(0.85, 128, 0.9, 0.1) == (5, 25)
+    assert optimal_bands(0.05, 128, 0.1) == _optimal_param(0.05, 128, 0.1, 0.9) == (75, 1)
     midpoints = [(1 / b) ** (1 / r) for b, r in (optimal_bands(t) for t in (0.3, 0.5, 0.7, 0.9))]
     assert midpoints == sorted(midpoints)
     for bad in (0.0, 1.0, 1.5):

@@ -23,6 +23,7 @@ from minilm.data.filters.quality import (
     code_mean_line_length,
     code_quality,
     code_signals,
+    count_words,
     duplicate_shares,
     english_share,
     gopher_alpha_words,
@@ -126,6 +127,7 @@ def test_word_count():
     assert gopher_word_count(stats(STORY), CONFIG) is None
     assert gopher_word_count(stats(STORY), QualityConfig(max_words=100)) == "gopher:word_count"
     assert TextStats("Hello , world -- and ... so ! on").n_words == 5  # punctuation-only tokens are not words
+    assert count_words("Hello , world -- and ... so ! on") == 5
 
 
 def test_mean_word_length():
@@ -141,6 +143,8 @@ def test_symbol_ratios():
     trailing = "and then... so... well... the kite... of course… " * 6
     assert gopher_symbol_ratio(stats(trailing), CONFIG) == "gopher:ellipsis_ratio"
     assert gopher_symbol_ratio(stats(STORY + "\nI love #kites... and the sky."), CONFIG) is None
+    assert symbol_word_ratio(stats("#kites"), ("#",)) == 1.0  # per word, even for a text of one word
+    assert symbol_word_ratio(stats(""), ("#",)) == 0.0
 
 
 def test_bullet_and_ellipsis_lines():
@@ -157,6 +161,8 @@ def test_alpha_words():
     table = "the price list: " + " ".join(f"{i} {i * 3}.50 €{i}" for i in range(30))
     assert gopher_alpha_words(stats(table), CONFIG) == "gopher:alpha_words"
     assert gopher_alpha_words(stats(STORY + " It was 10,000 feet high in 2024."), CONFIG) is None
+    assert alpha_word_share(stats("kites")) == 1.0 and alpha_word_share(stats("kites 2024")) == 0.5
+    assert alpha_word_share(stats("")) == 0.0
 
 
 def test_stop_words():
@@ -195,6 +201,14 @@ def test_duplicate_ngrams():
     text = f"Mia saw that {sentence}. Then Max saw that {sentence}. And Mr. Brown said {sentence}."
     assert gopher_duplicate_ngrams(stats(text), CONFIG) == "gopher:dup_5gram"
     assert gopher_duplicate_ngrams(stats(STORY), CONFIG) is None
+
+
+def test_ngram_rules_measure_the_n_the_config_names():
+    text = "the little red kite flew " * 4
+    assert set(stats(text).ngram_shares((3,), (6,))) == {"top_3", "dup_6"}
+    config = QualityConfig(max_top_ngram_char_share=((5, 0.5),), max_dup_ngram_char_share=((11, 0.5),))
+    assert gopher_top_ngrams(stats(text), config) == "gopher:top_5gram"  # 4 x 24 of 100 characters
+    assert gopher_duplicate_ngrams(stats(text), config) == "gopher:dup_11gram"
 
 
 def reference_ngram_shares(tokens, text_length):
@@ -340,6 +354,11 @@ dumps(obj, *, skipkeys=False, ensure_ascii=True, indent=None, sort_keys=False, *
 """
 
 
+def test_literal_blocks_end_where_the_indentation_does():
+    text = "Use it like this::\n\n    x = load(path)\n      y = x\n\nThe end.\n  Indented prose::\n    code\n  More prose."
+    assert without_code_examples(text) == "Use it like this::\nThe end.\n  Indented prose::\n  More prose."
+
+
 def test_reference_pages_with_code_examples_are_kept():
     prose = without_code_examples(REFERENCE_PAGE)
     assert ">>>" not in prose and "{" not in prose and "null" not in prose and "separators" not in prose
@@ -414,6 +433,8 @@ def test_long_and_dense_lines():
 
 def test_data_tables():
     assert is_data_line("    0x00c6, 0x00c7, 0x00c8,  # Latin capitals")
+    assert is_data_line("    198,") and is_data_line("'AElig'")  # one literal is a row too
+    assert not is_data_line("    ,") and not is_data_line("")
     assert is_data_line("    'AElig': 198,")
     assert is_data_line('    (1, 2.5, -3e4, None, True),')
     assert not is_data_line("    return 0")
@@ -445,6 +466,15 @@ def test_quality_filter():
     assert {e.doc_id for e in result.edits} == {"web-1"}
     assert "Home | About" in [e.before for e in result.edits]
     assert result.kept[0].text.startswith("Once upon a time") and result.kept[1] is docs[3]
+
+
+def test_quality_filter_judges_prose_and_code_by_the_config_it_is_given():
+    docs = [Document("books-1", "books", STORY), Document("code-1", "code", NORMAL_CODE)]
+    strict = QualityConfig(min_words=10_000, max_mean_line_length=1.0)
+    result = quality_filter(docs, strict)
+    assert not result.kept
+    assert {r.doc.id: r.reason for r in result.removed} == {"books-1": "gopher:word_count",
+                                                            "code-1": "code:mean_line_length"}
 
 
 def test_quality_filter_rejects_bad_input():

@@ -284,6 +284,8 @@ def test_toxicity_filter_cuts_lines_and_keeps_hard_negatives():
     assert result.kept[0].text == ("Great recipe, thanks for sharing!\r\nUse kill -9 to kill the process.\r\n"
                                    "\r\nI made it twice and it was lovely.\r\n")
     assert text.count("\n") == 5  # the input document is not changed in place
+    # Each line is judged as written, less its line end: "X" is the thing the word describes.
+    assert toxicity_filter([doc("Stupid X\nStupid\n")]).edits_by_reason() == {"toxic": 1}
     assert result.summary()["edits_by_reason"] == {"toxic": 2}
 
 
@@ -322,6 +324,8 @@ def test_boundary_toxic_threshold_0_5(line, score, toxic):
 @pytest.mark.parametrize("line, weight", [
     ("You are stupid.", 0.8),  # an insult aimed at the reader
     ("Tom is a moron.", 0.55),  # at a third person: a little above the threshold on its own
+    ("He is an idiot.", 0.55),  # a pronoun is a third person too
+    ("Clearly an idiot.", 0.3),  # without a target: a capitalised first word is not taken for a name
     ("There was an idiot.", 0.3),  # an insult noun without a target
     ("He felt stupid.", 0.1),  # about oneself
     ("I will destroy you!", 0.8),  # violence against "you" with stated intent
@@ -331,6 +335,30 @@ def test_boundary_toxic_threshold_0_5(line, score, toxic):
 ])
 def test_documented_cue_weights(line, weight):
     assert toxicity_score(line) == weight
+
+
+# Whom an insult or a threat is aimed at, read from the words around it; each cue says why.
+@pytest.mark.parametrize("line, weight, why", [
+    ("What a loser you are.", 0.8, "insult aimed at the reader (you)"),  # "you" right after
+    ("Listen idiot.", 0.8, "insult aimed at the reader (you)"),  # a vocative after "listen"
+    ("You are the idiot.", 0.8, "insult aimed at the reader (you)"),  # "the" after "are" is no one else
+    ("He is the dumbest.", 0.55, "insult aimed at a named or pronoun person"),
+    ("There was an idiot.", 0.3, "insult word without a target (none)"),
+    ("I like you although ugly.", 0.1, "insult word without a target (none)"),  # "although" ends the clause
+    ("She wrote “Idiot” on the board.", 0.0, "mention of the word, not a use"),  # in quotation marks
+    ("Moron originally meant dull.", 0.0, "mention of the word, not a use"),
+    ("I will kill", 0.0, "acts on a thing (nothing), not a person"),
+    ("I will wait though he may hurt you.", 0.35, "violence against second person"),  # the intent is in another clause
+])
+def test_cue_targets_and_explanations(line, weight, why):
+    [cue] = toxicity_cues(line)
+    assert (cue.weight, cue.why) == (weight, why)
+
+
+def test_a_game_context_excuses_violence_but_not_hatred():
+    cues = toxicity_cues("In the game I kill him and I hate you.")
+    assert [(c.text, c.weight, c.why) for c in cues] == [("kill", 0.0, "technical or game context"),
+                                                          ("hate", 0.75, "hatred aimed at second person")]
 
 
 def test_fiction_factor_0_6_discounts_dialogue():
@@ -457,6 +485,9 @@ def test_several_kinds_in_one_text_and_overlaps():
     assert [k for k, _, _ in found] == ["email", "phone", "secret", "ip"]  # the key is one secret, once
     assert masked == ("Mail <EMAIL> or call <PHONE>.\n"
                       "OPENAI_API_KEY = \"<SECRET>\"  # from <IP>")
+    # Two secrets over the same value: the longer one wins, so no tail of the value is left showing.
+    token = "ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"  # a GitHub token inside a longer assigned value
+    assert mask_pii(f"token = {token}/x9")[0] == "token = <SECRET>"
 
 
 def test_a_phone_number_does_not_swallow_the_next_number():
@@ -543,6 +574,8 @@ def alnum(n, seed=0):
     # IPv4: every part at most 255
     ("IP 192.168.1.254 end", True), ("IP 192.168.1.255 end", True), ("IP 192.168.1.256 end", False),
     ("IP 255.168.1.1 end", True), ("IP 256.168.1.1 end", False),
+    # four one-digit parts are a section number, one part of two digits makes an address
+    ("Read 1.2.3.4 first", False), ("Read 1.2.3.40 first", True), ("Read 10.2.3.4 first", True),
     # an e-mail address: a top-level domain of 2 to 24 letters, a local part of at most 64 characters
     ("mail a@b.c end", False), ("mail a@b.co end", True),
     ("mail a@b." + "c" * 24 + " end", True), ("mail a@b." + "c" * 25 + " end", False),
@@ -677,6 +710,22 @@ def test_boundary_share_gap_min_count_10(count, compared):
     truth = BiasAudit(counts={"pilot": Counter(female=5, male=15)})
     assert audit.share_gap(truth) == ({"pilot": 0.75} if compared else {})
     assert truth.share_gap(audit) == audit.share_gap(truth)
+
+
+def test_skew_weights_each_job_by_its_count():
+    audit = BiasAudit(counts={"pilot": Counter(female=1, male=3), "nurse": Counter(female=2, male=2),
+                              "baker": Counter(female=0, male=0)})
+    assert audit.skew(["pilot"]) == 0.25  # a share of 0.25 is 0.25 from balanced
+    assert audit.skew() == pytest.approx(4 * 0.25 / 8)  # the balanced nurse counts 4 words of 8
+    assert audit.skew(["baker", "astronaut"]) == 0.0  # no words, or a job never audited: balanced
+    assert BiasAudit().skew() == 0.0
+
+
+def test_plurals_of_job_words_ending_in_y():
+    docs = [Document("b", "books", "The secretaries were busy. She smiled. The monkeys were not.")]
+    audit = bias_audit(docs, jobs=["secretary", "monkey"])
+    assert audit.mentions == Counter({"secretary": 1, "monkey": 1})
+    assert audit.table()["secretary"] == (1, 0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------
