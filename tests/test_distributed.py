@@ -114,3 +114,79 @@ def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
     train(CONFIG, *args, tmp_path / "run", progress=False, until_step=3)
     with pytest.raises(ckpt.CheckpointError, match="written by 1 process.*this run has 2.*--nproc_per_node=1"):
         train(CONFIG, *args, tmp_path / "run", progress=False, world=distributed.World(world_size=2, rank=1))
+
+
+# --- the launch, without launching -------------------------------------------------------------------
+
+
+def launch(monkeypatch, **variables) -> None:
+    """torchrun's variables as given (str values), the others unset."""
+    for name in distributed.TORCHRUN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, str(value))
+
+
+def test_the_launch_environment_accepts_every_consistent_launch_and_names_what_is_wrong(monkeypatch):
+    where = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)
+    launch(monkeypatch, RANK=0, LOCAL_RANK=0, WORLD_SIZE=1, **where)  # torchrun --nproc_per_node=1: one process
+    assert distributed.read_launch_environment() == (0, 0, 1)
+    launch(monkeypatch, RANK=3, LOCAL_RANK=1, WORLD_SIZE=4, **where)  # the second GPU of the second machine
+    assert distributed.read_launch_environment() == (3, 1, 4)
+    for rank, local_rank, world_size in ((0, 0, 0), (2, 0, 2), (-1, 0, 2), (0, 1, 2), (1, -1, 2)):
+        launch(monkeypatch, RANK=rank, LOCAL_RANK=local_rank, WORLD_SIZE=world_size, **where)
+        with pytest.raises(RuntimeError, match=f"inconsistent launch: RANK={rank}, LOCAL_RANK={local_rank}, "
+                                               f"WORLD_SIZE={world_size}; launch with `torchrun"):
+            distributed.read_launch_environment()
+    launch(monkeypatch, RANK=0, WORLD_SIZE=2)
+    with pytest.raises(RuntimeError, match="incomplete distributed launch: RANK, WORLD_SIZE set but "
+                                           "LOCAL_RANK, MASTER_ADDR, MASTER_PORT missing; .*or unset them"):
+        distributed.read_launch_environment()
+
+
+def test_start_joins_the_group_with_this_processs_rank_and_device(monkeypatch):
+    """What `start` passes on, seen through stand-ins for the device choice and the process group."""
+    picked, joined = [], []
+
+    def pick_device(requested, local_rank=0, distributed=False):
+        picked.append((requested, local_rank, distributed))
+        return "cpu"
+
+    monkeypatch.setattr(distributed, "pick_device", pick_device)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend, **kwargs: joined.append((backend, kwargs)))
+    launch(monkeypatch, RANK=3, LOCAL_RANK=1, WORLD_SIZE=4, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)
+    world = distributed.start(None, timeout_s=60)
+    assert picked == [(None, 1, True)]  # the GPU of this process is its local rank
+    assert world == distributed.World(rank=3, local_rank=1, world_size=4, device="cpu", backend="gloo")
+    [(backend, kwargs)] = joined
+    assert backend == "gloo" and kwargs["rank"] == 3 and kwargs["world_size"] == 4 and kwargs["timeout"].total_seconds() == 60
+    # without torchrun: a world of one process on the device asked for
+    monkeypatch.undo()
+    launch(monkeypatch)
+    assert distributed.start("meta") == distributed.World(device="meta")
+
+
+class Sent(Exception):
+    """Raised by the stand-in collectives below once they have seen the tensor."""
+
+
+def test_collectives_send_tensors_on_the_worlds_device(monkeypatch):
+    """NCCL reduces GPU tensors only: the numbers go out on the world's device (the meta device here, as a GPU would)."""
+    sent = []
+
+    def collective(tensor, *args, **kwargs):
+        sent.append((tensor.device.type, tensor.dtype, tuple(tensor.shape)))
+        raise Sent
+
+    monkeypatch.setattr(distributed.dist, "all_reduce", collective)
+    monkeypatch.setattr(distributed.dist, "broadcast", collective)
+    world = distributed.World(rank=1, world_size=2, device="meta", backend="nccl")
+    with pytest.raises(Sent):
+        distributed.all_reduce_sum([1.0, 2.0, 3.0], world)
+    with pytest.raises(Sent):
+        distributed.broadcast_int(7, world)
+    assert sent == [("meta", torch.float64, (3,)), ("meta", torch.int64, (1,))]
+    # a world of one process sends nothing
+    assert distributed.all_reduce_sum([1.0, 2.0], distributed.World()) == [1.0, 2.0]
+    assert distributed.broadcast_int(7, distributed.World()) == 7

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -29,8 +30,8 @@ from minilm.train import checkpoint as ckpt
 from minilm.train import distributed
 from minilm.train import loop
 from minilm.train.loop import TrainConfig, eval_starts, evaluate, micro_batches, read_log, step_windows, train, train_step
-from minilm.train.objectives import make_batch
-from minilm.train.quality import text_quality
+from minilm.train.objectives import MASK_TOKEN, make_batch
+from minilm.train.quality import STORY_PROMPTS, text_quality
 from minilm.train.schedule import learning_rate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def corpus(tmp_path_factory):
 
 
 def run(corpus, out, config=TINY, **kwargs):
-    return train(config, corpus["train"], corpus["val"], corpus["tokenizer"], out, progress=False, **kwargs)
+    return train(config, corpus["train"], corpus["val"], corpus["tokenizer"], out, **{"progress": False, **kwargs})
 
 
 def weights(out) -> dict[str, torch.Tensor]:
@@ -143,6 +144,23 @@ def test_weight_decay_applies_to_matrices_only():
     assert "transformer.wte.weight" in {names[id(p)] for p in decay["params"]}  # embeddings are matrices: decayed
 
 
+def test_masks_are_drawn_anew_for_each_seed_step_and_rank(corpus):
+    """The masked objective's random choices, like the windows, are a function of (seed, step, rank) alone."""
+    config = replace(TINY, objective="masked")
+    x, y = step_windows(corpus["train"], config, step=0)
+
+    def targets(cfg=config, step=0, rank=0):
+        return torch.cat([t for _, t in micro_batches(x, y, cfg, step, rank, mask_id=0, vocab_size=320)])
+
+    first = targets()
+    assert torch.equal(targets(), first)
+    for other in (targets(step=1), targets(rank=1), targets(cfg=replace(config, seed=config.seed + 1))):
+        assert not torch.equal(other, first)
+    # the seeds: distinct, and non-negative 63-bit integers, which torch.manual_seed and NumPy both take
+    seeds = [loop.derived_seed(config.seed, step, rank, purpose) for step in range(50) for rank in range(2) for purpose in range(4)]
+    assert len(set(seeds)) == len(seeds) and all(0 <= seed < 2**63 for seed in seeds)
+
+
 @pytest.mark.parametrize("objective", ["causal", "masked"])
 def test_gradient_accumulation_equals_one_big_batch(corpus, tmp_path, objective):
     config = replace(TINY, dropout=0.0, batch_size=8, grad_accum=1, objective=objective)
@@ -202,7 +220,7 @@ def test_each_step_draws_its_own_windows_from_the_seed_and_the_step(corpus):
         assert all(any(start <= p <= stop - 33 for p in where) for where in positions_in_stream(shards, x, y))
 
 
-def test_the_loop_trains_each_step_on_that_steps_windows(corpus, tmp_path, monkeypatch):
+def test_the_loop_trains_each_step_on_that_steps_windows(corpus, tmp_path, monkeypatch, capfd):
     config = replace(TINY, dropout=0.0, grad_accum=2, max_steps=4, warmup_steps=1, eval_every=100, sample_every=100,
                      final_samples=0)
     seen, forward = [], GPT.forward
@@ -219,6 +237,34 @@ def test_the_loop_trains_each_step_on_that_steps_windows(corpus, tmp_path, monke
     for step, x in enumerate(trained_on):
         assert np.array_equal(x, step_windows(corpus["train"], config, step)[0]), step
     assert len({x.tobytes() for x in trained_on}) == 4
+    assert "pretraining" not in capfd.readouterr().err  # progress=False: no progress bar
+
+
+def test_the_loop_logs_each_windows_mean_loss_seeds_dropout_per_step_and_shows_progress(corpus, tmp_path, monkeypatch, capfd):
+    config = replace(TINY, max_steps=4, warmup_steps=1, eval_every=100, sample_every=100, final_samples=0, compile=True)
+    devices, compiled, losses, seeds = [], [], [], []
+    real_pick_device, real_train_step, real_manual_seed = hardware.pick_device, loop.train_step, torch.manual_seed
+    monkeypatch.setattr(hardware, "pick_device", lambda requested, *args, **kwargs: (
+        devices.append(requested), real_pick_device(requested, *args, **kwargs))[1])
+    monkeypatch.setattr(torch, "compile", lambda model: (compiled.append(model), model)[1])  # compiling takes long on CPUs
+    monkeypatch.setattr(loop, "train_step", lambda *args, **kwargs: (
+        step := real_train_step(*args, **kwargs), losses.append(step[0].item()))[0])
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: (seeds.append(seed), real_manual_seed(seed))[1])
+    special_id = corpus["tokenizer"].special_id
+
+    def no_mask_token(token: str) -> int:  # a tokenizer without the masked objective's token: causal training needs none
+        if token == MASK_TOKEN:
+            raise KeyError(token)
+        return special_id(token)
+
+    monkeypatch.setattr(corpus["tokenizer"], "special_id", no_mask_token)
+    run(corpus, tmp_path, config, progress=True)
+    assert devices == ["cpu"] and [type(model) for model in compiled] == [GPT]  # the config's device, compiled
+    logged = [r["loss"] for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    assert logged == pytest.approx([(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2], rel=1e-6)  # log_every=2
+    # dropout draws from PyTorch's global generator, seeded anew at each step from (seed, step, rank)
+    assert seeds[-4:] == [loop.derived_seed(config.seed, step, 0, loop.DROPOUT) for step in range(4)]
+    assert re.search(r"pretraining.* 4/4 .*loss=\d+\.\d{3}, tok_s=[\d,]+", capfd.readouterr().err)
 
 
 def total_norm(tensors) -> float:
@@ -300,6 +346,15 @@ def test_bits_per_byte_is_the_loss_over_the_bytes_of_the_targets(corpus):
     assert result["val_perplexity"] == pytest.approx(math.exp(result["val_loss"]))
 
 
+def test_evaluation_windows_are_spread_evenly_over_the_split(corpus):
+    val = corpus["val"]
+    every = eval_starts(val, 32)  # None: every full window, none overlapping
+    assert np.array_equal(every, np.arange((len(val) - 1) // 32) * 32)
+    some = eval_starts(val, 32, max_tokens=512)  # 16 windows, from all over the split, not its first 512 tokens
+    assert len(some) == 16 and set(some) <= set(every) and some[0] == 0 and some[-1] > len(val) * 0.9
+    assert np.array_equal(eval_starts(val, 32, max_tokens=10), [0])  # fewer tokens than a window: still one window
+
+
 def test_evaluation_turns_dropout_off_and_gives_training_mode_back(corpus):
     config = replace(TINY, dropout=0.5)
     model = GPT(config.model_config(320), seed=3)  # in training mode, as nn.Modules start
@@ -324,9 +379,26 @@ def test_text_quality_accepts_stories_and_rejects_word_salad():
     salad = [" ".join(sorted(text.split(), key=lambda w: hash(w) % 7)) for text in texts]  # scrambled word order
     bad = text_quality(salad)
     assert bad["grammar"] < 0.2 and bad["rejected"]
-    assert text_quality(["Mia went to the park. Then she saw a xyzzy."])["unknown_words"] == ["xyzzy"]
+    assert text_quality(salad, examples=2)["rejected"] == bad["rejected"][:2]
+    one = text_quality(["Mia went to the park. Then she saw a xyzzy."])
+    assert (one["words"], one["sentences"], one["vocabulary"], one["unknown_words"]) == (10, 2, 0.9, ["xyzzy"])
+    assert text_quality(["a xyzzy, a plugh and a frobozz."], examples=2)["unknown_words"] == ["xyzzy", "plugh"]
+    assert text_quality([]) == {"vocabulary": 0.0, "grammar": 0.0, "words": 0, "sentences": 0, "rejected": [], "unknown_words": []}
     cut = text_quality(["Once upon a time, there was a baker named Mia. She went to the"])
     assert cut["sentences"] == 1  # the unfinished last sentence is not counted
+
+
+def test_samples_continue_the_story_prompts_in_the_room_the_context_leaves(corpus, monkeypatch):
+    tokenizer = corpus["tokenizer"]
+    longest = max(1 + len(tokenizer.encode_ordinary(prompt)) for prompt in STORY_PROMPTS)  # <|endoftext|> + the prompt
+    calls, generate = [], loop.generate
+    monkeypatch.setattr(loop, "generate", lambda model, ids, n, **kwargs: (calls.append((n, kwargs)), generate(model, ids, n, **kwargs))[1])
+    model = GPT(replace(TINY, context=longest + 1).model_config(320), seed=0)  # room for one new token
+    for precision in ("fp32", "bf16"):
+        texts = loop.write_samples(model, tokenizer, len(STORY_PROMPTS) + 1, 50, precision, seed=3, temperature=0.5)
+        assert len(texts) == len(STORY_PROMPTS) + 1 and all(text.startswith(STORY_PROMPTS[i % 5]) for i, text in enumerate(texts))
+    assert calls == 2 * [(1, {"temperature": 0.5, "stop_token": tokenizer.special_id("<|endoftext|>"), "seed": 3})]
+    assert loop.write_samples(GPT(replace(TINY, context=longest).model_config(320)), tokenizer, 5, 50, "fp32") == []  # no room
 
 
 # --- training runs ---------------------------------------------------------------------------------
@@ -343,6 +415,9 @@ def test_a_run_logs_evaluates_samples_and_checkpoints(corpus, uninterrupted):
     assert all(r["lr"] > 0 and r["tokens_per_s"] > 0 for r in records if r["kind"] == "train")
     assert summary["val_loss"] < math.log(320) and 0 < summary["val_bits_per_byte"] < 8
     assert len(summary["samples"]) == 2 and set(summary["quality"]) >= {"vocabulary", "grammar"}
+    [during] = [r for r in records if r["kind"] == "samples" and r["step"] == 6]  # sample_every=6
+    assert len(during["texts"]) == 2 and all(text.startswith(STORY_PROMPTS) for text in during["texts"])
+    assert records[-1] == {"kind": "samples", "step": 12, "texts": summary["samples"], "quality": summary["quality"]}
     assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step_000012"]  # keep_checkpoints=1
     model = ckpt.load_model(out / "checkpoints")
     assert torch.equal(model.state_dict()["transformer.wte.weight"], uninterrupted["weights"]["transformer.wte.weight"])
@@ -378,6 +453,48 @@ def test_a_checkpoint_restores_the_global_random_generators(tmp_path):
     seed_globals(1)
     ckpt.set_rng_state(ckpt.read_checkpoint(path)[1]["rng"])
     assert draws() == expected
+
+
+def test_the_generators_of_every_gpu_are_saved_and_restored(monkeypatch):
+    """As a machine with two GPUs sees it (stand-ins for torch.cuda's generator functions)."""
+    saved, restored = [torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    state = ckpt.rng_state()
+    assert state["cuda"] is saved
+    ckpt.set_rng_state(state)
+    assert restored == [saved]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # resumed on a machine with another number of GPUs
+    ckpt.set_rng_state(state)
+    assert restored == [saved]  # left as they are: there is no right way to share out two generators over one GPU
+
+
+def test_a_checkpoint_of_the_same_step_replaces_the_old_one(tmp_path):
+    ckpt.save_checkpoint(tmp_path, 3, GPT(TINY.model_config(320), seed=0), {}, {})
+    model = GPT(TINY.model_config(320), seed=1)
+    path = ckpt.save_checkpoint(tmp_path, 3, model, {"note": "again"}, {"note": "again"})
+    assert path == tmp_path / "step_000003" and [p.name for p in tmp_path.iterdir()] == ["step_000003"]  # nothing left over
+    weights, state, meta = ckpt.read_checkpoint(path)
+    assert torch.equal(weights["transformer.wte.weight"], model.state_dict()["transformer.wte.weight"])
+    assert state == {"note": "again", "step": 3} and meta["note"] == "again" and meta["step"] == 3
+    created = datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z")  # ISO 8601, with the time zone
+    assert abs(created.timestamp() - time.time()) < 60
+
+
+def test_load_model_takes_the_newest_checkpoint_and_names_what_it_cannot_load(tmp_path):
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint in .*: expected checkpoint.json or step_NNNNNN folders"):
+        ckpt.load_model(tmp_path)
+    model = GPT(TINY.model_config(320), seed=1)
+    ckpt.save_checkpoint(tmp_path, 1, GPT(TINY.model_config(320), seed=0), {}, {}, keep=2)
+    path = ckpt.save_checkpoint(tmp_path, 2, model, {}, {}, keep=2)
+    assert torch.equal(ckpt.load_model(tmp_path).state_dict()["transformer.wte.weight"], model.state_dict()["transformer.wte.weight"])
+    assert ckpt.load_model(tmp_path, "meta").transformer.wte.weight.is_meta  # on the device asked for
+    meta = json.loads((path / "checkpoint.json").read_text())
+    (path / "checkpoint.json").write_text(json.dumps({**meta, "model": {**meta["model"], "n_expert": 8}}))  # another minilm's
+    with pytest.raises(ckpt.CheckpointError, match=r"checkpoint.json has a model config this minilm cannot build \(.*n_expert"):
+        ckpt.load_model(path)
 
 
 def test_the_bf16_and_fp16_paths_train_on_cpu(corpus, tmp_path):
@@ -508,8 +625,10 @@ def test_missing_shards_fail_with_the_command_that_rebuilds_them(corpus, tmp_pat
 
 def test_a_checkpoint_of_another_config_or_launch_is_refused(corpus, tmp_path):
     run(corpus, tmp_path, until_step=4)
-    with pytest.raises(ckpt.CheckpointError, match="another config.*n_embd: checkpoint 32, now 64.*--force"):
-        run(corpus, tmp_path, replace(TINY, n_embd=64))
+    with pytest.raises(ckpt.CheckpointError, match=re.escape(
+            "made by a run with another config (n_embd: checkpoint 32, now 64; lr: checkpoint 0.003, now 0.01); use that "
+            "config to resume, or train from scratch (resume=False; python -m minilm pretrain --force)")):
+        run(corpus, tmp_path, replace(TINY, n_embd=64, lr=1e-2))
     with pytest.raises(ckpt.CheckpointError, match="lr: checkpoint 0.003, now 0.01"):
         run(corpus, tmp_path, replace(TINY, lr=1e-2))
     meta_path = tmp_path / "checkpoints" / "step_000004" / "checkpoint.json"
@@ -520,6 +639,20 @@ def test_a_checkpoint_of_another_config_or_launch_is_refused(corpus, tmp_path):
     meta_path.write_text(json.dumps(meta))
     # logistics may change between a run and its resumption
     assert run(corpus, tmp_path, replace(TINY, eval_every=100, log_every=3), until_step=5)["steps"] == 5
+    # or start over: the old run's checkpoints and log go
+    assert run(corpus, tmp_path, replace(TINY, n_embd=64), resume=False, until_step=1)["steps"] == 1
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")] == ["step_000001"]
+    assert read_log(tmp_path / "log.jsonl")[0]["step"] == 0
+
+
+def test_from_preset_reads_the_named_preset_whatever_minilm_preset_says(monkeypatch):
+    from minilm.presets import PRESETS
+
+    monkeypatch.setenv("MINILM_PRESET", "cpu")
+    config = TrainConfig.from_preset("ci", max_steps=70)
+    ci = PRESETS["pretrain"]["ci"]
+    assert (config.n_embd, config.context, config.lr, config.max_steps) == (ci["n_embd"], ci["context"], ci["lr"], 70)
+    assert TrainConfig.from_preset().n_embd == PRESETS["pretrain"]["cpu"]["n_embd"] != ci["n_embd"]  # no name: $MINILM_PRESET
 
 
 @pytest.mark.parametrize("allocate", [
@@ -654,17 +787,23 @@ def test_the_stage_trains_once_then_reuses_and_reports(corpus, tmp_path, monkeyp
 
     monkeypatch.setenv("MINILM_HOME", str(tmp_path / "home"))
     tokenizer = Artifact(corpus["folder"], {"key": "corpus-v1"})
-    config = replace(TINY, max_steps=4, eval_every=2)
+    config = replace(TINY, max_steps=4, eval_every=2, final_samples=4)
     artifact = stage.run_pretrain_stage("ci", config=config, tokenizer=tokenizer, progress=False)
     assert not artifact.reused and artifact.summary["steps"] == 4
+    samples = json.loads((artifact.path / "samples.json").read_text())
+    assert len(samples["samples"]) == 4 and samples["quality"] == artifact.summary["quality"]
+    assert artifact.summary["samples"] == samples["samples"][:3]  # the summary shows the first three
     files = set(artifact.manifest["files"])
     assert {"checkpoint/model.safetensors", "checkpoint/state.pt", "checkpoint/checkpoint.json", "log.jsonl",
             "samples.json", "training.png"} <= files
     assert not (tmp_path / "home" / "runs" / "ci" / ".pretrain-work").exists()
-    again = stage.run_pretrain_stage("ci", config=config, tokenizer=tokenizer, progress=False)
-    assert again.reused
+    asked = []  # without a tokenizer artifact: the tokenizer stage's, of the same preset
+    monkeypatch.setattr("minilm.tokenizer.stage.run_tokenizer_stage", lambda preset: (asked.append(preset), tokenizer)[1])
+    again = stage.run_pretrain_stage("ci", config=config, progress=False)
+    assert again.reused and asked == ["ci"]
     model = stage.load_pretrained(artifact)
     assert model.config.vocab_size == 320 and model.config.n_layer == 2
+    assert stage.load_pretrained(artifact, "meta").transformer.wte.weight.is_meta  # on the device asked for
     from minilm.train import report
 
     text = report.describe(artifact)
@@ -674,6 +813,37 @@ def test_the_stage_trains_once_then_reuses_and_reports(corpus, tmp_path, monkeyp
     scaling = report.scaling_section(artifact, tmp_path / "report")
     assert scaling.title == "Stage 5: scaling" and "| processes | 1 (no communication) |" in scaling.body
     assert 0 < artifact.summary["mfu"] <= 1 and "| MFU |" in scaling.body
+
+
+def test_the_work_folder_keeps_a_run_to_resume_and_refuses_to_drop_another(tmp_path):
+    from minilm.train import stage
+
+    tokenizer = Artifact(tmp_path, {"key": "tokenizer-1"})
+    first = stage.work_run(TINY, tokenizer)
+    assert first["tokenizer"] == "tokenizer-1" and first["config"]["lr"] == TINY.lr and not set(first["config"]) & loop.LOGISTICS
+    work, interrupted = tmp_path / ".pretrain-work", tmp_path / ".pretrain-work" / "checkpoints" / "step_000004"
+    stage.prepare_work_folder(work, first)
+    assert json.loads((work / "run.json").read_text()) == first
+    interrupted.mkdir(parents=True)
+    stage.prepare_work_folder(work, stage.work_run(replace(TINY, eval_every=7), tokenizer))  # other logistics: the same run
+    assert interrupted.is_dir()
+    other = stage.work_run(replace(TINY, lr=0.01, seed=1), Artifact(tmp_path, {"key": "tokenizer-2"}))
+    with pytest.raises(ckpt.CheckpointError, match=re.escape(
+            ".pretrain-work/ holds a run interrupted at step_000004 with another config (lr: checkpoint 0.003, now 0.01; "
+            "seed: checkpoint 1337, now 1); "
+            "another tokenizer (stage 2 was rebuilt since): run again with the checkpoint's values to resume it, "
+            "or add --force (force=True) to delete it and start over")):
+        stage.prepare_work_folder(work, other)
+    assert stage.changes(first, {**first, "code": "edited"}) == ["other training or model code"]
+    (work / "run.json").write_text("{cut sho")
+    with pytest.raises(ckpt.CheckpointError, match=re.escape("with settings that were not recorded (its run.json is missing")):
+        stage.prepare_work_folder(work, first)
+    assert interrupted.is_dir()  # refused: nothing deleted
+    stage.prepare_work_folder(work, other, fresh=True)  # --force
+    assert not interrupted.exists() and json.loads((work / "run.json").read_text()) == other
+    (work / "log.jsonl").write_text("")  # a run of another config without a checkpoint has nothing to lose: replaced
+    stage.prepare_work_folder(work, first)
+    assert sorted(p.name for p in work.iterdir()) == ["run.json"] and json.loads((work / "run.json").read_text()) == first
 
 
 def test_the_command_line_changes_the_presets_config_with_set(capsys):

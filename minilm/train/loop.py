@@ -38,6 +38,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -417,7 +418,8 @@ def train(
     """Pretrain a model on `train_shards`, writing log.jsonl and checkpoints/ into `out_dir`; returns a summary.
 
     With `resume` (the default) a run continues from the newest checkpoint in `out_dir`, exactly as
-    if it had never stopped. `until_step` stops early (after a checkpoint), to continue later.
+    if it had never stopped; without it, the run starts over, deleting the checkpoints and the log in
+    `out_dir`. `until_step` stops early (after a checkpoint), to continue later.
     Under torchrun, pass the `World` of `distributed.processes()`; every process calls `train`.
     """
     out_dir = Path(out_dir)
@@ -435,6 +437,8 @@ def train(
     scaler = hardware.grad_scaler(device, precision)
     step, elapsed, window = 0, 0.0, {"loss": 0.0, "steps": 0, "seconds": 0.0}
     newest = ckpt.latest_checkpoint(out_dir / CHECKPOINTS) if resume else None
+    if not resume and world.is_main:  # starting over: the old run's checkpoints would pass for this run's
+        shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
     if newest is not None:
         step, elapsed, window = _restore(newest, model, optimizer, scaler, config, world)
     meta = {"train": asdict(config), "world_size": world.world_size, "precision": precision,
@@ -447,7 +451,7 @@ def train(
     last_step = config.max_steps if until_step is None else min(until_step, config.max_steps)
     log = Log(out_dir / LOG, world.is_main, keep_until_step=step)
     token_bytes = tokenizer.token_bytes()
-    flops = flops_per_token(model_config, config.context)["training"]
+    flops = flops_per_token(model_config)["training"]  # at the model's context, which every window fills
     # the peak FLOP/s of one device, for MFU (measured by rank 0 only; raised if training goes faster)
     peak = hardware.peak_flops(device, precision) if world.is_main else hardware.Peak(float("nan"), "rank 0's")
     tokens_per_step = config.tokens_per_step(world.world_size)
@@ -558,6 +562,7 @@ def _restore(path: Path, model: GPT, optimizer, scaler, config: TrainConfig, wor
     fresh = "or train from scratch (resume=False; python -m minilm pretrain --force)"
     differences = ckpt.config_differences(meta["model"], asdict(model.config))
     differences += ckpt.config_differences(meta["train"], asdict(config), ignore=LOGISTICS)
+    differences = list(dict.fromkeys(differences))  # a field of both configs (n_embd, ...) once
     if differences:
         raise ckpt.CheckpointError(
             f"checkpoint {path} was made by a run with another config ({'; '.join(differences)}); "
