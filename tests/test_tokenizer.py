@@ -779,11 +779,11 @@ def test_ranks_files_are_checked_line_by_line(tok, tmp_path):
 def test_tokenizer_rejects_ranks_that_are_not_a_bpe_table(tok):
     ranks = dict(tok.ranks)
     gap = {**ranks, b"extra token": len(ranks) + 5}
-    with pytest.raises(ValueError, match=f"id {len(ranks)} is missing"):
+    with pytest.raises(ValueError, match=rf"the ranks are not the ids 0..{len(gap) - 1} once each: id {len(ranks)} is missing"):
         Tokenizer(gap, special_tokens={})
     no_byte = {token: rank for token, rank in ranks.items() if token != b"\x00"}
     no_byte[b"\xff\xfe\xfd"] = ranks[b"\x00"]
-    with pytest.raises(ValueError, match="single-byte tokens"):
+    with pytest.raises(ValueError, match=r"lack 1 single-byte tokens \(e.g. byte 0\): a byte-level BPE needs all 256"):
         Tokenizer(no_byte)
     # Swap a merged token with an earlier one: its parts are no longer ranked below it.
     token = next(t for t, r in sorted(ranks.items(), key=lambda item: -item[1]) if len(t) >= 4)

@@ -660,3 +660,18 @@ def test_command_line_and_speedrun_report(ci_stage, home):
     pretrain = json.loads((home / "runs" / "ci" / "pretrain" / "manifest.json").read_text())
     assert f"| 2: tokenizer | {built:,.1f} s |" in report and f"| 4-5: pretrain | {pretrain['seconds']:,.1f} s |" in report
     assert "(built 0 of the 3 stages, reused 3 from the cache)" in report and report.count("| reused the cache (") == 3
+
+
+def test_the_preset_named_is_the_one_used_whatever_minilm_preset_says(monkeypatch):
+    monkeypatch.setenv("MINILM_PRESET", "cpu")  # the default preset; a preset named in the call wins over it
+    assert TokenizerConfig.from_preset("ci").vocab_size == 512
+    asked = []
+
+    def data_stage(preset, *args, **kwargs):
+        asked.append(preset)
+        raise RuntimeError("stop here: only the preset asked for matters")
+
+    monkeypatch.setattr("minilm.data.stage.run_data_stage", data_stage)
+    with pytest.raises(RuntimeError, match="stop here"):
+        stage_module.run_tokenizer_stage("ci")
+    assert asked == ["ci"]  # stage 1 of the same preset, not of the default one
