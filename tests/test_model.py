@@ -32,7 +32,7 @@ from minilm.model import (
 )
 from minilm.model.accounting import matmul_parameters, mfu
 from minilm.model.attention import causal_mask, repeat_kv
-from minilm.model.layers import RMSNorm, sinusoid_table
+from minilm.model.layers import LayerNorm, RMSNorm, sinusoid_table
 
 VOCAB = 96
 
@@ -360,6 +360,15 @@ def test_layers_match_their_textbook_definitions():
     x = torch.randn(3, 5, 16)
     norm = RMSNorm(16)
     assert torch.allclose(norm(x), x / x.pow(2).mean(-1, keepdim=True).add(1e-5).sqrt(), atol=1e-6)
+    # with gains that are not 1 and an eps that matters (inputs of small variance), as trained models have
+    small, gains = 0.01 * x, torch.linspace(0.5, 2.0, 16)
+    norm, layer = RMSNorm(16, eps=1e-3), LayerNorm(16, eps=1e-3)
+    with torch.no_grad():
+        norm.weight.copy_(gains), layer.weight.copy_(gains), layer.bias.fill_(0.25)
+    assert torch.allclose(norm(small), small / small.pow(2).mean(-1, keepdim=True).add(1e-3).sqrt() * gains, atol=1e-6)
+    centred = small - small.mean(-1, keepdim=True)
+    expected = centred / centred.pow(2).mean(-1, keepdim=True).add(1e-3).sqrt() * gains + 0.25
+    assert torch.allclose(layer(small), expected, atol=1e-5)
     table = sinusoid_table(50, 16)
     assert math.isclose(table[7, 4].item(), math.sin(7 / 10000 ** (4 / 16)), abs_tol=1e-6)
     assert math.isclose(table[7, 5].item(), math.cos(7 / 10000 ** (4 / 16)), abs_tol=1e-6)
@@ -504,6 +513,8 @@ def test_the_model_and_cache_keep_every_tensor_on_the_models_device_and_dtype(mo
     logits, _ = model(idx[:, :1], cache=cache, last_only=True)
     assert logits.device.type == "meta" and logits.shape == (2, 1, VOCAB)
     assert cache.keys.device.type == cache.values.device.type == cache.key_mask.device.type == "meta"
+    trace = model.inspect(idx)  # attention by hand, with its own causal mask
+    assert trace.attention[0].device.type == "meta" and trace.attention[0].shape == (2, 4, 5, 5)
 
     keys = torch.zeros((2, 4, 3, 8), dtype=torch.float64)  # the cache takes the dtype it is given (autocast's)
     cache = KVCache(tiny(), batch_size=2, max_length=10)
@@ -635,3 +646,43 @@ def test_hf_conversion_refuses_what_gpt2_cannot_express():
     state["transformer.h.0.attn.bias"] = torch.ones(1, 1, 48, 48, dtype=torch.bool)
     state["transformer.h.0.attn.masked_bias"] = torch.tensor(-1e4)
     assert set(state_dict_from_hf(state)) == set(GPT(tiny()).state_dict())
+
+
+def test_generation_refuses_bad_prompts_and_settings_with_the_fix():
+    model = lively(tiny())
+    with pytest.raises(ValueError, match=r"prompts must be a non-empty list of token-id lists, e.g. \[\[5, 9, 2\]\]"):
+        generate(model, [5, 9, 2], 4)  # one prompt, not wrapped in a list
+    for bad in ([], torch.tensor([[5, 9, 2]])):
+        with pytest.raises(ValueError, match="prompts must be a non-empty list of token-id lists"):
+            generate(model, bad, 4)
+    with pytest.raises(ValueError, match=r"every prompt needs at least one token \(start empty prompts with a begin-of-text"):
+        generate(model, [[1], []], 4)
+    with pytest.raises(ValueError, match=r"prompt token id 96 is outside the vocabulary of 96 ids \(0..95\)"):
+        generate(model, [[1, 96]], 4)
+    with pytest.raises(ValueError, match=r"temperature=-0.5 must be >= 0 \(0 means greedy\)"):
+        generate(model, [[1]], 4, temperature=-0.5)
+    with pytest.raises(ValueError, match="max_new_tokens=0 must be at least 1"):
+        generate(model, [[1]], 0)
+
+
+def test_documented_defaults_sample_at_temperature_1_and_initialise_from_seed_0():
+    model = lively(tiny())
+    assert generate(model, [[3, 1, 4]], 12, seed=5) == generate(model, [[3, 1, 4]], 12, seed=5, temperature=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(GPT(tiny()).parameters(), GPT(tiny(), seed=0).parameters()))
+
+
+def test_load_state_dict_can_assign_the_given_tensors():
+    model, state = GPT(tiny()), GPT(tiny(), seed=3).state_dict()
+    model.load_state_dict(state, assign=True)  # no copy: the model takes the tensors themselves (meta-device loading)
+    assert model.transformer.wte.weight.data_ptr() == state["transformer.wte.weight"].data_ptr()
+
+
+def test_hf_config_carries_dropout_eps_and_the_attention_kernel_asked_for():
+    transformers = pytest.importorskip("transformers", reason="the Hugging Face comparison needs transformers")
+    from minilm.model.hf import config_from_hf, hf_config
+
+    hf = transformers.GPT2Config(vocab_size=VOCAB, n_positions=48, n_layer=2, n_head=4, n_embd=32,
+                                 resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1, layer_norm_epsilon=1e-6)
+    config = config_from_hf(hf)
+    assert (config.dropout, config.norm_eps) == (0.1, 1e-6)
+    assert hf_config(tiny(), attn_implementation="eager")._attn_implementation == "eager"
