@@ -23,6 +23,7 @@ import torch
 from minilm import hardware
 from minilm.cache import Artifact
 from minilm.data.sources.stories import writer as stories
+from minilm.model.accounting import flops_per_token
 from minilm.model.gpt import GPT, make_optimizer
 from minilm.tokenizer import Tokenizer
 from minilm.tokenizer.shards import TokenShards, write_shards
@@ -418,6 +419,14 @@ def test_a_run_logs_evaluates_samples_and_checkpoints(corpus, uninterrupted):
     [during] = [r for r in records if r["kind"] == "samples" and r["step"] == 6]  # sample_every=6
     assert len(during["texts"]) == 2 and all(text.startswith(STORY_PROMPTS) for text in during["texts"])
     assert records[-1] == {"kind": "samples", "step": 12, "texts": summary["samples"], "quality": summary["quality"]}
+    # samples during the run at every sample_every steps before the last; at the last, only the scored final ones
+    assert [(r["step"], "quality" in r) for r in records if r["kind"] == "samples"] == [(6, False), (12, True)]
+    assert all(r["tokens"] == r["step"] * 4 * 32 for r in records if r["kind"] == "train")  # batch 4 x context 32
+    _, _, meta = ckpt.read_checkpoint(ckpt.latest_checkpoint(out / "checkpoints"))
+    assert meta["precision"] == "fp32" and meta["tokenizer"] == corpus["train"].manifest["tokenizer"]
+    assert meta["world_size"] == 1 and meta["train"] == asdict(TINY)
+    flops = flops_per_token(ckpt.load_model(out / "checkpoints").config)["training"]
+    assert summary["mfu"] == pytest.approx(flops * summary["tokens_per_s"] / summary["peak_flops"])
     assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step_000012"]  # keep_checkpoints=1
     model = ckpt.load_model(out / "checkpoints")
     assert torch.equal(model.state_dict()["transformer.wte.weight"], uninterrupted["weights"]["transformer.wte.weight"])
@@ -862,3 +871,20 @@ def test_the_command_line_changes_the_presets_config_with_set(capsys):
     with pytest.raises(SystemExit):  # argparse: not NAME=VALUE
         build_parser().parse_args(["pretrain", "--set", "batch_size"])
     assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_the_loop_hands_its_world_to_every_step(corpus, tmp_path, monkeypatch):
+    """Each step weights its micro-batches by their share of the tokens predicted on all processes together
+    (`loss_weights`), which needs the world: with the masked objective the processes predict different numbers of
+    tokens, so a step that forgot it would weight them as if alone."""
+    worlds = []
+    real_step = loop.train_step
+
+    def spy(*args, **kwargs):
+        worlds.append(args[8] if len(args) > 8 else kwargs.get("world"))
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", spy)
+    world = distributed.World()
+    run(corpus, tmp_path, replace(TINY, max_steps=2, warmup_steps=1, final_samples=0), world=world)
+    assert worlds == [world, world]
