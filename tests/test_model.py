@@ -650,7 +650,7 @@ def test_hf_conversion_refuses_what_gpt2_cannot_express():
 
 def test_generation_refuses_bad_prompts_and_settings_with_the_fix():
     model = lively(tiny())
-    with pytest.raises(ValueError, match=r"prompts must be a non-empty list of token-id lists, e.g. \[\[5, 9, 2\]\]"):
+    with pytest.raises(ValueError, match=r"^prompts must be a non-empty list of token-id lists, e.g. \[\[5, 9, 2\]\] for one prompt$"):
         generate(model, [5, 9, 2], 4)  # one prompt, not wrapped in a list
     for bad in ([], torch.tensor([[5, 9, 2]])):
         with pytest.raises(ValueError, match="prompts must be a non-empty list of token-id lists"):
@@ -666,8 +666,12 @@ def test_generation_refuses_bad_prompts_and_settings_with_the_fix():
 
 
 def test_documented_defaults_sample_at_temperature_1_and_initialise_from_seed_0():
-    model = lively(tiny())
-    assert generate(model, [[3, 1, 4]], 12, seed=5) == generate(model, [[3, 1, 4]], 12, seed=5, temperature=1.0)
+    model = GPT(tiny())
+    with torch.no_grad():  # logits spread enough for the temperature to change the draws, not so much that it cannot
+        model.transformer.wte.weight.mul_(10)
+    default = generate(model, [[3, 1, 4]], 24, seed=5)
+    assert default == generate(model, [[3, 1, 4]], 24, seed=5, temperature=1.0)
+    assert default != generate(model, [[3, 1, 4]], 24, seed=5, temperature=2.0)
     assert all(torch.equal(a, b) for a, b in zip(GPT(tiny()).parameters(), GPT(tiny(), seed=0).parameters()))
 
 
