@@ -655,7 +655,7 @@ def test_generation_refuses_bad_prompts_and_settings_with_the_fix():
     for bad in ([], torch.tensor([[5, 9, 2]])):
         with pytest.raises(ValueError, match="prompts must be a non-empty list of token-id lists"):
             generate(model, bad, 4)
-    with pytest.raises(ValueError, match=r"every prompt needs at least one token \(start empty prompts with a begin-of-text"):
+    with pytest.raises(ValueError, match=r"^every prompt needs at least one token \(start empty prompts with a begin-of-text token\)$"):
         generate(model, [[1], []], 4)
     with pytest.raises(ValueError, match=r"prompt token id 96 is outside the vocabulary of 96 ids \(0..95\)"):
         generate(model, [[1, 96]], 4)
@@ -690,3 +690,29 @@ def test_hf_config_carries_dropout_eps_and_the_attention_kernel_asked_for():
     config = config_from_hf(hf)
     assert (config.dropout, config.norm_eps) == (0.1, 1e-6)
     assert hf_config(tiny(), attn_implementation="eager")._attn_implementation == "eager"
+
+
+def test_config_refuses_odd_rope_heads_and_empty_mlps_at_their_boundaries():
+    with pytest.raises(ValueError, match="rotary positions rotate pairs of dimensions: head_dim=3 must be even"):
+        tiny(position="rope", n_embd=12, n_head=4)  # 3 dimensions per head: RoPE rotates pairs
+    tiny(position="learned", n_embd=12, n_head=4)  # odd heads are fine without RoPE
+    tiny(position="rope", n_embd=16, n_head=4)
+    with pytest.raises(ValueError, match=r"mlp_hidden=0 must be positive \(or None for the usual width\)"):
+        tiny(mlp_hidden=0)
+    assert GPT(tiny(mlp_hidden=1)).transformer.h[0].mlp.c_fc.out_features == 1  # the smallest MLP there is
+
+
+def test_rotary_tables_are_rebuilt_from_the_config_not_saved():
+    state = GPT(tiny(position="rope")).state_dict()
+    assert not any("rotary" in name or name.endswith((".cos", ".sin")) for name in state)
+    assert set(state) == set(GPT(tiny(position="learned")).state_dict()) - {"transformer.wpe.weight"}
+
+
+def test_hf_conversion_carries_the_mlp_width_and_refuses_untied_embeddings():
+    transformers = pytest.importorskip("transformers", reason="the Hugging Face comparison needs transformers")
+    from minilm.model.hf import config_from_hf, hf_config
+
+    assert hf_config(tiny(mlp_hidden=48)).n_inner == 48
+    with pytest.raises(ValueError, match="^the HF model has untied input and output embeddings; GPT-2 ties them$"):
+        config_from_hf(transformers.GPT2Config(vocab_size=VOCAB, n_positions=48, n_layer=2, n_head=4, n_embd=32,
+                                               tie_word_embeddings=False))
