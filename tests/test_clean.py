@@ -424,3 +424,13 @@ def test_boundary_heading_of_a_book_is_at_most_10_words(n_words, cut):
     title = " ".join(["Kite"] * n_words)  # no full stop: a heading, if it is short
     text = strip_licence_blocks(f"{title}\n\n{STORY}", "books")
     assert text == (STORY.strip() if cut else f"{title}\n\n{STORY}")
+
+
+def test_code_made_only_of_a_shebang_and_an_encoding_line_is_kept_whole():
+    text = "#!/usr/bin/env python\n# -*- coding: utf-8 -*-"  # the declarations run to the last line
+    assert strip_licence_blocks(text, domain="code") == text
+
+
+def test_line_keys_fold_case_spacing_and_digits_and_read_as_the_line():
+    assert line_key("© 2023  Example\tSite") == line_key("© 2024 example site") == "© 0 example site"
+    assert line_key("Chapter 12") != line_key("Chapter Twelve")

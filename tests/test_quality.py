@@ -746,3 +746,10 @@ def test_boundary_code_max_data_line_share_0_5(data, failed):
 def test_boundary_generated_marker_in_the_first_10_lines(line, generated):
     code = "\n".join(["# DO NOT EDIT" if k == line else f"x{k} = {k}" for k in range(1, 30)])
     assert code_quality(code) == ("code:generated" if generated else None)
+
+
+def test_a_document_whose_text_is_not_a_string_is_refused_with_its_type():
+    from minilm.data.documents import Document
+
+    with pytest.raises(TypeError, match=r"^document 'web-1' has text of type bytes, not str$"):
+        quality_filter([Document(id="web-1", domain="web", text=b"bytes, not text")])

@@ -755,3 +755,14 @@ def test_audit_agrees_with_the_story_generator():
     assert abs(audit.skew_stereotyped - truth.skew_stereotyped) < 0.05
     assert abs(audit.skew_all - truth.skew_all) < 0.05
     assert audit.stereotype_lean > 0.25  # the generator's default bias is visible
+
+
+def test_a_cue_right_after_the_closing_quote_is_not_inside_the_dialogue():
+    inside = 'She said, "you idiot" and left.'
+    after = 'She said, "hello"idiot and left.'  # the cue starts where the quoted span ends: outside it
+    assert toxicity_score(inside) < toxicity_score(after)
+
+
+def test_the_toxicity_filter_names_itself_when_given_raw_text():
+    with pytest.raises(TypeError, match="^toxicity_filter takes a list of Document, got str: wrap raw text"):
+        toxicity_filter(["you idiot"])
