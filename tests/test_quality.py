@@ -753,3 +753,12 @@ def test_a_document_whose_text_is_not_a_string_is_refused_with_its_type():
 
     with pytest.raises(TypeError, match=r"^document 'web-1' has text of type bytes, not str$"):
         quality_filter([Document(id="web-1", domain="web", text=b"bytes, not text")])
+
+
+def test_prose_stats_leave_out_the_code_examples_of_technical_documents_only():
+    from minilm.data.filters.quality import prose_stats
+
+    docs, web = prose_stats(REFERENCE_PAGE, "docs"), prose_stats(REFERENCE_PAGE, "web")
+    assert docs.text == without_code_examples(REFERENCE_PAGE) != REFERENCE_PAGE
+    assert docs.document_words == web.n_words > docs.n_words  # the page's words, code included, for the length rules
+    assert web.text == REFERENCE_PAGE
