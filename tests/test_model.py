@@ -716,3 +716,14 @@ def test_hf_conversion_carries_the_mlp_width_and_refuses_untied_embeddings():
     with pytest.raises(ValueError, match="^the HF model has untied input and output embeddings; GPT-2 ties them$"):
         config_from_hf(transformers.GPT2Config(vocab_size=VOCAB, n_positions=48, n_layer=2, n_head=4, n_embd=32,
                                                tie_word_embeddings=False))
+
+
+def test_config_and_cache_refusals_say_what_is_allowed():
+    with pytest.raises(ValueError, match=r"^GPTConfig.position='alibi'; choose one of learned, sinusoidal, rope$"):
+        tiny(position="alibi")
+    with pytest.raises(ValueError, match=r"^dropout=1.0 must be in \[0, 1\)$"):
+        tiny(dropout=1.0)
+    tiny(dropout=0.0)
+    with pytest.raises(ValueError, match="^a KV cache of 49 positions exceeds the model's context of 48$"):
+        KVCache(tiny(), batch_size=1, max_length=49)
+    KVCache(tiny(), batch_size=1, max_length=48)
