@@ -158,6 +158,11 @@ def results(scratch: Path) -> dict[str, int | None]:
     return codes
 
 
+def scratch_environment(scratch: Path) -> dict[str, str]:
+    """The tests of a scratch copy run with the ci preset and a cache of their own, never the user's."""
+    return {**os.environ, "MINILM_HOME": str(scratch / "home"), "MINILM_PRESET": "ci"}
+
+
 def generate(scratch: Path, env: dict[str, str]) -> None:
     """Write every mutant of a fresh scratch copy without testing any (the first step of ``mutmut run``), so a
     sample can be drawn from their names. Calls mutmut's own functions; pinned to mutmut 3.8.1."""
@@ -238,7 +243,7 @@ def run(name: str, max_children: int, resume: bool = False, only: tuple[str, ...
     `only`: patterns of mutant names to run (fnmatch), for example ``minilm.tokenizer.bpe.*``; `sample`: check only
     that many mutants, drawn at random (see `draw_sample`), and score those."""
     scratch = SCRATCH / name if resume and (SCRATCH / name / "mutants").exists() else prepare(name)
-    env = {**os.environ, "MINILM_HOME": str(scratch / "home"), "MINILM_PRESET": "ci"}
+    env = scratch_environment(scratch)
     if sample:
         if not results(scratch):
             generate(scratch, env)
@@ -269,7 +274,7 @@ def recheck(name: str, max_children: int) -> dict:
     sample = json.loads(sample_file.read_text(encoding="utf-8")) if sample_file.exists() else sorted(before)
     killed = {mutant for mutant in sample if before.get(mutant) in (1, 3)}
     scratch = prepare(name)
-    env = {**os.environ, "MINILM_HOME": str(scratch / "home"), "MINILM_PRESET": "ci"}
+    env = scratch_environment(scratch)
     generate(scratch, env)
     now = results(scratch)
     sample = [mutant for mutant in sample if mutant in now]
