@@ -108,6 +108,7 @@ def test_strip_control_chars():
 def test_normalize_whitespace_prose():
     text = "  Hello   there,\tfriend.  \r\n\r\n\r\n\r\n   Second   paragraph.\n\n"
     assert normalize_whitespace(text, "web") == "Hello there, friend.\n\nSecond paragraph.\n"
+    assert normalize_whitespace("one\ttab, no double space", "web") == "one tab, no double space"
 
 
 def test_normalize_whitespace_keeps_code_indentation():

@@ -492,6 +492,20 @@ def test_quality_signals():
     assert {"top_2gram_char_share", "dup_10gram_char_share", "terminal_line_share", "sentences"} <= set(signals)
     assert quality_signals(NORMAL_CODE, "code")["max_line_length"] < 100
     assert quality_signals("", "web")["words"] == 0  # empty text: no division by zero
+    assert quality_signals("", "web")["english_share"] == 1.0  # nothing to judge counts as English
+
+
+def test_quality_signals_are_the_values_the_rules_compare():
+    repeated = "Rain fell on the town.\nRain fell on the town.\nThe cat slept inside.\nRain fell on the town.\n"
+    signals = quality_signals(repeated, "web")
+    assert signals["dup_line_share"] == 2 / 4  # the second and third "Rain fell" repeat the first
+    assert signals["dup_line_char_share"] == 2 * len("Rain fell on the town.") / len(repeated)
+    assert signals["dup_paragraph_share"] == 0.0  # one paragraph
+    assert quality_signals(FRENCH, "web")["english_share"] < CONFIG.min_english_share
+    # a technical document is measured on its prose, with the page's words (code included) as its length
+    docs, prose = quality_signals(REFERENCE_PAGE, "docs"), quality_signals(without_code_examples(REFERENCE_PAGE), "web")
+    assert docs["mean_word_length"] == prose["mean_word_length"] != quality_signals(REFERENCE_PAGE, "web")["mean_word_length"]
+    assert docs["words"] == quality_signals(REFERENCE_PAGE, "web")["words"] > prose["words"]
 
 
 # --- Boundaries: every threshold exactly at, one step under and one step over ------------------

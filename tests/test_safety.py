@@ -349,10 +349,23 @@ def test_documented_cue_weights(line, weight):
     ("Moron originally meant dull.", 0.0, "mention of the word, not a use"),
     ("I will kill", 0.0, "acts on a thing (nothing), not a person"),
     ("I will wait though he may hurt you.", 0.35, "violence against second person"),  # the intent is in another clause
+    ("You really are stupid.", 0.8, "insult aimed at the reader (you)"),  # an adverb between subject and verb
+    ("Idiot, just stop", 0.8, "insult aimed at the reader (you)"),  # a negation after the insult negates nothing
+    ("I will kill her.", 0.6, "violence against third person with stated intent"),
+    ("Did the fall hurt you?", 0.175, "violence against second person"),  # a question without intent: halved
+    ("Do you hate yourself?", 0.0, "hatred aimed at yourself person"),  # not hatred of anyone else
 ])
 def test_cue_targets_and_explanations(line, weight, why):
     [cue] = toxicity_cues(line)
     assert (cue.weight, cue.why) == (weight, why)
+
+
+def test_a_curly_apostrophe_reads_as_a_straight_one():
+    for curly in ["You’re a worthless failure.", "I’ll kill you."]:
+        straight = curly.replace("’", "'")
+        assert [(c.text, c.weight, c.why) for c in toxicity_cues(curly)] == [
+            (c.text, c.weight, c.why) for c in toxicity_cues(straight)]
+    assert toxicity_score("I’ll kill you.") == 0.8  # "I'll" states the intent
 
 
 def test_a_game_context_excuses_violence_but_not_hatred():
@@ -680,6 +693,7 @@ def test_rows_and_truth_of_friends():
             Document("e", "web", "no facts")]
     truth = true_job_gender(docs)
     assert truth.table()["pilot"] == (2, 0, 1.0) and truth.table()["nurse"] == (0, 1, 0.0)
+    assert truth.window == "truth"  # the labels, not a window of text
     assert truth.skipped == 1
     rows = truth.to_rows()
     assert [r["job"] for r in rows] == list(JOBS)

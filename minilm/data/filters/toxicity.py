@@ -257,7 +257,7 @@ def _person(sent: list[_Tok], j: int) -> str | None:
     if tok.low in GENERIC_PERSON:
         return "generic"
     looks_like_name = tok.text.istitle() and tok.text.isalpha() and tok.low not in _NOT_NAMES
-    if looks_like_name and (j > 0 or (j + 1 < len(sent) and sent[j + 1].low in {"is", "was", "'s", ","})):
+    if looks_like_name and (j > 0 or (j + 1 < len(sent) and sent[j + 1].low in {"is", "was", ","})):
         return "third"  # a name; at the start of a sentence only when followed by "is"/"was" or a comma
     return None
 
@@ -291,9 +291,9 @@ def _target(sent: list[_Tok], i: int) -> str | None:
             if subject.low in BODY_WORDS and k > 0:  # "your face is ugly"
                 return _person(sent, k - 1)
             return _person(sent, k) or ("third" if subject.low in PERSON_SUBJECTS else None)
-    before = sent[i - 1].text if i > 0 else ","
+    before = sent[i - 1].text if i > 0 else ","  # the start of a sentence reads as a comma
     after = sent[i + 1].text if i + 1 < len(sent) else "."
-    if before in ",!" or i == 0 or sent[i - 1].low in {"hey", "oh", "listen"}:
+    if before in ",!" or sent[i - 1].low in {"hey", "oh", "listen"}:
         if after in ",.!?" and not sent[i].text.isupper():  # not a constant: "SUCCESS, FAILURE, BOOM"
             return "second"  # a vocative: "Go away, loser." "Idiot! You broke it."
     for j in range(i + 1, min(len(sent), i + 3)):
