@@ -23,14 +23,14 @@ import torch
 from minilm import hardware
 from minilm.cache import Artifact
 from minilm.data.sources.stories import writer as stories
-from minilm.model.accounting import flops_per_token
+from minilm.model.accounting import count_parameters, flops_per_token
 from minilm.model.gpt import GPT, make_optimizer
 from minilm.tokenizer import Tokenizer
 from minilm.tokenizer.shards import TokenShards, write_shards
 from minilm.train import checkpoint as ckpt
 from minilm.train import distributed
 from minilm.train import loop
-from minilm.train.loop import TrainConfig, eval_starts, evaluate, micro_batches, read_log, step_windows, train, train_step
+from minilm.train.loop import TrainConfig, evaluate, micro_batches, read_log, step_windows, train, train_step
 from minilm.train.objectives import MASK_TOKEN, make_batch
 from minilm.train.quality import STORY_PROMPTS, text_quality
 from minilm.train.schedule import learning_rate
@@ -349,11 +349,11 @@ def test_bits_per_byte_is_the_loss_over_the_bytes_of_the_targets(corpus):
 
 def test_evaluation_windows_are_spread_evenly_over_the_split(corpus):
     val = corpus["val"]
-    every = eval_starts(val, 32)  # None: every full window, none overlapping
+    every = val.eval_starts(32)  # None: every full window, none overlapping
     assert np.array_equal(every, np.arange((len(val) - 1) // 32) * 32)
-    some = eval_starts(val, 32, max_tokens=512)  # 16 windows, from all over the split, not its first 512 tokens
+    some = val.eval_starts(32, max_tokens=512)  # 16 windows, from all over the split, not its first 512 tokens
     assert len(some) == 16 and set(some) <= set(every) and some[0] == 0 and some[-1] > len(val) * 0.9
-    assert np.array_equal(eval_starts(val, 32, max_tokens=10), [0])  # fewer tokens than a window: still one window
+    assert np.array_equal(val.eval_starts(32, max_tokens=10), [0])  # fewer tokens than a window: still one window
 
 
 def test_evaluation_turns_dropout_off_and_gives_training_mode_back(corpus):
@@ -365,7 +365,7 @@ def test_evaluation_turns_dropout_off_and_gives_training_mode_back(corpus):
     assert evaluate(model, *args) == first  # no dropout: the same numbers every time
     model.eval()
     with torch.no_grad():  # by hand, in eval mode
-        windows = torch.from_numpy(np.stack([corpus["val"].read(s, s + 33) for s in eval_starts(corpus["val"], 32, 512)]))
+        windows = torch.from_numpy(np.stack([corpus["val"].read(s, s + 33) for s in corpus["val"].eval_starts(32, 512)]))
         logits, _ = model(windows[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten()).item()
     assert first["val_loss"] == pytest.approx(loss, rel=1e-5)
@@ -888,3 +888,56 @@ def test_the_loop_hands_its_world_to_every_step(corpus, tmp_path, monkeypatch):
     world = distributed.World()
     run(corpus, tmp_path, replace(TINY, max_steps=2, warmup_steps=1, final_samples=0), world=world)
     assert worlds == [world, world]
+
+
+# --- the same loop for fine-tuning: any data with TokenShards' methods, a model to start from ---
+
+
+class HalfIgnored:
+    """Token-shard windows whose targets are ignored (-100) in the first half of every window, as
+    fine-tuning's conversations are outside the assistant's turns."""
+
+    def __init__(self, shards):
+        self.shards, self.split, self.vocab_size = shards, shards.split, shards.vocab_size
+        self.tokenizer_fingerprint = shards.tokenizer_fingerprint
+
+    def _ignore(self, x, y):
+        y = y.copy()
+        y[:, : y.shape[1] // 2] = -100
+        return x, y
+
+    def batch(self, n, context, generator, rank=0, world_size=1):
+        return self._ignore(*self.shards.batch(n, context, generator, rank, world_size))
+
+    def eval_batch(self, context, max_tokens=None):
+        return self._ignore(*self.shards.eval_batch(context, max_tokens))
+
+
+def test_the_loop_fine_tunes_a_given_model_on_masked_targets(corpus, tmp_path):
+    config = replace(TINY, dropout=0.0, max_steps=4, final_samples=0, eval_tokens=None)
+    start = GPT(config.model_config(corpus["tokenizer"].vocab_size), seed=123)
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    train_data, val_data = HalfIgnored(corpus["train"]), HalfIgnored(corpus["val"])
+    with torch.no_grad():  # the loop's first loss is the given model's loss on the first step's windows
+        x, y = step_windows(train_data, config, 0)
+        _, first = start(torch.from_numpy(x), torch.from_numpy(y))
+    summary = train(config, train_data, val_data, corpus["tokenizer"], tmp_path, model=start, progress=False)
+    log = read_log(tmp_path / "log.jsonl")
+    assert log[0]["parameters"] == count_parameters(start)
+    assert any(not torch.equal(before[k], v) for k, v in start.state_dict().items())  # it trained the model it was given
+    x, y = val_data.eval_batch(config.context)
+    assert summary["val_tokens"] == int((y != -100).sum()) == y.size // 2  # only the targets that are not ignored count
+    config1 = replace(config, log_every=1, max_steps=1, warmup_steps=0)  # the first step's loss, logged at once
+    again = GPT(config.model_config(corpus["tokenizer"].vocab_size), seed=123)
+    train(config1, train_data, val_data, corpus["tokenizer"], tmp_path / "one", model=again, progress=False)
+    assert read_log(tmp_path / "one" / "log.jsonl")[1]["loss"] == pytest.approx(float(first), rel=1e-5)
+
+
+def test_the_loop_refuses_a_model_of_another_shape(corpus, tmp_path):
+    config = replace(TINY, max_steps=1, warmup_steps=0)
+    other = GPT(replace(config.model_config(corpus["tokenizer"].vocab_size), n_embd=64))
+    with pytest.raises(ValueError, match=r"does not have the shape of TrainConfig \(n_embd: .*TrainConfig.for_model"):
+        train(config, corpus["train"], corpus["val"], corpus["tokenizer"], tmp_path, model=other, progress=False)
+    shaped = TrainConfig.for_model(other.config, max_steps=1, warmup_steps=0, device="cpu")
+    assert (shaped.n_embd, shaped.n_layer, shaped.context, shaped.objective) == (64, 2, 32, "causal")
+    assert shaped.model_config(other.config.vocab_size) == other.config

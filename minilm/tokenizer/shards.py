@@ -328,6 +328,28 @@ class TokenShards:
         windows = np.stack([self.read(int(s), int(s) + context + 1) for s in starts])
         return windows[:, :-1], windows[:, 1:]
 
+    def eval_starts(self, context: int, max_tokens: int | None = None) -> np.ndarray:
+        """Start positions of non-overlapping windows, evenly spread over the stream (all of them: None).
+
+        Evenly spread rather than the first ones: the validation split is in domain order, so its
+        first tokens are all web pages. (The last, partial window is left out: at most `context` tokens.)
+        """
+        total = (len(self) - 1) // context
+        if total < 1:
+            raise ValueError(f"the {self.split} split has {len(self)} tokens, too few for one window of {context}")
+        count = total if max_tokens is None else min(total, max(1, max_tokens // context))
+        return np.array([(k * total // count) * context for k in range(count)], dtype=np.int64)
+
+    def eval_batch(self, context: int, max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The evaluation windows (`eval_starts`) as inputs x and targets y, int64 arrays (windows, context)."""
+        windows = np.stack([self.read(int(s), int(s) + context + 1) for s in self.eval_starts(context, max_tokens)])
+        return windows[:, :-1], windows[:, 1:]
+
+    @property
+    def tokenizer_fingerprint(self) -> str:
+        """The fingerprint of the tokenizer that made these shards."""
+        return self.manifest["tokenizer"]
+
     def sequential_windows(self, context: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every token once, for evaluation: consecutive (x, y) windows, 1-D int64 arrays.
 

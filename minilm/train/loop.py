@@ -1,4 +1,5 @@
-"""Pretraining: the loop that turns a random transformer into a language model.
+"""The training loop: the one that turns a random transformer into a language model (stage 4), and
+the pretrained model into a chat model (stage 6, fine-tuning) and, later, a preferred one (stage 7).
 
 One optimizer step, on every process:
 
@@ -26,6 +27,14 @@ tokens the step predicts (on every process): the accumulated gradient is then th
 mean loss over the whole batch, exactly as one big batch would give. Dividing by the number of
 micro-batches is the same for the causal objective, where every position is predicted, but not for
 the masked one, where each micro-batch has its own random number of masked tokens.
+
+**The data** is anything with the methods of `TokenShards` that the loop calls: `batch` (a step's
+windows, drawn with the step's generator from this process's part), `eval_batch` (the validation
+windows, the same at every evaluation), and `split`, `vocab_size`, `tokenizer_fingerprint` (checked
+against the tokenizer). Pretraining passes token shards; fine-tuning passes conversations
+(`minilm.finetune.chat.SFTData`), whose targets are -100 wherever no loss is taken: the weighting
+above then counts only the trained tokens. Fine-tuning also passes the `model` to start from (the
+pretrained one, perhaps with LoRA adapters, whose frozen weights the optimizer never sees).
 
 **Weight decay** (AdamW's, decoupled from the gradient) pulls weights towards zero. It applies to
 the 2-D parameters only, the matrices and embeddings that store what the model knows; the biases
@@ -139,6 +148,14 @@ class TrainConfig:
 
         return config_for(cls, "pretrain", preset, **overrides)
 
+    @classmethod
+    def for_model(cls, model_config: GPTConfig, **overrides) -> "TrainConfig":
+        """A config whose model fields are those of `model_config`: for training a model that exists
+        (fine-tuning), whose shape is not the config's to choose."""
+        shape = {name: getattr(model_config, name) for name in SHAPE_FIELDS}
+        shape["objective"] = "causal" if model_config.causal else "masked"
+        return cls(**shape, **overrides)
+
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(
             vocab_size=vocab_size, context=self.context, n_layer=self.n_layer, n_head=self.n_head,
@@ -149,6 +166,9 @@ class TrainConfig:
     def tokens_per_step(self, world_size: int = 1) -> int:
         return self.batch_size * self.grad_accum * self.context * world_size
 
+
+# The fields of TrainConfig that give the model its shape (the vocabulary comes from the tokenizer).
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "context", "position", "norm", "mlp", "dropout")
 
 # Fields that may change between a run and its resumption: they change how often we look, or how
 # fast a step runs, not what a step computes. Any other change makes the checkpoint another run's.
@@ -169,10 +189,10 @@ def derived_seed(*numbers: int) -> int:
 DATA, MASKS, DROPOUT, EVAL_MASKS = 0, 1, 2, 3  # purposes of derived seeds
 
 
-def step_windows(shards: TokenShards, config: TrainConfig, step: int, rank: int = 0, world_size: int = 1):
+def step_windows(data: TokenShards, config: TrainConfig, step: int, rank: int = 0, world_size: int = 1):
     """The windows (x, y) that process `rank` trains on at `step`: numpy int64 (batch_size * grad_accum, context)."""
     generator = np.random.default_rng(derived_seed(config.seed, step, rank, DATA))
-    return shards.batch(config.batch_size * config.grad_accum, config.context, generator, rank, world_size)
+    return data.batch(config.batch_size * config.grad_accum, config.context, generator, rank, world_size)
 
 
 def micro_batches(x, y, config: TrainConfig, step: int, rank: int = 0, mask_id: int | None = None, vocab_size: int | None = None):
@@ -276,23 +296,10 @@ def train_step(
 # --- evaluation and samples -----------------------------------------------------------------------
 
 
-def eval_starts(shards: TokenShards, context: int, max_tokens: int | None = None) -> np.ndarray:
-    """Start positions of non-overlapping windows, evenly spread over the stream (all of them: None).
-
-    Evenly spread rather than the first ones: the validation split is in domain order, so its
-    first tokens are all web pages. (The last, partial window is left out: at most `context` tokens.)
-    """
-    total = (len(shards) - 1) // context
-    if total < 1:
-        raise ValueError(f"the {shards.split} split has {len(shards)} tokens, too few for one window of {context}")
-    count = total if max_tokens is None else min(total, max(1, max_tokens // context))
-    return np.array([(k * total // count) * context for k in range(count)], dtype=np.int64)
-
-
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
-    shards: TokenShards,
+    data: TokenShards,
     config: TrainConfig,
     token_bytes: np.ndarray | None,
     world: World,
@@ -309,16 +316,17 @@ def evaluate(
     Each process evaluates every world_size-th window; the sums are added across processes.
     """
     device = world.device
-    starts = eval_starts(shards, config.context, max_tokens)[world.rank :: world.world_size]
+    x, y = data.eval_batch(config.context, max_tokens)
+    x, y = x[world.rank :: world.world_size], y[world.rank :: world.world_size]
     nbytes = torch.from_numpy(token_bytes.astype(np.int64)).to(device) if token_bytes is not None else None
     generator = torch.Generator().manual_seed(derived_seed(config.seed, 0, world.rank, EVAL_MASKS))
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, predictions, loss on text, bytes
     was_training = model.training
     model.eval()
-    for i in range(0, len(starts), config.batch_size):
-        windows = np.stack([shards.read(int(s), int(s) + config.context + 1) for s in starts[i : i + config.batch_size]])
-        inputs, targets = make_batch(windows[:, :-1], windows[:, 1:], config.objective, mask_id=mask_id,
-                                     vocab_size=model.config.vocab_size, generator=generator, mask_rate=config.mask_rate)
+    for i in range(0, len(x), config.batch_size):
+        inputs, targets = make_batch(x[i : i + config.batch_size], y[i : i + config.batch_size], config.objective,
+                                     mask_id=mask_id, vocab_size=model.config.vocab_size, generator=generator,
+                                     mask_rate=config.mask_rate)
         inputs, targets = inputs.to(device), targets.to(device)
         with hardware.autocast(device, precision):
             logits, _ = model(inputs)
@@ -327,7 +335,7 @@ def evaluate(
         sums[0] += losses[counted].sum()
         sums[1] += counted.sum()
         if nbytes is not None and config.objective == "causal":
-            text_bytes = nbytes[targets]
+            text_bytes = torch.where(counted, nbytes[targets.clamp(min=0)], 0)  # ignored targets (-100) have no bytes
             sums[2] += losses[text_bytes > 0].sum()
             sums[3] += text_bytes.sum()
     model.train(was_training)
@@ -405,17 +413,19 @@ class Log:
 
 def train(
     config: TrainConfig,
-    train_shards: TokenShards,
-    val_shards: TokenShards,
+    train_data: TokenShards,
+    val_data: TokenShards,
     tokenizer: Tokenizer,
     out_dir: str | os.PathLike,
     *,
+    model: GPT | None = None,
     world: World | None = None,
     resume: bool = True,
     until_step: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Pretrain a model on `train_shards`, writing log.jsonl and checkpoints/ into `out_dir`; returns a summary.
+    """Train `model` (None: a new one made from `config`, i.e. pretraining) on `train_data`, writing
+    log.jsonl and checkpoints/ into `out_dir`; returns a summary.
 
     With `resume` (the default) a run continues from the newest checkpoint in `out_dir`, exactly as
     if it had never stopped; without it, the run starts over, deleting the checkpoints and the log in
@@ -427,12 +437,18 @@ def train(
     device = world.device
     precision = hardware.choose_precision(device, config.precision)
     hardware.allow_tf32(device)
-    _check_data(train_shards, val_shards, tokenizer, config)
+    _check_data(train_data, val_data, tokenizer, config)
     mask_id = tokenizer.special_id(MASK_TOKEN) if config.objective == "masked" else None
     model_config = config.model_config(tokenizer.vocab_size)
     check_objective(config.objective, model_config)
 
-    model = GPT(model_config, seed=config.seed).to(device)
+    stage = "pretraining" if model is None else "fine-tuning"
+    if model is None:
+        model = GPT(model_config, seed=config.seed)
+    elif differences := ckpt.config_differences(asdict(model.config), asdict(model_config)):
+        raise ValueError(f"the model to train does not have the shape of TrainConfig ({'; '.join(differences)}); "
+                         f"set the config's shape from the model's (TrainConfig.for_model)")
+    model = model.to(device)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
     scaler = hardware.grad_scaler(device, precision)
     step, elapsed, window = 0, 0.0, {"loss": 0.0, "steps": 0, "seconds": 0.0}
@@ -442,7 +458,7 @@ def train(
     if newest is not None:
         step, elapsed, window = _restore(newest, model, optimizer, scaler, config, world)
     meta = {"train": asdict(config), "world_size": world.world_size, "precision": precision,
-            "tokenizer": train_shards.manifest["tokenizer"]}
+            "tokenizer": train_data.tokenizer_fingerprint}
 
     stepper: torch.nn.Module = torch.compile(model) if config.compile else model
     if world.distributed:
@@ -462,7 +478,7 @@ def train(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=last_step, initial=step, desc="pretraining", unit="step", disable=not (progress and world.is_main))
+    bar = tqdm(total=last_step, initial=step, desc=stage, unit="step", disable=not (progress and world.is_main))
     throughput: list[float] = []
     run_started = time.perf_counter() - elapsed  # wall time, counting the attempts before a resume
     # The steps since the last log line: their summed loss (on the device: no wait per step) and time.
@@ -470,7 +486,7 @@ def train(
     window_steps, window_seconds = window["steps"], window["seconds"]
     while step < last_step:
         started = time.perf_counter()
-        x, y = step_windows(train_shards, config, step, world.rank, world.world_size)
+        x, y = step_windows(train_data, config, step, world.rank, world.world_size)
         batches = micro_batches(x, y, config, step, world.rank, mask_id, model_config.vocab_size)
         if config.dropout > 0:  # dropout draws from PyTorch's global generator: make it a function of the step too
             torch.manual_seed(derived_seed(config.seed, step, world.rank, DROPOUT))
@@ -496,7 +512,7 @@ def train(
                        "tokens": step * tokens_per_step, "elapsed": time.perf_counter() - run_started})
             bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)  # shown at the next redraw
         if step % config.eval_every == 0 and step < config.max_steps:
-            log.write({"kind": "eval", "step": step, **evaluate(model, val_shards, config, token_bytes, world, precision,
+            log.write({"kind": "eval", "step": step, **evaluate(model, val_data, config, token_bytes, world, precision,
                                                                   config.eval_tokens, mask_id)})
         if step % config.sample_every == 0 and step < config.max_steps and world.is_main and config.objective == "causal":
             texts = write_samples(model, tokenizer, 2, config.sample_tokens, precision, seed=step)
@@ -520,7 +536,7 @@ def train(
     if summary["tokens_per_s"]:
         summary["mfu"] = flops * summary["tokens_per_s"] / world.world_size / peak.flops  # <= 1: the peak is >= every log's rate
     if summary["finished"]:
-        final = evaluate(model, val_shards, config, token_bytes, world, precision, None, mask_id)
+        final = evaluate(model, val_data, config, token_bytes, world, precision, None, mask_id)
         summary.update(final)
         log.write({"kind": "eval", "step": step, **final})
         if world.is_main and config.objective == "causal" and config.final_samples:
@@ -532,17 +548,18 @@ def train(
     return summary
 
 
-def _check_data(train_shards: TokenShards, val_shards: TokenShards, tokenizer: Tokenizer, config: TrainConfig) -> None:
-    for shards in (train_shards, val_shards):
-        if shards.vocab_size != tokenizer.vocab_size:
+def _check_data(train_data: TokenShards, val_data: TokenShards, tokenizer: Tokenizer, config: TrainConfig) -> None:
+    for data in (train_data, val_data):
+        if data.vocab_size != tokenizer.vocab_size:
             raise ValueError(
-                f"the {shards.split} shards in {shards.folder} hold ids of a {shards.vocab_size}-token vocabulary but the "
-                f"tokenizer has {tokenizer.vocab_size}: they come from different tokenizers; rebuild the shards with "
-                f"python -m minilm tokenizer --force"
+                f"the {data.split} data ({data!r}) holds ids of a {data.vocab_size}-token vocabulary but the "
+                f"tokenizer has {tokenizer.vocab_size}: they come from different tokenizers; make the data with this "
+                f"tokenizer (for token shards: python -m minilm tokenizer --force)"
             )
-    if train_shards.manifest["tokenizer"] != val_shards.manifest["tokenizer"]:
-        raise ValueError("the train and val shards were made with different tokenizers; rebuild them with python -m minilm tokenizer --force")
-    eval_starts(val_shards, config.context)  # a validation split shorter than one window fails now, not at the first evaluation
+    if train_data.tokenizer_fingerprint != val_data.tokenizer_fingerprint:
+        raise ValueError("the train and val data were made with different tokenizers; make both with one "
+                         "(for token shards: python -m minilm tokenizer --force)")
+    val_data.eval_batch(config.context, config.context)  # a validation split shorter than one window fails now, not at the first evaluation
 
 
 def _save(out_dir: Path, step: int, model: GPT, optimizer, scaler, config: TrainConfig, meta: dict, elapsed: float,
