@@ -354,6 +354,9 @@ def test_documented_cue_weights(line, weight):
     ("I will kill her.", 0.6, "violence against third person with stated intent"),
     ("Did the fall hurt you?", 0.175, "violence against second person"),  # a question without intent: halved
     ("Do you hate yourself?", 0.0, "hatred aimed at yourself person"),  # not hatred of anyone else
+    ("Tom, stupid as ever.", 0.55, "insult aimed at a named or pronoun person"),  # a name, then a comma, opens a line
+    ("Are you there, idiot?", 0.8, "insult aimed at the reader (you)"),  # a vocative before "?"
+    ("Idiot X is a variable name.", 0.1, "describes a thing (X)"),  # an adjective before a name-like word
 ])
 def test_cue_targets_and_explanations(line, weight, why):
     [cue] = toxicity_cues(line)

@@ -294,7 +294,7 @@ def _target(sent: list[_Tok], i: int) -> str | None:
     before = sent[i - 1].text if i > 0 else ","  # the start of a sentence reads as a comma
     after = sent[i + 1].text if i + 1 < len(sent) else "."
     if before in ",!" or sent[i - 1].low in {"hey", "oh", "listen"}:
-        if after in ",.!?" and not sent[i].text.isupper():  # not a constant: "SUCCESS, FAILURE, BOOM"
+        if after in {",", ".", "!", "?"} and not sent[i].text.isupper():  # not a constant: "SUCCESS, FAILURE, BOOM"
             return "second"  # a vocative: "Go away, loser." "Idiot! You broke it."
     for j in range(i + 1, min(len(sent), i + 3)):
         if sent[j].low in SECOND_PERSON:
