@@ -200,19 +200,26 @@ class SFTData:
             )
 
     def _rows(self, conversations: Sequence[int], n_rows: int, context: int, pack: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Lay out conversations in `n_rows` rows of `context` tokens (several per row with `pack`), padded."""
+        """Lay out conversations in `n_rows` rows of `context` tokens, padded on the right.
+
+        Without `pack`, conversation k fills row k. With `pack`, each row takes the first waiting
+        conversation, then every later waiting one that still fits (first fit, in drawn order).
+        """
         x = np.full((n_rows, context), self.pad_id, dtype=np.int64)
         y = np.full_like(x, IGNORE_INDEX)
-        row, used = 0, 0
-        for i in conversations:
-            length = int(self.lengths[i])
-            if used and (not pack or used + length > context):
-                row, used = row + 1, 0
-            if row == len(x):
-                break
-            x[row, used : used + length] = self.ids[i]
-            y[row, used : used + length - 1] = self.targets[i]
-            used += length
+        waiting = list(conversations)
+        for row in range(n_rows):
+            used, taken = 0, []
+            for k, i in enumerate(waiting):
+                length = int(self.lengths[i])
+                if used + length <= context:
+                    x[row, used : used + length] = self.ids[i]
+                    y[row, used : used + length - 1] = self.targets[i]
+                    used += length
+                    taken.append(k)
+                if not pack or context - used < self.lengths.min():
+                    break
+            waiting = [i for k, i in enumerate(waiting) if k not in set(taken)]
         return x, y
 
     def batch(

@@ -344,20 +344,33 @@ def training_texts(sft_examples: Iterable[Example], n_pretrain_stories: int) -> 
     return [conversation_text(e.messages) for e in sft_examples] + [text for text, _ in split_stories("pretrain", n_pretrain_stories)]
 
 
-def contamination(test: Sequence[Example], train_texts: Iterable[str], n: int = 13) -> list[int]:
+COMMON_NGRAM_DOCUMENTS = 10  # GPT-3's rule: an n-gram in more than this many training documents is common phrasing
+
+
+def contamination(
+    test: Sequence[Example], train_texts: Iterable[str], n: int = 13, max_documents: int | None = COMMON_NGRAM_DOCUMENTS
+) -> list[int]:
     """For each test example, how many word n-grams of its prompt occur in the training texts (0 = clean).
 
     GPT-3's check (Brown et al. 2020, appendix C): a test example whose prompt shares a 13-gram
-    with the training data may have been seen, and is reported apart or dropped.
+    with the training data may have been seen, and is reported apart or dropped. Like GPT-3, we
+    ignore the n-grams found in more than `max_documents` training documents: those are common
+    phrasing, here the fixed text of the templates (an instruction, a story sentence with a common
+    name), which every example shares and no example can leak. `max_documents=None` counts them all.
     """
-    seen: set[tuple[str, ...]] = set()
+    documents: Counter = Counter()
     for text in train_texts:
-        seen |= ngrams(text, n)
-    return [len(ngrams(conversation_text(e.prompt), n) & seen) for e in test]
+        documents.update(ngrams(text, n))
+    return [
+        sum(1 for gram in ngrams(conversation_text(e.prompt), n) if 0 < documents[gram] <= (max_documents or len(documents)))
+        for e in test
+    ]
 
 
-def decontaminate(test: Sequence[Example], train_texts: Iterable[str], n: int = 13) -> tuple[list[Example], Counter]:
-    """The test examples that share no n-gram with the training texts, and how many were dropped per family."""
-    counts = contamination(test, train_texts, n)
+def decontaminate(
+    test: Sequence[Example], train_texts: Iterable[str], n: int = 13, max_documents: int | None = COMMON_NGRAM_DOCUMENTS
+) -> tuple[list[Example], Counter]:
+    """The test examples that share no (uncommon) n-gram with the training texts, and how many were dropped per family."""
+    counts = contamination(test, train_texts, n, max_documents)
     kept = [e for e, c in zip(test, counts) if c == 0]
     return kept, Counter(e.family for e, c in zip(test, counts) if c)
