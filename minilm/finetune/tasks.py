@@ -202,7 +202,7 @@ def transform(text: str, facts: dict, rng: random.Random, fits: Fits) -> Example
     names = people(paragraph)
     if not names:
         return None
-    ask = f"{paragraph}\n\nWho is named in this passage? List the names in the order they appear."
+    ask = f"{paragraph}\n\nWho is named in this passage, in order?"
     answer = ", ".join(names)
     messages = [{"role": "user", "content": ask}, {"role": "assistant", "content": answer}]
     return Example("transform", "characters", messages, (answer, " and ".join(names))) if fits(messages) else None
