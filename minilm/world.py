@@ -17,6 +17,8 @@ Read top to bottom:
 3. Places, things and animals.
 4. Times: parts of a day, days and months.
 5. Feelings and morals: how the people feel, and what they learn.
+6. Story splits: the seeded story streams of pretraining, instruction tuning and the held-out
+   test, and `split_stories(split, n)`, the one way any stage gets its stories.
 
 Every list is a tuple in a fixed order: the generators draw from them with seeded random choices,
 so reordering a list changes every generated story and page.
@@ -188,3 +190,37 @@ MORALS = {
     "building": ("trying again is brave", "working together makes things strong"),
     "helping_friend": ("friends help each other", "being kind makes everyone happy"),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Story splits: which stories each stage may read
+
+# The stories of the whole course come from seeded streams (`writer.iter_stories(n, seed)`), one
+# stream per split. Pretraining reads the data stage's stream (`DataConfig.seed`, 1337, and its
+# preset's `n_stories`); instruction tuning reads its own two streams; the test stream is read only
+# by evaluations (stages 6, 7 and 8), never by a training stage, so a model cannot have seen a
+# test story. A stream's first n stories are the same whatever n is, so a bigger split only adds
+# stories. Different seeds give different random streams, and a test (tests/test_finetune_data.py)
+# checks that no story text is shared between the splits; `minilm.finetune.tasks.contamination`
+# measures what they still share (template sentences: the world is small on purpose).
+STORY_SPLITS = {
+    "pretrain": 1337,  # = minilm.data.stage.DataConfig.seed: the stories stage 1 writes into the corpus
+    "sft_train": 6_001,  # instruction tuning (stage 6)
+    "sft_val": 6_002,  # its validation loss and early checks
+    "test": 9_001,  # held out: evaluation only (stages 6, 7, 8)
+}
+
+
+def split_stories(split: str, n: int, bias: float = 0.8) -> list[tuple[str, dict]]:
+    """The first `n` stories of `split` (a key of `STORY_SPLITS`) as (text, facts) pairs.
+
+    `split_stories("pretrain", n_stories)` is exactly the stories the data stage generates (before it
+    wraps some as e-books and plants its defects); `bias` is the job-gender skew of the writer
+    (the data stage's default, 0.8). Later stages ask this function for their stories:
+    `split_stories("test", 200)` gives the evaluation stories and their facts (`facts["qa"]`).
+    """
+    from minilm.data.sources.stories.writer import iter_stories  # the writer imports the world
+
+    if split not in STORY_SPLITS:
+        raise ValueError(f"unknown story split {split!r}; the splits are {sorted(STORY_SPLITS)}")
+    return [(doc.text, doc.labels["facts"]) for doc in iter_stories(n, STORY_SPLITS[split], bias)]
