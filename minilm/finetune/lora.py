@@ -75,6 +75,7 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=weight.device, dtype=weight.dtype))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
+        self.train(base.training)  # a new module is in training mode; follow the layer it replaces
 
     def delta(self) -> torch.Tensor:
         """The change to the base weight, (out, in): (alpha / rank) * B A."""
