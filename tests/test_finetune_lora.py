@@ -25,7 +25,7 @@ from minilm.finetune.lora import (
     save_adapter,
     trainable_parameters,
 )
-from minilm.model import GPT, GPTConfig
+from minilm.model import GPT, GPTConfig, make_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -211,6 +211,9 @@ def test_only_the_adapters_train():
             assert torch.equal(param, frozen[name]), name
         else:
             assert not torch.equal(param, adapters[name]), name
+    # The course's optimizer takes only what trains: the adapters (all matrices, so all with weight decay).
+    groups = make_optimizer(model, lr=1e-3).param_groups
+    assert sum(p.numel() for group in groups for p in group["params"]) == trainable_parameters(model)
 
 
 def test_add_lora_refuses_what_it_cannot_do():
