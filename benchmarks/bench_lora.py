@@ -6,7 +6,7 @@ blocks). Then one training step, forward and backward, and AdamW's update, on a 
 GPT-2 with the same weights. The sides alternate, one step each, so a busy machine slows them alike;
 the table gives medians over `--repeats` steps.
 
-    python benchmarks/bench_lora.py                      # about a minute on 2 cores
+    python benchmarks/bench_lora.py                      # 1 to 3 minutes on 2 cores
     python benchmarks/bench_lora.py --checkpoint PATH    # another pretrained checkpoint
 
 Without a checkpoint (the pretrain stage not run yet), a freshly initialised GPT of the `cpu` shape is
