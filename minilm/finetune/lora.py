@@ -1,0 +1,329 @@
+"""LoRA: fine-tuning a few small matrices beside the frozen pretrained ones (Hu et al., 2021).
+
+Full fine-tuning changes every weight W of the model. LoRA freezes W and learns a change of low rank,
+
+    W x  ->  W x + (alpha / r) * B A x          A: (r, in), B: (out, r), r much smaller than in and out
+
+so a layer of out x in weights trains only r * (in + out) numbers. A starts random (Kaiming-uniform, as
+`nn.Linear` does) and B at zero, so the adapted model starts exactly equal to the pretrained one and
+drifts from it only as far as training pushes B. The factor alpha / r keeps the size of the change
+roughly the same when r changes, so a learning rate found at one rank works at another.
+
+Three things make LoRA practical beyond the parameter count:
+- the optimizer keeps its two moments for the adapters only, so memory is mostly the frozen weights;
+- `merge` folds B A into W once training is done: the served model is a plain GPT, as fast as before;
+- an adapter file holds only A and B (a few hundred KB), so one base model can carry many of them. The
+  file records which base it was trained on, and loading it onto another base is an error, not a
+  silently wrong model.
+
+The course's layer names are GPT-2's, so the same target names select the same layers in Hugging Face's
+PEFT (`LoraConfig(target_modules=[...])`), against which tests/test_finetune_lora.py checks this module.
+This follows PEFT's defaults: the initialisation, the scaling alpha / r, dropout on the adapter's input.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from minilm.files import atomic_write
+from minilm.model.gpt import GPT
+
+# The linear layers of a block, by the names GPT-2 gives them (and PEFT matches): the fused query/key/value
+# projection, the attention's output projection, and the MLP's two layers. "lm_head" also exists when the
+# head is not tied to the embedding.
+BLOCK_LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+FORMAT, VERSION = "minilm.lora", "1"
+
+
+class AdapterError(ValueError):
+    """An adapter file that cannot go onto this model: missing, damaged, or made for another base or shape."""
+
+
+class LoRALinear(nn.Module):
+    """A frozen `nn.Linear` plus a trainable low-rank change: base(x) + (alpha / rank) * B A dropout(x)."""
+
+    def __init__(
+        self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0, generator: torch.Generator | None = None
+    ):
+        super().__init__()
+        if not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}")
+        if rank > min(base.in_features, base.out_features):
+            raise ValueError(
+                f"rank {rank} is larger than the layer it adapts ({base.out_features} x {base.in_features}): "
+                f"a change of that rank is a full matrix; pick rank <= {min(base.in_features, base.out_features)}"
+            )
+        if alpha <= 0:
+            raise ValueError(f"LoRA alpha must be positive, got {alpha!r}")
+        self.base = base.requires_grad_(False)
+        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        weight = base.weight
+        a = nn.init.kaiming_uniform_(torch.empty(rank, base.in_features), a=math.sqrt(5), generator=generator)
+        self.lora_A = nn.Parameter(a.to(weight.device, weight.dtype))  # drawn as nn.Linear draws its weights
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=weight.device, dtype=weight.dtype))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self.train(base.training)  # a new module is in training mode; follow the layer it replaces
+
+    def delta(self) -> torch.Tensor:
+        """The change to the base weight, (out, in): (alpha / rank) * B A."""
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:  # B A is already inside base.weight
+            return self.base(x)
+        # Two thin matmuls (in -> rank -> out) rather than one with the full B A: cheaper, and only A and B
+        # get gradients.
+        return self.base(x) + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the change into the base weight, so forward is one matmul again (for serving)."""
+        if not self.merged:
+            self.base.weight += self.delta().to(self.base.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Take the change out of the base weight again (equal to before `merge` up to rounding)."""
+        if self.merged:
+            self.base.weight -= self.delta().to(self.base.weight.dtype)
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
+
+
+# --- adding, counting, merging ------------------------------------------------------------------
+
+
+def _matches(name: str, target: str) -> bool:
+    """PEFT's rule: a target selects the modules whose dotted name is it or ends with '.' + it."""
+    return name == target or name.endswith("." + target)
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    """The LoRA layers of a model, by module name (empty for a plain GPT)."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, LoRALinear)}
+
+
+def add_lora(
+    model: GPT,
+    rank: int = 8,
+    alpha: float = 8.0,
+    targets: tuple[str, ...] = BLOCK_LINEARS,
+    dropout: float = 0.0,
+    seed: int = 0,
+) -> GPT:
+    """Replace the linear layers named by `targets` with `LoRALinear`s and freeze every other weight.
+
+    Returns `model` itself, changed in place. A target is matched as PEFT matches one: "attn.c_proj" is
+    the attention's output projection of every block, "c_proj" would be both projections. The A matrices
+    are drawn from `seed`, so the same call gives the same adapters.
+    """
+    if lora_layers(model):
+        raise ValueError("this model already has LoRA layers; add them once, to the plain pretrained GPT")
+    targets = tuple(targets)
+    if not targets:
+        raise ValueError(f"no targets given; choose among {', '.join(BLOCK_LINEARS)}")
+    if any(_matches("lm_head", target) for target in targets) and model.lm_head is None:
+        raise ValueError(
+            "the output head is tied to the token embedding (config.tie_weights): it is not a linear layer "
+            "of its own and cannot carry LoRA; leave 'lm_head' out of the targets"
+        )
+    linears = {name: module for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    chosen = [name for name in linears if any(_matches(name, target) for target in targets)]
+    unused = [target for target in targets if not any(_matches(name, target) for name in linears)]
+    if unused:
+        raise ValueError(f"no linear layer is named {', '.join(map(repr, unused))}; choose among {', '.join(BLOCK_LINEARS)}")
+
+    model.requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
+    for name in chosen:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        lora = LoRALinear(linears[name], rank, alpha, dropout, generator)
+        setattr(parent, child, lora)
+    model.lora_targets = targets  # recorded for `save_adapter`: the adapter file names them
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    """The number of weights an optimizer would update (those with requires_grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def merge_lora(model: GPT) -> GPT:
+    """A plain GPT whose weights are the base weights plus every adapter's change (for export and serving).
+
+    `model` is left as it was; the copy has nn.Linear layers again, every weight trainable, and a state
+    dict that `GPT(config).load_state_dict` accepts.
+    """
+    merged = copy.deepcopy(model)
+    for name, lora in lora_layers(merged).items():
+        lora.merge()
+        parent_name, _, child = name.rpartition(".")
+        setattr(merged.get_submodule(parent_name), child, lora.base)
+    if hasattr(merged, "lora_targets"):
+        del merged.lora_targets
+    return merged.requires_grad_(True)
+
+
+# --- adapter files ------------------------------------------------------------------------------
+
+
+def base_fingerprint(model: GPT, targets: tuple[str, ...]) -> str:
+    """A hash of the model's config and of the base weights that LoRA never changes.
+
+    The weights of the targeted layers are left out: merging adds B A to them, and an adapter must be
+    recognised on its base whether it is merged or not. Every other weight (embeddings, norms, biases)
+    still differs between two trainings, so another base model gets another fingerprint. Weights are
+    hashed rounded to bfloat16, so the same model loaded in float32 or in bfloat16 has one fingerprint.
+    """
+    digest = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        name = name.replace(".base.", ".")  # a LoRA layer's frozen linear has the plain layer's names
+        if name.endswith((".lora_A", ".lora_B")):
+            continue
+        module, _, kind = name.rpartition(".")
+        if kind == "weight" and any(_matches(module, target) for target in targets):
+            continue
+        digest.update(name.encode())
+        digest.update(_bytes(tensor.detach().to("cpu", torch.bfloat16)))
+    return digest.hexdigest()[:16]
+
+
+def _bytes(tensor: torch.Tensor) -> bytes:
+    """A tensor's raw bytes, whatever its dtype (numpy has no bfloat16, so view the bits as bytes first)."""
+    return tensor.contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def _adapter_tensors(model: GPT) -> dict[str, torch.Tensor]:
+    return {
+        f"{name}.{part}": getattr(lora, part).detach().to("cpu").contiguous()
+        for name, lora in lora_layers(model).items()
+        for part in ("lora_A", "lora_B")
+    }
+
+
+def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(_bytes(tensor))
+    return digest.hexdigest()
+
+
+def _shape(model: GPT) -> dict:
+    """The rank, alpha and targets of a model's LoRA layers (one of each: `add_lora` gives them all the same)."""
+    first = next(iter(lora_layers(model).values()))
+    return {"rank": first.rank, "alpha": first.alpha, "targets": list(model.lora_targets)}
+
+
+def save_adapter(model: GPT, path: str | os.PathLike) -> Path:
+    """Write only the adapter weights (every A and B) to a safetensors file, atomically.
+
+    The header records the rank, alpha and targets, the base model's fingerprint and config, and a sha256
+    of the tensors, so `load_adapter` can refuse a file made for another model or damaged on disk.
+    """
+    if not lora_layers(model):
+        raise ValueError("this model has no LoRA layers to save; call add_lora first")
+    tensors = _adapter_tensors(model)
+    shape = _shape(model)
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "rank": str(shape["rank"]),
+        "alpha": repr(float(shape["alpha"])),
+        "targets": json.dumps(shape["targets"]),
+        "base_fingerprint": base_fingerprint(model, tuple(shape["targets"])),
+        "base_config": json.dumps(asdict(model.config), sort_keys=True),
+        "sha256": _tensors_sha256(tensors),
+    }
+    return atomic_write(path, save_safetensors(tensors, metadata=metadata))
+
+
+def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of an adapter file, checked for format and damage; AdapterError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterError(f"no adapter file at {path}; check the path, or write one with save_adapter(model, path)")
+    damaged = f"{path} is not a readable minilm LoRA adapter"
+    fix = "save the adapter again with save_adapter"
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError) as error:
+        raise AdapterError(f"{damaged} ({error}); {fix}") from None
+    if metadata.get("format") != FORMAT or metadata.get("version") != VERSION:
+        raise AdapterError(f"{damaged}: it has no {FORMAT} version {VERSION} header; {fix}")
+    try:
+        metadata = {
+            **metadata,
+            "rank": int(metadata["rank"]),
+            "alpha": float(metadata["alpha"]),
+            "targets": tuple(json.loads(metadata["targets"])),
+        }
+    except (KeyError, ValueError) as error:
+        raise AdapterError(f"{damaged}: its header lacks a valid {error} (edited by hand?); {fix}") from None
+    if _tensors_sha256(tensors) != metadata.get("sha256"):
+        raise AdapterError(f"{path} is corrupt: its tensors do not match the sha256 in its header; {fix}")
+    return tensors, metadata
+
+
+def load_adapter(model: GPT, path: str | os.PathLike) -> GPT:
+    """Put the adapter saved at `path` onto `model` and return it.
+
+    `model` is the base model the adapter was trained on: a plain GPT (LoRA layers of the file's rank,
+    alpha and targets are added) or one that already has LoRA layers of the same shape (their A and B are
+    replaced). A file made for another base model, rank or targets raises AdapterError saying so.
+    """
+    tensors, meta = read_adapter(path)
+    rank, alpha, targets = meta["rank"], meta["alpha"], meta["targets"]
+    if lora_layers(model):
+        have = _shape(model)
+        if (have["rank"], have["alpha"], tuple(have["targets"])) != (rank, alpha, targets):
+            raise AdapterError(
+                f"the adapter in {path} has rank {rank}, alpha {alpha} on {list(targets)}, but this model's LoRA "
+                f"layers have rank {have['rank']}, alpha {have['alpha']} on {have['targets']}; load it onto the "
+                f"plain base model (load_adapter adds matching layers) or add_lora(model, rank={rank}, "
+                f"alpha={alpha}, targets={targets})"
+            )
+    fingerprint = base_fingerprint(model, targets)
+    if fingerprint != meta.get("base_fingerprint"):
+        saved = json.loads(meta.get("base_config", "{}"))
+        now = asdict(model.config)
+        differences = [f"{k}: adapter's base {saved.get(k)!r}, this model {now.get(k)!r}" for k in sorted(now) if saved.get(k) != now.get(k)]
+        detail = "; ".join(differences) if differences else "same config, different weights"
+        raise AdapterError(
+            f"the adapter in {path} was trained on another base model (base fingerprint "
+            f"{meta.get('base_fingerprint')}, this model {fingerprint}: {detail}); load the checkpoint it was "
+            f"trained on, or train a new adapter for this model"
+        )
+    merged = [name for name, lora in lora_layers(model).items() if lora.merged]
+    if merged:
+        raise AdapterError(f"the LoRA layers of this model are merged ({merged[0]}, ...); unmerge() them before loading an adapter")
+    if not lora_layers(model):
+        add_lora(model, rank, alpha, targets)
+    expected = {name: tuple(t.shape) for name, t in _adapter_tensors(model).items()}
+    given = {name: tuple(t.shape) for name, t in tensors.items()}
+    if expected != given:
+        raise AdapterError(f"{path} does not hold the adapter tensors its header describes (edited by hand?); save it again")
+    for name, lora in lora_layers(model).items():
+        with torch.no_grad():
+            lora.lora_A.copy_(tensors[f"{name}.lora_A"])
+            lora.lora_B.copy_(tensors[f"{name}.lora_B"])
+    return model
