@@ -11,6 +11,7 @@ import torch
 from minilm.data.sources.stories import writer as stories
 from minilm.finetune.classify import (
     LABELS,
+    METHODS,
     BagOfWords,
     Classifier,
     Example,
@@ -95,6 +96,7 @@ def test_bag_of_words_is_at_chance_on_the_word_order_task(tokenizer, task):
     pad = tokenizer.special_id("<|pad|>")
     train, test = (encode_examples(tokenizer, task[split], context=64) for split in ("train", "test"))
     bag = BagOfWords(train, pad)
+    assert torch.equal(bag.counts(train).sum(dim=1), train.lengths.float())  # every real token counted once
     bag.fit(train, steps=100)
     assert bag.accuracy(test) == 0.5 and bag.accuracy(train) == 0.5  # each pair: same input, opposite labels
     # ... while on a task that words do answer, it learns: "written" iff the sentence names a cat
@@ -162,13 +164,10 @@ def test_probe_trains_only_the_head_and_leaves_the_base_as_it_was(tokenizer, tas
 
 def test_last_block_trains_the_last_block_norm_and_head(tokenizer):
     classifier = tiny_classifier(tokenizer)
-    from minilm.finetune.classify import METHODS
-
     METHODS["last_block"](classifier)
-    trained = {name.split(".")[0] + "." + name.split(".")[1] for name, p in classifier.named_parameters() if p.requires_grad}
-    assert trained == {"base.transformer", "head.weight", "head.bias"}
     names = [name for name, p in classifier.named_parameters() if p.requires_grad]
-    assert all(n.startswith(("base.transformer.h.1.", "base.transformer.ln_f.", "head.")) for n in names)
+    assert {name.split(".")[2] if name.startswith("base") else "head" for name in names} == {"h", "ln_f", "head"}
+    assert all(name.startswith(("base.transformer.h.1.", "base.transformer.ln_f.", "head.")) for name in names)
     METHODS["full"](classifier)
     assert trainable_parameters(classifier) == sum(p.numel() for p in classifier.parameters())
 

@@ -345,7 +345,8 @@ class BagOfWords:
                     rows.append(row)
                     columns.append(self.column[token])
         counts = torch.zeros(len(data), len(self.column))
-        return counts.index_put_((torch.tensor(rows), torch.tensor(columns)), torch.ones(len(rows)), accumulate=True)
+        index = (torch.tensor(rows, dtype=torch.long), torch.tensor(columns, dtype=torch.long))
+        return counts.index_put_(index, torch.ones(len(rows)), accumulate=True)
 
     def logits(self, counts: torch.Tensor) -> torch.Tensor:
         return counts @ self.weight + self.bias
