@@ -144,8 +144,38 @@ class GPT(nn.Module):
         - `trace`: a `Trace` to record attention weights and residual streams into;
         - `last_only`: compute logits for the last position only (all a sampler needs).
         """
+        if targets is not None and targets.shape != idx.shape:
+            raise ValueError(f"targets have shape {tuple(targets.shape)} but idx has {tuple(idx.shape)}")
+        x = self.hidden_states(idx, positions=positions, padding_mask=padding_mask, cache=cache, trace=trace)
+        if last_only and targets is None:
+            x = x[:, -1:]
+        logits = F.linear(x, self.output_weight())
+        if trace is not None:
+            trace.logits = logits
+        if targets is None:
+            return logits, None
+        # The loss in float32 even under autocast: log-softmax over the vocabulary needs the digits.
+        loss = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
+        )
+        return logits, loss
+
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        *,
+        positions: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        trace: Trace | None = None,
+    ) -> torch.Tensor:
+        """Token ids (B, T) -> the final stream after the final norm (B, T, n_embd): what the head reads.
+
+        `forward` is this followed by the output head; a new head (a classifier's, say) reads it
+        directly. The keyword arguments are `forward`'s.
+        """
         past = cache.length if cache is not None else 0
-        self._check_input(idx, targets, padding_mask, past)
+        self._check_input(idx, padding_mask, past)
         length = idx.size(1)
         if positions is None:
             positions = self._positions(idx, padding_mask, cache)
@@ -168,20 +198,7 @@ class GPT(nn.Module):
             trace.residual[self.config.n_layer] = x
         if cache is not None:
             cache.advance(length)
-
-        x = self.transformer.ln_f(x)
-        if last_only and targets is None:
-            x = x[:, -1:]
-        logits = F.linear(x, self.output_weight())
-        if trace is not None:
-            trace.logits = logits
-        if targets is None:
-            return logits, None
-        # The loss in float32 even under autocast: log-softmax over the vocabulary needs the digits.
-        loss = F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
-        )
-        return logits, loss
+        return self.transformer.ln_f(x)
 
     @torch.no_grad()
     def inspect(self, idx: torch.Tensor, layers: set[int] | None = None) -> Trace:
@@ -218,9 +235,7 @@ class GPT(nn.Module):
         itself = torch.arange(keys - length, keys, device=idx.device)[:, None] == torch.arange(keys, device=idx.device)
         return mask | itself
 
-    def _check_input(
-        self, idx: torch.Tensor, targets: torch.Tensor | None, padding_mask: torch.Tensor | None, past: int
-    ) -> None:
+    def _check_input(self, idx: torch.Tensor, padding_mask: torch.Tensor | None, past: int) -> None:
         """Clear errors for input that would otherwise fail deep inside (or silently, on a GPU)."""
         config = self.config
         if idx.dim() != 2 or idx.dtype.is_floating_point or idx.dtype == torch.bool:
@@ -235,8 +250,6 @@ class GPT(nn.Module):
                 f"tokens; crop it to the last {config.context - past} (idx[:, -{config.context - past}:]) "
                 f"or use a model with a larger context"
             )
-        if targets is not None and targets.shape != idx.shape:
-            raise ValueError(f"targets have shape {tuple(targets.shape)} but idx has {tuple(idx.shape)}")
         if padding_mask is not None and padding_mask.shape != idx.shape:
             raise ValueError(f"padding_mask has shape {tuple(padding_mask.shape)} but idx has {tuple(idx.shape)}")
         # Reading the ids back costs a sync on a GPU, and a compiled graph cannot raise: skip it there.
