@@ -26,6 +26,8 @@ STAGES = [
     ("tokenizer", "stage 2: train a byte-level BPE tokenizer on the train split; write token shards"),
     ("pretrain", "stage 4: pretrain a GPT on the token shards; stage 5: the same on several processes "
                  "(torchrun --nproc_per_node=N -m minilm pretrain)"),
+    ("finetune", "stage 6: fine-tune the pretrained model into a chat model (in full and with LoRA) and a "
+                 "classifier; score them on exact answers about unseen stories"),
 ]
 
 EPILOG = """pipeline:
@@ -209,6 +211,11 @@ def run_command(command: str, preset: str, force: bool, train) -> str | None:
         from minilm.tokenizer.stage import run_tokenizer_stage
 
         return describe(run_tokenizer_stage(preset, force=force))
+    if command == "finetune":
+        from minilm.finetune.report import describe
+        from minilm.finetune.stage import run_finetune_stage
+
+        return describe(run_finetune_stage(preset, force=force))
     from minilm.train.report import describe
     from minilm.train.stage import run_pretrain_stage
 

@@ -32,7 +32,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         "gpu": dict(vocab_size=8192),
     },
     "pretrain": {  # the vocabulary comes from the tokenizer row
-        "ci": dict(n_layer=2, n_head=2, n_embd=64, context=64, batch_size=8, max_steps=60, lr=3e-3, min_lr=3e-4,
+        # ci: context 128 like cpu, so that stage 6's conversations fit (they are up to 128 tokens)
+        "ci": dict(n_layer=2, n_head=2, n_embd=64, context=128, batch_size=8, max_steps=60, lr=3e-3, min_lr=3e-4,
                    warmup_steps=10, log_every=10, eval_every=30, eval_tokens=4096, sample_every=30, sample_tokens=32,
                    checkpoint_every=30, final_samples=5),
         # cpu: sized so that stages 1-5 take under 10 minutes on 2 cores in float32 (most laptops have no bf16)
@@ -41,6 +42,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         "gpu": dict(n_layer=12, n_head=12, n_embd=768, context=512, batch_size=32, grad_accum=2, max_steps=1500,
                     lr=6e-4, min_lr=6e-5, warmup_steps=100, compile=True, log_every=10, eval_every=250,
                     eval_tokens=262_144, sample_every=500, checkpoint_every=500),
+    },
+    "finetune": {  # the model's shape comes from the pretrain row
+        "ci": dict(train_per_family=20, val_per_family=4, test_per_family=8, batch_size=8, max_steps=20,
+                   warmup_steps=5, lora_steps=20, forgetting_tokens=4096),
+        "cpu": dict(),  # the dataclass defaults: sized for the cpu model, within 10 minutes on 2 cores
+        "gpu": dict(train_per_family=2000, val_per_family=50, test_per_family=200, batch_size=32, max_steps=1000,
+                    warmup_steps=50, lora_steps=1000, forgetting_tokens=262_144),
     },
 }
 

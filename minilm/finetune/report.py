@@ -1,0 +1,102 @@
+"""What stage 6 shows of its result: lines for the terminal, the fine-tuning curves, and its section of
+the speedrun's report. Nothing here changes what the stage builds, so this module is left out of
+the stage's fingerprint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from minilm.cache import Artifact, shown_path
+from minilm.report import Section, escape_markdown, markdown_table
+
+
+def plot_finetuning(logs: dict[str, list[dict]], path: Path | None = None, ax=None):
+    """Training and validation loss (on the assistant's tokens only) of each fine-tuning run."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.4))
+    for (name, records), colour in zip(logs.items(), ("#1f77b4", "#d62728", "#2ca02c")):
+        trains = [r for r in records if r.get("kind") == "train"]
+        evals = [r for r in records if r.get("kind") == "eval"]
+        ax.plot([r["step"] for r in trains], [r["loss"] for r in trains], color=colour, alpha=0.6, label=f"{name}: train")
+        ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", color=colour, label=f"{name}: validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy on the answers (nats/token)")
+    ax.set_title("fine-tuning")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    figure = ax.figure
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=90)
+        plt.close(figure)
+    return ax
+
+
+def results(artifact: Artifact) -> dict:
+    from minilm.finetune.stage import RESULTS
+
+    return json.loads((artifact.path / RESULTS).read_text(encoding="utf-8"))
+
+
+def score_rows(artifact: Artifact) -> list[dict]:
+    """One row per model: exact match per task family, trainable parameters, memory, time, forgetting."""
+    r = results(artifact)
+    rows = []
+    for name, m in r["models"].items():
+        row = {"model": name}
+        row.update({family: f"{m['scores'].get(family, float('nan')):.2f}" for family in r["families"]})
+        row["all"] = f"{m['scores']['all']:.2f}"
+        row["trained parameters"] = f"{m['trainable']:,} ({m['trainable'] / m['total']:.1%})"
+        row["training memory"] = f"{m['memory_bytes'] / 2**20:.0f} MiB" if "memory_bytes" in m else "-"
+        row["training time"] = f"{m['seconds']:.0f} s" if m["seconds"] else "-"
+        row["loss on pretraining data"] = f"{m['pretrain_val_loss']:.3f}"
+        rows.append(row)
+    return rows
+
+
+def produced(summary: dict) -> str:
+    scores = summary["scores"]
+    shown = ", ".join(f"{name} {s['all']:.2f}" for name, s in scores.items())
+    return f"exact match on {summary['test_examples']} unseen questions: {shown}"
+
+
+def describe(artifact: Artifact) -> str:
+    """The score table, for the terminal."""
+    rows = score_rows(artifact)
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    return "stage 6 (fine-tuning): exact match on unseen stories\n" + "\n".join("  " + line for line in lines) + \
+        f"\n  outputs in {shown_path(artifact.path)}/"
+
+
+def report_section(artifact: Artifact, report_dir: Path) -> Section:
+    """Stage 6's part of the speedrun report: the table, the curves and a few conversations."""
+    from minilm.finetune.stage import CONVERSATIONS, FIGURE
+
+    r = results(artifact)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    figure = report_dir / "finetune_curves.png"
+    shutil.copyfile(artifact.path / FIGURE, figure)
+    examples = r["examples"]
+    body = (f"Exact match on {examples['test']} questions about stories no stage trained on "
+            f"({examples['test_drawn'] - examples['test']} of the {examples['test_drawn']} drawn were dropped for "
+            f"sharing a 13-gram with the training data). The base model is asked with solved examples in plain "
+            f"text; SFT and LoRA in the chat format.\n\n" + markdown_table(score_rows(artifact)) + "\n")
+    conversations = json.loads((artifact.path / CONVERSATIONS).read_text(encoding="utf-8"))["conversations"][:4]
+    models = list(r["models"])
+    for c in conversations:
+        asked = " / ".join(escape_markdown(" ".join(m["content"].split())) for m in c["messages"] if m["role"] == "user")
+        body += f"\n- **{c['family']}**: {asked}  \n  expected *{escape_markdown(c['expected'])}*; " + "; ".join(
+            f"{name}: *{escape_markdown(c[name]) or '(nothing)'}*" for name in models) + "\n"
+    headline = {name: f"{m['scores']['all']:.2f}" for name, m in r["models"].items()}
+    return Section(title="Stage 6: fine-tuning", headline=headline, body=body, figures=[figure])

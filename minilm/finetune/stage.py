@@ -1,0 +1,256 @@
+"""Stage 6 end to end: fine-tune the pretrained model into a chat model, in full and with LoRA.
+
+    python -m minilm finetune
+
+`run_finetune_stage` is what the command line, the speedrun and notebook 06 call. From stage 4's
+model and stage 2's tokenizer it:
+
+1. builds the instruction data (`minilm.finetune.tasks`): train and validation conversations from
+   their own stories, and test questions from stories that no stage trains on, with the test
+   examples that share a 13-gram with the training data dropped (GPT-3's decontamination);
+2. asks the base model the test questions with a few solved examples (it knows no chat format);
+3. fine-tunes a copy of the whole model on the conversations (supervised fine-tuning, SFT), with
+   stage 4's training loop: the same AdamW, schedule, clipping, precision, checkpoints and resume;
+4. fine-tunes another copy through LoRA adapters only (`minilm.finetune.lora`), the base frozen;
+5. scores both on the test questions (exact match per task family), measures what they forgot of
+   pretraining (the validation loss on stage 4's data), and trains the classifiers
+   (`minilm.finetune.classify`) beside a bag-of-words baseline.
+
+Training runs in a work folder beside the stage's, ``data/runs/<preset>/.finetune-work/``: an
+interrupted run continues from its last checkpoint, as pretraining does. The results (the SFT
+model, the LoRA adapter, the scores, conversations and curves) move into
+``data/runs/<preset>/finetune/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from minilm import hardware
+from minilm.cache import Artifact, cached_stage, code_fingerprint, run_dir
+from minilm.files import atomic_write_json
+from minilm.finetune import lora
+from minilm.finetune.answers import chat_answers, few_shot_answers, scores_by_family
+from minilm.finetune.chat import SFTData
+from minilm.finetune.tasks import FAMILIES, build_examples, decontaminate, training_texts
+from minilm.model.accounting import count_parameters, memory_estimate
+from minilm.presets import config_for, preset_name
+from minilm.train import checkpoint as ckpt
+from minilm.train.distributed import World
+from minilm.train.loop import CHECKPOINTS, LOG, TrainConfig, evaluate, read_log, train
+from minilm.train.stage import load_pretrained, prepare_work_folder, run_pretrain_stage
+
+CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name != "report.py"),
+        Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "train" / "loop.py"]
+SFT_DIR, LORA_DIR, ADAPTER, RESULTS, CONVERSATIONS = "sft", "lora", "adapter.safetensors", "results.json", "conversations.json"
+FIGURE = "finetune.png"
+
+
+@dataclass
+class FinetuneConfig:
+    """Stage 6: the instruction data, the two fine-tuning runs (full and LoRA) and how they are measured.
+
+    The model's shape is the pretrained model's; what is set here is the data and the optimisation.
+    Fine-tuning uses a smaller learning rate than pretraining for the full model (it starts from
+    weights worth keeping) and a larger one for LoRA (its adapters start from zero)."""
+
+    # the instruction data: examples per task family and split
+    train_per_family: int = 400
+    val_per_family: int = 20
+    test_per_family: int = 60  # drawn before decontamination, which drops some
+    pack: bool = True  # several conversations per row of the batch (`SFTData`)
+    # full fine-tuning
+    batch_size: int = 16
+    max_steps: int = 300
+    lr: float = 1e-3
+    warmup_steps: int = 30
+    # LoRA
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = lora.BLOCK_LINEARS
+    lora_steps: int = 300
+    lora_lr: float = 4e-3
+    # measuring
+    shots: int = 2  # solved examples before each question to the base model
+    forgetting_tokens: int = 32_768  # validation tokens of stage 4's data for the forgetting check
+    seed: int = 1337
+    device: str | None = None
+    precision: str = "auto"
+
+    def __post_init__(self):
+        for name in ("train_per_family", "val_per_family", "test_per_family", "batch_size", "max_steps", "lora_rank",
+                     "lora_steps", "forgetting_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"FinetuneConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        self.lora_targets = tuple(self.lora_targets)
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **overrides) -> "FinetuneConfig":
+        return config_for(cls, "finetune", preset, **overrides)
+
+    def train_config(self, model_config, lora_run: bool = False) -> TrainConfig:
+        """Stage 4's TrainConfig for one of the two runs, shaped like the pretrained model."""
+        steps, lr = (self.lora_steps, self.lora_lr) if lora_run else (self.max_steps, self.lr)
+        return TrainConfig.for_model(
+            model_config, batch_size=self.batch_size, max_steps=steps, lr=lr, min_lr=lr / 10,
+            warmup_steps=min(self.warmup_steps, steps), weight_decay=0.0 if lora_run else 0.1, seed=self.seed,
+            device=self.device, precision=self.precision, log_every=10, eval_every=max(10, steps // 5),
+            eval_tokens=None, sample_every=10 * steps, checkpoint_every=max(10, steps // 3), final_samples=0,
+        )
+
+
+def run_finetune_stage(
+    preset: str | None = None,
+    force: bool = False,
+    config: FinetuneConfig | None = None,
+    pretrained: Artifact | None = None,
+    progress: bool = True,
+) -> Artifact:
+    """Stage 6, cached: the run folder with the SFT model, the LoRA adapter, results.json and the figures.
+
+    `pretrained` is stage 4's artifact (default: `run_pretrain_stage(preset)`, itself cached).
+    """
+    from minilm.finetune.report import produced
+
+    preset = preset_name(preset)
+    config = config or FinetuneConfig.from_preset(preset)
+    pretrained = pretrained or run_pretrain_stage(preset)
+    work = run_dir("finetune", preset).parent / ".finetune-work"
+    run = {"config": asdict(config), "pretrained": pretrained.key, "code": code_fingerprint(CODE)}
+
+    def build(folder: Path) -> dict:
+        prepare_work_folder(work, run, fresh=force)
+        return _build(config, pretrained, preset, work, folder, progress)
+
+    return cached_stage("finetune", config, build, preset=preset, inputs={"pretrained": pretrained.key},
+                        code=CODE, force=force, produced=produced)
+
+
+def load_finetuned(artifact: Artifact, device: str = "cpu"):
+    """The SFT model of stage 6's artifact."""
+    return ckpt.load_model(artifact.path / SFT_DIR / "checkpoint", device)
+
+
+def load_lora(artifact: Artifact, pretrained: Artifact, device: str = "cpu"):
+    """Stage 4's model with stage 6's LoRA adapter on it (not merged)."""
+    return lora.load_adapter(load_pretrained(pretrained, device), artifact.path / LORA_DIR / ADAPTER)
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+
+
+def instruction_data(config: FinetuneConfig, tokenizer, context: int, n_pretrain_stories: int) -> dict:
+    """The train, validation and (decontaminated) test examples, fitted to `context`."""
+    train_examples = build_examples("sft_train", config.train_per_family, config.seed, tokenizer, context)
+    val_examples = build_examples("sft_val", config.val_per_family, config.seed, tokenizer, context)
+    test_all = build_examples("test", config.test_per_family, config.seed, tokenizer, context)
+    test, dropped = decontaminate(test_all, training_texts(train_examples, n_pretrain_stories))
+    return {"train": train_examples, "val": val_examples, "test": test, "test_drawn": len(test_all),
+            "dropped": dict(dropped)}
+
+
+def training_memory(model_config, total: int, trainable: int, batch_size: int) -> int:
+    """Bytes to train, estimated as `memory_estimate` counts them: float32 weights of the whole model,
+    gradients and AdamW's two moments of the trained parameters only, and the activations of a batch."""
+    activations = memory_estimate(model_config, batch_size)["activations"]
+    return 4 * total + 12 * trainable + activations
+
+
+def _build(config: FinetuneConfig, pretrained: Artifact, preset: str, work: Path, folder: Path, progress: bool) -> dict:
+    from minilm.data.stage import DataConfig
+    from minilm.finetune.report import plot_finetuning
+    from minilm.tokenizer.stage import load_tokenizer, open_shards, run_tokenizer_stage
+
+    started = time.perf_counter()
+    tokenizer_artifact = run_tokenizer_stage(preset)  # cached: stage 4 was built from it
+    tokenizer = load_tokenizer(tokenizer_artifact)
+    device = hardware.pick_device(config.device)
+    world = World(device=device)
+    base = load_pretrained(pretrained, device)
+    model_config = base.config
+    timings: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    data = instruction_data(config, tokenizer, model_config.context, DataConfig.from_preset(preset).n_stories)
+    train_data = SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=config.pack)
+    val_data = SFTData(tokenizer, [e.messages for e in data["val"]], "sft_val")
+    test = data["test"]
+    timings["data"] = time.perf_counter() - clock
+
+    # the forgetting check reads stage 4's validation split
+    pretrain_val = open_shards(tokenizer_artifact, "val")
+    forget_config = config.train_config(model_config)
+    precision = hardware.choose_precision(device, config.precision)
+
+    def forgetting(model) -> float:
+        return evaluate(model, pretrain_val, forget_config, None, world, precision, config.forgetting_tokens)["val_loss"]
+
+    models: dict[str, dict] = {}
+    clock = time.perf_counter()
+    shots = data["val"]
+    base_answers = few_shot_answers(base, tokenizer, test, shots, k=config.shots)
+    models["base, few-shot"] = {
+        "scores": scores_by_family(test, base_answers), "trainable": 0, "total": count_parameters(base),
+        "seconds": 0.0, "eval_seconds": time.perf_counter() - clock, "pretrain_val_loss": forgetting(base),
+    }
+
+    runs = {"SFT": (copy.deepcopy(base), False), f"LoRA r={config.lora_rank}": (None, True)}
+    answers = {"base, few-shot": base_answers}
+    for name, (model, lora_run) in runs.items():
+        if lora_run:
+            model = lora.add_lora(copy.deepcopy(base), config.lora_rank, config.lora_alpha, config.lora_targets,
+                                  seed=config.seed)
+        out = work / (LORA_DIR if lora_run else SFT_DIR)
+        train_config = config.train_config(model_config, lora_run)
+        clock = time.perf_counter()
+        summary = train(train_config, train_data, val_data, tokenizer, out, model=model, world=world, progress=progress)
+        seconds = time.perf_counter() - clock
+        clock = time.perf_counter()
+        replies = chat_answers(model, tokenizer, [e.prompt for e in test])
+        answers[name] = replies
+        trainable = lora.trainable_parameters(model) if lora_run else count_parameters(model)
+        models[name] = {
+            "scores": scores_by_family(test, replies), "trainable": trainable, "total": count_parameters(base),
+            "seconds": summary["train_seconds"], "wall_seconds": seconds, "eval_seconds": time.perf_counter() - clock,
+            "sft_val_loss": summary["val_loss"], "pretrain_val_loss": forgetting(model),
+            "memory_bytes": training_memory(model_config, count_parameters(base), trainable, config.batch_size),
+            "tokens_per_s": summary["tokens_per_s"],
+        }
+        target = folder / (LORA_DIR if lora_run else SFT_DIR)
+        target.mkdir()
+        shutil.copy(out / LOG, target / LOG)
+        if lora_run:
+            lora.save_adapter(model, target / ADAPTER)
+        else:
+            shutil.move(str(ckpt.latest_checkpoint(out / CHECKPOINTS)), str(target / "checkpoint"))
+
+    conversations = [
+        {"family": e.family, "messages": e.prompt, "expected": e.answers[0],
+         **{name: replies[i] for name, replies in answers.items()}}
+        for i, e in enumerate(test)
+    ]
+    random.Random(config.seed).shuffle(conversations)
+    atomic_write_json(folder / CONVERSATIONS, {"conversations": conversations})
+    results = {
+        "models": models,
+        "families": list(FAMILIES),
+        "examples": {"train": len(data["train"]), "val": len(data["val"]), "test": len(test),
+                     "test_drawn": data["test_drawn"], "test_dropped": data["dropped"]},
+        "train_tokens": int(train_data.lengths.sum()),
+        "timings": timings,
+    }
+    atomic_write_json(folder / RESULTS, results)
+    plot_finetuning({name: read_log(folder / sub / LOG) for name, sub in (("SFT", SFT_DIR), ("LoRA", LORA_DIR))},
+                    folder / FIGURE)
+    shutil.rmtree(work, ignore_errors=True)
+    return {"scores": {name: m["scores"] for name, m in models.items()},
+            "trainable": {name: m["trainable"] for name, m in models.items()},
+            "test_examples": len(test), "seconds": round(time.perf_counter() - started, 2)}
