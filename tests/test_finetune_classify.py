@@ -15,7 +15,7 @@ from minilm.finetune.classify import (
     BagOfWords,
     Classifier,
     Example,
-    FinetuneConfig,
+    ClassifierConfig,
     TaskConfig,
     accuracy,
     encode_examples,
@@ -156,7 +156,7 @@ def test_probe_trains_only_the_head_and_leaves_the_base_as_it_was(tokenizer, tas
     classifier = tiny_classifier(tokenizer)
     before = {name: p.clone() for name, p in classifier.base.state_dict().items()}
     head = classifier.head.weight.clone()
-    finetune(classifier, encode_examples(tokenizer, task["train"], 64), FinetuneConfig("probe", steps=5, lr=1e-2))
+    finetune(classifier, encode_examples(tokenizer, task["train"], 64), ClassifierConfig("probe", steps=5, lr=1e-2))
     assert all(torch.equal(before[name], p) for name, p in classifier.base.state_dict().items())
     assert not torch.equal(head, classifier.head.weight)
     assert trainable_parameters(classifier) == 32 * len(LABELS) + len(LABELS)
@@ -182,14 +182,14 @@ def test_full_finetuning_learns_an_order_task_a_bag_of_words_cannot(tokenizer):
         examples += [Example(f"The {a} and the {b}.", "written"), Example(f"The {b} and the {a}.", "swapped")]
     data = encode_examples(tokenizer, examples, context=32)
     classifier = tiny_classifier(tokenizer)
-    losses = finetune(classifier, data, FinetuneConfig("full", steps=60, batch_size=16, lr=3e-3))
+    losses = finetune(classifier, data, ClassifierConfig("full", steps=60, batch_size=16, lr=3e-3))
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
     assert accuracy(classifier, data) > 0.9
 
 
 def test_training_is_seeded(tokenizer, task):
     data = encode_examples(tokenizer, task["train"], 64)
-    runs = [finetune(tiny_classifier(tokenizer), data, FinetuneConfig("full", steps=3)) for _ in range(2)]
+    runs = [finetune(tiny_classifier(tokenizer), data, ClassifierConfig("full", steps=3)) for _ in range(2)]
     assert runs[0] == runs[1]
 
 
@@ -205,8 +205,21 @@ def test_bad_input_is_refused_clearly(tokenizer):
         encode_examples(tokenizer, [Example("Maya was sad.", "spam")], 32)
     with pytest.raises(ValueError, match="no examples"):
         encode_examples(tokenizer, [], 32)
-    with pytest.raises(ValueError, match="unknown method 'lora'"):
+    with pytest.raises(ValueError, match="unknown method 'adapters'"):
         finetune(tiny_classifier(tokenizer), encode_examples(tokenizer, [Example("Maya was sad.", "written")], 32),
-                 FinetuneConfig("lora"))  # fmt: skip
+                 ClassifierConfig("adapters"))  # fmt: skip
     with pytest.raises(ValueError, match="at least 2 classes"):
         Classifier(tiny_classifier(tokenizer).base, 1, 0)
+
+
+def test_lora_trains_the_adapters_and_the_head_only(tokenizer):
+    classifier = tiny_classifier(tokenizer)
+    before = {k: v.clone() for k, v in classifier.base.state_dict().items()}
+    data = encode_examples(tokenizer, [Example("Maya was sad.", "written"), Example("Maya sad was.", "swapped")], 32)
+    finetune(classifier, data, ClassifierConfig("lora", steps=3, batch_size=2, lr=1e-2))
+    trained = {name for name, p in classifier.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in name or name.startswith("head.") for name in trained)
+    after = {k.replace(".base.", "."): v for k, v in classifier.base.state_dict().items() if "lora_" not in k}
+    assert after.keys() == before.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the base's own weights never move
+    assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in classifier.named_parameters() if "lora_B" in n)

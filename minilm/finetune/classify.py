@@ -19,10 +19,14 @@ Four ways to train, from cheapest to most thorough (as chapter 6 of "Build a Lar
 - `probe`: the base frozen, only the head learns (a linear probe of what pretraining put there);
 - `last_block`: the last transformer block, the final norm and the head;
 - `full`: everything;
-- LoRA: add an entry to `METHODS` that freezes the base and adds adapters (see `METHODS`).
+- `lora`: the base frozen, LoRA adapters on its blocks' linear layers (`minilm.finetune.lora`) and the head.
 
-Data: stories from seeds that pretraining (seed 1337) never used, a different seed per split, and no
-sentence of validation or test appears in a split before it.
+Each is trained with the course's one training step (`minilm.train.loop.train_step`: AdamW, the
+warmup-cosine schedule, gradient clipping, the precision policy).
+
+Data: the stories of the world's splits (`minilm.world.split_stories`): "sft_train" for training,
+"sft_val" for validation and "test" for the test, none of them pretraining's; no sentence of
+validation or test appears in a split before it.
 """
 
 from __future__ import annotations
@@ -30,26 +34,28 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minilm.data.sources.stories.writer import iter_stories
+from minilm import hardware
+from minilm.finetune.lora import add_lora
 from minilm.model.gpt import GPT, make_optimizer
 from minilm.tokenizer.tokenizer import Tokenizer
+from minilm.train.loop import train_step
 from minilm.train.schedule import learning_rate
+from minilm.world import split_stories
 
 # ---------------------------------------------------------------------------------------------
 # 1. The task: real sentences and their twins with two neighbouring words swapped
 
 LABELS = ("swapped", "written")  # class 0: two words swapped; class 1: as the story grammar wrote it
 
-# Story seeds of the three splits. Pretraining uses 1337 (minilm/data/stage.py); the world's split API
-# (minilm/world.py) will own these once it lands.
-SPLIT_SEEDS = {"train": 6101, "validation": 6102, "test": 6103}
+# The world's story split (`minilm.world.STORY_SPLITS`) that each split of the task reads.
+STORY_SPLITS = {"train": "sft_train", "validation": "sft_val", "test": "test"}
 
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+(?=[A-Z"])')  # a quotation's "...?" said Maya stays one sentence
 _PLAIN_WORD = re.compile(r"[A-Za-z]+")
@@ -87,17 +93,18 @@ def swap_neighbours(sentence: str, rng: random.Random) -> str | None:
 
 
 def word_order_examples(
-    n_stories: int, seed: int, seen: set[str] | None = None, max_pairs: int | None = None
+    split: str, n_stories: int, seen: set[str] | None = None, max_pairs: int | None = None
 ) -> list[Example]:
-    """Pairs (written, swapped) from the sentences of `iter_stories(n_stories, seed)`, each sentence once.
+    """Pairs (written, swapped) from the sentences of the first `n_stories` stories of the world's
+    `split` (`minilm.world.split_stories`), each sentence once.
 
     Sentences in `seen` (those of earlier splits) are skipped, and `seen` grows by this split's. A
     swapped twin that happens to be a sentence the grammar wrote somewhere is skipped too (it would
     carry a wrong label). The twins of a pair stay next to each other.
     """
-    rng = random.Random(seed)
+    rng = random.Random(f"word order/{split}")
     seen = set() if seen is None else seen
-    real = [s for doc in iter_stories(n_stories, seed) for s in sentences(doc.text)]
+    real = [s for text, _ in split_stories(split, n_stories) for s in sentences(text)]
     known = seen | set(real)
     examples: list[Example] = []
     for sentence in real:
@@ -118,7 +125,6 @@ class TaskConfig:
     train_stories: int = 600
     eval_stories: int = 100  # for validation and for test
     max_pairs: int = 8000  # per split
-    seeds: dict[str, int] = field(default_factory=lambda: dict(SPLIT_SEEDS))
 
 
 def word_order_task(config: TaskConfig = TaskConfig()) -> dict[str, list[Example]]:
@@ -127,7 +133,7 @@ def word_order_task(config: TaskConfig = TaskConfig()) -> dict[str, list[Example
     splits = {}
     for split in ("train", "validation", "test"):
         n_stories = config.train_stories if split == "train" else config.eval_stories
-        splits[split] = word_order_examples(n_stories, config.seeds[split], seen, config.max_pairs)
+        splits[split] = word_order_examples(STORY_SPLITS[split], n_stories, seen, config.max_pairs)
     return splits
 
 
@@ -253,10 +259,14 @@ def full(classifier: Classifier) -> None:
     classifier.requires_grad_(True)
 
 
-# Each method sets which parameters learn. LoRA's hook: an entry that freezes the base, adds the
-# adapters and keeps the head trainable, e.g.
-#     def lora(classifier): probe(classifier); add_lora(classifier.base, rank, alpha, targets)
-METHODS: dict[str, Callable[[Classifier], None]] = {"probe": probe, "last_block": last_block, "full": full}
+def lora(classifier: Classifier, rank: int = 8, alpha: float = 16.0) -> None:
+    """The base frozen; LoRA adapters on its blocks' linear layers and the head learn."""
+    probe(classifier)
+    add_lora(classifier.base, rank, alpha)
+
+
+# Each method sets which parameters learn.
+METHODS: dict[str, Callable[[Classifier], None]] = {"probe": probe, "last_block": last_block, "full": full, "lora": lora}
 
 
 def trainable_parameters(model: nn.Module) -> int:
@@ -268,12 +278,13 @@ def trainable_parameters(model: nn.Module) -> int:
 
 
 @dataclass
-class FinetuneConfig:
+class ClassifierConfig:
     method: str = "full"
     steps: int = 800
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
+    grad_clip: float = 1.0
     seed: int = 0
 
 
@@ -290,28 +301,27 @@ def accuracy(classifier: Classifier, data: Encoded, batch_size: int = 256) -> fl
     return correct / len(data)
 
 
-def finetune(classifier: Classifier, train: Encoded, config: FinetuneConfig) -> list[float]:
-    """Train the parameters that `config.method` picks with AdamW on random batches; returns the losses.
+def finetune(classifier: Classifier, train: Encoded, config: ClassifierConfig, precision: str = "fp32") -> list[float]:
+    """Train the parameters that `config.method` picks on random batches; returns the losses.
 
-    The learning rate follows the course's schedule: a warmup over the first tenth of the steps,
-    then a cosine decay to a tenth of the peak.
+    Each step is the training loop's (`train_step`): AdamW (`make_optimizer`), the gradient clipped,
+    the learning rate on the course's schedule (a warmup over the first tenth of the steps, then a
+    cosine decay to a tenth of the peak), autocast when `precision` asks for it.
     """
     if config.method not in METHODS:
         raise ValueError(f"unknown method {config.method!r}; choose one of {sorted(METHODS)}")
     METHODS[config.method](classifier)
+    device = str(classifier.head.weight.device)
     optimizer = make_optimizer(classifier, config.lr, config.weight_decay)
+    scaler = hardware.grad_scaler(device, precision)
     generator = torch.Generator().manual_seed(config.seed)
     warmup = config.steps // 10
     classifier.train()
     losses = []
     for step in range(config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config.lr, warmup, config.steps, config.lr / 10)
-        ids, labels = train.rows(torch.randint(len(train), (config.batch_size,), generator=generator))
-        _, loss = classifier(ids, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        lr = learning_rate(step, config.lr, warmup, config.steps, config.lr / 10)
+        batch = train.rows(torch.randint(len(train), (config.batch_size,), generator=generator))
+        loss, _ = train_step(classifier, optimizer, scaler, [batch], lr, config.grad_clip, device, precision)
         losses.append(loss.item())
     classifier.eval()
     return losses
@@ -381,7 +391,7 @@ class Result:
     seconds: float
 
 
-LEARNING_RATES = {"probe": 1e-2, "last_block": 2e-3, "full": 1e-3}
+LEARNING_RATES = {"probe": 1e-2, "last_block": 2e-3, "full": 1e-3, "lora": 4e-3}
 
 
 def compare(
@@ -412,7 +422,7 @@ def compare(
     for i, method in enumerate(methods):
         classifier = Classifier(first if i == 0 else base(), len(LABELS), pad, seed=seed)
         start = time.perf_counter()
-        config = FinetuneConfig(method, steps, batch_size, LEARNING_RATES.get(method, 1e-3), seed=seed)
+        config = ClassifierConfig(method, steps, batch_size, LEARNING_RATES.get(method, 1e-3), seed=seed)
         finetune(classifier, data["train"], config)
         seconds = time.perf_counter() - start
         results.append(
