@@ -40,7 +40,7 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     data = data_stage.run_data_stage(preset, force=force)
     tokenizer = tokenizer_stage.run_tokenizer_stage(preset, force=force, data=data)
     pretrained = pretrain_stage.run_pretrain_stage(preset, force=force, config=train, tokenizer=tokenizer)  # stages 3-5
-    finetuned = finetune_stage.run_finetune_stage(preset, force=force, pretrained=pretrained)
+    finetuned = finetune_stage.run_finetune_stage(preset, force=force, pretrained=pretrained, tokenizer=tokenizer)
 
     sections = [
         data_report.report_section(data, report_dir),

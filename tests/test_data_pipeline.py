@@ -159,6 +159,7 @@ def test_speedrun_and_command_line(ci_stage, home):
     assert f"report: {report}" in out.stdout
     text = report.read_text()
     assert "## Stage 1: data" in text and "| near_dup |" in text and "data_overview.png" in text
+    assert "## Stage 6: fine-tuning" in text and "finetune_curves.png" in text
     assert (report.parent / "data_overview.png").stat().st_size > 5_000
     bad = subprocess.run([sys.executable, "-m", "minilm", "data", "--preset", "tpu"], capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "invalid choice" in bad.stderr

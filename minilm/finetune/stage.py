@@ -36,7 +36,7 @@ import torch
 from minilm import hardware
 from minilm.cache import Artifact, cached_stage, code_fingerprint, run_dir
 from minilm.files import atomic_write_json
-from minilm.finetune import lora
+from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_answers, scores_by_family
 from minilm.finetune.chat import SFTData
 from minilm.finetune.tasks import FAMILIES, build_examples, decontaminate, training_texts
@@ -45,7 +45,7 @@ from minilm.presets import config_for, preset_name
 from minilm.train import checkpoint as ckpt
 from minilm.train.distributed import World
 from minilm.train.loop import CHECKPOINTS, LOG, TrainConfig, evaluate, read_log, train
-from minilm.train.stage import load_pretrained, prepare_work_folder, run_pretrain_stage
+from minilm.train.stage import CHECKPOINT_DIR, load_pretrained, prepare_work_folder, run_pretrain_stage
 
 CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name != "report.py"),
         Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "train" / "loop.py"]
@@ -77,6 +77,12 @@ class FinetuneConfig:
     lora_targets: tuple[str, ...] = lora.BLOCK_LINEARS
     lora_steps: int = 300
     lora_lr: float = 4e-3
+    # classification (`minilm.finetune.classify`): the word-order task, the methods compared
+    classify_train_stories: int = 600
+    classify_eval_stories: int = 100
+    classify_steps: int = 800
+    classify_batch_size: int = 64
+    classify_methods: tuple[str, ...] = ("probe", "last_block", "full", "lora")
     # measuring
     shots: int = 2  # solved examples before each question to the base model
     forgetting_tokens: int = 32_768  # validation tokens of stage 4's data for the forgetting check
@@ -86,10 +92,11 @@ class FinetuneConfig:
 
     def __post_init__(self):
         for name in ("train_per_family", "val_per_family", "test_per_family", "batch_size", "max_steps", "lora_rank",
-                     "lora_steps", "forgetting_tokens"):
+                     "lora_steps", "forgetting_tokens", "classify_train_stories", "classify_eval_stories",
+                     "classify_steps", "classify_batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"FinetuneConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
-        self.lora_targets = tuple(self.lora_targets)
+        self.lora_targets, self.classify_methods = tuple(self.lora_targets), tuple(self.classify_methods)
 
     @classmethod
     def from_preset(cls, preset: str | None = None, **overrides) -> "FinetuneConfig":
@@ -111,25 +118,30 @@ def run_finetune_stage(
     force: bool = False,
     config: FinetuneConfig | None = None,
     pretrained: Artifact | None = None,
+    tokenizer: Artifact | None = None,
     progress: bool = True,
 ) -> Artifact:
     """Stage 6, cached: the run folder with the SFT model, the LoRA adapter, results.json and the figures.
 
-    `pretrained` is stage 4's artifact (default: `run_pretrain_stage(preset)`, itself cached).
+    `pretrained` is stage 4's artifact and `tokenizer` stage 2's (default: `run_pretrain_stage(preset)`
+    and `run_tokenizer_stage(preset)`, both cached).
     """
     from minilm.finetune.report import produced
+    from minilm.tokenizer.stage import run_tokenizer_stage
 
     preset = preset_name(preset)
     config = config or FinetuneConfig.from_preset(preset)
-    pretrained = pretrained or run_pretrain_stage(preset)
+    tokenizer = tokenizer or run_tokenizer_stage(preset)
+    pretrained = pretrained or run_pretrain_stage(preset, tokenizer=tokenizer)
     work = run_dir("finetune", preset).parent / ".finetune-work"
     run = {"config": asdict(config), "pretrained": pretrained.key, "code": code_fingerprint(CODE)}
 
     def build(folder: Path) -> dict:
         prepare_work_folder(work, run, fresh=force)
-        return _build(config, pretrained, preset, work, folder, progress)
+        return _build(config, pretrained, tokenizer, preset, work, folder, progress)
 
-    return cached_stage("finetune", config, build, preset=preset, inputs={"pretrained": pretrained.key},
+    return cached_stage("finetune", config, build, preset=preset,
+                        inputs={"pretrained": pretrained.key, "tokenizer": tokenizer.key},
                         code=CODE, force=force, produced=produced)
 
 
@@ -164,13 +176,24 @@ def training_memory(model_config, total: int, trainable: int, batch_size: int) -
     return 4 * total + 12 * trainable + activations
 
 
-def _build(config: FinetuneConfig, pretrained: Artifact, preset: str, work: Path, folder: Path, progress: bool) -> dict:
+def check_tokenizer(checkpoint: Path, tokenizer_fingerprint: str) -> None:
+    """Refuse to fine-tune a model pretrained on another tokenizer's ids: its embeddings would mean other tokens."""
+    found = ckpt.read_meta(checkpoint).get("tokenizer")
+    if found != tokenizer_fingerprint:
+        raise ValueError(
+            f"the model in {checkpoint} was pretrained with another tokenizer (fingerprint {str(found)[:16]}, this one "
+            f"{tokenizer_fingerprint[:16]}): its token ids mean other text; fine-tune the model that stage 4 trained "
+            f"on this tokenizer (python -m minilm pretrain rebuilds it), or pass the tokenizer it was trained with"
+        )
+
+
+def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Artifact, preset: str, work: Path,
+           folder: Path, progress: bool) -> dict:
     from minilm.data.stage import DataConfig
     from minilm.finetune.report import plot_finetuning
-    from minilm.tokenizer.stage import load_tokenizer, open_shards, run_tokenizer_stage
+    from minilm.tokenizer.stage import load_tokenizer, open_shards
 
     started = time.perf_counter()
-    tokenizer_artifact = run_tokenizer_stage(preset)  # cached: stage 4 was built from it
     tokenizer = load_tokenizer(tokenizer_artifact)
     device = hardware.pick_device(config.device)
     world = World(device=device)
@@ -181,6 +204,7 @@ def _build(config: FinetuneConfig, pretrained: Artifact, preset: str, work: Path
     clock = time.perf_counter()
     data = instruction_data(config, tokenizer, model_config.context, DataConfig.from_preset(preset).n_stories)
     train_data = SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=config.pack)
+    check_tokenizer(pretrained.path / CHECKPOINT_DIR, train_data.tokenizer_fingerprint)
     val_data = SFTData(tokenizer, [e.messages for e in data["val"]], "sft_val")
     test = data["test"]
     timings["data"] = time.perf_counter() - clock
@@ -232,6 +256,12 @@ def _build(config: FinetuneConfig, pretrained: Artifact, preset: str, work: Path
         else:
             shutil.move(str(ckpt.latest_checkpoint(out / CHECKPOINTS)), str(target / "checkpoint"))
 
+    clock = time.perf_counter()
+    task = classify.TaskConfig(config.classify_train_stories, config.classify_eval_stories)
+    classification = classify.compare(lambda: copy.deepcopy(base), tokenizer, task, config.classify_methods,
+                                      config.classify_steps, config.classify_batch_size, config.seed)
+    timings["classification"] = time.perf_counter() - clock
+
     conversations = [
         {"family": e.family, "messages": e.prompt, "expected": e.answers[0],
          **{name: replies[i] for name, replies in answers.items()}}
@@ -241,16 +271,19 @@ def _build(config: FinetuneConfig, pretrained: Artifact, preset: str, work: Path
     atomic_write_json(folder / CONVERSATIONS, {"conversations": conversations})
     results = {
         "models": models,
+        "order": list(models),  # the JSON's keys are sorted; this is the order to show them in
         "families": list(FAMILIES),
         "examples": {"train": len(data["train"]), "val": len(data["val"]), "test": len(test),
                      "test_drawn": data["test_drawn"], "test_dropped": data["dropped"]},
         "train_tokens": int(train_data.lengths.sum()),
+        "classification": [asdict(result) for result in classification],
         "timings": timings,
     }
     atomic_write_json(folder / RESULTS, results)
     plot_finetuning({name: read_log(folder / sub / LOG) for name, sub in (("SFT", SFT_DIR), ("LoRA", LORA_DIR))},
                     folder / FIGURE)
     shutil.rmtree(work, ignore_errors=True)
-    return {"scores": {name: m["scores"] for name, m in models.items()},
+    return {"exact_match": [[name, m["scores"]["all"]] for name, m in models.items()],
             "trainable": {name: m["trainable"] for name, m in models.items()},
+            "classifier_test_accuracy": {r.method: r.test for r in classification},
             "test_examples": len(test), "seconds": round(time.perf_counter() - started, 2)}
