@@ -97,3 +97,30 @@ def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="FinetuneConfig.max_steps must be a positive integer, got 0"):
         FinetuneConfig(max_steps=0)
     assert FinetuneConfig.from_preset("ci").train_per_family < FinetuneConfig.from_preset("cpu").train_per_family
+
+
+@pytest.mark.parametrize("adapters", [False, True], ids=["full", "lora"])
+def test_fine_tuning_resumes_exactly_where_it_stopped(stages, tmp_path, adapters):
+    """The stage-4 loop's exact resume carries over to fine-tuning, with LoRA adapters too."""
+    from minilm.finetune.chat import SFTData
+    from minilm.finetune.tasks import build_examples
+    from minilm.train.loop import train
+
+    tokenizer = load_tokenizer(stages["tokenizer"])
+    examples = build_examples("sft_train", 6, 0, tokenizer, 128)
+    data = SFTData(tokenizer, [e.messages for e in examples], "sft_train", pack=True)
+    config = FinetuneConfig.from_preset("ci", max_steps=6, warmup_steps=2, lora_steps=6, batch_size=4)
+    base = load_pretrained(stages["pretrained"])
+    train_config = config.train_config(base.config, lora_run=adapters)
+
+    def fresh():
+        model = load_pretrained(stages["pretrained"])
+        return lora.add_lora(model, 4, 8.0) if adapters else model
+
+    whole = fresh()
+    train(train_config, data, data, tokenizer, tmp_path / "whole", model=whole, progress=False)
+    train(train_config, data, data, tokenizer, tmp_path / "parts", model=fresh(), until_step=3, progress=False)
+    resumed = fresh()
+    train(train_config, data, data, tokenizer, tmp_path / "parts", model=resumed, progress=False)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
