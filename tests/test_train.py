@@ -383,6 +383,8 @@ def test_text_quality_accepts_stories_and_rejects_word_salad():
     assert text_quality(salad, examples=2)["rejected"] == bad["rejected"][:2]
     one = text_quality(["Mia went to the park. Then she saw a xyzzy."])
     assert (one["words"], one["sentences"], one["vocabulary"], one["unknown_words"]) == (10, 2, 0.9, ["xyzzy"])
+    half = text_quality(["This is a story about a painter named Owen. Then she saw a xyzzy."])  # one sentence of two accepted
+    assert half["grammar"] == 0.5 and half["rejected"] == ["Then she saw a xyzzy."]
     assert text_quality(["a xyzzy, a plugh and a frobozz."], examples=2)["unknown_words"] == ["xyzzy", "plugh"]
     assert text_quality([]) == {"vocabulary": 0.0, "grammar": 0.0, "words": 0, "sentences": 0, "rejected": [], "unknown_words": []}
     cut = text_quality(["Once upon a time, there was a baker named Mia. She went to the"])
@@ -490,6 +492,44 @@ def test_a_checkpoint_of_the_same_step_replaces_the_old_one(tmp_path):
     assert state == {"note": "again", "step": 3} and meta["note"] == "again" and meta["step"] == 3
     created = datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z")  # ISO 8601, with the time zone
     assert abs(created.timestamp() - time.time()) < 60
+
+
+def test_a_checkpoints_files_describe_themselves(tmp_path):
+    """model.safetensors names its format and step in its own header (it may be copied out of its folder);
+    checkpoint.json is for people too: indented, its keys sorted, so two checkpoints compare line by line."""
+    from safetensors import safe_open
+
+    path = ckpt.save_checkpoint(tmp_path, 7, GPT(TINY.model_config(320)), {}, {"world_size": 1, "train": {"lr": 0.1}})
+    with safe_open(path / "model.safetensors", "pt") as weights_file:
+        assert weights_file.metadata() == {"format": "minilm.checkpoint", "step": "7"}
+    text = (path / "checkpoint.json").read_text()
+    meta = json.loads(text)
+    assert text == json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    assert meta["format"] == "minilm.checkpoint" and meta["version"] == 1 and meta["world_size"] == 1
+
+
+def test_a_checkpoint_of_another_format_or_version_is_refused(tmp_path):
+    path = ckpt.save_checkpoint(tmp_path, 1, GPT(TINY.model_config(320)), {}, {})
+    meta = json.loads((path / "checkpoint.json").read_text())
+    for edit in ({"version": 2}, {"format": "other.checkpoint"}, {"format": "other.checkpoint", "version": 2}):
+        (path / "checkpoint.json").write_text(json.dumps({**meta, **edit}))
+        with pytest.raises(ckpt.CheckpointError, match="checkpoint.json is not a minilm.checkpoint version 1 checkpoint"):
+            ckpt.read_checkpoint(path)
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+    assert ckpt.read_checkpoint(path)[2] == meta
+
+
+def test_a_failed_save_raises_its_own_error_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    model = GPT(TINY.model_config(320))
+    for failing in ("_write", "_sync_folder"):  # before the rename (the folder half written), and after it
+        def fail(*args):
+            raise OSError(f"disk full in {failing}")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ckpt, failing, fail)
+            with pytest.raises(OSError, match=f"^disk full in {failing}$"):
+                ckpt.save_checkpoint(tmp_path / failing, 1, model, {}, {})
+        assert not list((tmp_path / failing).glob(".step_*"))
 
 
 def test_load_model_takes_the_newest_checkpoint_and_names_what_it_cannot_load(tmp_path):
@@ -722,6 +762,8 @@ def test_a_checkpoint_edited_by_hand_gets_the_same_clear_error(corpus, tmp_path,
         state_path.write_bytes(state)
         meta["sha256"]["state.pt"] = hashlib.sha256(state).hexdigest()  # the hash re-recorded, so it matches
         expected = f"{state_path} is not a readable PyTorch file"
+        if edit == "state.pt emptied":  # torch.load raises an EOFError without a message: its name is the reason
+            expected += " (EOFError)"
     meta_path.write_text(json.dumps(meta))
     for load in (lambda: run(corpus, tmp_path), lambda: ckpt.read_checkpoint(folder), lambda: ckpt.load_model(folder)):
         with pytest.raises(ckpt.CheckpointError, match=re.escape(expected) + f".*delete {re.escape(str(folder))} to resume"):
