@@ -138,6 +138,13 @@ def test_the_launch_environment_accepts_every_consistent_launch_and_names_what_i
         with pytest.raises(RuntimeError, match=f"inconsistent launch: RANK={rank}, LOCAL_RANK={local_rank}, "
                                                f"WORLD_SIZE={world_size}; launch with `torchrun"):
             distributed.read_launch_environment()
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):  # any one of torchrun's own variables means a launch
+        launch(monkeypatch, **{name: 0})
+        assert distributed.launched_by_torchrun()
+        with pytest.raises(RuntimeError, match=f"incomplete distributed launch: {name} set but"):
+            distributed.start("cpu")
+    launch(monkeypatch, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)  # where to meet is no launch by itself
+    assert not distributed.launched_by_torchrun()
     launch(monkeypatch, RANK=0, WORLD_SIZE=2)
     with pytest.raises(RuntimeError, match="incomplete distributed launch: RANK, WORLD_SIZE set but "
                                            "LOCAL_RANK, MASTER_ADDR, MASTER_PORT missing; .*or unset them"):
@@ -161,6 +168,18 @@ def test_start_joins_the_group_with_this_processs_rank_and_device(monkeypatch):
     assert world == distributed.World(rank=3, local_rank=1, world_size=4, device="cpu", backend="gloo")
     [(backend, kwargs)] = joined
     assert backend == "gloo" and kwargs["rank"] == 3 and kwargs["world_size"] == 4 and kwargs["timeout"].total_seconds() == 60
+    assert kwargs["device_id"] is None  # only a GPU is bound to the group
+    # two processes are distributed too (no MPS for them); the wait for the others is 30 minutes by default
+    launch(monkeypatch, RANK=1, LOCAL_RANK=1, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)
+    distributed.start(None)
+    assert picked[-1] == (None, 1, True) and joined[-1][1]["timeout"].total_seconds() == 30 * 60
+    # on a GPU: NCCL, this process's GPU made current and bound to the group
+    monkeypatch.setattr(distributed, "pick_device", lambda requested, local_rank=0, distributed=False: f"cuda:{local_rank}")
+    current = []
+    monkeypatch.setattr(distributed.torch.cuda, "set_device", current.append)
+    world = distributed.start(None, timeout_s=60)
+    assert world == distributed.World(rank=1, local_rank=1, world_size=2, device="cuda:1", backend="nccl")
+    assert current == ["cuda:1"] and joined[-1][0] == "nccl" and joined[-1][1]["device_id"] == torch.device("cuda:1")
     # without torchrun: a world of one process on the device asked for
     monkeypatch.undo()
     launch(monkeypatch)
