@@ -115,6 +115,50 @@ def test_schedule_warms_up_linearly_then_follows_the_cosine_to_its_floor():
         learning_rate(0, 1.0, 1, 10, min_lr=2.0)
 
 
+def test_a_config_with_a_bad_value_is_refused_with_the_allowed_values():
+    for bad, message in (
+        ({"objective": "denoising"}, "objective='denoising'; choose one of causal, masked"),
+        ({"mask_rate": 1.0}, r"mask_rate must be in \(0, 1\), got 1.0"),
+        ({"mask_rate": 1.5}, r"mask_rate must be in \(0, 1\), got 1.5"),
+        ({"min_lr": 2e-3, "lr": 1e-3}, "need 0 < min_lr <= lr"),
+        ({"weight_decay": -0.1}, r"weight_decay and grad_clip must be >= 0, beta1 and beta2 in \[0, 1\)"),
+        ({"beta2": 1.0}, r"weight_decay and grad_clip must be >= 0, beta1 and beta2 in \[0, 1\)"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            replace(TINY, **bad)
+    assert replace(TINY, min_lr=TINY.lr).min_lr == TINY.lr  # min_lr = lr: a constant rate after the warmup
+    assert learning_rate(50, TINY.lr, 3, 100, TINY.lr) == TINY.lr
+
+
+def test_the_configs_shape_makes_the_model_and_for_model_reads_it_back():
+    shape = {"n_layer": 3, "n_head": 4, "n_embd": 48, "context": 24, "position": "rope", "norm": "rmsnorm",
+             "mlp": "swiglu", "dropout": 0.25}
+    assert {name: getattr(TINY, name) for name in shape} != shape  # every field differs from the config's
+    for objective in ("causal", "masked"):
+        model_config = replace(TINY, **shape, objective=objective).model_config(320)
+        assert {name: getattr(model_config, name) for name in loop.SHAPE_FIELDS} == shape
+        assert model_config.vocab_size == 320 and model_config.causal == (objective == "causal")
+        again = TrainConfig.for_model(model_config, max_steps=5, warmup_steps=1)
+        assert again.model_config(320) == model_config and again.objective == objective and again.max_steps == 5
+
+
+def test_each_objective_needs_its_kind_of_model_and_others_are_named():
+    from minilm.train.objectives import check_objective
+
+    decoder = TINY.model_config(320)
+    encoder = decoder.replace(causal=False)
+    check_objective("causal", decoder)
+    check_objective("masked", encoder)
+    with pytest.raises(ValueError, match=r"masked language modelling needs an encoder \(GPTConfig\(causal=False\)\)"):
+        check_objective("masked", decoder)
+    with pytest.raises(ValueError, match="causal objective needs a decoder"):
+        check_objective("causal", encoder)
+    windows = np.zeros((1, 4), dtype=np.int64)
+    for unknown in (lambda: check_objective("denoising", decoder), lambda: make_batch(windows, windows, "denoising")):
+        with pytest.raises(ValueError, match="objective='denoising'; choose one of causal, masked"):
+            unknown()
+
+
 def test_masking_follows_berts_15_percent_and_80_10_10_rule():
     windows = np.random.default_rng(0).integers(10, 5000, size=(200, 500))
     inputs, targets = make_batch(windows, windows, "masked", mask_id=7, vocab_size=5000,
