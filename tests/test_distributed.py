@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 
 from minilm import hardware
 from minilm.cache import Artifact
+from minilm.model.accounting import flops_per_token
 from minilm.model.gpt import GPT, make_optimizer
 from minilm.train import checkpoint as ckpt
 from minilm.train import distributed
@@ -77,6 +78,10 @@ def test_two_processes_train_exactly_as_one_on_the_same_global_batch(tmp_path, m
     assert manifest["summary"]["world_size"] == 2 and manifest["summary"]["tokens"] == 6 * 2 * 2 * 32 * 2
     records = read_log(artifact_path / "log.jsonl")
     assert records[0]["world_size"] == 2 and [r["step"] for r in records if r["kind"] == "train"] == [2, 4, 6]
+    # MFU is per device: each of the two does half the FLOPs of the tokens per second of both
+    flops, peak = flops_per_token(CONFIG.model_config(320))["training"], records[0]["peak_flops"]
+    for r in (r for r in records if r["kind"] == "train"):
+        assert r["mfu"] == pytest.approx(flops * r["tokens_per_s"] / 2 / peak, rel=1e-9)
 
     trained = ckpt.read_checkpoint(artifact_path / "checkpoint")[0]
     reference = single_process_reference(corpus, CONFIG, world_size=2)

@@ -286,14 +286,26 @@ def test_the_loop_trains_each_step_on_that_steps_windows(corpus, tmp_path, monke
 
 
 def test_the_loop_logs_each_windows_mean_loss_seeds_dropout_per_step_and_shows_progress(corpus, tmp_path, monkeypatch, capfd):
-    config = replace(TINY, max_steps=4, warmup_steps=1, eval_every=100, sample_every=100, final_samples=0, compile=True)
-    devices, compiled, losses, seeds = [], [], [], []
+    """... and times each window of steps (on a clock that the stand-in for train_step moves by half a second)
+    and samples with the step as the seed."""
+    config = replace(TINY, max_steps=4, warmup_steps=1, eval_every=100, sample_every=2, final_samples=0, compile=True)
+    devices, compiled, losses, seeds, sample_seeds, clock = [], [], [], [], [], [0.0]
     real_pick_device, real_train_step, real_manual_seed = hardware.pick_device, loop.train_step, torch.manual_seed
+    real_generate = loop.generate
     monkeypatch.setattr(hardware, "pick_device", lambda requested, *args, **kwargs: (
         devices.append(requested), real_pick_device(requested, *args, **kwargs))[1])
     monkeypatch.setattr(torch, "compile", lambda model: (compiled.append(model), model)[1])  # compiling takes long on CPUs
-    monkeypatch.setattr(loop, "train_step", lambda *args, **kwargs: (
-        step := real_train_step(*args, **kwargs), losses.append(step[0].item()))[0])
+
+    def timed_step(*args, **kwargs):
+        step = real_train_step(*args, **kwargs)
+        losses.append(step[0].item())
+        clock[0] += 0.5
+        return step
+
+    monkeypatch.setattr(loop, "train_step", timed_step)
+    monkeypatch.setattr(loop, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+    monkeypatch.setattr(loop, "generate", lambda *args, seed, **kwargs: (
+        sample_seeds.append(seed), real_generate(*args, seed=seed, **kwargs))[1])
     monkeypatch.setattr(torch, "manual_seed", lambda seed: (seeds.append(seed), real_manual_seed(seed))[1])
     special_id = corpus["tokenizer"].special_id
 
@@ -303,17 +315,45 @@ def test_the_loop_logs_each_windows_mean_loss_seeds_dropout_per_step_and_shows_p
         return special_id(token)
 
     monkeypatch.setattr(corpus["tokenizer"], "special_id", no_mask_token)
-    run(corpus, tmp_path, config, progress=True)
+    summary = run(corpus, tmp_path, config, progress=True)
     assert devices == ["cpu"] and [type(model) for model in compiled] == [GPT]  # the config's device, compiled
-    logged = [r["loss"] for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    records = [r for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    logged = [r["loss"] for r in records]
     assert logged == pytest.approx([(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2], rel=1e-6)  # log_every=2
+    # each window: 2 steps of 4 x 32 tokens in 2 x 0.5 s
+    assert [(r["step"], r["tokens_per_s"], r["elapsed"]) for r in records] == [(2, 256.0, 1.0), (4, 256.0, 2.0)]
+    assert summary["tokens_per_s"] == 256.0 and summary["train_seconds"] == 2.0
     # dropout draws from PyTorch's global generator, seeded anew at each step from (seed, step, rank)
     assert seeds[-4:] == [loop.derived_seed(config.seed, step, 0, loop.DROPOUT) for step in range(4)]
-    assert re.search(r"pretraining.* 4/4 .*loss=\d+\.\d{3}, tok_s=[\d,]+", capfd.readouterr().err)
+    assert sample_seeds == [2]  # the samples at step 2 (sample_every=2; none at the last step without final_samples)
+    assert re.search(r"pretraining.* 4/4 .*(step/s|s/step), loss=\d+\.\d{3}, tok_s=[\d,]+", capfd.readouterr().err)
 
 
 def total_norm(tensors) -> float:
     return torch.cat([t.flatten() for t in tensors]).norm().item()
+
+
+class OnDevice(torch.nn.Module):
+    """A stand-in model whose loss is computed where its weight lives: on the meta device here, as on a GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, inputs, targets):
+        assert inputs.device == targets.device == self.weight.device  # the batch was moved to the model's device
+        return None, self.weight.sum() * inputs.float().mean()
+
+
+def test_a_step_keeps_its_loss_on_the_device_and_frees_the_gradients():
+    """The loop adds up the losses without waiting for the device (an .item() would), so they stay on it;
+    after the step no gradient is kept: set to None, they take no memory until the next backward pass."""
+    model = OnDevice().to("meta")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    windows = torch.ones(2, 8, dtype=torch.long)
+    loss, norm = train_step(model, optimizer, hardware.grad_scaler("cpu", "fp32"), [(windows, windows)] * 2, 0.1, 1.0, "meta")
+    assert loss.device.type == norm.device.type == "meta"
+    assert model.weight.grad is None
 
 
 def test_clipping_shortens_the_step_to_grad_clip_and_reports_the_norm_before_clipping(corpus):
@@ -457,6 +497,10 @@ def test_a_run_logs_evaluates_samples_and_checkpoints(corpus, uninterrupted):
     records = read_log(out / "log.jsonl")
     kinds = [r["kind"] for r in records]
     assert kinds[0] == "start" and kinds.count("train") == 6 and kinds.count("eval") == 2 and "samples" in kinds
+    assert records[0]["tokens_per_step"] == 4 * 32 and records[0]["world_size"] == 1  # batch 4 x context 32, one process
+    # every evaluation, during the run (at eval_every=6) and at its end, measures bits per byte too
+    assert [r["step"] for r in records if r["kind"] == "eval" and 0 < r["val_bits_per_byte"] < 8] == [6, 12]
+    assert summary["device"] == "cpu" and summary["device_name"].startswith("CPU, ")  # what the report shows
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert losses[-1] < losses[0] - 0.5  # it learns
     assert all(r["lr"] > 0 and r["tokens_per_s"] > 0 for r in records if r["kind"] == "train")
