@@ -940,6 +940,15 @@ def test_the_stage_trains_once_then_reuses_and_reports(corpus, tmp_path, monkeyp
     monkeypatch.setattr("minilm.tokenizer.stage.run_tokenizer_stage", lambda preset: (asked.append(preset), tokenizer)[1])
     again = stage.run_pretrain_stage("ci", config=config, progress=False)
     assert again.reused and asked == ["ci"]
+    # force: trained anew, even over an interrupted run of another config (which it deletes, not resumes)
+    work = tmp_path / "home" / "runs" / "ci" / ".pretrain-work"
+    (work / "checkpoints" / "step_000002").mkdir(parents=True)
+    (work / "run.json").write_text(json.dumps({"config": {"lr": 0.5}}))
+    ticks = iter(range(100))
+    monkeypatch.setattr(stage, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: 1.23456 * next(ticks))}))
+    forced = stage.run_pretrain_stage("ci", force=True, config=config, tokenizer=tokenizer, progress=False)
+    assert not forced.reused and forced.summary["steps"] == 4 and not work.exists()
+    assert forced.summary["seconds"] == 1.23  # the build's wall time, to the hundredth (on the clock below)
     model = stage.load_pretrained(artifact)
     assert model.config.vocab_size == 320 and model.config.n_layer == 2
     assert stage.load_pretrained(artifact, "meta").transformer.wte.weight.is_meta  # on the device asked for
