@@ -81,6 +81,7 @@ def test_two_processes_train_exactly_as_one_on_the_same_global_batch(tmp_path, m
     # MFU is per device: each of the two does half the FLOPs of the tokens per second of both
     flops, peak = flops_per_token(CONFIG.model_config(320))["training"], records[0]["peak_flops"]
     for r in (r for r in records if r["kind"] == "train"):
+        peak = max(peak, flops * r["tokens_per_s"] / 2)  # (raised if training went faster than the peak measured)
         assert r["mfu"] == pytest.approx(flops * r["tokens_per_s"] / 2 / peak, rel=1e-9)
 
     trained = ckpt.read_checkpoint(artifact_path / "checkpoint")[0]
