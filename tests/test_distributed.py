@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 
 from minilm import hardware
 from minilm.cache import Artifact
+from minilm.model.accounting import flops_per_token
 from minilm.model.gpt import GPT, make_optimizer
 from minilm.train import checkpoint as ckpt
 from minilm.train import distributed
@@ -77,6 +78,11 @@ def test_two_processes_train_exactly_as_one_on_the_same_global_batch(tmp_path, m
     assert manifest["summary"]["world_size"] == 2 and manifest["summary"]["tokens"] == 6 * 2 * 2 * 32 * 2
     records = read_log(artifact_path / "log.jsonl")
     assert records[0]["world_size"] == 2 and [r["step"] for r in records if r["kind"] == "train"] == [2, 4, 6]
+    # MFU is per device: each of the two does half the FLOPs of the tokens per second of both
+    flops, peak = flops_per_token(CONFIG.model_config(320))["training"], records[0]["peak_flops"]
+    for r in (r for r in records if r["kind"] == "train"):
+        peak = max(peak, flops * r["tokens_per_s"] / 2)  # (raised if training went faster than the peak measured)
+        assert r["mfu"] == pytest.approx(flops * r["tokens_per_s"] / 2 / peak, rel=1e-9)
 
     trained = ckpt.read_checkpoint(artifact_path / "checkpoint")[0]
     reference = single_process_reference(corpus, CONFIG, world_size=2)
@@ -138,6 +144,13 @@ def test_the_launch_environment_accepts_every_consistent_launch_and_names_what_i
         with pytest.raises(RuntimeError, match=f"inconsistent launch: RANK={rank}, LOCAL_RANK={local_rank}, "
                                                f"WORLD_SIZE={world_size}; launch with `torchrun"):
             distributed.read_launch_environment()
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):  # any one of torchrun's own variables means a launch
+        launch(monkeypatch, **{name: 0})
+        assert distributed.launched_by_torchrun()
+        with pytest.raises(RuntimeError, match=f"incomplete distributed launch: {name} set but"):
+            distributed.start("cpu")
+    launch(monkeypatch, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)  # where to meet is no launch by itself
+    assert not distributed.launched_by_torchrun()
     launch(monkeypatch, RANK=0, WORLD_SIZE=2)
     with pytest.raises(RuntimeError, match="incomplete distributed launch: RANK, WORLD_SIZE set but "
                                            "LOCAL_RANK, MASTER_ADDR, MASTER_PORT missing; .*or unset them"):
@@ -161,6 +174,18 @@ def test_start_joins_the_group_with_this_processs_rank_and_device(monkeypatch):
     assert world == distributed.World(rank=3, local_rank=1, world_size=4, device="cpu", backend="gloo")
     [(backend, kwargs)] = joined
     assert backend == "gloo" and kwargs["rank"] == 3 and kwargs["world_size"] == 4 and kwargs["timeout"].total_seconds() == 60
+    assert kwargs["device_id"] is None  # only a GPU is bound to the group
+    # two processes are distributed too (no MPS for them); the wait for the others is 30 minutes by default
+    launch(monkeypatch, RANK=1, LOCAL_RANK=1, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=29500)
+    distributed.start(None)
+    assert picked[-1] == (None, 1, True) and joined[-1][1]["timeout"].total_seconds() == 30 * 60
+    # on a GPU: NCCL, this process's GPU made current and bound to the group
+    monkeypatch.setattr(distributed, "pick_device", lambda requested, local_rank=0, distributed=False: f"cuda:{local_rank}")
+    current = []
+    monkeypatch.setattr(distributed.torch.cuda, "set_device", current.append)
+    world = distributed.start(None, timeout_s=60)
+    assert world == distributed.World(rank=1, local_rank=1, world_size=2, device="cuda:1", backend="nccl")
+    assert current == ["cuda:1"] and joined[-1][0] == "nccl" and joined[-1][1]["device_id"] == torch.device("cuda:1")
     # without torchrun: a world of one process on the device asked for
     monkeypatch.undo()
     launch(monkeypatch)

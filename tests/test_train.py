@@ -115,6 +115,50 @@ def test_schedule_warms_up_linearly_then_follows_the_cosine_to_its_floor():
         learning_rate(0, 1.0, 1, 10, min_lr=2.0)
 
 
+def test_a_config_with_a_bad_value_is_refused_with_the_allowed_values():
+    for bad, message in (
+        ({"objective": "denoising"}, "objective='denoising'; choose one of causal, masked"),
+        ({"mask_rate": 1.0}, r"mask_rate must be in \(0, 1\), got 1.0"),
+        ({"mask_rate": 1.5}, r"mask_rate must be in \(0, 1\), got 1.5"),
+        ({"min_lr": 2e-3, "lr": 1e-3}, "need 0 < min_lr <= lr"),
+        ({"weight_decay": -0.1}, r"weight_decay and grad_clip must be >= 0, beta1 and beta2 in \[0, 1\)"),
+        ({"beta2": 1.0}, r"weight_decay and grad_clip must be >= 0, beta1 and beta2 in \[0, 1\)"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            replace(TINY, **bad)
+    assert replace(TINY, min_lr=TINY.lr).min_lr == TINY.lr  # min_lr = lr: a constant rate after the warmup
+    assert learning_rate(50, TINY.lr, 3, 100, TINY.lr) == TINY.lr
+
+
+def test_the_configs_shape_makes_the_model_and_for_model_reads_it_back():
+    shape = {"n_layer": 3, "n_head": 4, "n_embd": 48, "context": 24, "position": "rope", "norm": "rmsnorm",
+             "mlp": "swiglu", "dropout": 0.25}
+    assert {name: getattr(TINY, name) for name in shape} != shape  # every field differs from the config's
+    for objective in ("causal", "masked"):
+        model_config = replace(TINY, **shape, objective=objective).model_config(320)
+        assert {name: getattr(model_config, name) for name in loop.SHAPE_FIELDS} == shape
+        assert model_config.vocab_size == 320 and model_config.causal == (objective == "causal")
+        again = TrainConfig.for_model(model_config, max_steps=5, warmup_steps=1)
+        assert again.model_config(320) == model_config and again.objective == objective and again.max_steps == 5
+
+
+def test_each_objective_needs_its_kind_of_model_and_others_are_named():
+    from minilm.train.objectives import check_objective
+
+    decoder = TINY.model_config(320)
+    encoder = decoder.replace(causal=False)
+    check_objective("causal", decoder)
+    check_objective("masked", encoder)
+    with pytest.raises(ValueError, match=r"masked language modelling needs an encoder \(GPTConfig\(causal=False\)\)"):
+        check_objective("masked", decoder)
+    with pytest.raises(ValueError, match="causal objective needs a decoder"):
+        check_objective("causal", encoder)
+    windows = np.zeros((1, 4), dtype=np.int64)
+    for unknown in (lambda: check_objective("denoising", decoder), lambda: make_batch(windows, windows, "denoising")):
+        with pytest.raises(ValueError, match="objective='denoising'; choose one of causal, masked"):
+            unknown()
+
+
 def test_masking_follows_berts_15_percent_and_80_10_10_rule():
     windows = np.random.default_rng(0).integers(10, 5000, size=(200, 500))
     inputs, targets = make_batch(windows, windows, "masked", mask_id=7, vocab_size=5000,
@@ -242,14 +286,26 @@ def test_the_loop_trains_each_step_on_that_steps_windows(corpus, tmp_path, monke
 
 
 def test_the_loop_logs_each_windows_mean_loss_seeds_dropout_per_step_and_shows_progress(corpus, tmp_path, monkeypatch, capfd):
-    config = replace(TINY, max_steps=4, warmup_steps=1, eval_every=100, sample_every=100, final_samples=0, compile=True)
-    devices, compiled, losses, seeds = [], [], [], []
+    """... and times each window of steps (on a clock that the stand-in for train_step moves by half a second)
+    and samples with the step as the seed."""
+    config = replace(TINY, max_steps=4, warmup_steps=1, eval_every=100, sample_every=2, final_samples=0, compile=True)
+    devices, compiled, losses, seeds, sample_seeds, clock = [], [], [], [], [], [0.0]
     real_pick_device, real_train_step, real_manual_seed = hardware.pick_device, loop.train_step, torch.manual_seed
+    real_generate = loop.generate
     monkeypatch.setattr(hardware, "pick_device", lambda requested, *args, **kwargs: (
         devices.append(requested), real_pick_device(requested, *args, **kwargs))[1])
     monkeypatch.setattr(torch, "compile", lambda model: (compiled.append(model), model)[1])  # compiling takes long on CPUs
-    monkeypatch.setattr(loop, "train_step", lambda *args, **kwargs: (
-        step := real_train_step(*args, **kwargs), losses.append(step[0].item()))[0])
+
+    def timed_step(*args, **kwargs):
+        step = real_train_step(*args, **kwargs)
+        losses.append(step[0].item())
+        clock[0] += 0.5
+        return step
+
+    monkeypatch.setattr(loop, "train_step", timed_step)
+    monkeypatch.setattr(loop, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+    monkeypatch.setattr(loop, "generate", lambda *args, seed, **kwargs: (
+        sample_seeds.append(seed), real_generate(*args, seed=seed, **kwargs))[1])
     monkeypatch.setattr(torch, "manual_seed", lambda seed: (seeds.append(seed), real_manual_seed(seed))[1])
     special_id = corpus["tokenizer"].special_id
 
@@ -259,17 +315,45 @@ def test_the_loop_logs_each_windows_mean_loss_seeds_dropout_per_step_and_shows_p
         return special_id(token)
 
     monkeypatch.setattr(corpus["tokenizer"], "special_id", no_mask_token)
-    run(corpus, tmp_path, config, progress=True)
+    summary = run(corpus, tmp_path, config, progress=True)
     assert devices == ["cpu"] and [type(model) for model in compiled] == [GPT]  # the config's device, compiled
-    logged = [r["loss"] for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    records = [r for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    logged = [r["loss"] for r in records]
     assert logged == pytest.approx([(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2], rel=1e-6)  # log_every=2
+    # each window: 2 steps of 4 x 32 tokens in 2 x 0.5 s
+    assert [(r["step"], r["tokens_per_s"], r["elapsed"]) for r in records] == [(2, 256.0, 1.0), (4, 256.0, 2.0)]
+    assert summary["tokens_per_s"] == 256.0 and summary["train_seconds"] == 2.0
     # dropout draws from PyTorch's global generator, seeded anew at each step from (seed, step, rank)
     assert seeds[-4:] == [loop.derived_seed(config.seed, step, 0, loop.DROPOUT) for step in range(4)]
-    assert re.search(r"pretraining.* 4/4 .*loss=\d+\.\d{3}, tok_s=[\d,]+", capfd.readouterr().err)
+    assert sample_seeds == [2]  # the samples at step 2 (sample_every=2; none at the last step without final_samples)
+    assert re.search(r"pretraining.* 4/4 .*(step/s|s/step), loss=\d+\.\d{3}, tok_s=[\d,]+", capfd.readouterr().err)
 
 
 def total_norm(tensors) -> float:
     return torch.cat([t.flatten() for t in tensors]).norm().item()
+
+
+class OnDevice(torch.nn.Module):
+    """A stand-in model whose loss is computed where its weight lives: on the meta device here, as on a GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, inputs, targets):
+        assert inputs.device == targets.device == self.weight.device  # the batch was moved to the model's device
+        return None, self.weight.sum() * inputs.float().mean()
+
+
+def test_a_step_keeps_its_loss_on_the_device_and_frees_the_gradients():
+    """The loop adds up the losses without waiting for the device (an .item() would), so they stay on it;
+    after the step no gradient is kept: set to None, they take no memory until the next backward pass."""
+    model = OnDevice().to("meta")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    windows = torch.ones(2, 8, dtype=torch.long)
+    loss, norm = train_step(model, optimizer, hardware.grad_scaler("cpu", "fp32"), [(windows, windows)] * 2, 0.1, 1.0, "meta")
+    assert loss.device.type == norm.device.type == "meta"
+    assert model.weight.grad is None
 
 
 def test_clipping_shortens_the_step_to_grad_clip_and_reports_the_norm_before_clipping(corpus):
@@ -383,6 +467,8 @@ def test_text_quality_accepts_stories_and_rejects_word_salad():
     assert text_quality(salad, examples=2)["rejected"] == bad["rejected"][:2]
     one = text_quality(["Mia went to the park. Then she saw a xyzzy."])
     assert (one["words"], one["sentences"], one["vocabulary"], one["unknown_words"]) == (10, 2, 0.9, ["xyzzy"])
+    half = text_quality(["This is a story about a painter named Owen. Then she saw a xyzzy."])  # one sentence of two accepted
+    assert half["grammar"] == 0.5 and half["rejected"] == ["Then she saw a xyzzy."]
     assert text_quality(["a xyzzy, a plugh and a frobozz."], examples=2)["unknown_words"] == ["xyzzy", "plugh"]
     assert text_quality([]) == {"vocabulary": 0.0, "grammar": 0.0, "words": 0, "sentences": 0, "rejected": [], "unknown_words": []}
     cut = text_quality(["Once upon a time, there was a baker named Mia. She went to the"])
@@ -411,6 +497,10 @@ def test_a_run_logs_evaluates_samples_and_checkpoints(corpus, uninterrupted):
     records = read_log(out / "log.jsonl")
     kinds = [r["kind"] for r in records]
     assert kinds[0] == "start" and kinds.count("train") == 6 and kinds.count("eval") == 2 and "samples" in kinds
+    assert records[0]["tokens_per_step"] == 4 * 32 and records[0]["world_size"] == 1  # batch 4 x context 32, one process
+    # every evaluation, during the run (at eval_every=6) and at its end, measures bits per byte too
+    assert [r["step"] for r in records if r["kind"] == "eval" and 0 < r["val_bits_per_byte"] < 8] == [6, 12]
+    assert summary["device"] == "cpu" and summary["device_name"].startswith("CPU, ")  # what the report shows
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert losses[-1] < losses[0] - 0.5  # it learns
     assert all(r["lr"] > 0 and r["tokens_per_s"] > 0 for r in records if r["kind"] == "train")
@@ -490,6 +580,44 @@ def test_a_checkpoint_of_the_same_step_replaces_the_old_one(tmp_path):
     assert state == {"note": "again", "step": 3} and meta["note"] == "again" and meta["step"] == 3
     created = datetime.strptime(meta["created"], "%Y-%m-%dT%H:%M:%S%z")  # ISO 8601, with the time zone
     assert abs(created.timestamp() - time.time()) < 60
+
+
+def test_a_checkpoints_files_describe_themselves(tmp_path):
+    """model.safetensors names its format and step in its own header (it may be copied out of its folder);
+    checkpoint.json is for people too: indented, its keys sorted, so two checkpoints compare line by line."""
+    from safetensors import safe_open
+
+    path = ckpt.save_checkpoint(tmp_path, 7, GPT(TINY.model_config(320)), {}, {"world_size": 1, "train": {"lr": 0.1}})
+    with safe_open(path / "model.safetensors", "pt") as weights_file:
+        assert weights_file.metadata() == {"format": "minilm.checkpoint", "step": "7"}
+    text = (path / "checkpoint.json").read_text()
+    meta = json.loads(text)
+    assert text == json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    assert meta["format"] == "minilm.checkpoint" and meta["version"] == 1 and meta["world_size"] == 1
+
+
+def test_a_checkpoint_of_another_format_or_version_is_refused(tmp_path):
+    path = ckpt.save_checkpoint(tmp_path, 1, GPT(TINY.model_config(320)), {}, {})
+    meta = json.loads((path / "checkpoint.json").read_text())
+    for edit in ({"version": 2}, {"format": "other.checkpoint"}, {"format": "other.checkpoint", "version": 2}):
+        (path / "checkpoint.json").write_text(json.dumps({**meta, **edit}))
+        with pytest.raises(ckpt.CheckpointError, match="checkpoint.json is not a minilm.checkpoint version 1 checkpoint"):
+            ckpt.read_checkpoint(path)
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+    assert ckpt.read_checkpoint(path)[2] == meta
+
+
+def test_a_failed_save_raises_its_own_error_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    model = GPT(TINY.model_config(320))
+    for failing in ("_write", "_sync_folder"):  # before the rename (the folder half written), and after it
+        def fail(*args):
+            raise OSError(f"disk full in {failing}")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ckpt, failing, fail)
+            with pytest.raises(OSError, match=f"^disk full in {failing}$"):
+                ckpt.save_checkpoint(tmp_path / failing, 1, model, {}, {})
+        assert not list((tmp_path / failing).glob(".step_*"))
 
 
 def test_load_model_takes_the_newest_checkpoint_and_names_what_it_cannot_load(tmp_path):
@@ -722,6 +850,8 @@ def test_a_checkpoint_edited_by_hand_gets_the_same_clear_error(corpus, tmp_path,
         state_path.write_bytes(state)
         meta["sha256"]["state.pt"] = hashlib.sha256(state).hexdigest()  # the hash re-recorded, so it matches
         expected = f"{state_path} is not a readable PyTorch file"
+        if edit == "state.pt emptied":  # torch.load raises an EOFError without a message: its name is the reason
+            expected += " (EOFError)"
     meta_path.write_text(json.dumps(meta))
     for load in (lambda: run(corpus, tmp_path), lambda: ckpt.read_checkpoint(folder), lambda: ckpt.load_model(folder)):
         with pytest.raises(ckpt.CheckpointError, match=re.escape(expected) + f".*delete {re.escape(str(folder))} to resume"):
@@ -810,6 +940,15 @@ def test_the_stage_trains_once_then_reuses_and_reports(corpus, tmp_path, monkeyp
     monkeypatch.setattr("minilm.tokenizer.stage.run_tokenizer_stage", lambda preset: (asked.append(preset), tokenizer)[1])
     again = stage.run_pretrain_stage("ci", config=config, progress=False)
     assert again.reused and asked == ["ci"]
+    # force: trained anew, even over an interrupted run of another config (which it deletes, not resumes)
+    work = tmp_path / "home" / "runs" / "ci" / ".pretrain-work"
+    (work / "checkpoints" / "step_000002").mkdir(parents=True)
+    (work / "run.json").write_text(json.dumps({"config": {"lr": 0.5}}))
+    ticks = iter(range(100))
+    monkeypatch.setattr(stage, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: 1.23456 * next(ticks))}))
+    forced = stage.run_pretrain_stage("ci", force=True, config=config, tokenizer=tokenizer, progress=False)
+    assert not forced.reused and forced.summary["steps"] == 4 and not work.exists()
+    assert forced.summary["seconds"] == 1.23  # the build's wall time, to the hundredth (on the clock below)
     model = stage.load_pretrained(artifact)
     assert model.config.vocab_size == 320 and model.config.n_layer == 2
     assert stage.load_pretrained(artifact, "meta").transformer.wte.weight.is_meta  # on the device asked for
