@@ -488,6 +488,8 @@ def train(
         started = time.perf_counter()
         x, y = step_windows(train_data, config, step, world.rank, world.world_size)
         batches = micro_batches(x, y, config, step, world.rank, mask_id, model_config.vocab_size)
+        if device.startswith("cuda"):  # page-locked memory: the copy to the GPU then overlaps its work (non_blocking)
+            batches = [(inputs.pin_memory(), targets.pin_memory()) for inputs, targets in batches]
         if config.dropout > 0:  # dropout draws from PyTorch's global generator: make it a function of the step too
             torch.manual_seed(derived_seed(config.seed, step, world.rank, DROPOUT))
         lr = learning_rate(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr)
