@@ -576,26 +576,30 @@ import math
 
 
 class LoRA(nn.Module):
-    ### BEGIN SOLUTION
     def __init__(self, base: nn.Linear, rank: int, alpha: float):
         super().__init__()
+        ### BEGIN SOLUTION
         self.base = base.requires_grad_(False)
         self.scaling = alpha / rank
         self.lora_A = nn.Parameter(nn.init.kaiming_uniform_(torch.empty(rank, base.in_features), a=math.sqrt(5)))
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))  # B A = 0: the start is the base layer
         self.merged = False
+        ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
         if self.merged:
             return self.base(x)
         return self.base(x) + (x @ self.lora_A.T) @ self.lora_B.T * self.scaling
+        ### END SOLUTION
 
     @torch.no_grad()
     def merge(self) -> None:
+        ### BEGIN SOLUTION
         if not self.merged:
             self.base.weight += self.scaling * self.lora_B @ self.lora_A
             self.merged = True
-    ### END SOLUTION
+        ### END SOLUTION
 
 
 # %% tags=["check"]
