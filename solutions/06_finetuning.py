@@ -36,7 +36,7 @@
 # | preset | the real run (stage 6) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | 2 layers × 64 wide, 20 SFT and 20 LoRA steps: seconds | seconds |
-# | `cpu` | the 4-layer, 128-wide model of notebook 04: 300 SFT steps, 300 LoRA steps and four classifiers; 10 to 20 minutes the first time (section 4 prints how long), then cached | about a minute |
+# | `cpu` | the 4-layer, 128-wide model of notebook 04: 300 SFT steps, 300 LoRA steps and four classifiers; 10 to 20 minutes the first time (section 4 prints how long), then cached | a minute or two (the end of section 6 prints it) |
 # | `gpu` | the same sizes on a GPU: minutes | under a minute |
 #
 # The run of stage 6 is cached in `data/runs/<preset>/finetune/`. It starts from stage 4's model and stage 2's
