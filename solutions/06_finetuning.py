@@ -1,0 +1,640 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Fine-tuning: from a text continuer to an assistant and a classifier
+#
+# Notebook 04 trained a base model: it continues whatever text it is given. Ask it a question and it writes on, as if
+# the question were the start of a document. Every chat model began this way; what turns it into an assistant is a
+# second, much shorter training on conversations: **supervised fine-tuning** (SFT, or instruction tuning). This
+# notebook is stage 6 of the course: it fine-tunes our stage-4 model to answer questions about the story world, in
+# full and with LoRA, scores it on exact answers to questions about stories it has never seen, and turns the same
+# model into a classifier.
+#
+# **You will build** a chat format and its loss mask (only the assistant's tokens are trained), the instruction data
+# with a contamination scan, the real SFT and LoRA runs of stage 6 with their scores, LoRA by hand on one layer, and a
+# classifier on top of the pretrained model that beats a bag of words at a task only word order can solve.
+#
+# **You will learn**
+# * why a base model does not answer, and what sampling temperature does;
+# * how instruction data is made and why its test split must be checked for contamination (13-gram overlap);
+# * what a chat template is, why the loss is computed on the assistant's tokens only, and what packing saves;
+# * how to score a model on exact answers (SQuAD's normalisation), and what fine-tuning costs in forgetting;
+# * LoRA: a low-rank change beside frozen weights, a small share of the parameters, merged away for serving;
+# * classification fine-tuning: a new head reading the last real token, against a bag-of-words baseline.
+#
+# | preset | the real run (stage 6) | the rest of this notebook (2 CPU cores) |
+# |---|---|---|
+# | `ci` | 2 layers × 64 wide, 20 SFT and 20 LoRA steps: seconds | seconds |
+# | `cpu` | the 4-layer, 128-wide model of notebook 04: 300 SFT steps, 300 LoRA steps and four classifiers; 10 to 20 minutes the first time (section 4 prints how long), then cached | a minute or two (the end of section 6 prints it) |
+# | `gpu` | the same sizes on a GPU: minutes | under a minute |
+#
+# The run of stage 6 is cached in `data/runs/<preset>/finetune/`. It starts from stage 4's model and stage 2's
+# tokenizer; if they are not built yet (notebooks 01 to 04), the notebook builds them first.
+
+# %%
+import copy, html, io, json, time
+from collections import Counter
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import HTML, Image, Markdown, display
+from PIL import Image as PILImage
+from torch import nn
+
+from minilm import presets
+from minilm.data.stage import DataConfig
+from minilm.finetune import classify, lora
+from minilm.finetune.answers import chat_answers, few_shot_prompt
+from minilm.finetune.chat import SFTData, encode_chat, render_chat
+from minilm.finetune.report import classification_rows, plot_finetuning, results, score_rows
+from minilm.finetune.stage import (CONVERSATIONS, FinetuneConfig, instruction_data, load_finetuned, load_lora,
+                                   run_finetune_stage)
+from minilm.finetune.tasks import FAMILIES, build_examples, contamination, exact_match, ngrams, training_texts
+from minilm.model import count_parameters
+from minilm.model.generate import generate
+from minilm.tokenizer.stage import load_tokenizer, run_tokenizer_stage
+from minilm.train.loop import read_log
+from minilm.train.stage import load_pretrained, run_pretrain_stage
+
+plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
+notebook_started = time.perf_counter()
+PRESET = presets.preset_name()
+config = FinetuneConfig.from_preset(PRESET)
+print(f"preset {PRESET!r}, torch {torch.__version__}")
+
+# %% [markdown]
+# A few helpers to show tables, figures, and tokens in colour:
+
+# %%
+ESCAPES = {ch: "\\" + ch for ch in "\\`*_[]|$"} | {"<": "&lt;", ">": "&gt;", "\n": "↵"}
+
+
+def _cell(value) -> str:
+    text = f"{value:.3f}" if isinstance(value, float) else str(value)
+    return "".join(ESCAPES.get(ch, ch) for ch in text)
+
+
+def show_table(rows: list[dict], columns: list[str] | None = None) -> None:
+    # A list of dicts as a markdown table.
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    display(Markdown("\n".join(lines)))
+
+
+def show(fig) -> None:
+    # A figure as a PNG of 64 colours: it looks the same, and keeps the notebook small on disk.
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    plt.close(fig)
+    small = io.BytesIO()
+    PILImage.open(png).convert("RGB").quantize(64, method=PILImage.Quantize.MEDIANCUT).save(small, format="png", optimize=True)
+    display(Image(small.getvalue()))
+
+
+def show_trained(ids: list[int], trained: list[bool], title: str = "") -> None:
+    # Each token in a box: green where the loss trains it, grey where it is masked. Hover to see its id.
+    spans = []
+    for token, is_trained in zip(ids, trained):
+        text = html.escape(tokenizer.decode([token])).replace("\n", "↵")
+        colour = "#b7e4a3" if is_trained else "#e4e4e4"
+        spans.append(f'<span title="{token}" style="background:{colour};color:#000;border:1px solid #fff">{text}</span>')
+    head = f"<div style='font-size:90%;margin:6px 0 2px'><b>{html.escape(title)}</b></div>" if title else ""
+    display(HTML(f"{head}<div style='font-family:monospace;white-space:pre-wrap;line-height:1.8'>{''.join(spans)}</div>"))
+
+
+def short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# %% [markdown]
+# ## 1. A base model does not answer
+#
+# We load the model of stage 4 and ask it a question about a story it has never read, the way one would ask a
+# person: the passage, then the question.
+
+# %%
+tokenizer_artifact = run_tokenizer_stage()
+tokenizer = load_tokenizer(tokenizer_artifact)
+pretrained = run_pretrain_stage(tokenizer=tokenizer_artifact)
+base = load_pretrained(pretrained).eval()
+print(f"the base model: {base.config.n_layer} layers × {base.config.n_embd} wide, context {base.config.context} "
+      f"tokens, {count_parameters(base):,} parameters")
+
+question = next(e for e in build_examples("test", 20, seed=7) if e.family == "reading"
+                and len(tokenizer.encode(e.prompt[0]["content"])) + 40 <= base.config.context)
+asked = question.prompt[0]["content"] + "\n"
+continuation = tokenizer.decode(generate(base, [tokenizer.encode(asked)], 32, temperature=0)[0])
+display(Markdown(f"**We ask:**\n\n> {asked.strip().replace(chr(10), '  ' + chr(10) + '> ')}\n\n"
+                 f"**The base model writes:**\n\n> {_cell(continuation)}\n\n**The answer is:** {question.answers[0]}"))
+print("does its first line answer the question?", exact_match(continuation.strip().split("\n")[0], question.answers))
+
+# %% [markdown]
+# It does not answer: it goes on writing, as it did for every document of its pretraining. It was trained to predict
+# the next token of web pages, stories, documentation and code, and a question followed by more text is what those
+# look like. Nothing in pretraining said that a question calls for an answer, or when to stop.
+#
+# **Temperature.** To write, the model turns its scores (logits) for the next token into probabilities with a
+# softmax, and a token is picked from them. Dividing the logits by a **temperature** T before the softmax reshapes the
+# distribution: T < 1 sharpens it (the likely tokens get likelier), T > 1 flattens it (more surprises), and as T → 0
+# all the probability goes to the single most likely token. **Temperature 0 means greedy decoding**: always that
+# token, so the same prompt always gets the same text. The next-token probabilities after our prompt, at three
+# temperatures, and three continuations each at T = 0 and T = 1:
+
+# %%
+with torch.no_grad():
+    logits = base(torch.tensor([tokenizer.encode(asked)]))[0][0, -1]
+top = logits.topk(5).indices
+show_table([{"next token": repr(tokenizer.decode([int(t)])),
+             **{f"T = {T}": f"{torch.softmax(logits / T, -1)[t]:.3f}" for T in (0.5, 1.0, 2.0)}} for t in top])
+for T in (0, 1.0):
+    samples = generate(base, [tokenizer.encode(asked)] * 3, 12, temperature=T, seed=0)
+    texts = [tokenizer.decode(s) for s in samples]
+    print(f"T = {T}: " + " | ".join(repr(t) for t in texts), f"\n   all three the same: {len(set(texts)) == 1}")
+
+# %% [markdown]
+# Greedy decoding gives one text however often we ask; at T = 1 each sample is drawn anew (the last line says whether
+# they came out different). Evaluation in this notebook is greedy, so that a score belongs to the model and not to a
+# sampling seed; a chat service usually samples with T below 1.
+#
+# ## 2. The instruction data
+#
+# SFT needs conversations whose answers are right, and evaluating it needs answers we can check. The course writes its
+# own stories and knows every fact in them, so `minilm.finetune.tasks` builds conversations with exact answers, in
+# five families. One of each, from the training split:
+
+# %%
+data = instruction_data(config, tokenizer, base.config.context, DataConfig.from_preset(PRESET).n_stories)
+by_family = {}
+for example in data["train"]:
+    by_family.setdefault(example.family, example)
+show_table([{"family": e.family, "kind": e.kind,
+             "the user asks": short(" / ".join(m["content"] for m in e.messages if m["role"] == "user"), 110),
+             "the assistant answers": short(e.messages[-1]["content"], 60)} for e in by_family.values()])
+print(f"examples: {len(data['train']):,} to train on, {len(data['val'])} to validate, {len(data['test'])} to test "
+      f"({config.train_per_family}, {config.val_per_family} and {config.test_per_family} drawn per family)")
+
+# %% [markdown]
+# A reading question quotes the paragraph that holds the answer; a transform asks to retell a sentence for a hero of
+# the other gender, or to list who is named; a classify question asks whether a line is toxic, or whether the story
+# writer could have written a sentence; a multi-turn conversation asks a follow-up that needs the first answer; and a
+# request for someone's e-mail address or phone number is answered with a refusal.
+#
+# Each split reads its own stories (`minilm.world.split_stories`), so no test question is about a story SFT trained
+# on. But the stories of a small world share a lot of phrasing, and the pretraining stories come from the same
+# generator. A test prompt that shares a long run of words with the training data may have been *seen*, and a model
+# that recites it would score without understanding. GPT-3's check (Brown et al., 2020) is to look for shared
+# **13-grams** (runs of 13 words), ignoring those that occur in more than 10 training documents (fixed phrasing
+# that every example shares, such as an instruction), and to drop the test examples that share one. The scan, over
+# the SFT conversations and the pretraining stories:
+
+# %%
+test_drawn = build_examples("test", config.test_per_family, config.seed, tokenizer, base.config.context)
+texts = training_texts(data["train"], DataConfig.from_preset(PRESET).n_stories)
+counts = contamination(test_drawn, texts)
+dropped = Counter(e.family for e, c in zip(test_drawn, counts) if c)
+show_table([{"family": family, "test questions drawn": sum(e.family == family for e in test_drawn),
+             "sharing a 13-gram (dropped)": dropped.get(family, 0)} for family in FAMILIES])
+print(f"kept {len(data['test'])} of {len(test_drawn)} test questions; the stage drops the same ones:",
+      sorted(data["dropped"].items()) == sorted(dropped.items()))
+
+# %% [markdown]
+# One of the dropped prompts, with a 13-gram it shares with a training text:
+
+# %%
+flagged = next((e for e, c in zip(test_drawn, counts) if c), None)
+if flagged is None:
+    print("no test prompt shares a 13-gram with the training data at this preset")
+else:
+    wanted = ngrams("\n".join(m["content"] for m in flagged.prompt))
+    documents = Counter(gram for text in texts for gram in ngrams(text) & wanted)
+    shared = min((gram for gram in wanted if documents[gram]), key=lambda gram: documents[gram])
+    print(f"{flagged.family}: {short(flagged.prompt[-1]['content'], 160)}")
+    print(f"shares «{' '.join(shared)}» with {documents[shared]} training document(s)")
+
+# %% [markdown]
+# The story generator writes from templates, so two stories with the same names, places and events can share a
+# sentence word for word; a prompt that quotes a passage is where that shows. Short prompts (a refusal, a line to
+# classify) rarely hold 13 words of a story. The dropped questions are removed from the test set; the table of
+# section 4 is on the rest.
+#
+# ## 3. The chat format and the loss mask
+#
+# The model needs to see where a turn starts and ends and who speaks. The stage-2 tokenizer reserved special tokens
+# for that, and `render_chat` writes every conversation the same way: `<|endoftext|>` (the token that starts every
+# pretraining document), then each turn as its role token, its text and `<|end|>`. One function renders it for
+# training, for evaluation and for serving: a model asked in a format other than the one it was trained on answers
+# worse, a mistake easy to make when templates are copied by hand. A multi-turn conversation from the training data:
+
+# %%
+conversation = next(e for e in data["train"] if e.family == "multiturn").messages
+print(render_chat(conversation))
+print("\nto ask for an answer, the prompt ends with the assistant's role token:")
+print(render_chat(conversation[:-1], add_generation_prompt=True)[-60:])
+
+# %% [markdown]
+# **The loss mask.** SFT trains with the same next-token loss as pretraining, but only on the tokens we want the
+# model to *write*: the assistant's text and the `<|end|>` that closes its turn (so that it learns to stop). The
+# user's words, the system message and the role tokens are context: predicting them would teach the model to imitate
+# users. `encode_chat` returns the ids and a mask; the targets are the next ids where the mask is true and −100 (which
+# the loss ignores) elsewhere. Every assistant turn of a conversation is trained, not only the last. In green the
+# tokens that are trained targets, in grey the masked ones:
+
+# %%
+ids, trained = encode_chat(tokenizer, conversation)
+show_trained(ids, trained, f"{len(ids)} tokens, {sum(trained)} of them trained")
+system_example = by_family["classify"].messages
+show_trained(*encode_chat(tokenizer, system_example), "with a system message")
+
+# %% [markdown]
+# **Packing.** Conversations are short and of different lengths; a batch row holds `context` tokens. One
+# conversation per row leaves the rest of the row as padding, computed and thrown away. **Packing** lays several
+# conversations end to end in a row while they fit. `SFTData` does both; the same draw of a batch, without and with
+# packing:
+
+# %%
+context = base.config.context
+measured = []
+for pack in (False, True):
+    sft_data = SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=pack)
+    x, y = sft_data.batch(config.batch_size, context, np.random.default_rng(0))
+    measured.append({"packing": pack, "conversations per row": f"{(x == tokenizer.special_id('<|endoftext|>')).sum() / len(x):.1f}",
+                     "padding": f"{(x == sft_data.pad_id).mean():.0%}",
+                     "trained targets per row": f"{(y != -100).sum() / len(x):.1f}"})
+show_table(measured)
+gain = float(measured[1]["trained targets per row"]) / float(measured[0]["trained targets per row"])
+print(f"packing: {gain:.2f} times as many trained targets per step, for the same compute")
+print(f"the training conversations are {sft_data.lengths.mean():.0f} tokens long on average "
+      f"({sft_data.lengths.min()} to {sft_data.lengths.max()}); a row holds {context}")
+
+# %% [markdown]
+# Packing raises what a step learns from (the last column) by the ratio printed above, for the same compute. How
+# much depends on how long the conversations are against a row: with the `cpu` preset they fill about half a row, and
+# packing cuts the padding from about half of the batch to about a tenth; with the `ci` preset's small vocabulary
+# they take most of a row and little can be packed. The price: a
+# conversation can attend to the ones before it in its row. We accept that, as pretraining does across documents
+# (each conversation starts with `<|endoftext|>`, and no target is ever a token of another conversation); TRL avoids
+# it with per-conversation positions and an attention kernel for packed sequences.
+#
+# ## 4. Supervised fine-tuning, through the stage
+#
+# `run_finetune_stage` builds the data above, asks the base model the test questions, then fine-tunes two copies of
+# it on the training conversations with stage 4's training loop (the same AdamW, schedule, clipping, checkpoints and
+# resume): one in full (**SFT**: every weight changes) and one through **LoRA** adapters (section 5), and scores
+# both. It also trains the classifiers of section 6.
+
+# %%
+started = time.perf_counter()
+artifact = run_finetune_stage()
+r = results(artifact)
+print(f"stage 6 ready in {time.perf_counter() - started:.0f} s (cached runs load in a second); "
+      f"{r['train_tokens']:,} tokens of conversations per pass over the training data")
+for name in r["order"][1:]:
+    m = r["models"][name]
+    print(f"{name}: {m['seconds']:.0f} s of training, validation loss on the answers {m['sft_val_loss']:.3f}")
+
+# %%
+logs = {"SFT": read_log(artifact.path / "sft" / "log.jsonl"), "LoRA": read_log(artifact.path / "lora" / "log.jsonl")}
+fig, ax = plt.subplots(figsize=(6.5, 3.2))
+plot_finetuning(logs, ax=ax)
+show(fig)
+
+# %% [markdown]
+# The loss is measured on the answers' tokens only. It starts high: the role tokens are new to the model
+# (pretraining never used them, so their embeddings are still random), and it has never seen a question followed by
+# a short answer and `<|end|>`. With the `cpu` preset it falls fast, because many answers are words of the passage in
+# front of the model.
+#
+# **The scores.** Each model answers the test questions greedily: the SFT and LoRA models in the chat format, up to
+# `<|end|>`; the base model, which knows no chat format, **few-shot**: two solved examples of the same kind in plain
+# text ("User: … / Assistant: …"), then the question, and its answer is the rest of the line. An answer counts when
+# it equals the expected one after SQuAD's normalisation (lowercase, no punctuation, no articles, single spaces), so
+# "A cook." matches "a cook" but "to park" does not match "park". The last column is the loss on stage 4's
+# validation text: what fine-tuning cost the model at its first job.
+
+# %%
+show_table(score_rows(artifact))
+examples = r["examples"]
+print(f"{examples['test']} test questions ({examples['test_drawn'] - examples['test']} of the {examples['test_drawn']} "
+      f"drawn were dropped for contamination); each family's score is a share of its "
+      f"~{examples['test'] // len(FAMILIES)} questions, so it moves in steps of a few percent")
+forget = {name: r["models"][name]["pretrain_val_loss"] - r["models"]["base, few-shot"]["pretrain_val_loss"]
+          for name in r["order"][1:]}
+print("loss on pretraining text, change from the base model: " + ", ".join(f"{n} {d:+.3f} nats" for n, d in forget.items()))
+sft_scores = {family: r["models"]["SFT"]["scores"][family] for family in FAMILIES if family in r["models"]["SFT"]["scores"]}
+print(f"SFT's best family: {max(sft_scores, key=sft_scores.get)}, its weakest: {min(sft_scores, key=sft_scores.get)}")
+
+# %% [markdown]
+# Read the table across. With the `cpu` preset the base model asked few-shot gets few answers right, while SFT
+# answers most reading questions exactly and refuses every request for personal data (a fixed sentence it learned
+# word for word). The last line names SFT's best and weakest families at this preset: the families that need more
+# than copying words from the prompt (retelling a sentence for the other gender, counting an answer's words) are the
+# ones to watch. The LoRA row shows what training only the share of the weights in its "trained parameters" column
+# buys against training them all. (With the `ci` preset the model is tiny and trains for seconds: every score is near
+# 0, and the table only shows that the machinery runs.)
+#
+# **Forgetting.** Fine-tuning moves the weights towards conversations, and the loss on pretraining text rises; the
+# line "change from the base model" above measures it for this preset. LoRA keeps the base weights frozen and changes
+# the model through a small low-rank update, so it usually forgets less than full fine-tuning. Real SFT mixes some pretraining data back in, or keeps the learning rate small, for this reason.
+#
+# **Before and after**, on questions about stories none of the models trained on (from the stage's
+# `conversations.json`):
+
+# %%
+conversations = json.loads((artifact.path / CONVERSATIONS).read_text(encoding="utf-8"))["conversations"]
+shown = [next(c for c in conversations if c["family"] == family) for family in FAMILIES]
+show_table([{"family": c["family"],
+             "question": short(" / ".join(m["content"] for m in c["messages"] if m["role"] == "user")[-110:], 110),
+             "expected": c["expected"], **{name: c[name] or "(nothing)" for name in r["order"]}} for c in shown])
+
+# %% [markdown]
+# The SFT model is a normal GPT checkpoint: `load_finetuned` gives it back, and `chat_answers` asks it in the chat
+# format. The question of section 1, asked again (greedy, so the same answer on every run):
+
+# %%
+sft = load_finetuned(artifact).eval()
+reply = chat_answers(sft, tokenizer, [question.prompt])[0]
+print(f"{question.prompt[0]['content'].split(chr(10))[-1]}\nSFT model: {reply!r}\nexpected: "
+      f"{question.answers[0]!r}; exact match: {exact_match(reply, question.answers)}")
+
+# %% [markdown]
+# ## 5. LoRA, by hand
+#
+# Full fine-tuning updates every weight, and an optimizer like AdamW keeps two more numbers per weight: for a large
+# model that is several copies of the model in memory, and a full copy on disk for each fine-tune. Hu et al. (2021)
+# observed that the change a fine-tune makes to a weight matrix has a low "intrinsic rank". **LoRA** freezes the
+# pretrained weight W (out × in) and learns the change as a product of two thin matrices, B (out × r) and A (r × in),
+# with r small:
+#
+# W x  →  W x + (α / r) · B A x
+#
+# A starts random and B at zero, so at the start the model is exactly the pretrained one. Only A and B learn: r·(in +
+# out) numbers instead of in·out. One layer by hand, the attention's query/key/value projection of the first block,
+# with the stage's rank and α, and an A and B as they might be after training:
+
+# %%
+layer = base.transformer.h[0].attn.c_attn  # an nn.Linear
+rank, alpha = config.lora_rank, config.lora_alpha
+W, b = layer.weight.detach(), layer.bias.detach()
+generator = torch.Generator().manual_seed(0)
+A = torch.randn(rank, W.shape[1], generator=generator) * 0.1
+B = torch.randn(W.shape[0], rank, generator=generator) * 0.1  # as after some training (it starts at zero)
+x = torch.randn(4, W.shape[1], generator=generator)
+
+by_hand = x @ W.T + b + (alpha / rank) * (x @ A.T) @ B.T  # two thin matmuls: in -> r -> out
+merged_by_hand = W + (alpha / rank) * B @ A  # the change folded into one matrix
+
+package_layer = lora.LoRALinear(copy.deepcopy(layer), rank, alpha)
+with torch.no_grad():
+    package_layer.lora_A.copy_(A)
+    package_layer.lora_B.copy_(B)
+    package_out = package_layer(x)
+    package_layer.merge()
+    merged_out = package_layer(x)
+print(f"W is {tuple(W.shape)}: {W.numel():,} weights; A {tuple(A.shape)} and B {tuple(B.shape)}: "
+      f"{A.numel() + B.numel():,} ({(A.numel() + B.numel()) / W.numel():.1%})")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("the output equals LoRALinear's:", torch.allclose(by_hand, package_out, atol=1e-5))
+print("the merged weight equals LoRALinear's after merge():", torch.allclose(merged_by_hand, package_layer.base.weight, atol=1e-6))
+print("and the merged layer computes the same output:", torch.allclose(merged_out, package_out, atol=1e-5))
+
+# %% [markdown]
+# **Merging** makes LoRA free at serving time: after training, B A is added into W once, and the layer is again one
+# matrix multiplication, with nothing extra to compute. Before merging, the adapter is a small file of its own
+# (`save_adapter`): one base model can serve many fine-tunes by swapping adapters.
+#
+# `add_lora` puts such adapters on the linear layers the stage targets, in every block, and freezes everything else.
+# The share of the model's weights that it trains:
+
+# %%
+adapted = lora.add_lora(copy.deepcopy(base), rank, alpha, config.lora_targets)
+trainable = lora.trainable_parameters(adapted)
+print(f"targets {list(config.lora_targets)} in {base.config.n_layer} blocks, rank {rank}: {trainable:,} trainable "
+      f"of {count_parameters(base):,} ({trainable / count_parameters(base):.1%})")
+with torch.no_grad():
+    unchanged = torch.equal(adapted(torch.tensor([ids]))[0], base(torch.tensor([ids]))[0])
+print("before training the adapted model computes exactly what the base does:", unchanged)
+
+# %% [markdown]
+# In the score table of section 4 that share is the LoRA row's trained parameters. Its training memory is smaller
+# than SFT's because the frozen weights need no gradient and no optimizer state; at this size the activations of a
+# batch are most of it, but for a model of billions of parameters the optimizer state is the bulk, and
+# LoRA (with the base in 4 bits: QLoRA) is what makes fine-tuning fit on one GPU.
+#
+# The stage's LoRA model, loaded back (base + adapter) and merged into a plain GPT, gives the same logits:
+
+# %%
+lora_model = load_lora(artifact, pretrained).eval()
+plain = lora.merge_lora(lora_model).eval()
+with torch.no_grad():
+    same = torch.allclose(lora_model(torch.tensor([ids]))[0], plain(torch.tensor([ids]))[0], atol=1e-4)
+print(f"{type(plain.transformer.h[0].attn.c_attn).__name__} layers after merging; same logits as with the adapter: {same}")
+
+# %% [markdown]
+# ## 6. Classification fine-tuning
+#
+# Not every fine-tune makes a chat model. To classify, we put a new **head** on the pretrained model: a linear layer
+# from the hidden state to one score per class. Which hidden state? In a causal model each position has seen only the
+# tokens before it, so the **last real token** is the only one that has read the whole input. Batches are padded on
+# the right with `<|pad|>`; the real tokens never attend to the padding (it comes after them), and the head reads
+# each row at its own last real token.
+#
+# The task is one that only word order can solve: is a sentence as the story grammar wrote it, or has it two
+# neighbouring words swapped? A pair of twins from the task:
+
+# %%
+twins = classify.word_order_examples("sft_val", 2)[:4]
+show_table([{"label": e.label, "sentence": e.text} for e in twins])
+encoded = classify.encode_examples(tokenizer, twins[:2], context)
+bag = classify.BagOfWords(encoded, tokenizer.special_id("<|pad|>"))
+counts_of_twins = bag.counts(encoded)
+print("the twins' token counts are identical:", torch.equal(counts_of_twins[0], counts_of_twins[1]))
+
+# %% [markdown]
+# The two twins hold the same tokens, so a **bag of words** (logistic regression on token counts) sees the same input
+# twice with opposite labels: whatever it predicts, it is right on exactly one of each pair. It is at 0.5 by
+# construction. The pretrained model read the stories in order, and fine-tuning turns that into a label. The stage
+# compares, on held-out sentences, the bag of words, a linear **probe** (the base frozen, only the head learns), the
+# last block with the head, the whole model, and LoRA with the head:
+
+# %%
+show_table(classification_rows(artifact))
+
+# %% [markdown]
+# With the `cpu` preset, full fine-tuning classifies almost every held-out sentence right, while the bag of words
+# stays at 0.5 as it must. Compare the probe (the frozen features, read by a linear head) with the methods that train
+# deeper (the last block, everything, or LoRA): the difference is what fine-tuning the features adds. (With the `ci` preset every method is near 0.5: the model has
+# barely learned word order.)
+
+# %%
+print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
+
+# %% [markdown]
+# ## 7. Exercises
+#
+# Each exercise is a function (or a class) for you to write, followed by a check cell that runs it on fresh random
+# inputs against the package's own version and prints a pass, or shows the input where they differ with a hint. The
+# checks of unsolved exercises show a red error: that is expected. Solutions are in `solutions/06_finetuning.ipynb`
+# (try first!).
+#
+# ### Exercise 1: exact match, SQuAD style
+#
+# Write `exact_match(prediction, answers)`: True when the prediction equals one of the answers (a list of strings)
+# after both are **normalised** the way SQuAD does it: lowercase; remove punctuation (every character of
+# `string.punctuation`, and the curly quotes ’ ‘ “ ”); drop the words "a", "an" and "the"; and collapse all
+# whitespace to single spaces. So "The cook!" matches "a cook", but "cooks" does not, and neither does "theatre"
+# for "atre". It must agree with `minilm.finetune.tasks.exact_match` (which you may not call).
+
+# %%
+import string
+
+
+def exact_match(prediction: str, answers: list[str]) -> bool:
+    ### BEGIN SOLUTION
+    def normalize(text: str) -> str:
+        text = "".join(ch for ch in text.lower() if ch not in string.punctuation + "’‘“”")
+        return " ".join(word for word in text.split() if word not in ("a", "an", "the"))
+
+    return any(normalize(prediction) == normalize(answer) for answer in answers)
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.finetuning import check_exact_match
+
+check_exact_match(exact_match)
+
+
+# %% [markdown]
+# ### Exercise 2: the loss mask of a conversation
+#
+# Write `chat_targets(tokenizer, messages)`, for a conversation (a list of `{"role", "content"}` dicts, an optional
+# system message first, then user and assistant turns, ending with the assistant). Return `(ids, targets)`, two lists
+# of the same length:
+# * `ids`: the conversation in the chat format of section 3: the id of `<|endoftext|>`, then for each message the id
+#   of its role token (`<|system|>`, `<|user|>`, `<|assistant|>`), its content encoded with
+#   `tokenizer.encode_ordinary`, and the id of `<|end|>` (`tokenizer.special_id(token)` gives a special token's id);
+# * `targets[t]`: what position t is trained to predict: `ids[t + 1]` when that next token is trained (the content of
+#   an assistant's turn, or the `<|end|>` that closes it, in every assistant turn), else −100; the last position has
+#   no next token, so −100.
+#
+# It must agree with what `encode_chat` and `SFTData` make (which you may not call).
+
+# %%
+def chat_targets(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    ### BEGIN SOLUTION
+    roles = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
+    end = tokenizer.special_id("<|end|>")
+    ids, trained = [tokenizer.special_id("<|endoftext|>")], [False]
+    for message in messages:
+        content = tokenizer.encode_ordinary(message["content"])
+        is_answer = message["role"] == "assistant"
+        ids += [tokenizer.special_id(roles[message["role"]]), *content, end]
+        trained += [False] + [is_answer] * (len(content) + 1)  # the role token is not trained; content and <|end|> are
+    targets = [ids[t + 1] if trained[t + 1] else -100 for t in range(len(ids) - 1)] + [-100]
+    return ids, targets
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.finetuning import check_chat_targets
+
+check_chat_targets(chat_targets)
+
+# %% [markdown]
+# ### Exercise 3: a LoRA layer and its merge
+#
+# Write the module `LoRA(base, rank, alpha)` that wraps an `nn.Linear` as in section 5:
+# * keep `base` as `self.base` and freeze it: only `self.lora_A` (rank × in) and `self.lora_B` (out × rank), two
+#   `nn.Parameter`s, may require gradients;
+# * start so that the layer computes exactly what `base` computes, and so that both A and B can learn (which of the
+#   two must be random?);
+# * `forward(x)`: the base's output plus the scaled low-rank change;
+# * `merge()`: fold the change into `self.base.weight` in place; from then on `forward` must give the same outputs
+#   as before the merge, with one matrix multiplication.
+#
+# The check sets B to random values (as after training) and compares with `minilm.finetune.lora.LoRALinear`.
+
+# %%
+import math
+
+
+class LoRA(nn.Module):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.base = base.requires_grad_(False)
+        self.scaling = alpha / rank
+        self.lora_A = nn.Parameter(nn.init.kaiming_uniform_(torch.empty(rank, base.in_features), a=math.sqrt(5)))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))  # B A = 0: the start is the base layer
+        self.merged = False
+        ### END SOLUTION
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
+        if self.merged:
+            return self.base(x)
+        return self.base(x) + (x @ self.lora_A.T) @ self.lora_B.T * self.scaling
+        ### END SOLUTION
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        ### BEGIN SOLUTION
+        if not self.merged:
+            self.base.weight += self.scaling * self.lora_B @ self.lora_A
+            self.merged = True
+        ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.finetuning import check_lora
+
+check_lora(LoRA)
+
+
+# %% [markdown]
+# ### Exercise 4: pooling the last real token
+#
+# The classifier of section 6 reads one hidden state per row. Write `pool_last(hidden, ids, pad_id)`: `hidden` is
+# (batch, T, width), the final hidden states of a batch; `ids` (batch, T) are its token ids, padded **on the right**
+# with `pad_id` (a row may have no padding at all). Return (batch, width): each row's hidden state at its last real
+# token. No Python loop over the rows is needed.
+
+# %%
+def pool_last(hidden: torch.Tensor, ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    lengths = (ids != pad_id).sum(dim=1)  # real tokens come first, so the last one is at length - 1
+    return hidden[torch.arange(hidden.size(0)), lengths - 1]
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.finetuning import check_last_token_pooling
+
+check_last_token_pooling(pool_last)
+
+# %% [markdown]
+# Why must the padding be on the right for this classifier, when generation (`minilm.model.generate`) pads on the
+# left? A generator needs every row's *next* token in the same column, so it aligns the ends; a classifier needs each
+# row's last real token wherever it is, and with right padding the real tokens are unaffected by the pads that
+# follow them. With left padding and no attention mask, the real tokens would attend to the pads.
+#
+# **Next:** notebook 07 (coming) goes beyond imitation: it trains the model from preferences (a reward model, PPO and
+# DPO), starting from the SFT model of this notebook, which `load_finetuned(run_finetune_stage())` gives back in one
+# line.
