@@ -304,3 +304,34 @@ def test_missing_or_damaged_files_fail_clearly(tmp_path):
     torch.save({"x": torch.zeros(2)}, pickled)
     with pytest.raises(AdapterError, match="not a readable"):
         load_adapter(copy.deepcopy(base), pickled)
+
+
+# --- trainable token rows: the chat format's special tokens -----------------------------------
+
+
+def test_trainable_tokens_change_only_their_rows_of_the_tied_embedding_and_head(tmp_path):
+    base = base_model()
+    special = [90, 93, 95]
+    model = add_lora(copy.deepcopy(base), rank=4, alpha=8.0, trainable_tokens=special)
+    with torch.no_grad():
+        assert torch.equal(model(tokens())[0], base(tokens())[0])  # the change starts at zero
+        model.transformer.wte.delta.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(3))
+        edited = copy.deepcopy(base)  # the same model, made by editing those rows of the plain embedding
+        edited.transformer.wte.weight[special] += model.transformer.wte.delta
+        assert torch.allclose(model(tokens())[0], edited(tokens())[0], atol=1e-6)  # in the input and the tied head
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "transformer.wte.delta" in trained and "transformer.wte.base.weight" not in trained
+    assert trainable_parameters(model) == 3 * CONFIG.n_embd + sum(
+        p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    merged = merge_lora(model)
+    with torch.no_grad():
+        assert torch.allclose(merged(tokens())[0], model(tokens())[0], atol=1e-5)
+    assert isinstance(merged.transformer.wte, torch.nn.Embedding)
+    save_adapter(model, tmp_path / "adapter.safetensors")
+    loaded = load_adapter(copy.deepcopy(base), tmp_path / "adapter.safetensors")
+    with torch.no_grad():
+        assert torch.equal(loaded(tokens())[0], model(tokens())[0])
+    with pytest.raises(AdapterError, match=r"trainable tokens \[90, 93, 95\].*trainable_tokens=\[90, 93, 95\]"):
+        load_adapter(add_lora(copy.deepcopy(base), rank=4, alpha=8.0), tmp_path / "adapter.safetensors")
+    with pytest.raises(ValueError, match="trainable tokens must be ids in 0..95"):
+        add_lora(copy.deepcopy(base), trainable_tokens=[96])

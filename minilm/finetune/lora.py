@@ -30,6 +30,7 @@ import math
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +107,48 @@ class LoRALinear(nn.Module):
         return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
 
 
+class TrainableTokens(nn.Module):
+    """A frozen token embedding with new, trainable rows for a few tokens (PEFT's `trainable_token_indices`).
+
+    The chat format's role and end tokens were reserved in stage 2 but never occur in pretraining text,
+    so their embeddings are still the random vectors the model started with. With the embedding frozen,
+    the adapters would have to bend every hidden state towards a random vector just to write <|end|>;
+    training those few rows (tokens x n_embd numbers) lets them mean something. The change starts at zero,
+    so the model starts equal to the base. Under tied weights the same rows are the output head's, so
+    `weight` (the base rows plus the change) serves both, as `GPT.output_weight` reads it.
+    """
+
+    def __init__(self, base: nn.Embedding, token_ids: Sequence[int]):
+        super().__init__()
+        ids = sorted({int(t) for t in token_ids})
+        if not ids or ids[0] < 0 or ids[-1] >= base.num_embeddings:
+            raise ValueError(f"trainable tokens must be ids in 0..{base.num_embeddings - 1}, got {list(token_ids)}")
+        self.base = base.requires_grad_(False)
+        weight = base.weight
+        self.register_buffer("token_ids", torch.tensor(ids, dtype=torch.long, device=weight.device), persistent=False)
+        self.delta = nn.Parameter(torch.zeros(len(ids), base.embedding_dim, device=weight.device, dtype=weight.dtype))
+        self.merged = False
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The embedding matrix in use: the base's, with the change added to the trainable rows."""
+        if self.merged:
+            return self.base.weight
+        return self.base.weight.index_add(0, self.token_ids, self.delta)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return F.embedding(idx, self.weight)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.base.weight.index_add_(0, self.token_ids, self.delta.to(self.base.weight.dtype))
+            self.merged = True
+
+    def extra_repr(self) -> str:
+        return f"tokens={self.token_ids.tolist()}, merged={self.merged}"
+
+
 # --- adding, counting, merging ------------------------------------------------------------------
 
 
@@ -126,12 +169,15 @@ def add_lora(
     targets: tuple[str, ...] = BLOCK_LINEARS,
     dropout: float = 0.0,
     seed: int = 0,
+    trainable_tokens: Sequence[int] = (),
 ) -> GPT:
     """Replace the linear layers named by `targets` with `LoRALinear`s and freeze every other weight.
 
     Returns `model` itself, changed in place. A target is matched as PEFT matches one: "attn.c_proj" is
     the attention's output projection of every block, "c_proj" would be both projections. The A matrices
-    are drawn from `seed`, so the same call gives the same adapters.
+    are drawn from `seed`, so the same call gives the same adapters. `trainable_tokens` (token ids) get
+    trainable embedding rows (`TrainableTokens`): the chat format's special tokens, which pretraining
+    never trained.
     """
     if lora_layers(model):
         raise ValueError("this model already has LoRA layers; add them once, to the plain pretrained GPT")
@@ -156,6 +202,8 @@ def add_lora(
         parent = model.get_submodule(parent_name)
         lora = LoRALinear(linears[name], rank, alpha, dropout, generator)
         setattr(parent, child, lora)
+    if trainable_tokens:
+        model.transformer.wte = TrainableTokens(model.transformer.wte, trainable_tokens)
     model.lora_targets = targets  # recorded for `save_adapter`: the adapter file names them
     return model
 
@@ -176,6 +224,9 @@ def merge_lora(model: GPT) -> GPT:
         lora.merge()
         parent_name, _, child = name.rpartition(".")
         setattr(merged.get_submodule(parent_name), child, lora.base)
+    if isinstance(tokens := merged.transformer.wte, TrainableTokens):
+        tokens.merge()
+        merged.transformer.wte = tokens.base
     if hasattr(merged, "lora_targets"):
         del merged.lora_targets
     return merged.requires_grad_(True)
@@ -195,7 +246,7 @@ def base_fingerprint(model: GPT, targets: tuple[str, ...]) -> str:
     digest = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         name = name.replace(".base.", ".")  # a LoRA layer's frozen linear has the plain layer's names
-        if name.endswith((".lora_A", ".lora_B")):
+        if name.endswith((".lora_A", ".lora_B", ".delta")):
             continue
         module, _, kind = name.rpartition(".")
         if kind == "weight" and any(_matches(module, target) for target in targets):
@@ -211,11 +262,19 @@ def _bytes(tensor: torch.Tensor) -> bytes:
 
 
 def _adapter_tensors(model: GPT) -> dict[str, torch.Tensor]:
-    return {
+    tensors = {
         f"{name}.{part}": getattr(lora, part).detach().to("cpu").contiguous()
         for name, lora in lora_layers(model).items()
         for part in ("lora_A", "lora_B")
     }
+    if isinstance(tokens := model.transformer.wte, TrainableTokens):
+        tensors["transformer.wte.delta"] = tokens.delta.detach().to("cpu").contiguous()
+    return tensors
+
+
+def _trainable_tokens(model: GPT) -> list[int]:
+    wte = model.transformer.wte
+    return wte.token_ids.tolist() if isinstance(wte, TrainableTokens) else []
 
 
 def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -229,7 +288,7 @@ def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
 def _shape(model: GPT) -> dict:
     """The rank, alpha and targets of a model's LoRA layers (one of each: `add_lora` gives them all the same)."""
     first = next(iter(lora_layers(model).values()))
-    return {"rank": first.rank, "alpha": first.alpha, "targets": list(model.lora_targets)}
+    return {"rank": first.rank, "alpha": first.alpha, "targets": list(model.lora_targets), "tokens": _trainable_tokens(model)}
 
 
 def save_adapter(model: GPT, path: str | os.PathLike) -> Path:
@@ -248,6 +307,7 @@ def save_adapter(model: GPT, path: str | os.PathLike) -> Path:
         "rank": str(shape["rank"]),
         "alpha": repr(float(shape["alpha"])),
         "targets": json.dumps(shape["targets"]),
+        "tokens": json.dumps(shape["tokens"]),
         "base_fingerprint": base_fingerprint(model, tuple(shape["targets"])),
         "base_config": json.dumps(asdict(model.config), sort_keys=True),
         "sha256": _tensors_sha256(tensors),
@@ -276,6 +336,7 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             "rank": int(metadata["rank"]),
             "alpha": float(metadata["alpha"]),
             "targets": tuple(json.loads(metadata["targets"])),
+            "tokens": tuple(json.loads(metadata["tokens"])),
         }
     except (KeyError, ValueError) as error:
         raise AdapterError(f"{damaged}: its header lacks a valid {error} (edited by hand?); {fix}") from None
@@ -292,15 +353,16 @@ def load_adapter(model: GPT, path: str | os.PathLike) -> GPT:
     replaced). A file made for another base model, rank or targets raises AdapterError saying so.
     """
     tensors, meta = read_adapter(path)
-    rank, alpha, targets = meta["rank"], meta["alpha"], meta["targets"]
+    rank, alpha, targets, tokens = meta["rank"], meta["alpha"], meta["targets"], meta["tokens"]
     if lora_layers(model):
         have = _shape(model)
-        if (have["rank"], have["alpha"], tuple(have["targets"])) != (rank, alpha, targets):
+        if (have["rank"], have["alpha"], tuple(have["targets"]), tuple(have["tokens"])) != (rank, alpha, targets, tokens):
             raise AdapterError(
-                f"the adapter in {path} has rank {rank}, alpha {alpha} on {list(targets)}, but this model's LoRA "
-                f"layers have rank {have['rank']}, alpha {have['alpha']} on {have['targets']}; load it onto the "
-                f"plain base model (load_adapter adds matching layers) or add_lora(model, rank={rank}, "
-                f"alpha={alpha}, targets={targets})"
+                f"the adapter in {path} has rank {rank}, alpha {alpha} on {list(targets)} (trainable tokens "
+                f"{list(tokens)}), but this model's LoRA layers have rank {have['rank']}, alpha {have['alpha']} on "
+                f"{have['targets']} (trainable tokens {have['tokens']}); load it onto the plain base model "
+                f"(load_adapter adds matching layers) or add_lora(model, rank={rank}, alpha={alpha}, "
+                f"targets={targets}, trainable_tokens={list(tokens)})"
             )
     fingerprint = base_fingerprint(model, targets)
     if fingerprint != meta.get("base_fingerprint"):
@@ -317,13 +379,15 @@ def load_adapter(model: GPT, path: str | os.PathLike) -> GPT:
     if merged:
         raise AdapterError(f"the LoRA layers of this model are merged ({merged[0]}, ...); unmerge() them before loading an adapter")
     if not lora_layers(model):
-        add_lora(model, rank, alpha, targets)
+        add_lora(model, rank, alpha, targets, trainable_tokens=tokens)
     expected = {name: tuple(t.shape) for name, t in _adapter_tensors(model).items()}
     given = {name: tuple(t.shape) for name, t in tensors.items()}
     if expected != given:
         raise AdapterError(f"{path} does not hold the adapter tensors its header describes (edited by hand?); save it again")
-    for name, lora in lora_layers(model).items():
-        with torch.no_grad():
+    with torch.no_grad():
+        for name, lora in lora_layers(model).items():
             lora.lora_A.copy_(tensors[f"{name}.lora_A"])
             lora.lora_B.copy_(tensors[f"{name}.lora_B"])
+        if tokens:
+            model.transformer.wte.delta.copy_(tensors["transformer.wte.delta"])
     return model

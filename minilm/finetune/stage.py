@@ -38,7 +38,7 @@ from minilm.cache import Artifact, cached_stage, code_fingerprint, run_dir
 from minilm.files import atomic_write_json
 from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_answers, scores_by_family
-from minilm.finetune.chat import SFTData
+from minilm.finetune.chat import END, ROLE_TOKENS, SFTData
 from minilm.finetune.tasks import FAMILIES, build_examples, decontaminate, training_texts
 from minilm.model.accounting import count_parameters, memory_estimate
 from minilm.presets import config_for, preset_name
@@ -75,6 +75,7 @@ class FinetuneConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = lora.BLOCK_LINEARS
+    lora_special_tokens: bool = True  # train the embedding rows of the chat tokens, which pretraining never saw
     lora_steps: int = 300
     lora_lr: float = 4e-3
     # classification (`minilm.finetune.classify`): the word-order task, the methods compared
@@ -230,8 +231,9 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
     answers = {"base, few-shot": base_answers}
     for name, (model, lora_run) in runs.items():
         if lora_run:
+            special = [tokenizer.special_id(t) for t in (*ROLE_TOKENS.values(), END)] if config.lora_special_tokens else []
             model = lora.add_lora(copy.deepcopy(base), config.lora_rank, config.lora_alpha, config.lora_targets,
-                                  seed=config.seed)
+                                  seed=config.seed, trainable_tokens=special)
         out = work / (LORA_DIR if lora_run else SFT_DIR)
         train_config = config.train_config(model_config, lora_run)
         clock = time.perf_counter()
