@@ -1065,4 +1065,4 @@ check_data_parallel_gradients(data_parallel_gradients)
 # average of the averages would weigh the tokens unequally. The fix is to all-reduce the *sums* of the losses and the
 # number of counted tokens, and divide once.
 #
-# **Next:** notebook 06 (coming) will fine-tune the pretrained model to follow instructions (SFT).
+# **Next:** [notebook 06](06_finetuning.ipynb) fine-tunes the pretrained model to follow instructions (SFT), in full and with LoRA, and into a classifier.
