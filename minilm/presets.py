@@ -44,8 +44,8 @@ PRESETS: dict[str, dict[str, dict]] = {
                     eval_tokens=262_144, sample_every=500, checkpoint_every=500),
     },
     "finetune": {  # the model's shape comes from the pretrain row
-        "ci": dict(train_per_family=20, val_per_family=4, test_per_family=8, batch_size=8, max_steps=20,
-                   warmup_steps=5, lora_steps=20, forgetting_tokens=4096, classify_train_stories=20,
+        "ci": dict(train_per_family=20, val_per_family=4, test_per_family=8, test_oversample=10, batch_size=8,
+                   max_steps=20, warmup_steps=5, lora_steps=20, forgetting_tokens=4096, classify_train_stories=20,
                    classify_eval_stories=6, classify_steps=10, classify_batch_size=16),
         "cpu": dict(),  # the dataclass defaults: sized for the cpu model, within 10 minutes on 2 cores
         "gpu": dict(train_per_family=2000, val_per_family=50, test_per_family=200, batch_size=32, max_steps=1000,

@@ -186,7 +186,8 @@ show_table([{"family": e.family, "kind": e.kind,
              "the user asks": short(" / ".join(m["content"] for m in e.messages if m["role"] == "user"), 110),
              "the assistant answers": short(e.messages[-1]["content"], 60)} for e in by_family.values()])
 print(f"examples: {len(data['train']):,} to train on, {len(data['val'])} to validate, {len(data['test'])} to test "
-      f"({config.train_per_family}, {config.val_per_family} and {config.test_per_family} drawn per family)")
+      f"({config.train_per_family} and {config.val_per_family} per family; up to {config.test_per_family} clean test "
+      f"questions per family, below)")
 
 # %% [markdown]
 # A reading question quotes the paragraph that holds the answer; a transform asks to retell a sentence for a hero of
@@ -199,17 +200,21 @@ print(f"examples: {len(data['train']):,} to train on, {len(data['val'])} to vali
 # generator. A test prompt that shares a long run of words with the training data may have been *seen*, and a model
 # that recites it would score without understanding. GPT-3's check (Brown et al., 2020) is to look for shared
 # **13-grams** (runs of 13 words), ignoring those that occur in more than 10 training documents (fixed phrasing
-# that every example shares, such as an instruction), and to drop the test examples that share one. The scan, over
-# the SFT conversations and the pretraining stories:
+# that every example shares, such as an instruction), and to drop the test examples that share one. Templates
+# repeat whole sentences, so many candidates are dropped; the stage draws `test_oversample` candidates per
+# question it wants and keeps the first `test_per_family` clean ones of each family. The scan, over the SFT
+# conversations and the pretraining stories:
 
 # %%
-test_drawn = build_examples("test", config.test_per_family, config.seed, tokenizer, base.config.context)
+test_drawn = build_examples("test", config.test_per_family * config.test_oversample, config.seed, tokenizer,
+                            base.config.context)
 texts = training_texts(data["train"], DataConfig.from_preset(PRESET).n_stories)
 counts = contamination(test_drawn, texts)
 dropped = Counter(e.family for e, c in zip(test_drawn, counts) if c)
-show_table([{"family": family, "test questions drawn": sum(e.family == family for e in test_drawn),
-             "sharing a 13-gram (dropped)": dropped.get(family, 0)} for family in FAMILIES])
-print(f"kept {len(data['test'])} of {len(test_drawn)} test questions; the stage drops the same ones:",
+show_table([{"family": family, "candidates drawn": sum(e.family == family for e in test_drawn),
+             "sharing a 13-gram (dropped)": dropped.get(family, 0),
+             "kept for the test": sum(e.family == family for e in data["test"])} for family in FAMILIES])
+print(f"kept {len(data['test'])} test questions from {len(test_drawn):,} candidates; the stage drops the same ones:",
       sorted(data["dropped"].items()) == sorted(dropped.items()))
 
 # %% [markdown]

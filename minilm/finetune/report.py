@@ -103,8 +103,8 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
     shutil.copyfile(artifact.path / FIGURE, figure)
     examples = r["examples"]
     body = (f"Exact match on {examples['test']} questions about stories no stage trained on "
-            f"({examples['test_drawn'] - examples['test']} of the {examples['test_drawn']} drawn were dropped for "
-            f"sharing a 13-gram with the training data). The base model is asked with solved examples in plain "
+            f"(drawn from {examples['test_drawn']:,} candidates, of which {sum(examples['test_dropped'].values()):,} "
+            f"were dropped for sharing a 13-gram with the training data). The base model is asked with solved examples in plain "
             f"text; SFT and LoRA in the chat format.\n\n" + markdown_table(score_rows(artifact)) + "\n")
     body += ("\nClassification: is a sentence as the story grammar wrote it, or does it have two neighbouring words "
              "swapped? Both versions hold the same words, so a bag of words is at chance by construction.\n\n"
