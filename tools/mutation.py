@@ -83,6 +83,12 @@ PACKAGES = {
         # bf16 autocast on a CPU without bf16 hardware: 15 s a run, for paths the float32 tests share
         deselect=("tests/test_train.py::test_the_bf16_and_fp16_paths_train_on_cpu",),
     ),
+    "finetune": Package(
+        mutate=("minilm/finetune/tasks.py", "minilm/finetune/chat.py", "minilm/finetune/answers.py",
+                "minilm/finetune/lora.py", "minilm/finetune/classify.py", "minilm/finetune/stage.py"),
+        tests=("tests/test_finetune_data.py", "tests/test_finetune_lora.py", "tests/test_finetune_classify.py",
+               "tests/test_finetune_trl.py", "tests/test_finetune_stage.py"),
+    ),
     "filters": Package(
         mutate=("minilm/data/filters/clean.py", "minilm/data/filters/quality.py", "minilm/data/filters/toxicity.py",
                 "minilm/data/filters/pii.py", "minilm/data/filters/bias.py", "minilm/data/filters/dedup.py",
