@@ -36,8 +36,8 @@
 # | preset | the real run (stage 6) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | 2 layers × 64 wide, 20 SFT and 20 LoRA steps: seconds | seconds |
-# | `cpu` | the 4-layer, 128-wide model of notebook 04: 300 SFT steps, 300 LoRA steps and four classifiers; 10 to 20 minutes the first time (section 4 prints how long), then cached | a minute or two (the end of section 6 prints it) |
-# | `gpu` | the same sizes on a GPU: minutes | under a minute |
+# | `cpu` | the 4-layer, 128-wide model of notebook 04: 1,600 SFT steps, 1,200 LoRA steps and four classifiers; about 10 minutes the first time (section 4 prints how long), then cached | a minute or two (the end of section 6 prints it) |
+# | `gpu` | the 12-layer, 768-wide model of the `gpu` preset: 1,000 SFT and 1,000 LoRA steps, minutes | under a minute |
 #
 # The run of stage 6 is cached in `data/runs/<preset>/finetune/`. It starts from stage 4's model and stage 2's
 # tokenizer; if they are not built yet (notebooks 01 to 04), the notebook builds them first.
