@@ -194,6 +194,18 @@ def test_boundary_counterfactual_swaps_half_the_gap(female, male, substituted, a
     assert [d.text for d in augmented.kept].count("he") == male + added
 
 
+def test_swapped_labels_flip_every_gender_and_rename_the_people():
+    names = {"Mia": "Tom", "Tom": "Mia"}
+    labels = {"facts": {"hero": "Mia", "gender": "female", "job": "pilot", "friend_gender": "male",
+                        "events": [{"who": "Tom", "gender": "male"}], "age": 7}, "source": "stories"}
+    swapped = balance.swapped_labels(labels, names)
+    assert swapped == {"facts": {"hero": "Tom", "gender": "male", "job": "pilot", "friend_gender": "female",
+                                 "events": [{"who": "Mia", "gender": "female"}], "age": 7},
+                       "source": "stories", "counterfactual": True}
+    assert labels["facts"]["gender"] == "female"  # the input is not changed in place
+    assert balance.swapped_labels({"source": "web"}, names) == {"source": "web"}  # no facts: nothing to keep true
+
+
 def test_boundary_mixture_budget_is_reached_exactly():
     # 6 books and 2 code files of 100 bytes, half and half: 400 bytes each. The books stop when the
     # budget is reached (4 of them), the code files are repeated once to reach it.

@@ -155,6 +155,8 @@ def test_signatures_equal_datasketch_hashvalues(monkeypatch):
         assert np.array_equal(signature, theirs.hashvalues)
     assert np.all(signatures[len(texts) - 3] == MAX_HASH)  # the empty text
     assert np.array_equal(minhash_signatures(shingle_arrays, 64, seed=7), signatures)  # same seed, same (a, b)
+    # (a, b) as plain lists of ints, as datasketch's MinHash(permutations=...) also takes them
+    assert np.array_equal(minhash_signatures(shingle_arrays, perms=(a.tolist(), b.tolist())), signatures)
 
 
 def test_estimated_jaccard_is_close_to_true_jaccard():
@@ -188,6 +190,8 @@ def test_lsh_candidates_are_exactly_the_pairs_sharing_a_band():
     assert pairs.dtype == np.int64 and pairs.shape[1] == 2
     assert {tuple(p) for p in pairs.tolist()} == expected and len(pairs) == len(expected)
     assert lsh_candidates(signatures[:1], bands, rows).shape == (0, 2)
+    distinct = np.arange(24, dtype=np.uint64).reshape(2, 12)  # two documents that share no band
+    assert lsh_candidates(distinct, bands, rows).shape == (0, 2)
     with pytest.raises(ValueError, match="bands \\* rows"):
         lsh_candidates(signatures, 5, 3)
 
@@ -227,6 +231,20 @@ def test_optimal_bands_matches_datasketch_and_moves_with_the_threshold():
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="threshold"):
             optimal_bands(bad)
+
+
+@pytest.mark.parametrize("num_perm, weight, error", [
+    (1, 0.5, None), (0, 0.5, "num_perm must be at least 1, got 0"),
+    (8, 0.0, None), (8, 1.0, None), (8, -0.1, "false_positive_weight must be in"), (8, 1.1, "false_positive_weight"),
+])
+def test_boundary_optimal_bands_arguments(num_perm, weight, error):
+    if error:
+        with pytest.raises(ValueError, match=error):
+            optimal_bands(0.5, num_perm, weight)
+    else:
+        bands, rows = optimal_bands(0.5, num_perm, weight)
+        assert 1 <= bands * rows <= num_perm
+        assert num_perm > 1 or (bands, rows) == (1, 1)  # one hash function: one band of one row
 
 
 # --- clusters and near_dedup ------------------------------------------------------------------

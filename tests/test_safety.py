@@ -286,6 +286,10 @@ def test_toxicity_filter_cuts_lines_and_keeps_hard_negatives():
     assert text.count("\n") == 5  # the input document is not changed in place
     # Each line is judged as written, less its line end: "X" is the thing the word describes.
     assert toxicity_filter([doc("Stupid X\nStupid\n")]).edits_by_reason() == {"toxic": 1}
+    # ... whichever line end `str.splitlines` found: a file separator or a Unicode line separator too
+    odd_ends = toxicity_filter([doc("Shut up\x1cThe kids swam in the calm sea all day.\u2028Lovely.")])
+    assert [e.before for e in odd_ends.edits] == ["Shut up"]
+    assert odd_ends.kept[0].text == "The kids swam in the calm sea all day.\u2028Lovely."
     assert result.summary()["edits_by_reason"] == {"toxic": 2}
 
 
@@ -357,6 +361,10 @@ def test_documented_cue_weights(line, weight):
     ("Tom, stupid as ever.", 0.55, "insult aimed at a named or pronoun person"),  # a name, then a comma, opens a line
     ("Are you there, idiot?", 0.8, "insult aimed at the reader (you)"),  # a vocative before "?"
     ("Idiot X is a variable name.", 0.1, "describes a thing (X)"),  # an adjective before a name-like word
+    ("Tom was an idiot.", 0.55, "insult aimed at a named or pronoun person"),  # a name opens a line before "was"
+    ("People are stupid.", 0.1, "insult word without a target (generic)"),  # people in general: no one in particular
+    ("I met you but acted like an idiot.", 0.3, "insult word without a target (none)"),  # "but" ends the clause
+    ("Go kill yourselves.", 0.9, "violence against yourself person with stated intent"),  # the plural reflexive
 ])
 def test_cue_targets_and_explanations(line, weight, why):
     [cue] = toxicity_cues(line)
@@ -780,6 +788,7 @@ def test_a_cue_right_after_the_closing_quote_is_not_inside_the_dialogue():
     assert toxicity_score(inside) < toxicity_score(after)
 
 
-def test_the_toxicity_filter_names_itself_when_given_raw_text():
-    with pytest.raises(TypeError, match="^toxicity_filter takes a list of Document, got str: wrap raw text"):
-        toxicity_filter(["you idiot"])
+@pytest.mark.parametrize("step", [toxicity_filter, pii_filter, bias_audit, true_job_gender])
+def test_each_safety_step_names_itself_when_given_raw_text(step):
+    with pytest.raises(TypeError, match=f"^{step.__name__} takes a list of Document, got str: wrap raw text"):
+        step(["you idiot"])

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import regex
 
-from minilm.data.documents import DOMAINS, Document, Edit, Removal, StepResult
+from minilm.data.documents import DOMAINS, Document, Edit, Removal, StepResult, check_documents
 
 
 @dataclass
@@ -634,6 +634,8 @@ def code_quality(text: str, config: QualityConfig | None = None) -> str | None:
 
 def quality_signals(text: str, domain: str = "web", config: QualityConfig | None = None) -> dict[str, float]:
     """Every value the rules measure on `text`, for plotting distributions across a corpus."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; use one of {DOMAINS}")
     config = config or QualityConfig()
     if domain == "code":
         return code_signals(text, config)
@@ -669,9 +671,7 @@ def quality_filter(docs: list[Document], config: QualityConfig | None = None) ->
     """
     config = config or QualityConfig()
     result = StepResult(name="quality", kept=[])
-    for doc in docs:
-        if not isinstance(doc, Document):
-            raise TypeError(f"quality_filter() takes Documents, got a {type(doc).__name__}")
+    for doc in check_documents(docs, "quality_filter"):
         if not isinstance(doc.text, str):
             raise TypeError(f"document {doc.id!r} has text of type {type(doc.text).__name__}, not str")
         if doc.domain not in DOMAINS:

@@ -494,7 +494,8 @@ def toxicity_filter(docs: list[Document], threshold: float = TOXIC_THRESHOLD,
             result.kept.append(doc)
             continue
         lines = doc.text.splitlines(keepends=True)
-        toxic = [i for i, line in enumerate(lines) if line.strip() and is_toxic(line.rstrip("\r\n"), threshold)]
+        bare = doc.text.splitlines()  # without their breaks, which may be more than "\r\n" ("\x1c", "\u2028"...)
+        toxic = [i for i, line in enumerate(bare) if line.strip() and is_toxic(line, threshold)]
         if not toxic:
             result.kept.append(doc)
             continue
@@ -503,6 +504,6 @@ def toxicity_filter(docs: list[Document], threshold: float = TOXIC_THRESHOLD,
             result.removed.append(Removal(doc, "toxic"))
             continue
         cut = set(toxic)
-        result.edits += [Edit(doc.id, "toxic", lines[i].rstrip("\r\n")) for i in toxic]
+        result.edits += [Edit(doc.id, "toxic", bare[i]) for i in toxic]
         result.kept.append(doc.replace(text="".join(line for i, line in enumerate(lines) if i not in cut)))
     return result
