@@ -55,10 +55,11 @@ def test_config_for_applies_preset_then_overrides(monkeypatch):
 
 def test_every_preset_row_fits_its_config():
     from minilm.data.stage import DataConfig
+    from minilm.finetune.stage import FinetuneConfig
     from minilm.tokenizer.stage import TokenizerConfig
     from minilm.train.loop import TrainConfig
 
-    configs = {"data": DataConfig, "tokenizer": TokenizerConfig, "pretrain": TrainConfig}
+    configs = {"data": DataConfig, "tokenizer": TokenizerConfig, "pretrain": TrainConfig, "finetune": FinetuneConfig}
     assert set(presets.PRESETS) <= set(configs), "each stage in PRESETS needs its config class here"
     for stage, cls in configs.items():
         for name in presets.PRESET_NAMES:

@@ -654,12 +654,12 @@ def test_command_line_and_speedrun_report(ci_stage, home):
 
     # The second run reuses every stage and says so; the report keeps each stage's build time.
     out = minilm("speedrun")
-    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:3]] == [
-        "data: reused the cache", "tokenizer: reused the cache", "pretrain: reused the cache"]
+    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:4]] == [
+        "data: reused the cache", "tokenizer: reused the cache", "pretrain: reused the cache", "finetune: reused the cache"]
     report = (home / "runs" / "ci" / "report" / "report.md").read_text()
     pretrain = json.loads((home / "runs" / "ci" / "pretrain" / "manifest.json").read_text())
     assert f"| 2: tokenizer | {built:,.1f} s |" in report and f"| 4-5: pretrain | {pretrain['seconds']:,.1f} s |" in report
-    assert "(built 0 of the 3 stages, reused 3 from the cache)" in report and report.count("| reused the cache (") == 3
+    assert "(built 0 of the 4 stages, reused 4 from the cache)" in report and report.count("| reused the cache (") == 4
 
 
 def test_the_preset_named_is_the_one_used_whatever_minilm_preset_says(monkeypatch):
