@@ -279,6 +279,8 @@ def trainable_parameters(model: nn.Module) -> int:
 
 @dataclass
 class ClassifierConfig:
+    """One classifier's training: which parameters learn (`METHODS`), for how long, and how fast."""
+
     method: str = "full"
     steps: int = 800
     batch_size: int = 64
