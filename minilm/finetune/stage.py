@@ -206,6 +206,7 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
     from minilm.tokenizer.stage import load_tokenizer, open_shards
 
     started = time.perf_counter()
+    check_tokenizer(pretrained.path / CHECKPOINT_DIR, tokenizer_artifact.summary["tokenizer_fingerprint"])
     tokenizer = load_tokenizer(tokenizer_artifact)
     device = hardware.pick_device(config.device)
     world = World(device=device)
@@ -216,7 +217,6 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
     clock = time.perf_counter()
     data = instruction_data(config, tokenizer, model_config.context, DataConfig.from_preset(preset).n_stories)
     train_data = SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=config.pack)
-    check_tokenizer(pretrained.path / CHECKPOINT_DIR, train_data.tokenizer_fingerprint)
     val_data = SFTData(tokenizer, [e.messages for e in data["val"]], "sft_val")
     test = data["test"]
     timings["data"] = time.perf_counter() - clock
@@ -238,13 +238,14 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
         "seconds": 0.0, "eval_seconds": time.perf_counter() - clock, "pretrain_val_loss": forgetting(base),
     }
 
-    runs = {"SFT": (copy.deepcopy(base), False), f"LoRA r={config.lora_rank}": (None, True)}
     answers = {"base, few-shot": base_answers}
-    for name, (model, lora_run) in runs.items():
+    special = [tokenizer.special_id(t) for t in (*ROLE_TOKENS.values(), END)] if config.lora_special_tokens else []
+    for lora_run in (False, True):  # a copy of the base trained in full, then one through LoRA adapters
+        name = f"LoRA r={config.lora_rank}" if lora_run else "SFT"
+        model = copy.deepcopy(base)
         if lora_run:
-            special = [tokenizer.special_id(t) for t in (*ROLE_TOKENS.values(), END)] if config.lora_special_tokens else []
-            model = lora.add_lora(copy.deepcopy(base), config.lora_rank, config.lora_alpha, config.lora_targets,
-                                  seed=config.seed, trainable_tokens=special)
+            lora.add_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed=config.seed,
+                          trainable_tokens=special)
         out = work / (LORA_DIR if lora_run else SFT_DIR)
         train_config = config.train_config(model_config, lora_run)
         clock = time.perf_counter()
@@ -253,7 +254,7 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
         clock = time.perf_counter()
         replies = chat_answers(model, tokenizer, [e.prompt for e in test])
         answers[name] = replies
-        trainable = lora.trainable_parameters(model) if lora_run else count_parameters(model)
+        trainable = lora.trainable_parameters(model)
         models[name] = {
             "scores": scores_by_family(test, replies), "trainable": trainable, "total": count_parameters(base),
             "seconds": summary["train_seconds"], "wall_seconds": seconds, "eval_seconds": time.perf_counter() - clock,
