@@ -4,6 +4,7 @@ import dataclasses
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -184,7 +185,11 @@ def _umask() -> int:
 
 def test_a_stage_says_when_it_starts_what_it_made_and_when_it_reuses_the_cache(home, caplog):
     caplog.set_level(logging.INFO, logger="minilm")
-    first = cache.cached_stage("toy", ToyConfig(), counting_build([]), preset="ci",
+    def slow_build(folder: Path) -> dict:
+        time.sleep(0.01)  # the manifest keeps milliseconds: a build under 0.5 ms would record 0.0
+        return counting_build([])(folder)
+
+    first = cache.cached_stage("toy", ToyConfig(), slow_build, preset="ci",
                                produced=lambda summary: f"{summary['bytes']} bytes of x")
     start, end = [record.getMessage() for record in caplog.records]
     assert start == f"toy: building in {home / 'runs' / 'ci' / 'toy'}/ (preset ci)"
