@@ -4,7 +4,9 @@ what its parts compute (scores, decontamination, the adapter, the forgetting che
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +128,104 @@ def test_fine_tuning_resumes_exactly_where_it_stopped(stages, tmp_path, adapters
     train(train_config, data, data, tokenizer, tmp_path / "parts", model=resumed, progress=False)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+# --- under torchrun: two processes fine-tune exactly as one on their batches put together ---------------
+
+TWO = dict(train_per_family=6, val_per_family=2, test_per_family=1, test_oversample=10, batch_size=2, max_steps=3,
+           warmup_steps=1, lora_steps=3, classify_methods=("probe",), classify_steps=2, classify_train_stories=8,
+           classify_eval_stories=4, precision="fp32")
+
+
+def finetune_worker(rank: int, port: int, home: str, tokenizer: str, pretrained: str, results: str) -> None:
+    """One process of `torchrun --nproc_per_node=2 -m minilm finetune`: the stage, called by every rank."""
+    import os
+    from pathlib import Path
+
+    from minilm.cache import load_artifact
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), MINILM_HOME=home)
+    artifact = run_finetune_stage("ci", config=FinetuneConfig.from_preset("ci", **TWO),
+                                  tokenizer=load_artifact(Path(tokenizer)), pretrained=load_artifact(Path(pretrained)),
+                                  progress=False)
+    Path(results, f"rank{rank}.json").write_text(json.dumps({"path": str(artifact.path), "key": artifact.key}))
+
+
+def one_process_reference(stages, config: FinetuneConfig, lora_run: bool, world_size: int = 2) -> dict:
+    """One process, one batch per step: the windows of every rank put together, as the stage builds them."""
+    import copy
+
+    from minilm.data.stage import DataConfig
+    from minilm.finetune.chat import END, ROLE_TOKENS, SFTData
+    from minilm.hardware import grad_scaler
+    from minilm.model.gpt import make_optimizer
+    from minilm.train.loop import step_windows, train_step
+    from minilm.train.objectives import make_batch
+    from minilm.train.schedule import learning_rate
+
+    tokenizer = load_tokenizer(stages["tokenizer"])
+    base = load_pretrained(stages["pretrained"])
+    data = instruction_data(config, tokenizer, base.config.context, DataConfig.from_preset("ci").n_stories)
+    train_data = SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=config.pack)
+    model = copy.deepcopy(base)
+    if lora_run:
+        special = [tokenizer.special_id(t) for t in (*ROLE_TOKENS.values(), END)]
+        lora.add_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed=config.seed,
+                      trainable_tokens=special)
+    train_config = config.train_config(base.config, lora_run)
+    optimizer = make_optimizer(model, train_config.lr, train_config.weight_decay, (train_config.beta1, train_config.beta2))
+    for step in range(train_config.max_steps):
+        parts = [step_windows(train_data, train_config, step, rank, world_size) for rank in range(world_size)]
+        inputs, targets = make_batch(np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]), "causal")
+        lr = learning_rate(step, train_config.lr, train_config.warmup_steps, train_config.max_steps, train_config.min_lr)
+        train_step(model, optimizer, grad_scaler("cpu", "fp32"), [(inputs, targets)], lr, train_config.grad_clip, "cpu")
+    return model.state_dict()
+
+
+def test_two_processes_fine_tune_exactly_as_one_on_the_same_global_batch(stages, tmp_path, monkeypatch):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from minilm.train import checkpoint as ckpt
+    from minilm.train.loop import read_log
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home, results = tmp_path / "home", tmp_path / "results"
+    results.mkdir()
+    mp.spawn(finetune_worker, nprocs=2, join=True, args=(port, str(home), str(stages["tokenizer"].path),
+                                                          str(stages["pretrained"].path), str(results)))
+    seen = [json.loads((results / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert seen[0] == seen[1]  # every rank returns the artifact rank 0 built
+    path = Path(seen[0]["path"])
+    finished = json.loads((path / RESULTS).read_text())
+    assert finished["models"]["SFT"]["world_size"] == finished["models"]["LoRA r=8"]["world_size"] == 2
+    for sub in ("sft", LORA_DIR):
+        start = read_log(path / sub / "log.jsonl")[0]
+        assert start["world_size"] == 2 and start["tokens_per_step"] == 2 * 2 * 128
+
+    config = FinetuneConfig.from_preset("ci", **TWO)
+    width = load_pretrained(stages["pretrained"]).config.n_embd
+    trained = ckpt.read_checkpoint(path / "sft" / "checkpoint")[0]
+    # Adam moves every weight by about lr at first, whatever its gradient's size, so where a gradient is rounding
+    # noise (summed in another order by two processes) the two runs part by a little: 2e-5, where one process
+    # on rank 0's windows alone ends 1e-2 away (checked below)
+    for name, tensor in one_process_reference(stages, config, lora_run=False).items():
+        if name.endswith("attn.c_attn.bias"):  # the keys' bias: its true gradient is 0 (softmax ignores it)
+            keys = slice(width, 2 * width)
+            torch.testing.assert_close(trained[name][keys], tensor[keys], rtol=0, atol=5e-4, msg=name)
+            trained[name][keys] = tensor[keys]
+        torch.testing.assert_close(trained[name], tensor, rtol=0, atol=2e-5, msg=name)
+    adapted = lora.load_adapter(load_pretrained(stages["pretrained"]), path / LORA_DIR / ADAPTER).state_dict()
+    reference = one_process_reference(stages, config, lora_run=True)
+    changed = [name for name in reference if name.endswith((".lora_A", ".lora_B", ".delta"))]
+    assert changed and all(name in adapted for name in changed)
+    for name in changed:
+        torch.testing.assert_close(adapted[name], reference[name], rtol=0, atol=2e-5, msg=name)
+    # not a test that cannot fail: one process on rank 0's windows alone ends elsewhere
+    alone = one_process_reference(stages, config, lora_run=False, world_size=1)
+    assert not torch.allclose(alone["transformer.wte.weight"], trained["transformer.wte.weight"], atol=1e-3)

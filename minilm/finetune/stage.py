@@ -1,6 +1,7 @@
 """Stage 6 end to end: fine-tune the pretrained model into a chat model, in full and with LoRA.
 
     python -m minilm finetune
+    torchrun --nproc_per_node=2 -m minilm finetune            the two training runs on two processes
 
 `run_finetune_stage` is what the command line, the speedrun and notebook 06 call. From stage 4's
 model and stage 2's tokenizer it:
@@ -17,7 +18,9 @@ model and stage 2's tokenizer it:
    (`minilm.finetune.classify`) beside a bag-of-words baseline.
 
 Training runs in a work folder beside the stage's, ``data/runs/<preset>/.finetune-work/``: an
-interrupted run continues from its last checkpoint, as pretraining does. The results (the SFT
+interrupted run continues from its last checkpoint, as pretraining does. Under torchrun every
+process trains (each step's windows split between them, the gradients averaged by DDP) and rank 0
+alone measures, as stage 4 does. The results (the SFT
 model, the LoRA adapter, the scores, conversations and curves) move into
 ``data/runs/<preset>/finetune/``.
 """
@@ -31,10 +34,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 
 from minilm import hardware
-from minilm.cache import Artifact, cached_stage, code_fingerprint, run_dir
+from minilm.cache import Artifact, cached_stage, code_fingerprint, load_artifact, run_dir
 from minilm.files import atomic_write_json
 from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_answers, scores_by_family
@@ -43,9 +45,10 @@ from minilm.finetune.tasks import FAMILIES, build_examples, decontaminate, train
 from minilm.model.accounting import count_parameters, memory_estimate
 from minilm.presets import config_for, preset_name
 from minilm.train import checkpoint as ckpt
+from minilm.train import distributed
 from minilm.train.distributed import World
 from minilm.train.loop import CHECKPOINTS, LOG, TrainConfig, evaluate, read_log, train
-from minilm.train.stage import CHECKPOINT_DIR, load_pretrained, prepare_work_folder, run_pretrain_stage
+from minilm.train.stage import CHECKPOINT_DIR, DONE, TRAIN, load_pretrained, prepare_work_folder, run_pretrain_stage
 
 CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name != "report.py"),
         Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "train" / "loop.py"]
@@ -133,18 +136,32 @@ def run_finetune_stage(
 
     preset = preset_name(preset)
     config = config or FinetuneConfig.from_preset(preset)
+    # stage 4 first, each stage under torchrun in its own process group (rank 0 builds, the others wait);
+    # once it is built, stage 2 is in the cache for every process to read
+    pretrained = pretrained or run_pretrain_stage(preset, tokenizer=tokenizer, progress=progress)
     tokenizer = tokenizer or run_tokenizer_stage(preset)
-    pretrained = pretrained or run_pretrain_stage(preset, tokenizer=tokenizer)
     work = run_dir("finetune", preset).parent / ".finetune-work"
     run = {"config": asdict(config), "pretrained": pretrained.key, "code": code_fingerprint(CODE)}
+    with distributed.processes(config.device) as world:
+        if not world.is_main:  # the two training runs with rank 0, then its cached result
+            if distributed.broadcast_int(DONE, world) == TRAIN:
+                _fine_tune(config, pretrained, tokenizer, preset, work, world, progress)
+                distributed.broadcast_int(DONE, world)
+            distributed.barrier(world)
+            return load_artifact(run_dir("finetune", preset))
 
-    def build(folder: Path) -> dict:
-        prepare_work_folder(work, run, fresh=force)
-        return _build(config, pretrained, tokenizer, preset, work, folder, progress)
+        def build(folder: Path) -> dict:
+            prepare_work_folder(work, run, fresh=force)
+            distributed.broadcast_int(TRAIN, world)
+            return _build(config, pretrained, tokenizer, preset, work, folder, world, progress)
 
-    return cached_stage("finetune", config, build, preset=preset,
-                        inputs={"pretrained": pretrained.key, "tokenizer": tokenizer.key},
-                        code=CODE, force=force, produced=produced)
+        # The number of processes is part of the run: each adds batch_size windows to a step.
+        artifact = cached_stage("finetune", {**asdict(config), "world_size": world.world_size}, build, preset=preset,
+                                inputs={"pretrained": pretrained.key, "tokenizer": tokenizer.key},
+                                code=CODE, force=force, produced=produced)
+        distributed.broadcast_int(DONE, world)
+        distributed.barrier(world)  # the others read the artifact only once it is in place
+        return artifact
 
 
 def load_finetuned(artifact: Artifact, device: str = "cpu"):
@@ -199,73 +216,88 @@ def check_tokenizer(checkpoint: Path, tokenizer_fingerprint: str) -> None:
         )
 
 
-def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Artifact, preset: str, work: Path,
-           folder: Path, progress: bool) -> dict:
-    from minilm.data.stage import DataConfig
-    from minilm.finetune.report import plot_finetuning
-    from minilm.tokenizer.stage import load_tokenizer, open_shards
+def _fine_tune(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Artifact, preset: str, work: Path,
+               world: World, progress: bool) -> dict:
+    """The two training runs, SFT then LoRA, each on a copy of the base model; every process calls it.
 
-    started = time.perf_counter()
+    Under torchrun each process builds the same instruction data (it is seeded) and the loop splits
+    every step's windows between the processes, as in pretraining. Returns what rank 0 measures next:
+    the tokenizer, the base model, the data, and each run's trained model, loop summary and wall time."""
+    from minilm.data.stage import DataConfig
+    from minilm.tokenizer.stage import load_tokenizer
+
     check_tokenizer(pretrained.path / CHECKPOINT_DIR, tokenizer_artifact.summary["tokenizer_fingerprint"])
     tokenizer = load_tokenizer(tokenizer_artifact)
-    device = hardware.pick_device(config.device)
-    world = World(device=device)
-    base = load_pretrained(pretrained, device)
-    model_config = base.config
-    timings: dict[str, float] = {}
-
+    base = load_pretrained(pretrained, world.device)
     clock = time.perf_counter()
-    data = instruction_data(config, tokenizer, model_config.context, DataConfig.from_preset(preset).n_stories)
+    data = instruction_data(config, tokenizer, base.config.context, DataConfig.from_preset(preset).n_stories)
     train_data = SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=config.pack)
     val_data = SFTData(tokenizer, [e.messages for e in data["val"]], "sft_val")
-    test = data["test"]
-    timings["data"] = time.perf_counter() - clock
+    data_seconds = time.perf_counter() - clock
 
-    # the forgetting check reads stage 4's validation split
-    pretrain_val = open_shards(tokenizer_artifact, "val")
-    forget_config = config.train_config(model_config)
-    precision = hardware.choose_precision(device, config.precision)
-
-    def forgetting(model) -> float:
-        return evaluate(model, pretrain_val, forget_config, None, world, precision, config.forgetting_tokens)["val_loss"]
-
-    models: dict[str, dict] = {}
-    clock = time.perf_counter()
-    shots = data["val"]
-    base_answers = few_shot_answers(base, tokenizer, test, shots, k=config.shots)
-    models["base, few-shot"] = {
-        "scores": scores_by_family(test, base_answers), "trainable": 0, "total": count_parameters(base),
-        "seconds": 0.0, "eval_seconds": time.perf_counter() - clock, "pretrain_val_loss": forgetting(base),
-    }
-
-    answers = {"base, few-shot": base_answers}
     special = [tokenizer.special_id(t) for t in (*ROLE_TOKENS.values(), END)] if config.lora_special_tokens else []
+    runs = {}
     for lora_run in (False, True):  # a copy of the base trained in full, then one through LoRA adapters
         name = f"LoRA r={config.lora_rank}" if lora_run else "SFT"
         model = copy.deepcopy(base)
         if lora_run:
             lora.add_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed=config.seed,
                           trainable_tokens=special)
-        out = work / (LORA_DIR if lora_run else SFT_DIR)
-        train_config = config.train_config(model_config, lora_run)
         clock = time.perf_counter()
-        summary = train(train_config, train_data, val_data, tokenizer, out, model=model, world=world, progress=progress)
-        seconds = time.perf_counter() - clock
+        summary = train(config.train_config(base.config, lora_run), train_data, val_data, tokenizer,
+                        work / (LORA_DIR if lora_run else SFT_DIR), model=model, world=world, progress=progress)
+        runs[name] = {"model": model, "summary": summary, "seconds": time.perf_counter() - clock, "lora": lora_run}
+    return {"tokenizer": tokenizer, "base": base, "data": data, "data_seconds": data_seconds, "runs": runs,
+            "train_tokens": int(train_data.lengths.sum())}
+
+
+def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Artifact, preset: str, work: Path,
+           folder: Path, world: World, progress: bool) -> dict:
+    from minilm.finetune.report import plot_finetuning
+    from minilm.tokenizer.stage import open_shards
+
+    started = time.perf_counter()
+    tuned = _fine_tune(config, pretrained, tokenizer_artifact, preset, work, world, progress)
+    tokenizer, base, data = tuned["tokenizer"], tuned["base"], tuned["data"]
+    model_config = base.config
+    test = data["test"]
+    timings: dict[str, float] = {"data": tuned["data_seconds"]}
+    alone = World(device=world.device)  # what follows runs on rank 0 only
+
+    # the forgetting check reads stage 4's validation split
+    pretrain_val = open_shards(tokenizer_artifact, "val")
+    forget_config = config.train_config(model_config)
+    precision = hardware.choose_precision(alone.device, config.precision)
+
+    def forgetting(model) -> float:
+        return evaluate(model, pretrain_val, forget_config, None, alone, precision, config.forgetting_tokens)["val_loss"]
+
+    models: dict[str, dict] = {}
+    clock = time.perf_counter()
+    base_answers = few_shot_answers(base, tokenizer, test, data["val"], k=config.shots)
+    models["base, few-shot"] = {
+        "scores": scores_by_family(test, base_answers), "trainable": 0, "total": count_parameters(base),
+        "seconds": 0.0, "eval_seconds": time.perf_counter() - clock, "pretrain_val_loss": forgetting(base),
+    }
+
+    answers = {"base, few-shot": base_answers}
+    for name, run in tuned["runs"].items():
+        model, summary = run["model"], run["summary"]
         clock = time.perf_counter()
         replies = chat_answers(model, tokenizer, [e.prompt for e in test])
         answers[name] = replies
         trainable = lora.trainable_parameters(model)
         models[name] = {
             "scores": scores_by_family(test, replies), "trainable": trainable, "total": count_parameters(base),
-            "seconds": summary["train_seconds"], "wall_seconds": seconds, "eval_seconds": time.perf_counter() - clock,
+            "seconds": summary["train_seconds"], "wall_seconds": run["seconds"], "eval_seconds": time.perf_counter() - clock,
             "sft_val_loss": summary["val_loss"], "pretrain_val_loss": forgetting(model),
             "memory_bytes": training_memory(model_config, count_parameters(base), trainable, config.batch_size),
-            "tokens_per_s": summary["tokens_per_s"],
+            "tokens_per_s": summary["tokens_per_s"], "world_size": summary["world_size"],
         }
-        target = folder / (LORA_DIR if lora_run else SFT_DIR)
+        out, target = work / (LORA_DIR if run["lora"] else SFT_DIR), folder / (LORA_DIR if run["lora"] else SFT_DIR)
         target.mkdir()
         shutil.copy(out / LOG, target / LOG)
-        if lora_run:
+        if run["lora"]:
             lora.save_adapter(model, target / ADAPTER)
         else:
             shutil.move(str(ckpt.latest_checkpoint(out / CHECKPOINTS)), str(target / "checkpoint"))
@@ -289,7 +321,7 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
         "families": list(FAMILIES),
         "examples": {"train": len(data["train"]), "val": len(data["val"]), "test": len(test),
                      "test_drawn": data["test_drawn"], "test_dropped": data["dropped"]},
-        "train_tokens": int(train_data.lengths.sum()),
+        "train_tokens": tuned["train_tokens"],
         "classification": [asdict(result) for result in classification],
         "timings": timings,
     }
