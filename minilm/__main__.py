@@ -215,7 +215,8 @@ def run_command(command: str, preset: str, force: bool, train) -> str | None:
         from minilm.finetune.report import describe
         from minilm.finetune.stage import run_finetune_stage
 
-        return describe(run_finetune_stage(preset, force=force))
+        artifact = run_finetune_stage(preset, force=force)
+        return describe(artifact) if os.environ.get("RANK", "0") == "0" else None
     from minilm.train.report import describe
     from minilm.train.stage import run_pretrain_stage
 
