@@ -30,6 +30,7 @@ from minilm.model import (
     sample,
     stream,
 )
+from minilm.model.gpt import IGNORE_INDEX
 from minilm.model.accounting import matmul_parameters, mfu
 from minilm.model.attention import causal_mask, repeat_kv
 from minilm.model.layers import LayerNorm, RMSNorm, sinusoid_table
@@ -524,6 +525,36 @@ def test_the_model_and_cache_keep_every_tensor_on_the_models_device_and_dtype(mo
 
     inputs, targets = mask_tokens(idx, mask_token=1, vocab_size=VOCAB, generator=torch.Generator().manual_seed(0))
     assert inputs.device.type == targets.device.type == "meta"
+
+
+def test_only_trained_runs_the_head_where_targets_are_trained_with_the_same_loss_and_gradients(monkeypatch):
+    model = lively(tiny())
+    x = tokens((3, 16))
+    targets = x.clone()
+    targets[torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) > 0.2] = IGNORE_INDEX
+    trained = targets != IGNORE_INDEX
+    full_logits, full_loss = model(x, targets)
+    full_loss.backward()
+    full_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+
+    rows = []
+    linear = F.linear
+
+    def watched(x, weight, *args, **kwargs):
+        if weight is model.output_weight():
+            rows.append(tuple(x.shape))
+        return linear(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(F, "linear", watched)
+    logits, loss = model(x, targets, only_trained=True)
+    assert rows == [(int(trained.sum()), 32)]  # the head saw the trained positions alone
+    assert logits.shape == (int(trained.sum()), VOCAB) and torch.allclose(logits, full_logits[trained], atol=1e-6)
+    torch.testing.assert_close(loss, full_loss, rtol=0, atol=1e-6)
+    loss.backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, full_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    assert model(x, only_trained=True)[0].shape == full_logits.shape  # without targets: every position
 
 
 def test_last_only_computes_the_head_for_the_last_position_alone(monkeypatch):

@@ -132,6 +132,7 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         trace: Trace | None = None,
         last_only: bool = False,
+        only_trained: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Token ids (B, T) -> (logits (B, T, vocab), mean cross-entropy against `targets` or None).
 
@@ -142,13 +143,22 @@ class GPT(nn.Module):
           tokens only, and continuing after those already in `cache`;
         - `cache`: a `KVCache` to read earlier keys and values from and append this step's to;
         - `trace`: a `Trace` to record attention weights and residual streams into;
-        - `last_only`: compute logits for the last position only (all a sampler needs).
+        - `last_only`: compute logits for the last position only (all a sampler needs);
+        - `only_trained` (with `targets`): compute the head only where the target is not ignored, and
+          return those logits alone, (n, vocab). The loss is the same; the work is less where most
+          targets are ignored: fine-tuning trains on the assistant's tokens only (a sixth of a row),
+          and the head over a 4,096-token vocabulary is about half of a small model's work per token.
+          Training uses it; compiled training does not (the number of positions changes each batch,
+          where a compiled graph wants fixed shapes).
         """
         if targets is not None and targets.shape != idx.shape:
             raise ValueError(f"targets have shape {tuple(targets.shape)} but idx has {tuple(idx.shape)}")
         x = self.hidden_states(idx, positions=positions, padding_mask=padding_mask, cache=cache, trace=trace)
         if last_only and targets is None:
             x = x[:, -1:]
+        if only_trained and targets is not None:
+            trained = targets != IGNORE_INDEX
+            x, targets = x[trained], targets[trained]
         logits = F.linear(x, self.output_weight())
         if trace is not None:
             trace.logits = logits

@@ -262,10 +262,11 @@ def train_step(
     device: str,
     precision: str = "fp32",
     world: World | None = None,
+    only_trained: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step over `batches` (micro-batches); returns (this process's weighted loss, the
     gradient norm before clipping). The weighted losses of all processes add up to world_size times
-    the step's mean loss.
+    the step's mean loss. `only_trained`: the GPT's head runs only where a target is trained (`GPT.forward`).
 
     `model` may be wrapped in DistributedDataParallel: its gradients are then averaged across
     processes, once, during the last micro-batch's backward pass (`no_sync` skips the others).
@@ -280,7 +281,7 @@ def train_step(
         targets = targets.to(device, non_blocking=True)
         with sync, explain_out_of_memory(inputs, device):
             with hardware.autocast(device, precision):
-                _, loss = model(inputs, targets)
+                _, loss = model(inputs, targets, only_trained=True) if only_trained else model(inputs, targets)
             loss = loss * weight
             scaler.scale(loss).backward()
         total += loss.detach()
@@ -493,7 +494,8 @@ def train(
         if config.dropout > 0:  # dropout draws from PyTorch's global generator: make it a function of the step too
             torch.manual_seed(derived_seed(config.seed, step, world.rank, DROPOUT))
         lr = learning_rate(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr)
-        loss, grad_norm = train_step(stepper, optimizer, scaler, batches, lr, config.grad_clip, device, precision, world)
+        loss, grad_norm = train_step(stepper, optimizer, scaler, batches, lr, config.grad_clip, device, precision, world,
+                                     only_trained=not config.compile)
         step += 1
         window_loss += loss
         window_steps += 1
