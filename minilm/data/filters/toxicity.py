@@ -78,7 +78,7 @@ PERSON_NOUNS = frozenset("""
 # Subjects of "is"/"was" that are people: "your brother is an idiot", "this author is a moron".
 PERSON_SUBJECTS = frozenset("""
     person kid child boy girl man woman guy friend brother sister mother father mom dad neighbour
-    neighbor boss author writer poster admin moderator player coach user teacher people kids guys
+    neighbor boss author writer poster admin moderator player coach user teacher guys
 """.split())
 COPULAS = frozenset("""
     is was are were am be been being seems seem seemed looks look looked sounds sound acts act became become
