@@ -301,6 +301,16 @@ def test_toxicity_filter_drops_mostly_toxic_documents():
     assert kept.kept[0].text == "Nice weather today.\n" and len(kept.edits) == 2
 
 
+def test_toxicity_filter_uses_its_threshold_and_keeps_every_documents_edits():
+    docs = [doc("Tom is a moron.\nA calm day.\nThe sea was blue.", id="web-1"),
+            doc("You are stupid.\nA calm day.\nThe sea was blue.", id="web-2")]
+    result = toxicity_filter(docs)  # 0.55 and 0.8: both reach the default 0.5
+    assert [(e.doc_id, e.before) for e in result.edits] == [("web-1", "Tom is a moron."), ("web-2", "You are stupid.")]
+    strict = toxicity_filter(docs, threshold=0.6)  # 0.55 is under it
+    assert [(e.doc_id, e.before) for e in strict.edits] == [("web-2", "You are stupid.")]
+    assert strict.kept[0].text == docs[0].text
+
+
 def test_toxicity_filter_rejects_bad_input():
     with pytest.raises(ValueError, match="threshold"):
         toxicity_filter([], threshold=0)
@@ -758,6 +768,22 @@ def test_each_kind_is_found_with_exact_span(text, kind, expected):
 @pytest.mark.parametrize("text", PII_HARD_NEGATIVES)
 def test_hard_negatives_are_untouched(text):
     assert find_pii(text) == [] and mask_pii(text) == (text, [])
+
+
+# A value with a placeholder word in it, in any case, is a template, not a secret; the same value with the
+# word swapped for other characters is one (so the word, not the entropy, decides).
+@pytest.mark.parametrize("word", ["your", "YOUR_API_KEY", "example", "Example", "here", "HERE", "xxxx", "XXXX",
+                                  "changeme", "ChangeMe", "placeholder", "PLACEHOLDER", "dummy", "Dummy",
+                                  "redacted", "REDACTED", "environ", "getenv", "****"])
+def test_secret_placeholders_are_not_secrets(word):
+    assert find_pii(f'api_key = "{word}-9f3KqZwLp7"') == []
+    assert find_pii(f'api_key = "Tr8vMn-9f3KqZwLp7"') == [("secret", 11, 28)]
+
+
+def test_an_ipv6_address_needs_a_decimal_digit():
+    # eight groups of hex letters are a word game ("hexspeak"), not an address; one decimal digit makes it one
+    assert find_pii("cafe:babe:dead:beef:cafe:babe:dead:beef") == []
+    assert find_pii("cafe:babe:dead:beef:cafe:babe:dead:be01") == [("ip", 0, 39)]
 
 
 def test_several_kinds_in_one_text_and_overlaps():
