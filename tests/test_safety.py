@@ -309,6 +309,14 @@ def test_toxicity_filter_uses_its_threshold_and_keeps_every_documents_edits():
     strict = toxicity_filter(docs, threshold=0.6)  # 0.55 is under it
     assert [(e.doc_id, e.before) for e in strict.edits] == [("web-2", "You are stupid.")]
     assert strict.kept[0].text == docs[0].text
+    # each kind of document in turn, and the next one still judged: no cue word at all, a cue word that is not
+    # toxic, mostly abuse (dropped whole), one toxic line (cut)
+    calm, harmless, abuse = doc("A calm day.", id="a"), doc("Use kill -9 to stop it.", id="b"), doc("Shut up!", id="c")
+    result = toxicity_filter([calm, harmless, abuse, calm.replace(id="d"), harmless.replace(id="e"), docs[1]])
+    assert result.name == "toxicity"
+    assert [d.id for d in result.kept] == ["a", "b", "d", "e", "web-2"] and result.kept[:2] == [calm, harmless]
+    assert [(r.doc, r.reason) for r in result.removed] == [(abuse, "toxic")]
+    assert [(e.doc_id, e.before) for e in result.edits] == [("web-2", "You are stupid.")]
 
 
 def test_toxicity_filter_rejects_bad_input():
@@ -784,6 +792,11 @@ def test_an_ipv6_address_needs_a_decimal_digit():
     # eight groups of hex letters are a word game ("hexspeak"), not an address; one decimal digit makes it one
     assert find_pii("cafe:babe:dead:beef:cafe:babe:dead:beef") == []
     assert find_pii("cafe:babe:dead:beef:cafe:babe:dead:be01") == [("ip", 0, 39)]
+    # a compressed one needs a decimal digit in its first group, and at most 7 colons (8 groups) in all
+    assert find_pii("Ping fe80::1 now.") == [("ip", 5, 12)]  # "::" alone, no ":group:" in it
+    assert find_pii("x = dead::be01 + 2") == []  # a C++ name, with digits elsewhere in the text
+    assert find_pii("2001:db8:1:2:3::5:6") == [("ip", 0, 19)]
+    assert find_pii("2001:db8:1:2:3:4::5:6") == []
 
 
 def test_several_kinds_in_one_text_and_overlaps():
