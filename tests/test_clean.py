@@ -118,6 +118,31 @@ def test_normalize_whitespace_keeps_code_indentation():
     assert normalize_whitespace(expected, "code") == expected
 
 
+# One line per kind of whitespace, in prose and in code: (text, domain, tidied).
+@pytest.mark.parametrize("text, domain, tidied", [
+    ("a  b", "web", "a b"),  # a run of spaces
+    ("a\tb", "web", "a b"),  # a tab alone
+    ("a \t b", "books", "a b"),  # spaces and tabs mixed
+    ("a  b\tc", "code", "a  b\tc"),  # code keeps them inside a line
+    ("a  b", "docs", "a  b"),  # and so do technical documents
+    ("a \nb", "code", "a\nb"),  # a trailing space
+    ("x = 1\t\ny = 2\n", "code", "x = 1\ny = 2\n"),  # a trailing tab, with no trailing space anywhere
+    ("a\t", "code", "a"), ("a ", "docs", "a"),  # at the very end
+    ("a\r\nb\rc", "web", "a\nb\nc"), ("a\r\nb\rc", "code", "a\nb\nc"),  # Windows and old Mac line ends
+    ("  a\n\tb", "web", "a\nb"),  # indentation in prose
+    ("  a\n\tb", "code", "  a\n\tb"),  # indentation in code
+    ("a\n\n\n\nb", "web", "a\n\nb"),  # blank lines between paragraphs
+    ("a\n\n\n\nb", "code", "a\n\n\n\nb"),
+    ("\n\nX marks the spot\n\n\n", "web", "X marks the spot\n"),  # blank lines at both ends; X stays
+    ("\nX = 1\nY = 2\nX\n\n", "code", "X = 1\nY = 2\nX\n"),
+    ("\n\nno newline at the end", "web", "no newline at the end"),
+    ("\n\n\n", "web", ""), ("tidy\n", "web", "tidy\n"), ("tidy", "code", "tidy"),
+])
+def test_normalize_whitespace_each_kind(text, domain, tidied):
+    assert normalize_whitespace(text, domain) == tidied
+    assert normalize_whitespace(tidied, domain) == tidied  # tidy text is left as it is
+
+
 def test_clean_preserves_code_byte_for_byte():
     code = 'class A:\n    """Doc."""\n\n    def f(self):\n        return {"a":  1}  # aligned\n\n\n\nx = A()\n'
     result = clean([doc(code, "code")])
@@ -173,6 +198,12 @@ def test_strip_licence_blocks_keeps_only_the_story(template):
     assert strip_licence_blocks(template.format(story=STORY), "books", changes) == STORY.strip()
     assert {reason for reason, _, _ in changes} <= {"licence", "front_matter"}
     assert all(before.strip() for _, before, _ in changes)  # one change per cut line, none blank
+
+
+def test_strip_licence_blocks_reads_a_book_by_default():
+    book = PUBLISHER_BOOK.format(story=STORY)
+    assert strip_licence_blocks(book) == strip_licence_blocks(book, "books") == STORY.strip()
+    assert strip_licence_blocks(book, "web") != STORY.strip()  # a web page keeps its headings
 
 
 def test_strip_licence_blocks_markers_on_the_first_and_last_lines():
@@ -312,6 +343,8 @@ def test_clean_rejects_bad_input_with_the_document_id():
         clean(doc(STORY))
     with pytest.raises(ValueError, match="twice"):
         clean([doc(STORY), doc(STORY)])
+    with pytest.raises(TypeError, match="^item 1 is a str, not a Document$"):  # which item, and what it is
+        clean([doc(STORY), "raw text"])
 
 
 # --- Properties -----------------------------------------------------------------------------

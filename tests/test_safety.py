@@ -301,6 +301,24 @@ def test_toxicity_filter_drops_mostly_toxic_documents():
     assert kept.kept[0].text == "Nice weather today.\n" and len(kept.edits) == 2
 
 
+def test_toxicity_filter_uses_its_threshold_and_keeps_every_documents_edits():
+    docs = [doc("Tom is a moron.\nA calm day.\nThe sea was blue.", id="web-1"),
+            doc("You are stupid.\nA calm day.\nThe sea was blue.", id="web-2")]
+    result = toxicity_filter(docs)  # 0.55 and 0.8: both reach the default 0.5
+    assert [(e.doc_id, e.before) for e in result.edits] == [("web-1", "Tom is a moron."), ("web-2", "You are stupid.")]
+    strict = toxicity_filter(docs, threshold=0.6)  # 0.55 is under it
+    assert [(e.doc_id, e.before) for e in strict.edits] == [("web-2", "You are stupid.")]
+    assert strict.kept[0].text == docs[0].text
+    # each kind of document in turn, and the next one still judged: no cue word at all, a cue word that is not
+    # toxic, mostly abuse (dropped whole), one toxic line (cut)
+    calm, harmless, abuse = doc("A calm day.", id="a"), doc("Use kill -9 to stop it.", id="b"), doc("Shut up!", id="c")
+    result = toxicity_filter([calm, harmless, abuse, calm.replace(id="d"), harmless.replace(id="e"), docs[1]])
+    assert result.name == "toxicity"
+    assert [d.id for d in result.kept] == ["a", "b", "d", "e", "web-2"] and result.kept[:2] == [calm, harmless]
+    assert [(r.doc, r.reason) for r in result.removed] == [(abuse, "toxic")]
+    assert [(e.doc_id, e.before) for e in result.edits] == [("web-2", "You are stupid.")]
+
+
 def test_toxicity_filter_rejects_bad_input():
     with pytest.raises(ValueError, match="threshold"):
         toxicity_filter([], threshold=0)
@@ -432,6 +450,264 @@ def test_boundary_threshold_and_max_toxic_share_ranges(name, value, ok):
             toxicity_filter([doc("A calm day.")], **{name: value})
 
 
+# Labelled lines, one per rule of each cue function: (line, every cue as (text, start, weight, why)). The
+# expected cues were read and judged by hand; each line is written on its own, not built from the module's lists.
+LABELLED_CUES = [
+    # negation: a comma or "but" ends the clause; "no one" is a subject; each negation word
+    ('I do not care, you are stupid.', [('stupid', 23, 0.8, 'insult aimed at the reader (you)')]),
+    ('I never said X was stupid.', [('stupid', 19, 0.0, 'negated')]),
+    ('I do not hate you but you are stupid.', [('hate', 9, 0.0, 'negated'), ('stupid', 30, 0.8, 'insult aimed at the reader (you)')]),
+    ('Not one of you is stupid.', [('stupid', 18, 0.0, 'negated')]),
+    ('You are no idiot.', [('idiot', 11, 0.0, 'negated')]),
+    ('No one thinks you are stupid.', [('stupid', 22, 0.8, 'insult aimed at the reader (you)')]),
+    ('I never said no one thinks you are stupid.', [('stupid', 35, 0.0, 'negated')]),
+    ("You aren't stupid.", [('stupid', 11, 0.0, 'negated')]),
+    ('I would never hurt you.', [('hurt', 14, 0.0, 'negated')]),
+    ('I would never hurt you, but I will hurt him.', [('hurt', 14, 0.0, 'negated'), ('hurt', 35, 0.6, 'violence against third person with stated intent')]),
+    # whom an insult is aimed at: the nearest person, a copula's subject, "like you", vocatives, clause words
+    ('I am so stupid.', [('stupid', 8, 0.1, 'insult word without a target (first)')]),
+    ('Even Tom seems stupid.', [('stupid', 15, 0.55, 'insult aimed at a named or pronoun person')]),
+    ('Only a fool like him', [('fool', 7, 0.55, 'insult aimed at a named or pronoun person')]),
+    ('He is a fool like', [('fool', 8, 0.55, 'insult aimed at a named or pronoun person')]),
+    ('You look like trash to them.', [('trash', 14, 0.8, 'insult aimed at the reader (you)')]),
+    ('He called me stupid and you laughed.', [('stupid', 13, 0.1, 'insult word without a target (first)')]),
+    ('You are dumb like a rock.', [('dumb', 8, 0.8, 'insult aimed at the reader (you)')]),
+    ('He is a fool like you.', [('fool', 8, 0.8, 'insult aimed at the reader (you)')]),
+    ('Idiot, look what you did to me', [('Idiot', 0, 0.8, 'insult aimed at the reader (you)')]),
+    ('He walked in like a fool.', [('fool', 20, 0.55, 'insult aimed at a named or pronoun person')]),
+    ('He walked into the room like a fool.', [('fool', 31, 0.3, 'insult word without a target (none)')]),
+    ('They called X stupid.', [('stupid', 14, 0.55, 'insult aimed at a named or pronoun person')]),
+    ('You lied to me; how stupid.', [('stupid', 20, 0.1, 'insult word without a target (none)')]),
+    ('I like you, though ugly.', [('ugly', 19, 0.1, 'insult word without a target (none)')]),
+    ('You sat there while useless.', [('useless', 20, 0.1, 'insult word without a target (none)')]),
+    ('You quit because hopeless.', [('hopeless', 17, 0.1, 'insult word without a target (none)')]),
+    ('You look better than ugly.', [('ugly', 21, 0.1, 'insult word without a target (none)')]),
+    ('I tried, but, idiot, that was my seat.', [('idiot', 14, 0.8, 'insult aimed at the reader (you)')]),
+    ('He felt stupid.', [('stupid', 8, 0.1, 'insult word without a target (self)')]),
+    ('Did you see that idiot?', [('idiot', 17, 0.3, 'insult word without a target (none)')]),
+    ('That idiot you hired cannot even act', [('idiot', 5, 0.3, 'insult word without a target (none)')]),
+    ('Was that idiot you?', [('idiot', 9, 0.8, 'insult aimed at the reader (you)')]),
+    ('Did you see that stupid idiot?', [('stupid', 17, 0.1, 'insult word without a target (none)'), ('idiot', 24, 0.3, 'insult word without a target (none)')]),
+    ('Did you see that ugly, stupid idiot?', [('ugly', 17, 0.1, 'insult word without a target (none)'), ('stupid', 23, 0.1, 'insult word without a target (none)'), ('idiot', 30, 0.3, 'insult word without a target (none)')]),
+    ('You were always that annoying idiot.', [('idiot', 30, 0.8, 'insult aimed at the reader (you)')]),
+    ('Looks ugly to them', [('ugly', 6, 0.1, 'insult word without a target (none)')]),
+    ('mom is so dumb', [('dumb', 10, 0.55, 'insult aimed at a named or pronoun person')]),
+    ('Your brother is an idiot.', [('idiot', 19, 0.55, 'insult aimed at a named or pronoun person')]),
+    ('Your face is ugly.', [('ugly', 13, 0.8, 'insult aimed at the reader (you)')]),
+    ('Go away, loser.', [('Go away', 0, 0.35, 'harassment phrase'), ('loser', 9, 0.8, 'insult aimed at the reader (you)')]),
+    ('What idiots!', [('idiots', 5, 0.3, 'insult word without a target (none)')]),
+    ('Idiot-proof locks sell well.', [('Idiot', 0, 0.3, 'insult word without a target (none)')]),
+    ('Hey idiot, listen.', [('idiot', 4, 0.8, 'insult aimed at the reader (you)')]),
+    ('Oh loser, go home.', [('loser', 3, 0.8, 'insult aimed at the reader (you)')]),
+    ('SUCCESS, FAILURE, BOOM', [('FAILURE', 9, 0.3, 'insult word without a target (none)')]),
+    ('Loser!', [('Loser', 0, 0.8, 'insult aimed at the reader (you)')]),
+    ('Well, idiot?', [('idiot', 6, 0.8, 'insult aimed at the reader (you)')]),
+    ('Some idiot, and you laughed.', [('idiot', 5, 0.3, 'insult word without a target (none)')]),
+    ('Hey, idiot!', [('idiot', 5, 0.8, 'insult aimed at the reader (you)')]),
+    # a word talked about, not used: the words before and after it, each kind of quotation mark
+    ('Spell moron backwards.', [('moron', 6, 0.0, 'mention of the word, not a use')]),
+    ('The word idiot is rude.', [('idiot', 9, 0.0, 'mention of the word, not a use')]),
+    ('I say you are stupid.', [('stupid', 14, 0.8, 'insult aimed at the reader (you)')]),
+    ('What does moron mean', [('moron', 10, 0.0, 'mention of the word, not a use')]),
+    ('"Idiot" is a rude word.', [('Idiot', 1, 0.0, 'mention of the word, not a use')]),
+    ("He called it 'dumb' once.", [('dumb', 14, 0.0, 'mention of the word, not a use')]),
+    ('She wrote "idiot" on the board.', [('idiot', 11, 0.0, 'mention of the word, not a use')]),
+    ('He said ‘idiot’ and left.', [('idiot', 9, 0.0, 'mention of the word, not a use')]),
+    # each cue of a line is weighed on its own: one cue's verdict does not end the line
+    ('The word idiot, you moron.', [('idiot', 9, 0.0, 'mention of the word, not a use'), ('moron', 20, 0.8, 'insult aimed at the reader (you)')]),
+    ('You are not stupid, you are a moron.', [('stupid', 12, 0.0, 'negated'), ('moron', 30, 0.8, 'insult aimed at the reader (you)')]),
+    ('Stupid printer', [('Stupid', 0, 0.1, 'describes a thing (printer)')]),
+    ('Dumb mistake, you idiot.', [('Dumb', 0, 0.1, 'describes a thing (mistake)'), ('idiot', 18, 0.8, 'insult aimed at the reader (you)')]),
+    ('I am an idiot.', [('idiot', 8, 0.1, 'insult word without a target (first)')]),
+    ('People are stupid.', [('stupid', 11, 0.1, 'insult word without a target (generic)')]),
+    # violence and hatred: the object, particles, technical words and signals, intent and its reach
+    ('I will beat up Tom.', [('beat', 7, 0.6, 'violence against third person with stated intent')]),
+    ('I will break your legs.', [('break', 7, 0.8, 'violence against your person with stated intent')]),
+    ('I hate your face.', [('hate', 2, 0.6, 'hatred aimed at your person')]),
+    ('I will hurt them.', [('hurt', 7, 0.6, 'violence against third person with stated intent')]),
+    ('The storm will destroy crops.', [('destroy', 15, 0.0, 'acts on a thing (crops), not a person')]),
+    ('I will kill Firefox with kill -9', [('kill', 7, 0.0, 'technical or game context'), ('kill', 25, 0.0, 'acts on a thing (-), not a person')]),
+    ('I will hurt you in 5 minutes.', [('hurt', 7, 0.8, 'violence against second person with stated intent')]),
+    ('Kill them and restart the server', [('Kill', 0, 0.0, 'technical or game context')]),
+    ('I will kill the process', [('kill', 7, 0.0, 'acts on a thing (the), not a person')]),
+    ('I hate you and I will hurt you.', [('hate', 2, 0.75, 'hatred aimed at second person'), ('hurt', 22, 0.8, 'violence against second person with stated intent')]),
+    ('I hate him.', [('hate', 2, 0.4, 'hatred aimed at third person')]),
+    ('I hate you.', [('hate', 2, 0.75, 'hatred aimed at second person')]),
+    ('I am going to wait for you all day and hurt you.', [('hurt', 39, 0.8, 'violence against second person with stated intent')]),
+    ('I am going to wait for you all night long and hurt you.', [('hurt', 46, 0.35, 'violence against second person')]),
+    ('I will wait, but he may hurt you.', [('hurt', 24, 0.35, 'violence against second person')]),
+    ('I will wait; he may hurt you.', [('hurt', 20, 0.35, 'violence against second person')]),
+    ('I will stay although he may hurt you.', [('hurt', 28, 0.35, 'violence against second person')]),
+    ('You will hurt yourself.', [('hurt', 9, 0.1, 'violence against yourself person')]),
+    ('Go kill yourself.', [('kill', 3, 0.9, 'violence against yourself person with stated intent')]),
+    ('Salt can hurt your health.', [('hurt', 9, 0.2, 'violence against your person')]),
+    ('Careful, the stairs can hurt him.', [('hurt', 24, 0.2, 'violence against third person')]),
+    ('I will hurt Tom.', [('hurt', 7, 0.6, 'violence against third person with stated intent')]),
+    ('I despise you.', [('despise', 2, 0.75, 'hatred aimed at second person')]),
+    ('She despises him.', [('despises', 4, 0.4, 'hatred aimed at third person')]),
+    ('Stop hating him.', [('hating', 5, 0.0, 'negated')]),
+    ('We beat them at chess.', [('beat', 3, 0.0, 'technical or game context')]),
+    ('Did the fall hurt you?', [('hurt', 13, 0.175, 'violence against second person')]),
+    ('Will you hurt me?', [('hurt', 9, 0.0, 'acts on a thing (me), not a person')]),
+    # harassment phrases: each pattern, its clause and its negation
+    ('I did not say watch your back, honestly.', [('watch your back', 14, 0.0, 'negated')]),
+    ('Well, I cannot help it, watch your back.', [('watch your back', 24, 0.6, 'harassment phrase')]),
+    ('Do not make Xavier watch your back.', [('watch your back', 19, 0.0, 'negated')]),
+    ('Shut up, you never listen.', [('Shut up', 0, 0.6, 'harassment phrase')]),
+    ('Fine, shut up.', [('shut up', 6, 0.6, 'harassment phrase')]),
+    ('Oh shut up already!', [('Oh shut up', 0, 0.6, 'harassment phrase')]),
+    ('Nobody likes you.', [('Nobody likes you', 0, 0.8, 'harassment phrase')]),
+    ('Everyone laughs at you.', [('Everyone laughs at you', 0, 0.8, 'harassment phrase')]),
+    ('You should just disappear.', [('You should just disappear', 0, 0.8, 'harassment phrase')]),
+    ('Do us all a favour and leave.', [('Do us all a favour and leave', 0, 0.6, 'harassment phrase')]),
+    ('I will make your life miserable.', [('make your life miserable', 7, 0.75, 'harassment phrase')]),
+    ('This is garbage, and so are you.', [('garbage, and so are you', 8, 0.8, 'harassment phrase'), ('garbage', 8, 0.3, 'insult word without a target (none)')]),
+    ('I am ashamed of you.', [('ashamed of you', 5, 0.45, 'harassment phrase')]),
+    ('You are a waste of space.', [('waste of space', 10, 0.8, 'harassment phrase')]),
+    ('I know where you live.', [('I know where you live', 0, 0.85, 'harassment phrase')]),
+    ("You'll regret this.", [("You'll regret this", 0, 0.7, 'harassment phrase')]),
+    ('I will make you pay.', [('make you pay', 7, 0.6, 'harassment phrase')]),
+    ('I hope you die.', [('hope you die', 2, 0.85, 'harassment phrase')]),
+    ('Drop dead.', [('Drop dead', 0, 0.85, 'harassment phrase')]),
+    ('Go die.', [('Go die', 0, 0.85, 'harassment phrase')]),
+    ('You should be ashamed.', [('You should be ashamed', 0, 0.5, 'harassment phrase')]),
+    ("You're nothing.", [("You're nothing", 0, 0.6, 'harassment phrase')]),
+    ("You don't belong here.", [("You don't belong here", 0, 0.6, 'harassment phrase')]),
+    ('That makes me sick.', [('makes me sick', 5, 0.4, 'harassment phrase')]),
+    ('You are dead meat.', [('dead meat', 8, 0.7, 'harassment phrase')]),
+    ('You little piece of trash.', [('You little piece of trash', 0, 0.8, 'harassment phrase'), ('trash', 20, 0.8, 'insult aimed at the reader (you)')]),
+    ('You deserve to get hurt.', [('You deserve to get hurt', 0, 0.75, 'harassment phrase'), ('hurt', 19, 0.0, 'acts on a thing (.), not a person')]),
+    ('You deserve to suffer.', [('You deserve to suffer', 0, 0.8, 'harassment phrase')]),
+    ('Get lost!', [('Get lost', 0, 0.55, 'harassment phrase')]),
+    ('Just go away.', [('Just go away', 0, 0.35, 'harassment phrase')]),
+    ('Now get out of here!', [('Now get out of here', 0, 0.55, 'harassment phrase')]),
+    ('He told her to shut up.', []),
+    # more words of each kind
+    ('Hair looks ugly to him', [('ugly', 11, 0.1, 'insult word without a target (none)')]),
+    ('Leave now or you will be sorry.', [('or you will be sorry', 10, 0.7, 'harassment phrase')]),
+    ('He is neither rude nor stupid.', [('stupid', 23, 0.0, 'negated')]),
+    ('He left without calling you stupid.', [('stupid', 28, 0.0, 'negated')]),
+    ('Stop calling people stupid.', [('stupid', 20, 0.0, 'negated')]),
+    ("Don't be stupid.", [('stupid', 9, 0.0, 'negated')]),
+    ('You cannot be that stupid.', [('stupid', 19, 0.0, 'negated')]),
+    ('Never call anyone stupid.', [('stupid', 18, 0.0, 'negated')]),
+    ('Those words, stupid and dumb, are rude.', [('stupid', 13, 0.0, 'mention of the word, not a use'), ('dumb', 24, 0.1, 'insult word without a target (none)')]),
+    ('He used the term moron.', [('moron', 17, 0.0, 'mention of the word, not a use')]),
+    ('Saying idiot is rude.', [('idiot', 7, 0.0, 'mention of the word, not a use')]),
+    ('He spelled idiot wrong.', [('idiot', 11, 0.0, 'mention of the word, not a use')]),
+    ('Spelling moron is easy.', [('moron', 9, 0.0, 'mention of the word, not a use')]),
+    ('Moron meant dull.', [('Moron', 0, 0.0, 'mention of the word, not a use')]),
+    ('Idiot came from Greek.', [('Idiot', 0, 0.0, 'mention of the word, not a use')]),
+    ('Moron derives from Greek.', [('Moron', 0, 0.0, 'mention of the word, not a use')]),
+    ('Dumb rhymes with thumb.', [('Dumb', 0, 0.0, 'mention of the word, not a use')]),
+    ('Fool comes from Latin.', [('Fool', 0, 0.0, 'mention of the word, not a use')]),
+    ('In terms idiot was used.', [('idiot', 9, 0.0, 'mention of the word, not a use')]),
+]
+
+
+@pytest.mark.parametrize("line, cues", LABELLED_CUES)
+def test_labelled_lines_get_the_right_cues(line, cues):
+    assert [(c.text, c.start, c.weight, c.why) for c in toxicity_cues(line)] == cues
+
+
+# Dialogue: every cue inside quotation marks and a speech verb outside them, wherever it stands.
+@pytest.mark.parametrize("line, score", [
+('"I will destroy you!"roared the dragon.', 0.48),
+    ('Roared the dragon: "I will destroy you!"', 0.48),
+    ('He wrote "I will destroy you!" on the wall.', 0.8),
+    ('Then the dragon, not stupid at all, roared "I will destroy you!"', 0.48),
+    ('"I will destroy you!" roared the dragon.', 0.48),
+    ("Tom said 'you idiot' and left.", 0.48),
+])
+def test_labelled_dialogue(line, score):
+    assert toxicity_score(line) == score
+
+
+# Every word of each word list, typed out here (not read from the module, which a slip would change too), each in a
+# line whose verdict that word alone decides: (template, words, (weight, why)) for each line the template makes.
+READER = (0.8, "insult aimed at the reader (you)")
+THIRD = (0.55, "insult aimed at a named or pronoun person")
+WORD_LISTS = [
+    ("You {}!", "idiot idiots moron morons loser losers fool fools jerk jerks freak freaks creep creeps clown clowns "
+                "imbecile imbeciles dimwit dimwits halfwit halfwits numbskull numbskulls bonehead boneheads coward "
+                "cowards weirdo weirdos disgrace scum liar liars failure trash garbage rubbish", READER),
+    ("There was a {}.", "idiot moron loser fool jerk freak creep clown imbecile dimwit halfwit numbskull bonehead coward "
+                        "weirdo disgrace scum liar failure trash garbage rubbish",
+     (0.3, "insult word without a target (none)")),  # a noun names a person, whom is unknown
+    ("You are {}.", "stupid stupider stupidest dumb dumber dumbest worthless pathetic ugly uglier ugliest useless "
+                    "disgusting brainless idiotic moronic incompetent hideous gross hopeless", READER),
+    ("It was {}.", "stupid dumb worthless pathetic ugly useless disgusting brainless idiotic moronic incompetent "
+                   "hideous gross hopeless", (0.1, "insult word without a target (none)")),  # an adjective may describe a thing
+    ("{} stupid.", "you you're youre u ya your yourself yourselves y'all", READER),
+    ("{} stupid.", "he he's she she's they they're him her them himself herself themselves", THIRD),
+    ("{} stupid.", "i i'm me myself we we're us ourselves i've i'd", (0.1, "insult word without a target (first)")),
+    ("{} stupid.", "anyone anybody someone somebody people others everyone everybody nobody one kids children names",
+     (0.1, "insult word without a target (generic)")),
+    ("He {} stupid.", "felt feel feels feeling", (0.1, "insult word without a target (self)")),
+    ("My {} is stupid.", "person kid child boy girl man woman guy friend brother sister mother father mom dad "
+                         "neighbour neighbor boss author writer poster admin moderator player coach user teacher "
+                         "guys", THIRD),
+    ("The teacher {} stupid.", "is was are were am be been being seems seem seemed looks look looked sounds sound "
+                               "acts act became become", THIRD),
+    ("The teacher {} is stupid.", "really truly also just still always so actually definitely", THIRD),
+    ("Your {} is ugly.", "face voice hair nose body mind brain head teeth breath smell", READER),
+    ("You see {} idiot.", "the that this these those", (0.3, "insult word without a target (none)")),
+    ("You stupid {}", "person people kid kids child children boy boys girl girls man men woman women guy guys thing "
+                      "face head brain creature baby family mother father mom dad sister brother friend friends "
+                      "teammate teammates classmate classmates student students player partner worker human excuse "
+                      "little old fat dirty silly nasty tiny big lazy", READER),
+    ("You stupid {}", "and or but as too that to of like if when because enough for in at with all again now today "
+                      "anyway really inside than it i we they he she lol haha honestly tbh right ok sometimes always "
+                      "ever forever here there who", READER),
+    ("{} is stupid.", "The A An This That These Those It Its My Our Their His There Here What When Where Why How Who "
+                      "If So And But Or Then Now Just All Every Each Some Please Yes Oh Well Hey Do Does "
+                      "Did Is Are Was Were Be Been Being Have Has Had Can Could Will Would Should Let Go Get Use "
+                      "Calling Call Said Tell Told Ask Asked", (0.1, "insult word without a target (none)")),
+    ("I will {} you.", "kill kills killing hurt hurts hurting destroy destroys destroying beat beats beating punch "
+                       "punches punching smash smashes smashing crush crushes crushing stab stabs stabbing shoot "
+                       "shoots shooting strangle strangles choke chokes break breaks ruin ruins ruining murder",
+     (0.8, "violence against second person with stated intent")),
+    ("I {} you.", "hate hates hating despise despises", (0.75, "hatred aimed at second person")),
+    ("I will beat {} Tom.", "up down out off back right now all", (0.6, "violence against third person with stated intent")),
+    ("{} hurt you.", "I'll|I will|I shall|I'm going to|I am going to|We're gonna|We are going to|I want to|I wanna|"
+                     "I swear I'll|We will|Someone should|Somebody ought to|Go|Just|Let's",
+     (0.8, "violence against second person with stated intent")),
+    ("Tom wants to hurt him in the {}.", "process processes pid thread threads job jobs task tasks server servers "
+                                         "daemon signal sigkill sigterm container containers worker workers program "
+                                         "programs script scripts command terminal session query app application tab "
+                                         "browser service kernel node pod loop bug build test tests file files cache "
+                                         "connection socket cpu memory performance battery engine",
+     (0.0, "technical or game context")),
+    ("Tom wants to hurt him in the {}.", "game games chess cards race match score record team tournament level boss "
+                                         "round quiz contest football soccer tennis opponent opponents",
+     (0.0, "technical or game context")),
+]
+NEGATED_AND_MENTIONED = [  # one line for each negation word and each word that marks a mention
+    "You are not stupid.", "Never call anyone stupid.", "You are no idiot.", "You cannot be that stupid.",
+    "He is neither rude nor stupid.", "He left without calling you stupid.", "Stop calling people stupid.",
+    "You aren't stupid.", "Don't be stupid.",
+    "The word idiot is rude.", "Words like stupid hurt.", "He used the term moron.",
+    "In terms idiot was used.", "I never say idiot.", "Saying idiot is rude.", "Spell moron backwards.",
+    "He spelled idiot wrong.", "Spelling moron is easy.", "What does idiot mean?", "Idiot means silly.",
+    "Moron meant dull.", "Its meaning, moron meaning dull.", "Fool comes from Latin.", "Idiot came from Greek.",
+    "Moron derives from Greek.", "Idiot originally meant a private person.", "Dumb rhymes with thumb.",
+]
+
+
+def test_every_word_of_each_list_decides_its_line():
+    wrong = []
+    for template, words, expected in WORD_LISTS:
+        for word in words.split("|" if "|" in words else None):
+            line = template.format(word)
+            cues = [(c.weight, c.why) for c in toxicity_cues(line)]
+            if cues != [expected]:
+                wrong.append((line, cues))
+    for line in NEGATED_AND_MENTIONED:
+        if [c.weight for c in toxicity_cues(line)] != [0.0] * len(toxicity_cues(line)) or not toxicity_cues(line):
+            wrong.append((line, toxicity_cues(line)))
+    assert not wrong, wrong
+
+
 # ---------------------------------------------------------------------------------------------------
 # Personal data
 # ---------------------------------------------------------------------------------------------------
@@ -500,6 +776,27 @@ def test_each_kind_is_found_with_exact_span(text, kind, expected):
 @pytest.mark.parametrize("text", PII_HARD_NEGATIVES)
 def test_hard_negatives_are_untouched(text):
     assert find_pii(text) == [] and mask_pii(text) == (text, [])
+
+
+# A value with a placeholder word in it, in any case, is a template, not a secret; the same value with the
+# word swapped for other characters is one (so the word, not the entropy, decides).
+@pytest.mark.parametrize("word", ["your", "YOUR_API_KEY", "example", "Example", "here", "HERE", "xxxx", "XXXX",
+                                  "changeme", "ChangeMe", "placeholder", "PLACEHOLDER", "dummy", "Dummy",
+                                  "redacted", "REDACTED", "environ", "getenv", "****"])
+def test_secret_placeholders_are_not_secrets(word):
+    assert find_pii(f'api_key = "{word}-9f3KqZwLp7"') == []
+    assert find_pii(f'api_key = "Tr8vMn-9f3KqZwLp7"') == [("secret", 11, 28)]
+
+
+def test_an_ipv6_address_needs_a_decimal_digit():
+    # eight groups of hex letters are a word game ("hexspeak"), not an address; one decimal digit makes it one
+    assert find_pii("cafe:babe:dead:beef:cafe:babe:dead:beef") == []
+    assert find_pii("cafe:babe:dead:beef:cafe:babe:dead:be01") == [("ip", 0, 39)]
+    # a compressed one needs a decimal digit in its first group, and at most 7 colons (8 groups) in all
+    assert find_pii("Ping fe80::1 now.") == [("ip", 5, 12)]  # "::" alone, no ":group:" in it
+    assert find_pii("x = dead::be01 + 2") == []  # a C++ name, with digits elsewhere in the text
+    assert find_pii("2001:db8:1:2:3::5:6") == [("ip", 0, 19)]
+    assert find_pii("2001:db8:1:2:3:4::5:6") == []
 
 
 def test_several_kinds_in_one_text_and_overlaps():

@@ -78,7 +78,7 @@ PERSON_NOUNS = frozenset("""
 # Subjects of "is"/"was" that are people: "your brother is an idiot", "this author is a moron".
 PERSON_SUBJECTS = frozenset("""
     person kid child boy girl man woman guy friend brother sister mother father mom dad neighbour
-    neighbor boss author writer poster admin moderator player coach user teacher people kids guys
+    neighbor boss author writer poster admin moderator player coach user teacher guys
 """.split())
 COPULAS = frozenset("""
     is was are were am be been being seems seem seemed looks look looked sounds sound acts act became become
@@ -306,7 +306,7 @@ def _is_mention(sent: list[_Tok], i: int) -> bool:
     """The word is talked about, not used: "the word idiot", '"Moron" originally meant...'."""
     before = [t.low for t in sent[max(0, i - 2) : i]]
     after = sent[i + 1].low if i + 1 < len(sent) else ""
-    quoted = i > 0 and sent[i - 1].text in "\"'“‘" and after in {"\"", "'", "”", "’"}
+    quoted = i > 0 and sent[i - 1].text in "\"'“‘" and after in {"\"", "'", "”"}  # "’" was read as "'"
     if quoted or any(w in MENTION_BEFORE for w in before):
         return True
     return after in MENTION_AFTER
