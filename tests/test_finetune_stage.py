@@ -229,3 +229,28 @@ def test_two_processes_fine_tune_exactly_as_one_on_the_same_global_batch(stages,
     # not a test that cannot fail: one process on rank 0's windows alone ends elsewhere
     alone = one_process_reference(stages, config, lora_run=False, world_size=1)
     assert not torch.allclose(alone["transformer.wte.weight"], trained["transformer.wte.weight"], atol=1e-3)
+
+
+def test_mfu_counts_the_head_only_where_fine_tuning_trains(stages, tmp_path):
+    """The head runs only at the assistant's tokens (`only_trained`): MFU counts the FLOPs done, not those skipped."""
+    from dataclasses import replace
+
+    from minilm.finetune.chat import SFTData
+    from minilm.finetune.tasks import build_examples
+    from minilm.model.accounting import flops_per_token
+    from minilm.train.loop import read_log, step_windows, train
+
+    tokenizer = load_tokenizer(stages["tokenizer"])
+    examples = build_examples("sft_train", 6, 0, tokenizer, 128)
+    data = SFTData(tokenizer, [e.messages for e in examples], "sft_train", pack=True)
+    base = load_pretrained(stages["pretrained"])
+    config = replace(FinetuneConfig.from_preset("ci").train_config(base.config), max_steps=4, warmup_steps=1,
+                     log_every=4, precision="fp32")
+    summary = train(config, data, data, tokenizer, tmp_path, model=base, progress=False)
+    [record] = [r for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    per_token = record["mfu"] * summary["peak_flops"] / record["tokens_per_s"]
+    flops, head = flops_per_token(base.config)["training"], 6 * base.config.vocab_size * base.config.n_embd
+    trained = sum(int((step_windows(data, config, step)[1] != -100).sum()) for step in range(4))
+    tokens = 4 * config.batch_size * config.context
+    assert trained < tokens / 2  # most positions are the user's turn or padding: the head skips them
+    assert per_token == pytest.approx(flops - head + head * trained / tokens, rel=1e-9)

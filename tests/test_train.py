@@ -642,10 +642,12 @@ def test_the_bf16_and_fp16_paths_train_on_cpu(corpus, tmp_path):
 
 
 def test_the_masked_objective_trains_an_encoder(corpus, tmp_path):
-    config = replace(TINY, objective="masked", max_steps=8, lr=1e-2, eval_every=100)
+    config = replace(TINY, objective="masked", max_steps=8, lr=1e-2, eval_every=4)
     summary = run(corpus, tmp_path, config)
     losses = list(train_losses(tmp_path).values())
     assert losses[-1] < losses[0] and summary["val_bits_per_byte"] is None and "samples" not in summary
+    evals = [r for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "eval"]  # masked too, during training
+    assert [r["step"] for r in evals] == [4, 8] and all(math.isfinite(r["val_loss"]) for r in evals)
     assert ckpt.load_model(tmp_path / "checkpoints").config.causal is False
 
 
@@ -735,7 +737,8 @@ def test_shards_of_another_tokenizer_are_refused(corpus, tmp_path):
         train(TINY, TokenShards(other / "shards", "train"), corpus["val"], corpus["tokenizer"], tmp_path / "out",
               progress=False)
     same_size = make_corpus(tmp_path / "same", vocab_size=320, seed=2)
-    with pytest.raises(ValueError, match="different tokenizers"):
+    with pytest.raises(ValueError, match=r"^the train and val data were made with different tokenizers; make both with "
+                                         r"one \(for token shards: python -m minilm tokenizer --force\)$"):
         train(TINY, TokenShards(same_size / "shards", "train"), corpus["val"], corpus["tokenizer"], tmp_path / "out",
               progress=False)
 
@@ -780,6 +783,8 @@ def test_a_checkpoint_of_another_config_or_launch_is_refused(corpus, tmp_path):
     assert run(corpus, tmp_path, replace(TINY, n_embd=64), resume=False, until_step=1)["steps"] == 1
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")] == ["step_000001"]
     assert read_log(tmp_path / "log.jsonl")[0]["step"] == 0
+    # starting over where nothing was before deletes nothing, and does not fail
+    assert run(corpus, tmp_path / "new", replace(TINY, n_embd=64), resume=False, until_step=1)["steps"] == 1
 
 
 def test_from_preset_reads_the_named_preset_whatever_minilm_preset_says(monkeypatch):

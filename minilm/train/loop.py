@@ -452,7 +452,7 @@ def train(
     model = model.to(device)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
     scaler = hardware.grad_scaler(device, precision)
-    step, elapsed, window = 0, 0.0, {"loss": 0.0, "steps": 0, "seconds": 0.0}
+    step, elapsed, window = 0, 0.0, {"loss": 0.0, "flops": 0.0, "steps": 0, "seconds": 0.0}
     newest = ckpt.latest_checkpoint(out_dir / CHECKPOINTS) if resume else None
     if not resume and world.is_main:  # starting over: the old run's checkpoints would pass for this run's
         shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
@@ -469,6 +469,10 @@ def train(
     log = Log(out_dir / LOG, world.is_main, keep_until_step=step)
     token_bytes = tokenizer.token_bytes()
     flops = flops_per_token(model_config)["training"]  # at the model's context, which every window fills
+    # The head's part of those FLOPs: with `only_trained` it runs only where a target is trained (a sixth
+    # of the positions in fine-tuning), and MFU counts the FLOPs the step did, not those it skipped.
+    head_flops = 6 * model_config.vocab_size * model_config.n_embd
+    only_trained = not config.compile
     # the peak FLOP/s of one device, for MFU (measured by rank 0 only; raised if training goes faster)
     peak = hardware.peak_flops(device, precision) if world.is_main else hardware.Peak(float("nan"), "rank 0's")
     tokens_per_step = config.tokens_per_step(world.world_size)
@@ -480,10 +484,11 @@ def train(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=last_step, initial=step, desc=stage, unit="step", disable=not (progress and world.is_main))
-    throughput: list[float] = []
+    throughput, achieved_flops = [], []
     run_started = time.perf_counter() - elapsed  # wall time, counting the attempts before a resume
     # The steps since the last log line: their summed loss (on the device: no wait per step) and time.
     window_loss = torch.tensor(window["loss"] if world.is_main else 0.0, device=device)  # the sum over processes
+    window_flops = window["flops"] if world.is_main else 0.0  # the sum over processes, too
     window_steps, window_seconds = window["steps"], window["seconds"]
     while step < last_step:
         started = time.perf_counter()
@@ -495,21 +500,25 @@ def train(
             torch.manual_seed(derived_seed(config.seed, step, world.rank, DROPOUT))
         lr = learning_rate(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr)
         loss, grad_norm = train_step(stepper, optimizer, scaler, batches, lr, config.grad_clip, device, precision, world,
-                                     only_trained=not config.compile)
+                                     only_trained=only_trained)
+        trained = sum(int((targets != IGNORE_INDEX).sum()) for _, targets in batches) if only_trained else x.size
+        window_flops += x.size * (flops - head_flops) + trained * head_flops
         step += 1
         window_loss += loss
         window_steps += 1
         logging = step % config.log_every == 0 or step == config.max_steps
         if logging:  # .item() waits for the GPU to finish, so the time below is the steps' true time
-            mean_loss = distributed.all_reduce_sum([window_loss.item() / window_steps], world)[0] / world.world_size
+            mean_loss, step_flops = distributed.all_reduce_sum([window_loss.item() / window_steps, window_flops], world)
+            mean_loss /= world.world_size
         window_seconds += time.perf_counter() - started
 
         if logging:
             tokens_per_s = tokens_per_step * window_steps / window_seconds
-            window_seconds, window_steps = 0.0, 0
+            achieved = step_flops / window_seconds / world.world_size  # FLOP/s of each device
+            window_seconds, window_steps, window_flops = 0.0, 0, 0.0
             window_loss.zero_()
             throughput.append(tokens_per_s)
-            achieved = flops * tokens_per_s / world.world_size  # FLOP/s of each device
+            achieved_flops.append(achieved)
             peak = peak.at_least(achieved)
             log.write({"kind": "train", "step": step, "loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm),
                        "tokens_per_s": tokens_per_s, "mfu": achieved / peak.flops,
@@ -526,8 +535,8 @@ def train(
         if step % config.checkpoint_every == 0 or step == last_step:
             elapsed = time.perf_counter() - run_started
             # the steps not logged yet, so that a resumed run's next log line averages the same steps
-            window_total = distributed.all_reduce_sum([window_loss.item()], world)[0]
-            window = {"loss": window_total, "steps": window_steps, "seconds": window_seconds}
+            window_total, flops_total = distributed.all_reduce_sum([window_loss.item(), window_flops], world)
+            window = {"loss": window_total, "flops": flops_total, "steps": window_steps, "seconds": window_seconds}
             _save(out_dir, step, model, optimizer, scaler, config, meta, elapsed, window, world)
         bar.update(1)
     bar.close()
@@ -537,8 +546,8 @@ def train(
                "device": device, "device_name": hardware.device_name(device), "precision": precision,
                "compiled": config.compile, "peak_flops": peak.flops, "peak_source": peak.source,
                "peak_raised_from": peak.raised_from, "tokens_per_s": float(np.median(throughput)) if throughput else None}
-    if summary["tokens_per_s"]:
-        summary["mfu"] = flops * summary["tokens_per_s"] / world.world_size / peak.flops  # <= 1: the peak is >= every log's rate
+    if achieved_flops:
+        summary["mfu"] = float(np.median(achieved_flops)) / peak.flops  # <= 1: the peak is >= every log's rate
     if summary["finished"]:
         final = evaluate(model, val_data, config, token_bytes, world, precision, None, mask_id)
         summary.update(final)
