@@ -5,8 +5,9 @@
 same rows at every step: step s of each side trains on the rows that `step_windows` draws for step s,
 in the same order (TRL reads them pre-tokenized, `input_ids` with an `assistant_masks` column, through
 a sequential sampler). Our step is the loop's: `step_windows`, `micro_batches`, `train_step` (loss on
-the trained tokens, clipping, AdamW). TRL's is `SFTTrainer.train`'s: its dataloader and collator,
-forward through its fused LM head, backward, clipping, AdamW, its scheduler; it is timed between
+the trained tokens, the head computed at those positions only as the loop does, `only_trained`;
+clipping, AdamW). TRL's is `SFTTrainer.train`'s: its dataloader and collator, forward through its
+fused LM head, backward, clipping, AdamW, its scheduler; it is timed between
 consecutive `on_step_end` callbacks, so everything a step does is counted. Float32, `--threads` torch
 threads, `--batch` rows a step, one micro-batch. Our rows are padded to the context; TRL's collator
 pads to the longest row of the batch, so TRL is measured twice: padded to the context as we are
@@ -92,7 +93,7 @@ def course_steps(model, optimizer, data: SFTData, config: TrainConfig, steps: in
         start = time.perf_counter()
         x, y = step_windows(data, config, step)
         batches = micro_batches(x, y, config, step)
-        train_step(model, optimizer, scaler, batches, config.lr, config.grad_clip, "cpu", "fp32")
+        train_step(model, optimizer, scaler, batches, config.lr, config.grad_clip, "cpu", "fp32", only_trained=True)
         times.append(time.perf_counter() - start)
     return times
 

@@ -295,11 +295,34 @@ print(f"the training conversations are {sft_data.lengths.mean():.0f} tokens long
 # (each conversation starts with `<|endoftext|>`, and no target is ever a token of another conversation); TRL avoids
 # it with per-conversation positions and an attention kernel for packed sequences.
 #
+# **Computing only what is trained.** Even packed, most positions of a row are context, whose targets are −100. The
+# output head (a matrix product with the whole vocabulary, then a softmax over it) is a large part of a small
+# model's work per position, and its result at a masked position is thrown away. So stage 4's loop asks the model
+# for the head only where a target is trained, `model(x, y, only_trained=True)`: the same loss, less work. On the
+# packed batch above, both ways, with the time of a forward and backward pass (best of three):
+
+# %%
+inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
+timed = {}
+for only_trained in (False, True):
+    times = []
+    for _ in range(3):
+        clock = time.perf_counter()
+        _, loss = base(inputs, targets, only_trained=only_trained)
+        loss.backward()
+        times.append(time.perf_counter() - clock)
+    base.zero_grad(set_to_none=True)
+    timed[only_trained] = (loss.item(), min(times))
+(full_loss, full_time), (sparse_loss, sparse_time) = timed[False], timed[True]
+print(f"head at every position: loss {full_loss:.6f}, {full_time * 1e3:.0f} ms; at the {(y != -100).mean():.0%} of "
+      f"positions trained: loss {sparse_loss:.6f}, {sparse_time * 1e3:.0f} ms ({full_time / sparse_time:.2f} times as fast)")
+
+# %% [markdown]
 # ## 4. Supervised fine-tuning, through the stage
 #
 # `run_finetune_stage` builds the data above, asks the base model the test questions, then fine-tunes two copies of
 # it on the training conversations with stage 4's training loop (the same AdamW, schedule, clipping, checkpoints and
-# resume): one in full (**SFT**: every weight changes) and one through **LoRA** adapters (section 5), and scores
+# resume, and several processes when launched as `torchrun --nproc_per_node=2 -m minilm finetune`): one in full (**SFT**: every weight changes) and one through **LoRA** adapters (section 5), and scores
 # both. It also trains the classifiers of section 6.
 
 # %%

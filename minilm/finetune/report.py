@@ -55,7 +55,7 @@ def score_rows(artifact: Artifact) -> list[dict]:
         row = {"model": name}
         row.update({family: f"{m['scores'].get(family, float('nan')):.2f}" for family in r["families"]})
         row["all"] = f"{m['scores']['all']:.2f}"
-        row["trained parameters"] = f"{m['trainable']:,} ({m['trainable'] / m['total']:.1%})"
+        row["trained parameters"] = f"{m['trainable']:,} ({m['trainable'] / m['total']:.2%})"
         row["training memory"] = f"{m['memory_bytes'] / 2**20:.0f} MiB" if "memory_bytes" in m else "-"
         row["training time"] = f"{m['seconds']:.0f} s" if m["seconds"] else "-"
         row["loss on pretraining data"] = f"{m['pretrain_val_loss']:.3f}"
