@@ -228,6 +228,12 @@ def test_strip_licence_blocks_web_keeps_headings_and_cuts_footer():
     assert strip_licence_blocks(page, "web") == "How to Fly a Kite\n\n" + STORY.strip()
 
 
+def test_strip_licence_blocks_keeps_the_indentation_of_a_code_example():
+    example = "Fly a kite from Python:\n\n    import kites\n    kites.fly(wind=3)\n\nThe call returns when it lands."
+    page = example + "\n\nCopyright © 2024 Kite Club. Terms of use apply.\n"
+    assert strip_licence_blocks(page, "docs") == example  # only the blank lines around paragraphs go
+
+
 def test_strip_licence_blocks_leaves_text_without_licence_untouched():
     text = "A Title\n\n\n" + STORY + "\n\n\nThe End\n"
     assert strip_licence_blocks(text, "web") == text

@@ -69,6 +69,10 @@ def test_exact_dedup_keeps_the_first_of_each_normalised_text():
     assert result.name == "exact_dedup"
 
 
+def test_normalise_for_exact_lowercases_and_collapses_whitespace_only():
+    assert dedup.normalise_for_exact("  The CAT\tsat,\n\non the Mat. ") == "the cat sat, on the mat."
+
+
 # --- shingles ---------------------------------------------------------------------------------
 
 
@@ -93,6 +97,9 @@ def test_shingles_are_word_ngrams_of_the_lowercase_words():
 
 def test_short_and_empty_texts_have_few_but_distinct_shingles():
     assert len(shingles("", 5)) == 0 and len(shingles(" ... !", 5)) == 0
+    # uint64 even when empty: a float array concatenated with shingles would turn them all into floats
+    assert shingles("", 5).dtype == shingles(" ... !", 5).dtype == np.uint64
+    assert np.concatenate([shingles(""), shingles("hello there")]).dtype == np.uint64
     hello, hi = shingles("hello there", 5), shingles("hi there", 5)
     assert len(hello) == 1 and len(hi) == 1 and hello[0] != hi[0]
     assert np.array_equal(shingles("Hello, there!", 5), hello)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minilm.data.documents import Document
+from minilm.data.documents import Document, Edit
 from minilm.data.filters.quality import (
     ELLIPSES,
     PROSE_RULES,
@@ -39,6 +39,7 @@ from minilm.data.filters.quality import (
     gopher_top_ngrams,
     gopher_word_count,
     is_data_line,
+    language_scores,
     mean_word_length,
     ngram_char_shares,
     not_english,
@@ -362,6 +363,34 @@ def test_literal_blocks_end_where_the_indentation_does():
     assert without_code_examples(text) == "Use it like this::\nThe end.\n  Indented prose::\n  More prose."
 
 
+SCRIPT_PAGE = """The kites tool keeps a list of the kites you own and tells you which ones suit the wind of the day.
+It reads the forecast from the weather service and compares the wind speed with the rating of each kite.
+Every kite has a name, a size in square metres, and the lowest and highest wind it can fly in safely.
+Install it with the package manager of your system, then add your kites with a script like this one:
+
+```
+#!/bin/sh
+######## the kites ########
+kites add red 1.5    ## small
+kites add blue 3.0   ## large
+######## today ########
+kites best           ## by wind
+```
+
+The list is saved in your home folder, so it stays there when you close the terminal or restart.
+"""
+
+
+def test_fenced_code_blocks_are_left_out_of_the_prose_of_technical_documents():
+    fence_start, fence_end = SCRIPT_PAGE.index("```"), SCRIPT_PAGE.rindex("```\n") + 4
+    assert without_code_examples(SCRIPT_PAGE) == SCRIPT_PAGE[:fence_start] + SCRIPT_PAGE[fence_end:]
+    assert without_code_examples("Before.\n```\ncode()\n```\nAfter.\n```\nmore()\n```") == "Before.\nAfter."
+    # the script's "#" comments would fail the hash rule on a web page; a technical page is judged on its prose
+    assert prose_quality(SCRIPT_PAGE, "web")[0] == "gopher:hash_ratio"
+    assert prose_quality(SCRIPT_PAGE, "docs") == (None, SCRIPT_PAGE, [])
+    assert quality_signals(SCRIPT_PAGE, "docs")["hash_ratio"] == 0.0
+
+
 def test_reference_pages_with_code_examples_are_kept():
     prose = without_code_examples(REFERENCE_PAGE)
     assert ">>>" not in prose and "{" not in prose and "null" not in prose and "separators" not in prose
@@ -475,6 +504,14 @@ def test_quality_filter():
     assert result.kept[0].text.startswith("Once upon a time") and result.kept[1] is docs[3]
 
 
+def test_quality_filter_records_a_cut_citation_with_the_line_it_leaves():
+    cited = "Mia learned that friends can help when things go wrong.[1]"
+    page = STORY.replace("Mia learned that friends can help when things go wrong.", cited)
+    result = quality_filter([Document("web-1", "web", page)])
+    assert Edit("web-1", "c4:citation", cited, cited.removesuffix("[1]")) in result.edits
+    assert Edit("web-1", "c4:no_terminal_punct", "The End", "") in result.edits  # a dropped line leaves nothing
+
+
 def test_quality_filter_judges_prose_and_code_by_the_config_it_is_given():
     docs = [Document("books-1", "books", STORY), Document("code-1", "code", NORMAL_CODE)]
     strict = QualityConfig(min_words=10_000, max_mean_line_length=1.0)
@@ -533,6 +570,9 @@ def test_quality_signals_are_the_values_the_rules_compare():
     assert signals["dup_line_char_share"] == 2 * len("Rain fell on the town.") / len(repeated)
     assert signals["dup_paragraph_share"] == 0.0  # one paragraph
     assert quality_signals(FRENCH, "web")["english_share"] < CONFIG.min_english_share
+    hashtags, trailing = "the best #kites #sky #wind #fun of the day " * 6, "and then... so... well... the kite… " * 6
+    assert quality_signals(hashtags)["hash_ratio"] == symbol_word_ratio(stats(hashtags), ("#",)) > CONFIG.max_symbol_word_ratio
+    assert quality_signals(trailing)["ellipsis_ratio"] == symbol_word_ratio(stats(trailing), ELLIPSES) > CONFIG.max_symbol_word_ratio
     # a technical document is measured on its prose, with the page's words (code included) as its length
     docs, prose = quality_signals(REFERENCE_PAGE, "docs"), quality_signals(without_code_examples(REFERENCE_PAGE), "web")
     assert docs["mean_word_length"] == prose["mean_word_length"] != quality_signals(REFERENCE_PAGE, "web")["mean_word_length"]
@@ -727,6 +767,12 @@ def test_boundary_min_english_share_0_5(english, failed):
     s = stats(" ".join(["the"] * english + ["le"] * 3 + ["kite"] * 20))  # "le" is a French stop word only
     assert english_share(s) == pytest.approx(english / (english + 3))  # exactly 0.5 at 3
     assert (not_english(s, CONFIG) == "lang:not_english") == failed
+
+
+def test_language_scores_are_shares_of_all_the_words():
+    assert language_scores(stats("The")) == {"en": 1.0, "fr": 0.0, "de": 0.0, "es": 0.0}  # one word, a stop word
+    assert language_scores(stats("der kite")) == {"en": 0.0, "fr": 0.0, "de": 0.5, "es": 0.0}
+    assert language_scores(stats("")) == {"en": 0.0, "fr": 0.0, "de": 0.0, "es": 0.0}
 
 
 @pytest.mark.parametrize("n, judged", [(19, False), (20, True), (21, True)])

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilm.data.documents import Document
+from minilm.data.filters import balance
 from minilm.data.filters.bias import BiasAudit, bias_audit, job_gender, true_job_gender
 from minilm.data.filters.pii import find_pii, mask_pii, pii_filter
 from minilm.data.filters.toxicity import HARASSMENT_PHRASES, is_toxic, toxicity_cues, toxicity_filter, toxicity_score
@@ -383,6 +384,7 @@ def test_documented_cue_weights(line, weight):
     ("People are stupid.", 0.1, "insult word without a target (generic)"),  # people in general: no one in particular
     ("I met you but acted like an idiot.", 0.3, "insult word without a target (none)"),  # "but" ends the clause
     ("Go kill yourselves.", 0.9, "violence against yourself person with stated intent"),  # the plural reflexive
+    ("Idiots always lie to you", 0.3, "insult word without a target (none)"),  # only the 2 words after look for "you"
 ])
 def test_cue_targets_and_explanations(line, weight, why):
     [cue] = toxicity_cues(line)
@@ -1089,3 +1091,14 @@ def test_a_cue_right_after_the_closing_quote_is_not_inside_the_dialogue():
 def test_each_safety_step_names_itself_when_given_raw_text(step):
     with pytest.raises(TypeError, match=f"^{step.__name__} takes a list of Document, got str: wrap raw text"):
         step(["you idiot"])
+
+
+# --- Balance: the domain mixture ----------------------------------------------------------------
+
+
+def test_temperature_weights_of_sizes_that_already_sum_to_one():
+    # Sizes may be shares rather than bytes: powered shares summing to 1 are a valid mixture, not "empty".
+    assert balance.temperature_weights({"books": 1.0}, 1.0) == {"books": 1.0}
+    assert balance.temperature_weights({"books": 0.25, "web": 0.75}, 1.0) == {"books": 0.25, "web": 0.75}
+    with pytest.raises(ValueError, match="every domain is empty: there is nothing to mix"):
+        balance.temperature_weights({"books": 0, "web": 0}, 2.0)
