@@ -215,3 +215,20 @@ def test_collectives_send_tensors_on_the_worlds_device(monkeypatch):
     # a world of one process sends nothing
     assert distributed.all_reduce_sum([1.0, 2.0], distributed.World()) == [1.0, 2.0]
     assert distributed.broadcast_int(7, distributed.World()) == 7
+
+
+def test_all_reduce_sum_adds_every_processs_numbers_in_float64(monkeypatch):
+    """In a world of one the numbers come back as they are (a new list); with more processes, as the sum over
+    them, in float64: a count of tokens past 2**24 adds up exactly, as it would not in float32."""
+    values = (1.0, 0.5, 3.0)
+    alone = distributed.all_reduce_sum(values, distributed.World())
+    assert alone == [1.0, 0.5, 3.0] and isinstance(alone, list)
+    others = torch.tensor([2.0**24, 0.25, -3.0], dtype=torch.float64)
+
+    def all_reduce(tensor, op=torch.distributed.ReduceOp.SUM, group=None, async_op=False):  # torch's signature
+        assert op == torch.distributed.ReduceOp.SUM and tensor.dtype == torch.float64
+        tensor += others  # what the other process holds
+
+    monkeypatch.setattr(distributed.dist, "all_reduce", all_reduce)
+    total = distributed.all_reduce_sum(values, distributed.World(rank=0, world_size=2, backend="gloo"))
+    assert total == [2.0**24 + 1, 0.75, 0.0] and all(type(number) is float for number in total)

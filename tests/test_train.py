@@ -24,7 +24,7 @@ from minilm import hardware
 from minilm.cache import Artifact
 from minilm.data.sources.stories import writer as stories
 from minilm.model.accounting import count_parameters, flops_per_token
-from minilm.model.gpt import GPT, make_optimizer
+from minilm.model.gpt import GPT, make_optimizer, mask_tokens
 from minilm.tokenizer import Tokenizer
 from minilm.tokenizer.shards import TokenShards, write_shards
 from minilm.train import checkpoint as ckpt
@@ -115,6 +115,32 @@ def test_schedule_warms_up_linearly_then_follows_the_cosine_to_its_floor():
         learning_rate(0, 1.0, 1, 10, min_lr=2.0)
 
 
+def test_the_schedule_at_the_edges_of_warmup_decay_and_run():
+    # warmup: (step + 1) / warmup_steps of the peak, so the first step already moves and step warmup-1 peaks
+    assert [learning_rate(s, 1.0, 4, 20, 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert learning_rate(4, 1.0, 4, 20, 0.1) == 1.0  # the decay starts at the peak
+    assert learning_rate(8, 1.0, 4, 20, 0.1) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
+    assert learning_rate(12, 1.0, 4, 20, 0.1) == pytest.approx(0.55)
+    assert 0.1 < learning_rate(19, 1.0, 4, 20, 0.1) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 15 / 16)))
+    assert learning_rate(20, 1.0, 4, 20, 0.1) == learning_rate(1000, 1.0, 4, 20, 0.1) == 0.1  # the floor, from the end on
+    assert learning_rate(20, 1.0, 4, 20) == 0.0  # min_lr defaults to 0
+    assert learning_rate(4, 1.0, 4, 5, 0.1) == 1.0 and learning_rate(5, 1.0, 4, 5, 0.1) == 0.1  # a one-step decay
+    # a warmup as long as the run: the floor right after it, with no decay
+    assert learning_rate(4, 1.0, 5, 5, 0.1) == 1.0 and learning_rate(5, 1.0, 5, 5, 0.1) == 0.1
+    assert learning_rate(0, 1.0, 0, 0, 0.1) == 0.1
+    assert learning_rate(3, 0.5, 0, 10, 0.5) == 0.5  # min_lr = max_lr: a constant rate
+    for bad, message in (
+        ({"step": -1}, "step must be >= 0, got -1"),
+        ({"warmup_steps": -1}, "need 0 <= warmup_steps <= total_steps, got warmup_steps=-1, total_steps=20"),
+        ({"warmup_steps": 21}, "need 0 <= warmup_steps <= total_steps, got warmup_steps=21, total_steps=20"),
+        ({"min_lr": -0.1}, "need 0 <= min_lr <= max_lr, got min_lr=-0.1, max_lr=1.0"),
+        ({"min_lr": 1.5}, "need 0 <= min_lr <= max_lr, got min_lr=1.5, max_lr=1.0"),
+    ):
+        arguments = {"step": 0, "max_lr": 1.0, "warmup_steps": 4, "total_steps": 20, "min_lr": 0.1, **bad}
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            learning_rate(**arguments)
+
+
 def test_a_config_with_a_bad_value_is_refused_with_the_allowed_values():
     for bad, message in (
         ({"objective": "denoising"}, "objective='denoising'; choose one of causal, masked"),
@@ -128,6 +154,46 @@ def test_a_config_with_a_bad_value_is_refused_with_the_allowed_values():
             replace(TINY, **bad)
     assert replace(TINY, min_lr=TINY.lr).min_lr == TINY.lr  # min_lr = lr: a constant rate after the warmup
     assert learning_rate(50, TINY.lr, 3, 100, TINY.lr) == TINY.lr
+
+
+def test_every_config_field_is_checked_at_its_boundary():
+    def refused(message: str, **fields) -> None:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            replace(TINY, **fields)
+
+    positive = ("n_layer", "n_head", "n_embd", "context", "batch_size", "grad_accum", "max_steps",
+                "log_every", "eval_every", "sample_every", "sample_tokens", "checkpoint_every")
+    room = {"n_embd": {"n_head": 1}, "max_steps": {"warmup_steps": 0}}  # what a value of 1 needs of the others
+    for name in positive:
+        assert getattr(replace(TINY, **{name: 1}, **room.get(name, {})), name) == 1
+        for bad in (0, -1, 2.0, "4"):
+            refused(f"TrainConfig.{name} must be a positive integer, got {bad!r}", **{name: bad})
+    assert replace(TINY, objective="masked").objective == "masked"
+    refused("objective='denoising'; choose one of causal, masked", objective="denoising")
+    assert replace(TINY, mask_rate=0.5).mask_rate == 0.5
+    for bad in (0.0, 1.0, -0.1):
+        refused(f"mask_rate must be in (0, 1), got {bad}", mask_rate=bad)
+    for fields in ({"min_lr": TINY.lr}, {"warmup_steps": 0}, {"warmup_steps": TINY.max_steps}):
+        replace(TINY, **fields)
+    for bad in ({"min_lr": 0.0}, {"min_lr": -1e-4}, {"min_lr": 4e-3}, {"warmup_steps": -1}, {"warmup_steps": 13}):
+        values = {"lr": TINY.lr, "min_lr": TINY.min_lr, "warmup_steps": TINY.warmup_steps, "max_steps": TINY.max_steps, **bad}
+        refused("need 0 < min_lr <= lr and 0 <= warmup_steps <= max_steps; got "
+                "lr={lr}, min_lr={min_lr}, warmup_steps={warmup_steps}, max_steps={max_steps}".format(**values), **bad)
+    for fields in ({"weight_decay": 0.0}, {"grad_clip": 0.0}, {"beta1": 0.0}, {"beta2": 0.0}, {"beta2": 0.999}):
+        replace(TINY, **fields)  # no decay, no clipping (grad_clip=0 turns it off), no momentum: all allowed
+    for bad in ({"weight_decay": -0.1}, {"grad_clip": -1.0}, {"beta1": -0.1}, {"beta1": 1.0}, {"beta2": -0.1}, {"beta2": 1.0}):
+        refused("weight_decay and grad_clip must be >= 0, beta1 and beta2 in [0, 1)", **bad)
+    for precision in hardware.PRECISIONS:
+        assert replace(TINY, precision=precision).precision == precision
+    refused("precision='fp8'; choose one of auto, fp32, bf16, fp16", precision="fp8")
+    assert replace(TINY, final_samples=0, keep_checkpoints=1).keep_checkpoints == 1
+    for bad in ({"final_samples": -1}, {"keep_checkpoints": 0}):
+        refused("final_samples must be >= 0 and keep_checkpoints >= 1", **bad)
+    for eval_tokens in (None, TINY.context):  # None reads the whole split; one window is the least
+        assert replace(TINY, eval_tokens=eval_tokens).eval_tokens == eval_tokens
+    refused("eval_tokens=31 must be None (all) or at least one window (32)", eval_tokens=31)
+    with pytest.raises(ValueError, match="n_embd=30 does not divide by n_head=4"):  # the model's shape, checked at once
+        replace(TINY, n_embd=30, n_head=4)
 
 
 def test_the_configs_shape_makes_the_model_and_for_model_reads_it_back():
@@ -157,6 +223,26 @@ def test_each_objective_needs_its_kind_of_model_and_others_are_named():
     for unknown in (lambda: check_objective("denoising", decoder), lambda: make_batch(windows, windows, "denoising")):
         with pytest.raises(ValueError, match="objective='denoising'; choose one of causal, masked"):
             unknown()
+
+
+def test_make_batch_gives_int64_tensors_and_names_what_the_masked_objective_lacks():
+    windows = np.arange(40, dtype=np.uint16).reshape(4, 10)  # shards store uint16 ids
+    x, y = windows[:, :-1], windows[:, 1:]  # views that are not contiguous
+    inputs, targets = make_batch(x, y, "causal")
+    assert inputs.dtype == targets.dtype == torch.int64 and inputs.is_contiguous() and targets.is_contiguous()
+    assert inputs.tolist() == x.tolist() and targets.tolist() == y.tolist()
+    for rate in (0.15, 0.5):  # the masks are mask_tokens' with the rate asked for (0.15 unless told)
+        arguments = {"mask_rate": rate} if rate != 0.15 else {}
+        got = make_batch(x, None, "masked", mask_id=0, vocab_size=40, generator=torch.Generator().manual_seed(3), **arguments)
+        expected = mask_tokens(torch.from_numpy(x.astype(np.int64)), 0, 40, torch.Generator().manual_seed(3), rate=rate)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected)) and got[0].dtype == torch.int64
+    missing = "^the masked objective needs mask_id, vocab_size and a generator$"
+    needs = {"mask_id": 0, "vocab_size": 40, "generator": torch.Generator()}
+    for absent in needs:
+        with pytest.raises(ValueError, match=missing):
+            make_batch(x, y, "masked", **{name: value for name, value in needs.items() if name != absent})
+    with pytest.raises(ValueError, match="^objective='Causal'; choose one of causal, masked$"):
+        make_batch(x, y, "Causal")
 
 
 def test_masking_follows_berts_15_percent_and_80_10_10_rule():
@@ -491,6 +577,35 @@ def test_samples_continue_the_story_prompts_in_the_room_the_context_leaves(corpu
 # --- training runs ---------------------------------------------------------------------------------
 
 
+def test_the_log_continues_from_the_checkpoints_step_or_starts_anew(tmp_path):
+    records = [{"kind": "start", "step": 0}, {"kind": "train", "step": 2}, {"kind": "note"},  # a line with no step counts as 0
+               {"kind": "train", "step": 4}, {"kind": "eval", "step": 4}, {"kind": "train", "step": 6}]
+    path = tmp_path / "log.jsonl"
+    old = "".join(json.dumps(r) + "\n" for r in records) + '{"kind": "train", "st'  # the last line cut short by a crash
+    path.write_text(old)
+    log = loop.Log(path, enabled=True, keep_until_step=4)  # resumed from the checkpoint of step 4: its records stay
+    kept = records[:5]
+    assert path.read_text() == "".join(json.dumps(r) + "\n" for r in kept)
+    log.write({"kind": "start", "step": 4, "note": "café"})
+    assert read_log(path) == [*kept, {"kind": "start", "step": 4, "note": "café"}]  # written at once, before close
+    log.close()
+
+    path.write_text(old)
+    log = loop.Log(path, enabled=True, keep_until_step=0)  # a fresh run: nothing of the old one, not even its step 0
+    assert path.read_text() == ""
+    log.write({"kind": "start", "step": 0})
+    log.close()
+    assert read_log(path) == [{"kind": "start", "step": 0}]
+
+    path.write_text(old)
+    log = loop.Log(path, enabled=False, keep_until_step=0)  # a rank other than 0: writes nothing, touches nothing
+    log.write({"kind": "start", "step": 0})
+    log.close()
+    assert path.read_text() == old
+    loop.Log(tmp_path / "other.jsonl", enabled=False, keep_until_step=0).close()
+    assert not (tmp_path / "other.jsonl").exists()
+
+
 def test_a_run_logs_evaluates_samples_and_checkpoints(corpus, uninterrupted):
     summary, out = uninterrupted["summary"], uninterrupted["out"]
     assert summary["finished"] and summary["steps"] == 12 and summary["tokens"] == 12 * 4 * 32
@@ -618,6 +733,42 @@ def test_a_failed_save_raises_its_own_error_and_leaves_no_temporary_folder(tmp_p
             with pytest.raises(OSError, match=f"^disk full in {failing}$"):
                 ckpt.save_checkpoint(tmp_path / failing, 1, model, {}, {})
         assert not list((tmp_path / failing).glob(".step_*"))
+
+
+def test_a_save_makes_its_folder_clears_what_a_killed_save_left_and_keeps_the_newest(tmp_path):
+    model = GPT(TINY.model_config(320))
+    folder = tmp_path / "runs" / "tiny" / "checkpoints"  # its parents do not exist yet
+    assert ckpt.save_checkpoint(folder, 1, model, {}, {}) == folder / "step_000001"
+    stale = folder / ".step_000002.tmp-0123abcd"  # a save killed half-way
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    ckpt.save_checkpoint(folder, 2, model, {}, {})  # keep=1 unless told
+    assert sorted(p.name for p in folder.iterdir()) == ["step_000002"]
+    for step in (3, 4, 5):
+        ckpt.save_checkpoint(folder, step, model, {}, {}, keep=2)
+    assert [p.name for p in ckpt.list_checkpoints(folder)] == ["step_000004", "step_000005"]
+    for keep in (0, -1):
+        with pytest.raises(ValueError, match=rf"^keep={keep}: a save keeps at least the checkpoint it writes \(keep >= 1\)$"):
+            ckpt.save_checkpoint(folder, 6, model, {}, {}, keep=keep)
+    assert not (folder / "step_000006").exists()
+    path = ckpt.save_checkpoint(folder, 6, model, {}, {"data": tmp_path / "shards"})  # what JSON has no type for: as text
+    assert ckpt.read_meta(path)["data"] == str(tmp_path / "shards")
+
+
+def test_a_save_never_deletes_through_a_link_and_does_not_fail_over_one(tmp_path):
+    """Checkpoints kept elsewhere and linked into the folder (a link in place of an old checkpoint, of the step
+    being written, or of a temporary folder) are left alone: the save goes on, and what they link to stays."""
+    model = GPT(TINY.model_config(320))
+    elsewhere = {step: ckpt.save_checkpoint(tmp_path / "kept" / str(step), step, model, {}, {}) for step in (1, 2)}
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "step_000001").symlink_to(elsewhere[1], target_is_directory=True)  # pruned by keep=1
+    (folder / "step_000002").symlink_to(elsewhere[2], target_is_directory=True)  # replaced by the new step 2
+    (folder / ".step_000003.tmp-0123abcd").symlink_to(tmp_path / "kept" / "1", target_is_directory=True)
+    path = ckpt.save_checkpoint(folder, 2, model, {"note": "new"}, {})
+    assert path == folder / "step_000002" and not path.is_symlink() and ckpt.read_checkpoint(path)[1]["note"] == "new"
+    for step, linked in elsewhere.items():
+        assert ckpt.read_checkpoint(linked)[2]["step"] == step  # intact
 
 
 def test_load_model_takes_the_newest_checkpoint_and_names_what_it_cannot_load(tmp_path):

@@ -110,6 +110,8 @@ def save_checkpoint(
     `model` is the bare GPT (not a DDP or compiled wrapper); `state` holds the optimizer's state
     dict and anything else (tensors and plain values only); `meta` is JSON-able (configs, world size).
     """
+    if keep < 1:
+        raise ValueError(f"keep={keep}: a save keeps at least the checkpoint it writes (keep >= 1)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".step_*.tmp-*"):  # left by a process killed while writing
@@ -144,7 +146,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+    for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
