@@ -985,7 +985,8 @@ def test_a_corrupt_checkpoint_is_reported_not_loaded(corpus, tmp_path):
         run(corpus, tmp_path)
 
 
-@pytest.mark.parametrize("edit", ["no sha256", "no sha256 of state.pt", "state.pt cut in half", "state.pt emptied"])
+@pytest.mark.parametrize("edit", ["no sha256", "no sha256 of state.pt", "state.pt cut in half", "state.pt emptied",
+                                  "model.safetensors cut in half"])
 def test_a_checkpoint_edited_by_hand_gets_the_same_clear_error(corpus, tmp_path, edit):
     """Edits that keep the recorded sha256s true, or remove them: refused with the file and the fix, never a raw error."""
     import hashlib
@@ -1000,6 +1001,12 @@ def test_a_checkpoint_edited_by_hand_gets_the_same_clear_error(corpus, tmp_path,
     elif edit == "no sha256 of state.pt":
         del meta["sha256"]["state.pt"]
         expected = f"{meta_path} has no valid sha256 of state.pt"
+    elif edit == "model.safetensors cut in half":
+        weights_path = folder / "model.safetensors"
+        weights = weights_path.read_bytes()[: weights_path.stat().st_size // 2]
+        weights_path.write_bytes(weights)
+        meta["sha256"]["model.safetensors"] = hashlib.sha256(weights).hexdigest()  # the hash re-recorded
+        expected = f"{weights_path} is not a readable safetensors file ("
     else:
         state = state_path.read_bytes()
         state = state[: len(state) // 2] if edit == "state.pt cut in half" else b""
