@@ -212,8 +212,8 @@ def check_lora(LoRA, rng: random.Random) -> None:
     for base, rank, alpha, x, generator in _lora_cases(rng):
         shown = f"nn.Linear({base.in_features}, {base.out_features}, bias={base.bias is not None}), rank={rank}, alpha={alpha}, x {tuple(x.shape)}"
         original = copy.deepcopy(base)
-        with torch.random.fork_rng(devices=[]):  # A is drawn from PyTorch's generator: seeded, so a seed repeats a run
-            torch.manual_seed(rng.randrange(2**31))
+        with torch.random.fork_rng(devices=[]):  # A is drawn from PyTorch's generator: set from the seed, then restored
+            torch.set_rng_state(torch_generator(rng).get_state())
             layer = call_learner(title, LoRA, base, rank, alpha)
         for name, shape in (("lora_A", (rank, base.in_features)), ("lora_B", (base.out_features, rank))):
             value = getattr(layer, name, None)
