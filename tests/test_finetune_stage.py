@@ -250,6 +250,7 @@ def test_mfu_counts_the_head_only_where_fine_tuning_trains(stages, tmp_path):
     [record] = [r for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
     per_token = record["mfu"] * summary["peak_flops"] / record["tokens_per_s"]
     flops, head = flops_per_token(base.config)["training"], 6 * base.config.vocab_size * base.config.n_embd
+    assert flops_per_token(base.config)["head"] == head
     trained = sum(int((step_windows(data, config, step)[1] != -100).sum()) for step in range(4))
     tokens = 4 * config.batch_size * config.context
     assert trained < tokens / 2  # most positions are the user's turn or padding: the head skips them

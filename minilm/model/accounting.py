@@ -62,11 +62,13 @@ def matmul_parameters(config: GPTConfig) -> int:
 
 
 def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> dict[str, int]:
-    """FLOPs per token of a forward pass and of a training step (forward + backward) at context `seq_len`."""
+    """FLOPs per token of a forward pass and of a training step (forward + backward) at context `seq_len`,
+    and the output head's part of the training FLOPs ("head": a step that computes the head only at the
+    positions it trains, `GPT.forward(only_trained=True)`, skips that part elsewhere)."""
     seq_len = config.context if seq_len is None else seq_len
     attention = 4 * config.n_layer * seq_len * config.n_embd  # q.k for every key, then weights x values
     forward = 2 * matmul_parameters(config) + attention
-    return {"forward": forward, "training": 3 * forward}
+    return {"forward": forward, "training": 3 * forward, "head": 3 * 2 * config.vocab_size * config.n_embd}
 
 
 def mfu(config: GPTConfig, tokens_per_second: float, peak_flops: float, seq_len: int | None = None) -> float:

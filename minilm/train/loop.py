@@ -468,10 +468,10 @@ def train(
     last_step = config.max_steps if until_step is None else min(until_step, config.max_steps)
     log = Log(out_dir / LOG, world.is_main, keep_until_step=step)
     token_bytes = tokenizer.token_bytes()
-    flops = flops_per_token(model_config)["training"]  # at the model's context, which every window fills
-    # The head's part of those FLOPs: with `only_trained` it runs only where a target is trained (a sixth
-    # of the positions in fine-tuning), and MFU counts the FLOPs the step did, not those it skipped.
-    head_flops = 6 * model_config.vocab_size * model_config.n_embd
+    # at the model's context, which every window fills; with `only_trained` the head runs only where a target
+    # is trained (a sixth of the positions in fine-tuning), and MFU counts the FLOPs a step did, not those it skipped
+    counted = flops_per_token(model_config)
+    flops, head_flops = counted["training"], counted["head"]
     only_trained = not config.compile
     # the peak FLOP/s of one device, for MFU (measured by rank 0 only; raised if training goes faster)
     peak = hardware.peak_flops(device, precision) if world.is_main else hardware.Peak(float("nan"), "rank 0's")
