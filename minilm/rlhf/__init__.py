@@ -1,0 +1,1 @@
+"""Stage 7: aligning the chat model with preferences (RLHF)."""
