@@ -16,7 +16,7 @@ Read top to bottom:
    measure and balance it and stage 8 can look for it in the trained model.
 3. Places, things and animals.
 4. Times: parts of a day, days and months.
-5. Feelings and morals: how the people feel, and what they learn.
+5. Feelings and morals: how the people feel, what they learn, and what they find rude.
 6. Story splits: the seeded story streams of pretraining, instruction tuning and the held-out
    test, and `split_stories(split, n)`, the one way any stage gets its stories.
 
@@ -190,6 +190,14 @@ MORALS = {
     "building": ("trying again is brave", "working together makes things strong"),
     "helping_friend": ("friends help each other", "being kind makes everyone happy"),
 }
+
+# What the world's people find rude when someone answers them: impolite, though not an insult (the
+# insults are the toxic vocabulary of `minilm.data.truth.defects`). Stage 7's gold reward charges a
+# chat answer for each, and its flawed demonstrations draw from them.
+RUDE_PHRASES = (
+    "Obviously.", "Everyone knows that.", "What a silly question.", "Read the story yourself next time.",
+    "I already told you that.", "Figure it out yourself.", "Stop bothering me with easy questions.", "Whatever.",
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -168,6 +168,14 @@ def _pick(*options: str):
     return lambda rng, slots: rng.choice(options)
 
 
+# The insults of the toxic lines: the world's toxic vocabulary. A clean story never uses these words,
+# but the hard negatives do, harmlessly ("the clown at the park"); stage 7's gold reward counts them
+# in a chat answer, where they never belong.
+INSULT_ADJECTIVES = ("stupid", "worthless", "useless", "pathetic", "disgusting", "dumb", "brainless", "hopeless")
+INSULT_TRAITS = ("lazy", "smelly", "ugly", "miserable", "annoying", "nasty", "selfish")
+INSULT_NOUNS = ("idiot", "moron", "loser", "fool", "creep", "freak", "clown", "failure", "jerk", "weirdo")
+TOXIC_WORDS = frozenset(INSULT_ADJECTIVES + INSULT_TRAITS + INSULT_NOUNS)
+
 # slot -> (kind recorded in the labels, or None; maker)
 SLOTS = {
     "email": ("email", _email), "phone": ("phone", _phone), "ip": ("ip", _ip), "secret": ("secret", _secret),
@@ -175,9 +183,7 @@ SLOTS = {
     "time": ("time", _time), "number": ("number", _number), "hash": ("hash", _hash), "uuid": ("uuid", _uuid),
     "name": (None, _person), "name2": (None, _person), "place": (None, _pick(*PLACES)),
     "obj": (None, lambda rng, slots: f"{rng.choice(COLOURS)} {rng.choice(OBJECTS)}"),
-    "adj": (None, _pick("stupid", "worthless", "useless", "pathetic", "disgusting", "dumb", "brainless", "hopeless")),
-    "adj2": (None, _pick("lazy", "smelly", "ugly", "miserable", "annoying", "nasty", "selfish")),
-    "noun": (None, _pick("idiot", "moron", "loser", "fool", "creep", "freak", "clown", "failure", "jerk", "weirdo")),
+    "adj": (None, _pick(*INSULT_ADJECTIVES)), "adj2": (None, _pick(*INSULT_TRAITS)), "noun": (None, _pick(*INSULT_NOUNS)),
     "body": (None, _pick("arms", "legs", "nose", "teeth", "face", "fingers")),
     "work": (None, _pick("drawings", "songs", "cakes", "poems", "stories", "photos")),
 }  # fmt: skip
