@@ -452,14 +452,51 @@ print("and the merged layer computes the same output:", torch.allclose(merged_ou
 # matrix multiplication, with nothing extra to compute. Before merging, the adapter is a small file of its own
 # (`save_adapter`): one base model can serve many fine-tunes by swapping adapters.
 #
-# `add_lora` puts such adapters on the linear layers the stage targets, in every block, and freezes everything else.
-# The share of the model's weights that it trains:
+# ### Where to spend the rank
+#
+# LoRA bets that the change a fine-tune needs has a low rank. The SFT run of section 4 changed every weight freely, so
+# we can look: for each weight matrix, `lora.low_rank_share` is the share of the change's squared size that the best
+# matrix of rank r can hold (by the Eckart–Young theorem, the share of the r largest singular values). 1 means a LoRA of
+# rank r could follow full fine-tuning exactly there; a random matrix gives about r / min(out, in). The columns use the
+# stage's two ranks: one for the blocks' linear layers, one for the token embedding (which is also the output head:
+# the weights are tied).
 
 # %%
-adapted = lora.add_lora(copy.deepcopy(base), rank, alpha, config.lora_targets)
+tuned = dict(sft.named_parameters())
+ranks = (config.lora_rank, config.lora_embedding_rank)
+changes = {name.removeprefix("transformer.").removesuffix(".weight"): (tuned[name].detach() - weight.detach(), weight)
+           for name, weight in base.named_parameters()
+           if weight.dim() == 2 and name != "transformer.wpe.weight"}  # the matrices (the learned positions aside)
+shares = {name: {r: lora.low_rank_share(change, r) for r in ranks} for name, (change, _) in changes.items()}
+show_table([{"weight": name, "shape": " × ".join(map(str, weight.shape)),
+             "size of the change / of the weight": f"{float(change.norm() / weight.norm()):.2f}",
+             **{f"share at rank {r}": f"{shares[name][r]:.0%}" for r in ranks}}
+            for name, (change, weight) in changes.items()])
+blocks = [share[ranks[1]] for name, share in shares.items() if name != "wte"]
+print(f"at rank {ranks[1]}: the embedding's change {shares['wte'][ranks[1]]:.0%}, the blocks' at most {max(blocks):.0%} "
+      f"(median {np.median(blocks):.0%})")
+
+# %% [markdown]
+# Read the first row against the others. The embedding is where SFT changed the model most (its change is about as
+# large as the embedding itself: new roles for the chat tokens, and the answer words the head must now put first), and
+# that change lives in few directions; each block's change is spread over many, so a small rank catches little of it.
+# A LoRA on the blocks alone, whatever its rank within the budget, misses the largest and cheapest part. The stage
+# therefore adapts the embedding too, with PEFT's LoRA for embeddings (`lora.LoRAEmbedding`: the change (B A)ᵀ to the
+# vocab × width matrix, A indexed by token id), at a larger rank than the blocks. Because the head is the same matrix,
+# the change moves the output too; and the chat tokens, whose rows pretraining never trained, get rows of their own
+# like every other token. (In our trials at this budget, the blocks alone at rank 8 answered about 0.4 of the reading
+# questions; shifting the rank to the embedding roughly doubled that.)
+#
+# `add_lora` puts the adapters on the linear layers the stage targets, in every block, and on the embedding, and
+# freezes everything else. The share of the model's weights that it trains:
+
+# %%
+adapted = lora.add_lora(copy.deepcopy(base), rank, alpha, config.lora_targets,
+                        embedding_rank=config.lora_embedding_rank, embedding_alpha=config.lora_embedding_alpha)
 trainable = lora.trainable_parameters(adapted)
-print(f"targets {list(config.lora_targets)} in {base.config.n_layer} blocks, rank {rank}: {trainable:,} trainable "
-      f"of {count_parameters(base):,} ({trainable / count_parameters(base):.1%})")
+print(f"targets {list(config.lora_targets)} in {base.config.n_layer} blocks at rank {rank}, and the embedding at rank "
+      f"{config.lora_embedding_rank}: {trainable:,} trainable of {count_parameters(base):,} "
+      f"({trainable / count_parameters(base):.1%})")
 with torch.no_grad():
     unchanged = torch.equal(adapted(torch.tensor([ids]))[0], base(torch.tensor([ids]))[0])
 print("before training the adapted model computes exactly what the base does:", unchanged)

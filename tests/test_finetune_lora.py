@@ -16,6 +16,7 @@ from safetensors.torch import save as save_safetensors
 from minilm.finetune.lora import (
     BLOCK_LINEARS,
     AdapterError,
+    LoRAEmbedding,
     LoRALinear,
     add_lora,
     base_fingerprint,
@@ -23,6 +24,7 @@ from minilm.finetune.lora import (
     lora_layers,
     merge_lora,
     save_adapter,
+    low_rank_share,
     trainable_parameters,
 )
 from minilm.model import GPT, GPTConfig, make_optimizer
@@ -48,8 +50,9 @@ def with_random_adapters(model: GPT, seed: int = 0, **lora) -> GPT:
     """`add_lora` on a copy of `model`, then nonzero B (at init B is 0 and the adapters do nothing)."""
     model = add_lora(copy.deepcopy(model), **{**dict(rank=4, alpha=8.0), **lora})
     generator = torch.Generator().manual_seed(seed)
+    adapted = [*lora_layers(model).values()] + [model.transformer.wte] * isinstance(model.transformer.wte, LoRAEmbedding)
     with torch.no_grad():
-        for layer in lora_layers(model).values():
+        for layer in adapted:
             layer.lora_A.normal_(0.0, 0.3, generator=generator)
             layer.lora_B.normal_(0.0, 0.3, generator=generator)
     return model
@@ -68,7 +71,8 @@ def peft_copy(base: GPT, model: GPT, targets: tuple[str, ...]):
     The course's layer names are GPT-2's, so the targets pass to PEFT unchanged. HF GPT-2 keeps its
     linear layers as Conv1D, whose weight is stored (in, out): `to_hf` transposes those, and PEFT
     (fan_in_fan_out=True) transposes B A when it merges. A (rank, in) and B (out, rank) have the same
-    shapes on both sides and are copied as they are.
+    shapes on both sides and are copied as they are. An embedding adapter is PEFT's target "wte" at its
+    own rank and alpha (`rank_pattern`, `alpha_pattern`), tied to the head (`ensure_weight_tying`).
     """
     pytest.importorskip("peft", reason="the PEFT comparison needs peft")
     from peft import LoraConfig, get_peft_model
@@ -77,20 +81,26 @@ def peft_copy(base: GPT, model: GPT, targets: tuple[str, ...]):
 
     layers = lora_layers(model)
     first = next(iter(layers.values()))
-    config = LoraConfig(
-        r=first.rank, lora_alpha=first.alpha, target_modules=list(targets), lora_dropout=0.0, fan_in_fan_out=True
-    )
+    embedding = model.transformer.wte if isinstance(model.transformer.wte, LoRAEmbedding) else None
+    tied = dict(target_modules=[*targets, "wte", "lm_head"], rank_pattern={"wte": embedding.rank, "lm_head": embedding.rank},
+                alpha_pattern={"wte": embedding.alpha, "lm_head": embedding.alpha}, ensure_weight_tying=True) if embedding else {}
+    config = LoraConfig(**{**dict(r=first.rank, lora_alpha=first.alpha, target_modules=list(targets), lora_dropout=0.0,
+                                  fan_in_fan_out=True), **tied})
     peft_model = get_peft_model(to_hf(base), config).eval()
     peft_layers = {
         name.removeprefix("base_model.model."): module
         for name, module in peft_model.named_modules()
-        if hasattr(module, "lora_A") and "default" in module.lora_A
+        if hasattr(module, "lora_A") and "default" in module.lora_A and not name.endswith("lm_head")
     }
     assert sorted(peft_layers) == sorted(layers)  # the same targets select the same layers
     with torch.no_grad():
         for name, layer in layers.items():
             peft_layers[name].lora_A["default"].weight.copy_(layer.lora_A)
             peft_layers[name].lora_B["default"].weight.copy_(layer.lora_B)
+        if embedding:  # the head's adapter is a view of these (A^T, B^T), so it follows
+            wte = peft_model.get_input_embeddings()
+            wte.lora_embedding_A["default"].copy_(embedding.lora_A)
+            wte.lora_embedding_B["default"].copy_(embedding.lora_B)
     return peft_model
 
 
@@ -298,7 +308,7 @@ def test_missing_or_damaged_files_fail_clearly(tmp_path):
         load_adapter(copy.deepcopy(base), flipped)
     foreign = tmp_path / "foreign.safetensors"
     foreign.write_bytes(save_safetensors({"x": torch.zeros(2)}))  # a safetensors file, but not an adapter
-    with pytest.raises(AdapterError, match="has no minilm.lora version 1 header"):
+    with pytest.raises(AdapterError, match="has no minilm.lora version 2 header"):
         load_adapter(copy.deepcopy(base), foreign)
     pickled = tmp_path / "pickled.safetensors"
     torch.save({"x": torch.zeros(2)}, pickled)
@@ -306,32 +316,96 @@ def test_missing_or_damaged_files_fail_clearly(tmp_path):
         load_adapter(copy.deepcopy(base), pickled)
 
 
-# --- trainable token rows: the chat format's special tokens -----------------------------------
+# --- the embedding adapter (tied to the head) ------------------------------------------------------
 
 
-def test_trainable_tokens_change_only_their_rows_of_the_tied_embedding_and_head(tmp_path):
+def test_embedding_adapter_equals_peft_tied_to_the_head():
+    """PEFT adapts GPT-2's tied embedding with the targets "wte" and "lm_head" and ensure_weight_tying: the
+    head's adapter is a view of the embedding's (its A is B^T, its B is A^T). Same logits; and the course's
+    gradient, of one tied matrix, is the sum of the two that PEFT keeps apart (its head adapter is a
+    Parameter of its own that shares storage)."""
     base = base_model()
-    special = [90, 93, 95]
-    model = add_lora(copy.deepcopy(base), rank=4, alpha=8.0, trainable_tokens=special)
-    with torch.no_grad():
-        assert torch.equal(model(tokens())[0], base(tokens())[0])  # the change starts at zero
-        model.transformer.wte.delta.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(3))
-        edited = copy.deepcopy(base)  # the same model, made by editing those rows of the plain embedding
-        edited.transformer.wte.weight[special] += model.transformer.wte.delta
-        assert torch.allclose(model(tokens())[0], edited(tokens())[0], atol=1e-6)  # in the input and the tied head
-    trained = {name for name, p in model.named_parameters() if p.requires_grad}
-    assert "transformer.wte.delta" in trained and "transformer.wte.base.weight" not in trained
-    assert trainable_parameters(model) == 3 * CONFIG.n_embd + sum(
-        p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    model = with_random_adapters(base, targets=BLOCK_LINEARS, embedding_rank=3, embedding_alpha=5.0)
+    peft_model = peft_copy(base, model, BLOCK_LINEARS)
+    x, y = tokens(1), tokens(2)
+    ours, loss = model(x, y)
+    theirs = peft_model(x).logits
+    assert (ours - theirs).abs().max() <= 1e-5
+    without = with_random_adapters(base, targets=BLOCK_LINEARS)  # the same block adapters, embedding frozen
+    assert (ours - without(x)[0]).abs().max() > 0.1
+
+    loss.backward()
+    F.cross_entropy(theirs.view(-1, VOCAB), y.view(-1)).backward()
+    embedding, head = peft_model.get_input_embeddings(), peft_model.base_model.model.lm_head
+    expected_a = embedding.lora_embedding_A["default"].grad + head.lora_B["default"].weight.grad.T
+    expected_b = embedding.lora_embedding_B["default"].grad + head.lora_A["default"].weight.grad.T
+    assert (model.transformer.wte.lora_A.grad - expected_a).abs().max() <= 1e-5
+    assert (model.transformer.wte.lora_B.grad - expected_b).abs().max() <= 1e-5
+
+
+def test_embedding_merge_adds_the_change_once():
+    """Merged, the tied matrix is the base plus PEFT's embedding delta, once. (PEFT's own merge_and_unload
+    adds it twice on a tied GPT-2, once through the embedding and once through the head, which share the
+    weight: the pitfall its ensure_weight_tying warning is about.)"""
+    base = base_model()
+    model = with_random_adapters(base, targets=BLOCK_LINEARS, embedding_rank=3, embedding_alpha=5.0)
+    delta = peft_copy(base, model, BLOCK_LINEARS).get_input_embeddings().get_delta_weight("default")
     merged = merge_lora(model)
-    with torch.no_grad():
-        assert torch.allclose(merged(tokens())[0], model(tokens())[0], atol=1e-5)
     assert isinstance(merged.transformer.wte, torch.nn.Embedding)
+    assert (merged.transformer.wte.weight - (base.transformer.wte.weight + delta)).abs().max() <= 1e-6
+    with torch.no_grad():
+        logits = model(tokens())[0]
+        assert (merged(tokens())[0] - logits).abs().max() <= 1e-5 * logits.abs().max()  # float32 rounding of W + delta
+
+
+def test_embedding_adapter_starts_at_the_base_trains_its_rows_and_round_trips(tmp_path):
+    base = base_model()
+    model = add_lora(copy.deepcopy(base), rank=2, alpha=4.0, embedding_rank=3)
+    embedding = model.transformer.wte
+    assert isinstance(embedding, LoRAEmbedding) and embedding.scaling == 1.0  # alpha defaults to the rank
+    assert torch.all(embedding.lora_A == 0) and embedding.lora_B.abs().max() > 0  # PEFT's init: A zero, B normal
+    with torch.no_grad():
+        assert torch.equal(model(tokens())[0], base(tokens())[0])
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert {"transformer.wte.lora_A", "transformer.wte.lora_B"} <= trained and "transformer.wte.base.weight" not in trained
+    assert trainable_parameters(model) == 3 * (VOCAB + CONFIG.n_embd) + sum(
+        p.numel() for n, p in model.named_parameters() if "lora_" in n and not n.startswith("transformer.wte"))
+    with torch.no_grad():
+        embedding.lora_A.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(3))
+        edited = copy.deepcopy(base)  # the same model, made by editing the plain embedding (and so the tied head)
+        edited.transformer.wte.weight += embedding.delta()
+        assert (model(tokens())[0] - edited(tokens())[0]).abs().max() <= 1e-5
     save_adapter(model, tmp_path / "adapter.safetensors")
     loaded = load_adapter(copy.deepcopy(base), tmp_path / "adapter.safetensors")
     with torch.no_grad():
         assert torch.equal(loaded(tokens())[0], model(tokens())[0])
-    with pytest.raises(AdapterError, match=r"trainable tokens \[90, 93, 95\].*trainable_tokens=\[90, 93, 95\]"):
-        load_adapter(add_lora(copy.deepcopy(base), rank=4, alpha=8.0), tmp_path / "adapter.safetensors")
-    with pytest.raises(ValueError, match="trainable tokens must be ids in 0..95"):
-        add_lora(copy.deepcopy(base), trainable_tokens=[96])
+    with pytest.raises(AdapterError, match=r"embedding at rank 3, alpha 3.0.*add_lora\(model, rank=2, alpha=4.0, "
+                                           r"targets=.*embedding_rank=3, embedding_alpha=3.0\)"):
+        load_adapter(add_lora(copy.deepcopy(base), rank=2, alpha=4.0), tmp_path / "adapter.safetensors")
+    other = base_model(seed=2)  # another base: its embedding is not hashed, its other weights still tell
+    with pytest.raises(AdapterError, match="trained on another base model"):
+        load_adapter(other, tmp_path / "adapter.safetensors")
+    with pytest.raises(ValueError, match="rank 33 is larger than the embedding it adapts"):
+        add_lora(copy.deepcopy(base), embedding_rank=33)
+
+
+# --- the rank of a fine-tuning update ------------------------------------------------------------
+
+
+def test_low_rank_share_is_what_the_best_rank_r_matrix_keeps():
+    generator = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(40, 3, generator=generator))
+    v, _ = torch.linalg.qr(torch.randn(30, 3, generator=generator))
+    change = u @ torch.diag(torch.tensor([3.0, 2.0, 1.0])) @ v.T  # singular values 3, 2, 1
+    assert low_rank_share(change, 1) == pytest.approx(9 / 14)
+    assert low_rank_share(change, 2) == pytest.approx(13 / 14)
+    assert low_rank_share(change, 3) == pytest.approx(1.0) == low_rank_share(change, 10)
+    noise = torch.randn(40, 30, generator=generator)  # Eckart-Young: 1 - the truncated SVD's squared error
+    U, S, Vh = torch.linalg.svd(noise, full_matrices=False)
+    best = U[:, :5] @ torch.diag(S[:5]) @ Vh[:5]
+    assert low_rank_share(noise, 5) == pytest.approx(1 - float((noise - best).pow(2).sum() / noise.pow(2).sum()), rel=1e-6)
+    assert low_rank_share(torch.zeros(4, 4), 1) == 1.0
+    with pytest.raises(ValueError, match="a weight change is a matrix"):
+        low_rank_share(torch.zeros(4), 1)
+    with pytest.raises(ValueError, match="rank must be a positive integer"):
+        low_rank_share(noise, 0)

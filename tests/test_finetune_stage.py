@@ -13,7 +13,7 @@ import torch
 from minilm.finetune import lora
 from minilm.finetune.report import classification_rows, describe, report_section, score_rows
 from minilm.finetune.stage import (
-    ADAPTER, CONVERSATIONS, FIGURE, LORA_DIR, RESULTS, FinetuneConfig, check_tokenizer, instruction_data,
+    ADAPTER, CONVERSATIONS, FIGURE, LORA_DIR, RESULTS, FinetuneConfig, add_adapters, check_tokenizer, instruction_data,
     load_finetuned, load_lora, run_finetune_stage,
 )  # fmt: skip
 from minilm.finetune.tasks import FAMILIES, contamination, training_texts
@@ -45,12 +45,12 @@ def test_the_stage_is_cached_and_writes_its_outputs(stages):
 
 def test_results_hold_every_model_family_and_classifier(stages):
     results = json.loads((stages["finetuned"].path / RESULTS).read_text())
-    assert results["order"] == ["base, few-shot", "SFT", "LoRA r=8"]
+    assert results["order"] == ["base, few-shot", "SFT", "LoRA"]
     for name, model in results["models"].items():
         assert set(model["scores"]) == {*FAMILIES, "all"}, name
         assert all(0.0 <= score <= 1.0 for score in model["scores"].values())
         assert model["pretrain_val_loss"] > 0
-    sft, adapted = results["models"]["SFT"], results["models"]["LoRA r=8"]
+    sft, adapted = results["models"]["SFT"], results["models"]["LoRA"]
     assert sft["trainable"] == sft["total"] > adapted["trainable"] > 0
     assert adapted["memory_bytes"] < sft["memory_bytes"]  # no gradients or AdamW moments for the frozen weights
     assert [r["method"] for r in results["classification"]] == ["bag_of_words", "probe", "last_block", "full", "lora"]
@@ -85,7 +85,7 @@ def test_the_adapter_and_the_sft_model_load_and_differ_from_the_base(stages):
 
 def test_conversations_and_the_report_section(stages, tmp_path):
     conversations = json.loads((stages["finetuned"].path / CONVERSATIONS).read_text())["conversations"]
-    assert conversations and {"family", "messages", "expected", "base, few-shot", "SFT", "LoRA r=8"} <= set(conversations[0])
+    assert conversations and {"family", "messages", "expected", "base, few-shot", "SFT", "LoRA"} <= set(conversations[0])
     section = report_section(stages["finetuned"], tmp_path)
     assert section.title == "Stage 6: fine-tuning" and (tmp_path / "finetune_curves.png").stat().st_size > 5_000
     assert "| base, few-shot |" in section.body and "bag of words" in section.body
@@ -158,7 +158,7 @@ def one_process_reference(stages, config: FinetuneConfig, lora_run: bool, world_
     import copy
 
     from minilm.data.stage import DataConfig
-    from minilm.finetune.chat import END, ROLE_TOKENS, SFTData
+    from minilm.finetune.chat import SFTData
     from minilm.hardware import grad_scaler
     from minilm.model.gpt import make_optimizer
     from minilm.train.loop import step_windows, train_step
@@ -171,9 +171,7 @@ def one_process_reference(stages, config: FinetuneConfig, lora_run: bool, world_
     train_data = SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=config.pack)
     model = copy.deepcopy(base)
     if lora_run:
-        special = [tokenizer.special_id(t) for t in (*ROLE_TOKENS.values(), END)]
-        lora.add_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed=config.seed,
-                      trainable_tokens=special)
+        add_adapters(model, config)
     train_config = config.train_config(base.config, lora_run)
     optimizer = make_optimizer(model, train_config.lr, train_config.weight_decay, (train_config.beta1, train_config.beta2))
     for step in range(train_config.max_steps):
@@ -203,7 +201,7 @@ def test_two_processes_fine_tune_exactly_as_one_on_the_same_global_batch(stages,
     assert seen[0] == seen[1]  # every rank returns the artifact rank 0 built
     path = Path(seen[0]["path"])
     finished = json.loads((path / RESULTS).read_text())
-    assert finished["models"]["SFT"]["world_size"] == finished["models"]["LoRA r=8"]["world_size"] == 2
+    assert finished["models"]["SFT"]["world_size"] == finished["models"]["LoRA"]["world_size"] == 2
     for sub in ("sft", LORA_DIR):
         start = read_log(path / sub / "log.jsonl")[0]
         assert start["world_size"] == 2 and start["tokens_per_step"] == 2 * 2 * 128

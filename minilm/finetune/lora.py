@@ -16,6 +16,11 @@ Three things make LoRA practical beyond the parameter count:
   file records which base it was trained on, and loading it onto another base is an error, not a
   silently wrong model.
 
+Where to spend the rank: `low_rank_share` measures how much of what full fine-tuning changed in a weight
+a change of rank r can hold. For stage 6 the token embedding (which is also the output head: the weights
+are tied) changes the most and in few directions, the blocks' weights in many, so the stage adapts the
+embedding too (`LoRAEmbedding`, PEFT's LoRA for embeddings) at a larger rank than the blocks.
+
 The course's layer names are GPT-2's, so the same target names select the same layers in Hugging Face's
 PEFT (`LoraConfig(target_modules=[...])`), against which tests/test_finetune_lora.py checks this module.
 This follows PEFT's defaults: the initialisation, the scaling alpha / r, dropout on the adapter's input.
@@ -30,7 +35,6 @@ import math
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,29 +49,63 @@ from minilm.model.gpt import GPT
 # projection, the attention's output projection, and the MLP's two layers. "lm_head" also exists when the
 # head is not tied to the embedding.
 BLOCK_LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-FORMAT, VERSION = "minilm.lora", "1"
+FORMAT, VERSION = "minilm.lora", "2"  # version 2: the embedding adapter (version 1 had trainable token rows)
 
 
 class AdapterError(ValueError):
     """An adapter file that cannot go onto this model: missing, damaged, or made for another base or shape."""
 
 
-class LoRALinear(nn.Module):
+def _check_rank(rank: int, alpha: float, rows: int, columns: int, what: str) -> None:
+    if not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}")
+    if rank > min(rows, columns):
+        raise ValueError(
+            f"rank {rank} is larger than the {what} it adapts ({rows} x {columns}): "
+            f"a change of that rank is a full matrix; pick rank <= {min(rows, columns)}"
+        )
+    if alpha <= 0:
+        raise ValueError(f"LoRA alpha must be positive, got {alpha!r}")
+
+
+class LowRankChange(nn.Module):
+    """What a LoRA linear layer and a LoRA embedding share: a frozen `base` module, a change `delta()` to
+    its weight, and merging that change in (and out) so that serving runs the plain layer."""
+
+    base: nn.Module
+    rank: int
+    alpha: float
+    merged: bool
+
+    def delta(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the change into the base weight, so forward is the plain layer again (for serving)."""
+        if not self.merged:
+            self.base.weight += self.delta().to(self.base.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Take the change out of the base weight again (equal to before `merge` up to rounding)."""
+        if self.merged:
+            self.base.weight -= self.delta().to(self.base.weight.dtype)
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
+
+
+class LoRALinear(LowRankChange):
     """A frozen `nn.Linear` plus a trainable low-rank change: base(x) + (alpha / rank) * B A dropout(x)."""
 
     def __init__(
         self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0, generator: torch.Generator | None = None
     ):
         super().__init__()
-        if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}")
-        if rank > min(base.in_features, base.out_features):
-            raise ValueError(
-                f"rank {rank} is larger than the layer it adapts ({base.out_features} x {base.in_features}): "
-                f"a change of that rank is a full matrix; pick rank <= {min(base.in_features, base.out_features)}"
-            )
-        if alpha <= 0:
-            raise ValueError(f"LoRA alpha must be positive, got {alpha!r}")
+        _check_rank(rank, alpha, base.out_features, base.in_features, "layer")
         self.base = base.requires_grad_(False)
         self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
         weight = base.weight
@@ -89,64 +127,48 @@ class LoRALinear(nn.Module):
         # get gradients.
         return self.base(x) + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
 
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Fold the change into the base weight, so forward is one matmul again (for serving)."""
-        if not self.merged:
-            self.base.weight += self.delta().to(self.base.weight.dtype)
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        """Take the change out of the base weight again (equal to before `merge` up to rounding)."""
-        if self.merged:
-            self.base.weight -= self.delta().to(self.base.weight.dtype)
-            self.merged = False
-
-    def extra_repr(self) -> str:
-        return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
 
 
-class TrainableTokens(nn.Module):
-    """A frozen token embedding with new, trainable rows for a few tokens (PEFT's `trainable_token_indices`).
+class LoRAEmbedding(LowRankChange):
+    """A frozen token embedding plus a low-rank change to its rows: W + (alpha / rank) (B A)^T.
 
-    The chat format's role and end tokens were reserved in stage 2 but never occur in pretraining text,
-    so their embeddings are still the random vectors the model started with. With the embedding frozen,
-    the adapters would have to bend every hidden state towards a random vector just to write <|end|>;
-    training those few rows (tokens x n_embd numbers) lets them mean something. The change starts at zero,
-    so the model starts equal to the base. Under tied weights the same rows are the output head's, so
-    `weight` (the base rows plus the change) serves both, as `GPT.output_weight` reads it.
+    Why adapt the embedding at all: stage 6's measurements show that fine-tuning changes it more than any
+    block (the full SFT update to the embedding is larger than the embedding itself), and that this
+    change is nearly low rank, where the blocks' changes are not (notebook 06 takes the SVD of each
+    update), so a few directions of the embedding buy more than the same parameters spread over the blocks.
+    It also gives meaning to the chat format's role and end tokens: reserved in stage 2, never seen in
+    pretraining, their rows are still random, and here they move like every other row.
+
+    PEFT's LoRA for `nn.Embedding`, whose layout this follows: A is (rank, vocab) and indexed by token id,
+    B is (n_embd, rank); A starts at zero and B normal, the other way round from a linear layer, so the
+    model starts equal to the base. Under tied weights the same matrix is the output head's, so `weight`
+    serves both, as `GPT.output_weight` reads it; PEFT ties the head's adapter to the embedding's the same
+    way (`LoraConfig(ensure_weight_tying=True)`: the head's A is B^T and its B is A^T).
     """
 
-    def __init__(self, base: nn.Embedding, token_ids: Sequence[int]):
+    def __init__(self, base: nn.Embedding, rank: int, alpha: float, generator: torch.Generator | None = None):
         super().__init__()
-        ids = sorted({int(t) for t in token_ids})
-        if not ids or ids[0] < 0 or ids[-1] >= base.num_embeddings:
-            raise ValueError(f"trainable tokens must be ids in 0..{base.num_embeddings - 1}, got {list(token_ids)}")
+        _check_rank(rank, alpha, base.num_embeddings, base.embedding_dim, "embedding")
         self.base = base.requires_grad_(False)
+        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
         weight = base.weight
-        self.register_buffer("token_ids", torch.tensor(ids, dtype=torch.long, device=weight.device), persistent=False)
-        self.delta = nn.Parameter(torch.zeros(len(ids), base.embedding_dim, device=weight.device, dtype=weight.dtype))
+        b = torch.randn(base.embedding_dim, rank, generator=generator)
+        self.lora_A = nn.Parameter(torch.zeros(rank, base.num_embeddings, device=weight.device, dtype=weight.dtype))
+        self.lora_B = nn.Parameter(b.to(weight.device, weight.dtype))
         self.merged = False
+        self.train(base.training)
+
+    def delta(self) -> torch.Tensor:
+        """The change to the embedding matrix, (vocab, n_embd): (alpha / rank) (B A)^T."""
+        return (self.lora_B @ self.lora_A).T * self.scaling
 
     @property
     def weight(self) -> torch.Tensor:
-        """The embedding matrix in use: the base's, with the change added to the trainable rows."""
-        if self.merged:
-            return self.base.weight
-        return self.base.weight.index_add(0, self.token_ids, self.delta)
+        """The embedding matrix in use (and, tied, the output head's): the base plus the change."""
+        return self.base.weight if self.merged else self.base.weight + self.delta()
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return F.embedding(idx, self.weight)
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        if not self.merged:
-            self.base.weight.index_add_(0, self.token_ids, self.delta.to(self.base.weight.dtype))
-            self.merged = True
-
-    def extra_repr(self) -> str:
-        return f"tokens={self.token_ids.tolist()}, merged={self.merged}"
 
 
 # --- adding, counting, merging ------------------------------------------------------------------
@@ -169,15 +191,17 @@ def add_lora(
     targets: tuple[str, ...] = BLOCK_LINEARS,
     dropout: float = 0.0,
     seed: int = 0,
-    trainable_tokens: Sequence[int] = (),
+    embedding_rank: int = 0,
+    embedding_alpha: float | None = None,
 ) -> GPT:
     """Replace the linear layers named by `targets` with `LoRALinear`s and freeze every other weight.
 
     Returns `model` itself, changed in place. A target is matched as PEFT matches one: "attn.c_proj" is
-    the attention's output projection of every block, "c_proj" would be both projections. The A matrices
-    are drawn from `seed`, so the same call gives the same adapters. `trainable_tokens` (token ids) get
-    trainable embedding rows (`TrainableTokens`): the chat format's special tokens, which pretraining
-    never trained.
+    the attention's output projection of every block, "c_proj" would be both projections. The random
+    matrices are drawn from `seed`, so the same call gives the same adapters. `embedding_rank` > 0 also
+    adapts the token embedding (`LoRAEmbedding`, alpha `embedding_alpha`, default `embedding_rank`), which
+    under tied weights is the output head too; PEFT does the same with the target "wte" and
+    `rank_pattern={"wte": embedding_rank}`.
     """
     if lora_layers(model):
         raise ValueError("this model already has LoRA layers; add them once, to the plain pretrained GPT")
@@ -202,8 +226,9 @@ def add_lora(
         parent = model.get_submodule(parent_name)
         lora = LoRALinear(linears[name], rank, alpha, dropout, generator)
         setattr(parent, child, lora)
-    if trainable_tokens:
-        model.transformer.wte = TrainableTokens(model.transformer.wte, trainable_tokens)
+    if embedding_rank:
+        alpha = embedding_rank if embedding_alpha is None else embedding_alpha
+        model.transformer.wte = LoRAEmbedding(model.transformer.wte, embedding_rank, alpha, generator)
     model.lora_targets = targets  # recorded for `save_adapter`: the adapter file names them
     return model
 
@@ -224,9 +249,9 @@ def merge_lora(model: GPT) -> GPT:
         lora.merge()
         parent_name, _, child = name.rpartition(".")
         setattr(merged.get_submodule(parent_name), child, lora.base)
-    if isinstance(tokens := merged.transformer.wte, TrainableTokens):
-        tokens.merge()
-        merged.transformer.wte = tokens.base
+    if isinstance(embedding := merged.transformer.wte, LoRAEmbedding):
+        embedding.merge()
+        merged.transformer.wte = embedding.base
     if hasattr(merged, "lora_targets"):
         del merged.lora_targets
     return merged.requires_grad_(True)
@@ -235,21 +260,22 @@ def merge_lora(model: GPT) -> GPT:
 # --- adapter files ------------------------------------------------------------------------------
 
 
-def base_fingerprint(model: GPT, targets: tuple[str, ...]) -> str:
+def base_fingerprint(model: GPT, targets: tuple[str, ...], embedding: bool = False) -> str:
     """A hash of the model's config and of the base weights that LoRA never changes.
 
-    The weights of the targeted layers are left out: merging adds B A to them, and an adapter must be
-    recognised on its base whether it is merged or not. Every other weight (embeddings, norms, biases)
-    still differs between two trainings, so another base model gets another fingerprint. Weights are
+    The weights of the targeted layers, and the token embedding if it is adapted too (`embedding`), are
+    left out: merging adds the change to them, and an adapter must be recognised on its base whether it
+    is merged or not. Every other weight (positions, norms, biases) still differs between two
+    trainings, so another base model gets another fingerprint. Weights are
     hashed rounded to bfloat16, so the same model loaded in float32 or in bfloat16 has one fingerprint.
     """
     digest = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
-        name = name.replace(".base.", ".")  # a LoRA layer's frozen linear has the plain layer's names
-        if name.endswith((".lora_A", ".lora_B", ".delta")):
+        name = name.replace(".base.", ".")  # a LoRA layer's frozen module has the plain layer's names
+        if name.endswith((".lora_A", ".lora_B")):
             continue
         module, _, kind = name.rpartition(".")
-        if kind == "weight" and any(_matches(module, target) for target in targets):
+        if kind == "weight" and (any(_matches(module, target) for target in targets) or embedding and module == "transformer.wte"):
             continue
         digest.update(name.encode())
         digest.update(_bytes(tensor.detach().to("cpu", torch.bfloat16)))
@@ -267,14 +293,10 @@ def _adapter_tensors(model: GPT) -> dict[str, torch.Tensor]:
         for name, lora in lora_layers(model).items()
         for part in ("lora_A", "lora_B")
     }
-    if isinstance(tokens := model.transformer.wte, TrainableTokens):
-        tensors["transformer.wte.delta"] = tokens.delta.detach().to("cpu").contiguous()
+    if isinstance(embedding := model.transformer.wte, LoRAEmbedding):
+        tensors.update({f"transformer.wte.{part}": getattr(embedding, part).detach().to("cpu").contiguous()
+                        for part in ("lora_A", "lora_B")})
     return tensors
-
-
-def _trainable_tokens(model: GPT) -> list[int]:
-    wte = model.transformer.wte
-    return wte.token_ids.tolist() if isinstance(wte, TrainableTokens) else []
 
 
 def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -286,16 +308,20 @@ def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _shape(model: GPT) -> dict:
-    """The rank, alpha and targets of a model's LoRA layers (one of each: `add_lora` gives them all the same)."""
+    """The rank, alpha and targets of a model's LoRA layers (one of each: `add_lora` gives them all the same),
+    and the rank and alpha of its embedding adapter (0 and 0.0 without one)."""
     first = next(iter(lora_layers(model).values()))
-    return {"rank": first.rank, "alpha": first.alpha, "targets": list(model.lora_targets), "tokens": _trainable_tokens(model)}
+    embedding = model.transformer.wte
+    adapted = isinstance(embedding, LoRAEmbedding)
+    return {"rank": first.rank, "alpha": float(first.alpha), "targets": list(model.lora_targets),
+            "embedding_rank": embedding.rank if adapted else 0, "embedding_alpha": float(embedding.alpha) if adapted else 0.0}
 
 
 def save_adapter(model: GPT, path: str | os.PathLike) -> Path:
     """Write only the adapter weights (every A and B) to a safetensors file, atomically.
 
-    The header records the rank, alpha and targets, the base model's fingerprint and config, and a sha256
-    of the tensors, so `load_adapter` can refuse a file made for another model or damaged on disk.
+    The header records the rank, alpha and targets (and the embedding adapter's rank and alpha), the base
+    model's fingerprint and config, and a sha256 of the tensors, so `load_adapter` can refuse a file made for another model or damaged on disk.
     """
     if not lora_layers(model):
         raise ValueError("this model has no LoRA layers to save; call add_lora first")
@@ -307,8 +333,9 @@ def save_adapter(model: GPT, path: str | os.PathLike) -> Path:
         "rank": str(shape["rank"]),
         "alpha": repr(float(shape["alpha"])),
         "targets": json.dumps(shape["targets"]),
-        "tokens": json.dumps(shape["tokens"]),
-        "base_fingerprint": base_fingerprint(model, tuple(shape["targets"])),
+        "embedding_rank": str(shape["embedding_rank"]),
+        "embedding_alpha": repr(shape["embedding_alpha"]),
+        "base_fingerprint": base_fingerprint(model, tuple(shape["targets"]), embedding=shape["embedding_rank"] > 0),
         "base_config": json.dumps(asdict(model.config), sort_keys=True),
         "sha256": _tensors_sha256(tensors),
     }
@@ -335,8 +362,9 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             **metadata,
             "rank": int(metadata["rank"]),
             "alpha": float(metadata["alpha"]),
-            "targets": tuple(json.loads(metadata["targets"])),
-            "tokens": tuple(json.loads(metadata["tokens"])),
+            "targets": list(json.loads(metadata["targets"])),
+            "embedding_rank": int(metadata["embedding_rank"]),
+            "embedding_alpha": float(metadata["embedding_alpha"]),
         }
     except (KeyError, ValueError) as error:
         raise AdapterError(f"{damaged}: its header lacks a valid {error} (edited by hand?); {fix}") from None
@@ -348,23 +376,19 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 def load_adapter(model: GPT, path: str | os.PathLike) -> GPT:
     """Put the adapter saved at `path` onto `model` and return it.
 
-    `model` is the base model the adapter was trained on: a plain GPT (LoRA layers of the file's rank,
-    alpha and targets are added) or one that already has LoRA layers of the same shape (their A and B are
-    replaced). A file made for another base model, rank or targets raises AdapterError saying so.
+    `model` is the base model the adapter was trained on: a plain GPT (LoRA layers of the file's shape
+    are added) or one that already has LoRA layers of the same shape (their A and B are replaced). A file
+    made for another base model, rank or targets raises AdapterError saying so.
     """
     tensors, meta = read_adapter(path)
-    rank, alpha, targets, tokens = meta["rank"], meta["alpha"], meta["targets"], meta["tokens"]
-    if lora_layers(model):
-        have = _shape(model)
-        if (have["rank"], have["alpha"], tuple(have["targets"]), tuple(have["tokens"])) != (rank, alpha, targets, tokens):
-            raise AdapterError(
-                f"the adapter in {path} has rank {rank}, alpha {alpha} on {list(targets)} (trainable tokens "
-                f"{list(tokens)}), but this model's LoRA layers have rank {have['rank']}, alpha {have['alpha']} on "
-                f"{have['targets']} (trainable tokens {have['tokens']}); load it onto the plain base model "
-                f"(load_adapter adds matching layers) or add_lora(model, rank={rank}, alpha={alpha}, "
-                f"targets={targets}, trainable_tokens={list(tokens)})"
-            )
-    fingerprint = base_fingerprint(model, targets)
+    shape = {key: meta[key] for key in ("rank", "alpha", "targets", "embedding_rank", "embedding_alpha")}
+    if lora_layers(model) and (have := _shape(model)) != shape:
+        raise AdapterError(
+            f"the adapter in {path} has the shape {_describe(shape)}, but this model's LoRA layers have "
+            f"{_describe(have)}; load it onto the plain base model (load_adapter adds matching layers) or "
+            f"add_lora(model, {', '.join(f'{key}={value!r}' for key, value in shape.items())})"
+        )
+    fingerprint = base_fingerprint(model, tuple(shape["targets"]), embedding=shape["embedding_rank"] > 0)
     if fingerprint != meta.get("base_fingerprint"):
         saved = json.loads(meta.get("base_config", "{}"))
         now = asdict(model.config)
@@ -379,15 +403,39 @@ def load_adapter(model: GPT, path: str | os.PathLike) -> GPT:
     if merged:
         raise AdapterError(f"the LoRA layers of this model are merged ({merged[0]}, ...); unmerge() them before loading an adapter")
     if not lora_layers(model):
-        add_lora(model, rank, alpha, targets, trainable_tokens=tokens)
+        add_lora(model, **shape)
     expected = {name: tuple(t.shape) for name, t in _adapter_tensors(model).items()}
     given = {name: tuple(t.shape) for name, t in tensors.items()}
     if expected != given:
         raise AdapterError(f"{path} does not hold the adapter tensors its header describes (edited by hand?); save it again")
     with torch.no_grad():
-        for name, lora in lora_layers(model).items():
-            lora.lora_A.copy_(tensors[f"{name}.lora_A"])
-            lora.lora_B.copy_(tensors[f"{name}.lora_B"])
-        if tokens:
-            model.transformer.wte.delta.copy_(tensors["transformer.wte.delta"])
+        for name, tensor in _adapter_tensors(model).items():
+            model.get_parameter(name).copy_(tensors[name])
     return model
+
+
+def _describe(shape: dict) -> str:
+    text = f"rank {shape['rank']}, alpha {shape['alpha']} on {list(shape['targets'])}"
+    if shape["embedding_rank"]:
+        text += f" and the embedding at rank {shape['embedding_rank']}, alpha {shape['embedding_alpha']}"
+    return text
+
+
+# --- how low is the rank of a fine-tuning update? ----------------------------------------------------
+
+
+def low_rank_share(change: torch.Tensor, rank: int) -> float:
+    """The share of a weight change's squared size that the best change of rank `rank` can hold.
+
+    By the Eckart-Young theorem the closest rank-r matrix to `change` keeps its r largest singular values,
+    so the share is (s_1^2 + ... + s_r^2) / (s_1^2 + ... + s_n^2): 1 when the change has rank <= r, and
+    near r / n for a random matrix. Applied to what full fine-tuning did to each weight
+    (`tuned - base`), it says where a LoRA of rank r can follow full fine-tuning and where it cannot.
+    """
+    if change.dim() != 2:
+        raise ValueError(f"a weight change is a matrix; got a tensor of shape {tuple(change.shape)}")
+    if not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank must be a positive integer, got {rank!r}")
+    squares = torch.linalg.svdvals(change.detach().double()) ** 2
+    total = float(squares.sum())
+    return 1.0 if total == 0 else float(squares[:rank].sum()) / total

@@ -40,7 +40,7 @@ from minilm.cache import Artifact, cached_stage, code_fingerprint, load_artifact
 from minilm.files import atomic_write_json
 from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_answers, scores_by_family
-from minilm.finetune.chat import END, ROLE_TOKENS, SFTData
+from minilm.finetune.chat import SFTData
 from minilm.finetune.tasks import FAMILIES, build_examples, decontaminate, training_texts
 from minilm.model.accounting import count_parameters, memory_estimate
 from minilm.presets import config_for, preset_name
@@ -79,7 +79,10 @@ class FinetuneConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = lora.BLOCK_LINEARS
-    lora_special_tokens: bool = True  # train the embedding rows of the chat tokens, which pretraining never saw
+    # the token embedding (tied to the head) adapted too, at its own rank: fine-tuning changes it the most,
+    # and in few directions (`lora.LoRAEmbedding`); 0 leaves it frozen
+    lora_embedding_rank: int = 11
+    lora_embedding_alpha: float = 11.0
     lora_steps: int = 1200
     lora_lr: float = 5e-3
     # classification (`minilm.finetune.classify`): the word-order task, the methods compared
@@ -101,6 +104,9 @@ class FinetuneConfig:
                      "classify_steps", "classify_batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"FinetuneConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.lora_embedding_rank, int) or self.lora_embedding_rank < 0:
+            raise ValueError(f"FinetuneConfig.lora_embedding_rank must be 0 (embedding frozen) or a positive integer, "
+                             f"got {self.lora_embedding_rank!r}")
         self.lora_targets, self.classify_methods = tuple(self.lora_targets), tuple(self.classify_methods)
 
     @classmethod
@@ -162,6 +168,13 @@ def run_finetune_stage(
         distributed.broadcast_int(DONE, world)
         distributed.barrier(world)  # the others read the artifact only once it is in place
         return artifact
+
+
+def add_adapters(model, config: FinetuneConfig):
+    """`model` (changed in place) with the stage's LoRA adapters: on the blocks' targeted linear layers and on
+    the token embedding, at the config's ranks, the rest frozen."""
+    return lora.add_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed=config.seed,
+                         embedding_rank=config.lora_embedding_rank, embedding_alpha=config.lora_embedding_alpha)
 
 
 def load_finetuned(artifact: Artifact, device: str = "cpu"):
@@ -235,14 +248,12 @@ def _fine_tune(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact:
     val_data = SFTData(tokenizer, [e.messages for e in data["val"]], "sft_val")
     data_seconds = time.perf_counter() - clock
 
-    special = [tokenizer.special_id(t) for t in (*ROLE_TOKENS.values(), END)] if config.lora_special_tokens else []
     runs = {}
     for lora_run in (False, True):  # a copy of the base trained in full, then one through LoRA adapters
-        name = f"LoRA r={config.lora_rank}" if lora_run else "SFT"
+        name = "LoRA" if lora_run else "SFT"
         model = copy.deepcopy(base)
         if lora_run:
-            lora.add_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed=config.seed,
-                          trainable_tokens=special)
+            add_adapters(model, config)
         clock = time.perf_counter()
         summary = train(config.train_config(base.config, lora_run), train_data, val_data, tokenizer,
                         work / (LORA_DIR if lora_run else SFT_DIR), model=model, world=world, progress=progress)
