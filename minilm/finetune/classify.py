@@ -190,6 +190,26 @@ def encode_examples(
 # 3. The classifier
 
 
+def last_token_states(base: GPT, idx: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
+    """The final hidden state of each row's last real token, (B, n_embd): what a head over a whole
+    sequence reads (this classifier's, and stage 7's reward model's).
+
+    `is_real` (B, T) is True on the real tokens, which must come first (right padding): the last
+    real token is then at position length - 1, and it has seen every real token and no padding.
+    """
+    lengths = is_real.sum(dim=1)
+    if (lengths == 0).any():
+        raise ValueError(f"row {int((lengths == 0).nonzero()[0])} holds only padding; it has nothing to classify")
+    positions = torch.arange(idx.size(1), device=idx.device)
+    if (is_real != (positions < lengths[:, None])).any():
+        raise ValueError(
+            "padding must be on the right (real tokens first, then <|pad|>): the last real token is read "
+            "at position length - 1"
+        )
+    hidden = base.hidden_states(idx, padding_mask=is_real)
+    return hidden[torch.arange(idx.size(0), device=idx.device), lengths - 1]
+
+
 class Classifier(nn.Module):
     """The pretrained GPT with a linear head over `n_classes`, reading the last real token.
 
@@ -210,18 +230,7 @@ class Classifier(nn.Module):
 
     def pool(self, idx: torch.Tensor) -> torch.Tensor:
         """The final hidden state of each row's last real token, (B, n_embd)."""
-        is_real = idx != self.pad_id
-        lengths = is_real.sum(dim=1)
-        if (lengths == 0).any():
-            raise ValueError(f"row {int((lengths == 0).nonzero()[0])} holds only padding; it has nothing to classify")
-        positions = torch.arange(idx.size(1), device=idx.device)
-        if (is_real != (positions < lengths[:, None])).any():
-            raise ValueError(
-                "padding must be on the right (real tokens first, then <|pad|>): the last real token is read "
-                "at position length - 1"
-            )
-        hidden = self.base.hidden_states(idx, padding_mask=is_real)
-        return hidden[torch.arange(idx.size(0), device=idx.device), lengths - 1]
+        return last_token_states(self.base, idx, idx != self.pad_id)
 
     def forward(
         self, idx: torch.Tensor, labels: torch.Tensor | None = None

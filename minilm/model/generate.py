@@ -72,14 +72,24 @@ def stream(
     return _steps(model, prompts, max_new_tokens, temperature, top_k, top_p, stop_token, seed, use_cache, pad_token)
 
 
-def _steps(model, prompts, max_new_tokens, temperature, top_k, top_p, stop_token, seed, use_cache, pad_token):
-    device = model.transformer.wte.weight.device
+def left_pad(
+    prompts: Sequence[Sequence[int]], pad_token: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts as one batch padded on the left, so that every prompt ends in the last column: the
+    ids (B, longest) and which of them are real tokens (B, longest), bool."""
     batch, longest = len(prompts), max(len(p) for p in prompts)
     idx = torch.full((batch, longest), pad_token, dtype=torch.long, device=device)
     is_real = torch.zeros((batch, longest), dtype=torch.bool, device=device)
-    for row, prompt in enumerate(prompts):  # left padding: every prompt ends in the last column
+    for row, prompt in enumerate(prompts):
         idx[row, longest - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
         is_real[row, longest - len(prompt) :] = True
+    return idx, is_real
+
+
+def _steps(model, prompts, max_new_tokens, temperature, top_k, top_p, stop_token, seed, use_cache, pad_token):
+    device = model.transformer.wte.weight.device
+    batch, longest = len(prompts), max(len(p) for p in prompts)
+    idx, is_real = left_pad(prompts, pad_token, device)
     padding_mask = None if bool(is_real.all()) else is_real  # no mask at all lets attention use its fastest path
     generator = torch.Generator(device=device).manual_seed(seed)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)

@@ -1,0 +1,224 @@
+"""The reward model: the SFT model with a head that gives a whole answer one score, fit to preference pairs.
+
+People compare answers more reliably than they score them, so the data are pairs (a prompt, the
+answer they chose, the one they rejected: `minilm.rlhf.preferences` writes them) and the model learns
+a score r(x, y) such that the chosen answer tends to score higher. Bradley-Terry makes that a
+likelihood: P(chosen preferred) = sigmoid(r_chosen - r_rejected), and training minimises its
+negative log (`objectives.bradley_terry_loss`).
+
+    prompt + answer, in the chat format -> SFT GPT -> final hidden state of the LAST REAL token
+                                                   -> linear head (n_embd -> 1, no bias) -> r(x, y)
+
+The last real token is the ``<|end|>`` that closes the answer: in a causal model the only position
+that has read the whole conversation. The pooling is stage 6's classifier's
+(`minilm.finetune.classify.last_token_states`); the head has no bias because only differences of
+rewards enter the loss (a bias would cancel in every pair). Starting from the SFT model rather than
+the base model: it already reads the chat format and the kind of answers being compared.
+
+**As TRL does it.** TRL's `RewardTrainer` trains `AutoModelForSequenceClassification` with one label:
+for GPT-2 that is `GPT2ForSequenceClassification`, whose `score` head is exactly this one (a linear
+layer without bias, read at the rightmost token that is not the pad token). Its collator puts the
+chosen rows and then the rejected rows into one batch, right-padded; its loss is
+-log sigmoid(r_chosen - r_rejected - margin), a mean over the pairs, plus
+`center_rewards_coefficient` * mean((r_chosen + r_rejected)^2) when that is set. Here a batch holds
+the pairs as (B, 2, T), chosen at [:, 0] and rejected at [:, 1], and the same loss;
+tests/test_rlhf_reward_model.py runs TRL's `RewardTrainer.compute_loss` on the model exported to
+Hugging Face and finds the same loss and gradients. The conversation of a pair is its prompt
+followed by the answer, as TRL's explicit-prompt format concatenates them before applying the
+chat template; here the chat format is the course's (`encode_chat`).
+
+**Two things TRL does differently.** A pair longer than the context: TRL's `max_length` drops it
+without a word; `encode_pairs` refuses it, naming it, since a silently smaller data set is a
+different experiment. The margin (a column "margin" in TRL's data, asking a larger gap where the
+raters were sure, as Llama 2 did) travels with each pair as the second tensor of the batch,
+where the training loop puts the targets; 0 where a pair has none, which is exactly the loss
+without a margin.
+
+Trained with the course's one training step (`minilm.train.loop.train_step`: AdamW, clipping,
+the precision policy) on the warmup-cosine schedule (`learning_rate`). The measure is held-out
+accuracy, the share of pairs whose chosen answer scores higher (TRL logs the same as `accuracy`):
+against the annotators' labels its ceiling is `preferences.ceiling_accuracy`, not 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from minilm import hardware
+from minilm.finetune.chat import PAD, encode_chat
+from minilm.finetune.classify import last_token_states
+from minilm.model.gpt import GPT, make_optimizer
+from minilm.rlhf.objectives import bradley_terry_loss
+from minilm.rlhf.preferences import check_pairs
+from minilm.tokenizer.tokenizer import Tokenizer
+from minilm.train.loop import train_step
+from minilm.train.schedule import learning_rate
+
+# ---------------------------------------------------------------------------------------------
+# 1. Preference pairs as padded token ids
+
+
+@dataclass
+class EncodedPairs:
+    """Preference pairs as token ids: `ids` (N, 2, T), the chosen conversation at [:, 0] and the
+    rejected one at [:, 1], each right-padded with ``<|pad|>``; their `lengths` (N, 2); and each
+    pair's `margin` (N,), 0 where the pair has none."""
+
+    ids: torch.Tensor
+    lengths: torch.Tensor
+    margin: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.ids.size(0)
+
+    def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, margin) of the pairs in `index`, cropped to their longest conversation: a batch for `train_step`."""
+        length = int(self.lengths[index].max())
+        return self.ids[index, :, :length], self.margin[index]
+
+
+def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[dict], context: int) -> EncodedPairs:
+    """TRL preference pairs (prompt messages, one chosen and one rejected assistant message, an
+    optional "margin") as the conversations prompt + chosen and prompt + rejected in the chat format.
+
+    Raises ValueError for what a reward model cannot learn from: a pair whose chosen and rejected
+    answers are the same, one that is not a conversation of the chat format (`preferences.check_pairs`),
+    and one whose longer conversation does not fit the context.
+    """
+    check_pairs(pairs)
+    if not pairs:
+        raise ValueError("no preference pairs to encode")
+    pad = tokenizer.special_id(PAD)
+    rows, margins = [], []
+    for i, pair in enumerate(pairs):
+        both = [encode_chat(tokenizer, [*pair["prompt"], *pair[side]])[0] for side in ("chosen", "rejected")]
+        longest = max(len(ids) for ids in both)
+        if longest > context:
+            raise ValueError(
+                f"pair {i} is {longest} tokens long (prompt and its longer answer), {longest - context} more than the "
+                f"context of {context}: drop the pair or shorten its prompt (TRL's RewardTrainer drops pairs longer than "
+                "max_length without a word), or use a model with a longer context"
+            )
+        rows.append(both)
+        margins.append(float(pair.get("margin", 0.0)))
+    width = max(len(ids) for both in rows for ids in both)
+    padded = torch.full((len(rows), 2, width), pad, dtype=torch.long)
+    for i, both in enumerate(rows):
+        for side, ids in enumerate(both):
+            padded[i, side, : len(ids)] = torch.tensor(ids)
+    lengths = torch.tensor([[len(ids) for ids in both] for both in rows])
+    return EncodedPairs(padded, lengths, torch.tensor(margins))
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The model
+
+
+class RewardModel(nn.Module):
+    """The GPT with a scalar head read at each conversation's last real token (`pad_id` marks padding).
+
+    `center_rewards_coefficient` (TRL's `RewardConfig` option of that name) adds c * mean((r_chosen +
+    r_rejected)^2) to the loss: Bradley-Terry fixes the rewards only up to a constant, and this pulls
+    them toward mean 0, so that the scores of different prompts compare (and PPO's reward does not
+    start far from 0). It changes what the scores mean, so the model carries it.
+    """
+
+    def __init__(self, base: GPT, pad_id: int, center_rewards_coefficient: float | None = None, seed: int = 0):
+        super().__init__()
+        self.base, self.pad_id = base, pad_id
+        self.center_rewards_coefficient = center_rewards_coefficient
+        self.head = nn.Linear(base.config.n_embd, 1, bias=False, device=base.output_weight().device)
+        with torch.no_grad():  # as HF initialises GPT2ForSequenceClassification's `score`: N(0, 0.02)
+            nn.init.normal_(self.head.weight, 0.0, 0.02, generator=torch.Generator().manual_seed(seed))
+
+    def score(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The reward of each right-padded conversation in `ids` (B, T): (B,) in float32.
+
+        The real tokens are those that are not `pad_id`, or those where `padding_mask` is True (a
+        policy may sample the pad token itself, which `Rollout.sequences` keeps as real)."""
+        is_real = ids != self.pad_id if padding_mask is None else padding_mask.bool()
+        return self.head(last_token_states(self.base, ids, is_real)).squeeze(-1).float()
+
+    def forward(self, pairs: torch.Tensor, margin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs (B, 2, T) -> (rewards (B, 2): chosen, rejected; the Bradley-Terry loss).
+
+        One pass over the 2B conversations, as TRL batches them. The signature is the training
+        loop's (inputs, targets): `train_step` trains a reward model on `EncodedPairs.rows` batches."""
+        if pairs.dim() != 3 or pairs.size(1) != 2:
+            raise ValueError(f"pairs must have shape (batch, 2, tokens): chosen at [:, 0], rejected at [:, 1]; "
+                             f"got {tuple(pairs.shape)}")  # fmt: skip
+        rewards = self.score(pairs.flatten(0, 1)).view(-1, 2)
+        loss = bradley_terry_loss(rewards[:, 0], rewards[:, 1], margin, self.center_rewards_coefficient)
+        return rewards, loss
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Training and evaluation
+
+
+@dataclass
+class RewardConfig:
+    """A reward model's training. TRL trains one epoch at lr 1e-4; a model this small, on pairs this
+    short, learns faster at a larger rate."""
+
+    steps: int = 300
+    batch_size: int = 32  # pairs per step
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    warmup: float = 0.1  # the share of the steps the learning rate warms up over
+    eval_every: int = 50  # steps between validation accuracies (and at the last step)
+    seed: int = 0
+
+
+@torch.no_grad()
+def accuracy(model: RewardModel, data: EncodedPairs, batch_size: int = 128) -> float:
+    """The share of the pairs whose chosen answer scores strictly higher than the rejected one."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        pairs, _ = data.rows(torch.arange(start, min(start + batch_size, len(data))))
+        rewards, _ = model(pairs.to(model.head.weight.device))
+        correct += int((rewards[:, 0] > rewards[:, 1]).sum())
+    model.train(was_training)
+    return correct / len(data)
+
+
+def train_reward_model(
+    model: RewardModel,
+    pairs: EncodedPairs,
+    config: RewardConfig,
+    validation: EncodedPairs | None = None,
+    precision: str = "fp32",
+) -> list[dict]:
+    """Fit every weight of `model` to `pairs` with the loop's `train_step`; returns the history.
+
+    One record per step: "step", "lr" and "loss", and "validation_accuracy" every `eval_every` steps
+    and at the last one when `validation` is given.
+    Batches are drawn at random (seeded) with replacement, as classify's `finetune` draws them.
+    """
+    if len(pairs) < 1 or config.steps < 1:
+        raise ValueError(f"nothing to train: {len(pairs)} pairs, {config.steps} steps")
+    device = str(model.head.weight.device)
+    model.requires_grad_(True)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
+    scaler = hardware.grad_scaler(device, precision)
+    generator = torch.Generator().manual_seed(config.seed)
+    warmup = int(config.warmup * config.steps)
+    history = []
+    model.train()
+    for step in range(config.steps):
+        lr = learning_rate(step, config.lr, warmup, config.steps, config.lr / 10)
+        batch = pairs.rows(torch.randint(len(pairs), (config.batch_size,), generator=generator))
+        loss, _ = train_step(model, optimizer, scaler, [batch], lr, config.grad_clip, device, precision)
+        record = {"step": step, "lr": lr, "loss": loss.item()}
+        if validation is not None and ((step + 1) % config.eval_every == 0 or step == config.steps - 1):
+            record["validation_accuracy"] = accuracy(model, validation)
+        history.append(record)
+    model.eval()
+    return history
