@@ -16,6 +16,7 @@ from minilm.rlhf.objectives import bradley_terry_loss
 from minilm.rlhf.reward_model import RewardConfig, RewardModel, accuracy, encode_pairs, train_reward_model
 from minilm.tokenizer.tokenizer import Tokenizer
 from minilm.world import split_stories
+from test_finetune_lora import base_model  # a tiny GPT-2-shaped model with large weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,18 +54,13 @@ def synthetic_pairs(n: int, seed: int, shuffled: bool = False) -> list[dict]:
     return pairs
 
 
-def tiny_reward_model(tokenizer: Tokenizer, seed: int = 0, scale: float | None = None, **options) -> RewardModel:
-    """A tiny GPT-2-shaped reward model; `scale` gives its matrices larger weights than the init's, so that
+def tiny_reward_model(tokenizer: Tokenizer, seed: int = 0, large: bool = False, **options) -> RewardModel:
+    """A tiny GPT-2-shaped reward model; `large`: larger weights than the init's (and a larger head), so that
     every token changes the score."""
-    base = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context=CONTEXT, n_layer=2, n_head=2, n_embd=32), seed=seed)
-    if scale is not None:
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for name, param in base.named_parameters():
-                if param.dim() >= 2 and not name.startswith("transformer.wpe"):
-                    param.normal_(0.0, scale, generator=generator)
-    model = RewardModel(base, tokenizer.special_id(PAD), seed=seed, **options)
-    if scale is not None:
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, context=CONTEXT, n_layer=2, n_head=2, n_embd=32)
+    model = RewardModel(base_model(seed, config) if large else GPT(config, seed=seed), tokenizer.special_id(PAD),
+                        seed=seed, **options)  # fmt: skip
+    if large:
         with torch.no_grad():
             model.head.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(seed + 1))
     return model.eval()
@@ -106,7 +102,7 @@ def test_pairs_too_long_or_identical_are_refused_by_name(tokenizer):
 
 
 def test_scores_read_the_last_real_token_and_the_loss_is_bradley_terry(tokenizer):
-    model = tiny_reward_model(tokenizer, scale=0.2)
+    model = tiny_reward_model(tokenizer, large=True)
     data = encode_pairs(tokenizer, synthetic_pairs(4, seed=1), CONTEXT)
     pairs, margin = data.rows(torch.arange(4))
     with torch.no_grad():
@@ -144,7 +140,7 @@ def test_loss_and_gradients_equal_trl_reward_trainer(tokenizer, tmp_path, center
     datasets = pytest.importorskip("datasets", reason="TRL's trainer takes a datasets.Dataset")
     from test_finetune_trl import hf_tokenizer  # the stand-in HF tokenizer with the course's ids
 
-    model = tiny_reward_model(tokenizer, scale=0.2, center_rewards_coefficient=center)
+    model = tiny_reward_model(tokenizer, large=True, center_rewards_coefficient=center)
     pairs = synthetic_pairs(5, seed=2)
     for i, pair in enumerate(pairs):
         pair["margin"] = 0.25 * i

@@ -14,6 +14,7 @@ from minilm.model import GPT, GPTConfig, generate
 from minilm.rlhf.objectives import sequence_logprobs
 from minilm.rlhf.reward_model import RewardModel
 from minilm.rlhf.rollout import Rollout, ValueModel, completion_logprobs, completion_values, sample_completions
+from test_finetune_lora import base_model  # a tiny GPT-2-shaped model with large weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,15 +26,8 @@ TOLERANCE = 1e-5
 SAMPLER = importlib.import_module("minilm.model.generate")  # the module (the package's `generate` is the function)
 
 
-def base_model(seed: int = 1) -> GPT:
-    """A GPT-2-shaped model with larger weights than GPT-2's init, so that log-probabilities differ visibly."""
-    model = GPT(CONFIG, seed=seed).eval()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() >= 2 and not name.startswith("transformer.wpe"):
-                param.normal_(0.0, 0.2, generator=generator)
-    return model
+def policy(seed: int = 1) -> GPT:
+    return base_model(seed, CONFIG)  # weights larger than the init's, so that log-probabilities differ visibly
 
 
 def rollout(model: GPT, seed: int = 3, temperature: float = 1.0, pad: int = PAD) -> Rollout:
@@ -44,7 +38,7 @@ def rollout(model: GPT, seed: int = 3, temperature: float = 1.0, pad: int = PAD)
 
 
 def test_layout_masks_and_seed():
-    model = base_model()
+    model = policy()
     r = rollout(model)
     assert r.prompt_ids.shape == r.prompt_mask.shape == (4, 7)
     for row, prompt in enumerate(PROMPTS):  # left-padded: every prompt ends in the last column
@@ -63,12 +57,13 @@ def test_layout_masks_and_seed():
     # Built on the sampler: the same tokens as `generate` with the same seed (which drops the stop token).
     assert r.answers() == generate(model, PROMPTS, MAX_NEW, seed=3, stop_token=STOP, pad_token=PAD)
     again, other = rollout(model), rollout(model, seed=4)
-    assert all(torch.equal(getattr(r, f.name), getattr(again, f.name)) for f in dataclasses.fields(r) if f.name.endswith(("ids", "mask")))
+    tensors = [f.name for f in dataclasses.fields(r) if f.name.endswith(("ids", "mask"))]
+    assert all(torch.equal(getattr(r, name), getattr(again, name)) for name in tensors)
     assert not torch.equal(r.completion_ids[:, :3], other.completion_ids[:, :3])
 
 
 def test_sequences_put_each_prompt_before_its_completion_even_when_the_pad_token_is_sampled():
-    model = base_model()
+    model = policy()
     common = int(torch.mode(rollout(model).completion_ids[rollout(model).completion_mask]).values)
     r = rollout(model, pad=common)  # the pad id is a token the policy samples: the masks, not the id, say what is real
     assert (r.completion_ids[r.completion_mask] == common).any()
@@ -77,7 +72,7 @@ def test_sequences_put_each_prompt_before_its_completion_even_when_the_pad_token
         completion = r.completion_ids[row, r.completion_mask[row]].tolist()
         n = len(prompt) + len(completion)
         assert ids[row, :n].tolist() == prompt + completion and real[row].sum() == n and real[row, :n].all()
-    reward_model = RewardModel(base_model(2), pad_id=common)
+    reward_model = RewardModel(policy(2), pad_id=common)
     with torch.no_grad():
         scores = reward_model.score(ids, real)
         for row in range(4):
@@ -89,7 +84,7 @@ def test_sequences_put_each_prompt_before_its_completion_even_when_the_pad_token
 
 
 def test_logprobs_equal_a_token_by_token_loop_and_sequence_logprobs():
-    model = base_model()
+    model = policy()
     r = rollout(model)
     with torch.no_grad():
         logprobs = completion_logprobs(model, r)
@@ -124,7 +119,7 @@ def recorded_sampler(monkeypatch) -> list[torch.Tensor]:
 
 
 def test_logprobs_are_the_samplers_own_at_temperature_one(monkeypatch):
-    model = base_model()
+    model = policy()
     draws = recorded_sampler(monkeypatch)
     r = rollout(model)
     sampler = torch.stack(draws, 1).masked_fill(~r.completion_mask, 0.0)
@@ -133,8 +128,9 @@ def test_logprobs_are_the_samplers_own_at_temperature_one(monkeypatch):
 
 
 def test_a_rollout_sampled_at_another_temperature_is_refused(monkeypatch):
-    """The PPO pitfall: tokens drawn from softmax(z / 0.5), scored under softmax(z). The two disagree, so scoring is refused."""
-    model = base_model()
+    """The PPO pitfall: tokens drawn from softmax(z / 0.5), scored under softmax(z). The two disagree, so scoring
+    is refused."""
+    model = policy()
     draws = recorded_sampler(monkeypatch)
     r = rollout(model, temperature=0.5)
     sampler = torch.stack(draws, 1).masked_fill(~r.completion_mask, 0.0)
@@ -148,7 +144,7 @@ def test_a_rollout_sampled_at_another_temperature_is_refused(monkeypatch):
 
 
 def test_policy_logprobs_carry_gradients_and_ignore_padding():
-    model = base_model()
+    model = policy()
     r = rollout(model)
     completion_logprobs(model, r).sum().backward()
     assert model.transformer.wte.weight.grad.abs().sum() > 0
@@ -163,9 +159,9 @@ def test_policy_logprobs_carry_gradients_and_ignore_padding():
 
 
 def test_values_read_the_state_before_each_token_and_start_as_the_reward_model():
-    policy = base_model()
-    r = rollout(policy)
-    reward_model = RewardModel(base_model(2), pad_id=PAD, seed=3)
+    model = policy()
+    r = rollout(model)
+    reward_model = RewardModel(policy(2), pad_id=PAD, seed=3)
     value_model = ValueModel.from_reward_model(reward_model)
     assert value_model.base is not reward_model.base
     with torch.no_grad():

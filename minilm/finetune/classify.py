@@ -41,12 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minilm import hardware
 from minilm.finetune.lora import add_lora
-from minilm.model.gpt import GPT, make_optimizer
+from minilm.model.gpt import GPT
 from minilm.tokenizer.tokenizer import Tokenizer
-from minilm.train.loop import train_step
-from minilm.train.schedule import learning_rate
+from minilm.train.loop import train_on_rows
 from minilm.world import split_stories
 
 # ---------------------------------------------------------------------------------------------
@@ -315,27 +313,15 @@ def accuracy(classifier: Classifier, data: Encoded, batch_size: int = 256) -> fl
 def finetune(classifier: Classifier, train: Encoded, config: ClassifierConfig, precision: str = "fp32") -> list[float]:
     """Train the parameters that `config.method` picks on random batches; returns the losses.
 
-    Each step is the training loop's (`train_step`): AdamW (`make_optimizer`), the gradient clipped,
-    the learning rate on the course's schedule (a warmup over the first tenth of the steps, then a
-    cosine decay to a tenth of the peak), autocast when `precision` asks for it.
+    Each step is the training loop's (`train_on_rows`, `train_step`): AdamW (`make_optimizer`), the
+    gradient clipped, the learning rate on the course's schedule (a warmup over the first tenth of the
+    steps, then a cosine decay to a tenth of the peak), autocast when `precision` asks for it.
     """
     if config.method not in METHODS:
         raise ValueError(f"unknown method {config.method!r}; choose one of {sorted(METHODS)}")
     METHODS[config.method](classifier)
-    device = str(classifier.head.weight.device)
-    optimizer = make_optimizer(classifier, config.lr, config.weight_decay)
-    scaler = hardware.grad_scaler(device, precision)
-    generator = torch.Generator().manual_seed(config.seed)
-    warmup = config.steps // 10
-    classifier.train()
-    losses = []
-    for step in range(config.steps):
-        lr = learning_rate(step, config.lr, warmup, config.steps, config.lr / 10)
-        batch = train.rows(torch.randint(len(train), (config.batch_size,), generator=generator))
-        loss, _ = train_step(classifier, optimizer, scaler, [batch], lr, config.grad_clip, device, precision)
-        losses.append(loss.item())
-    classifier.eval()
-    return losses
+    return train_on_rows(classifier, train, config.steps, config.batch_size, config.lr, weight_decay=config.weight_decay,
+                         grad_clip=config.grad_clip, seed=config.seed, precision=precision)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ where the training loop puts the targets; 0 where a pair has none, which is exac
 without a margin.
 
 Trained with the course's one training step (`minilm.train.loop.train_step`: AdamW, clipping,
-the precision policy) on the warmup-cosine schedule (`learning_rate`). The measure is held-out
+the precision policy) on the warmup-cosine schedule, through `train_on_rows` as stage 6's classifier. The measure is held-out
 accuracy, the share of pairs whose chosen answer scores higher (TRL logs the same as `accuracy`):
 against the annotators' labels its ceiling is `preferences.ceiling_accuracy`, not 1.
 """
@@ -48,15 +48,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from minilm import hardware
 from minilm.finetune.chat import PAD, encode_chat
 from minilm.finetune.classify import last_token_states
-from minilm.model.gpt import GPT, make_optimizer
+from minilm.model.gpt import GPT
 from minilm.rlhf.objectives import bradley_terry_loss
 from minilm.rlhf.preferences import check_pairs
 from minilm.tokenizer.tokenizer import Tokenizer
-from minilm.train.loop import train_step
-from minilm.train.schedule import learning_rate
+from minilm.train.loop import train_on_rows
 
 # ---------------------------------------------------------------------------------------------
 # 1. Preference pairs as padded token ids
@@ -170,7 +168,6 @@ class RewardConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    warmup: float = 0.1  # the share of the steps the learning rate warms up over
     eval_every: int = 50  # steps between validation accuracies (and at the last step)
     seed: int = 0
 
@@ -196,29 +193,22 @@ def train_reward_model(
     validation: EncodedPairs | None = None,
     precision: str = "fp32",
 ) -> list[dict]:
-    """Fit every weight of `model` to `pairs` with the loop's `train_step`; returns the history.
+    """Fit every weight of `model` to `pairs` with the loop's `train_on_rows` (`train_step` on the
+    warmup-cosine schedule, random batches); returns the history.
 
     One record per step: "step", "lr" and "loss", and "validation_accuracy" every `eval_every` steps
     and at the last one when `validation` is given.
-    Batches are drawn at random (seeded) with replacement, as classify's `finetune` draws them.
     """
     if len(pairs) < 1 or config.steps < 1:
         raise ValueError(f"nothing to train: {len(pairs)} pairs, {config.steps} steps")
-    device = str(model.head.weight.device)
-    model.requires_grad_(True)
-    optimizer = make_optimizer(model, config.lr, config.weight_decay)
-    scaler = hardware.grad_scaler(device, precision)
-    generator = torch.Generator().manual_seed(config.seed)
-    warmup = int(config.warmup * config.steps)
-    history = []
-    model.train()
-    for step in range(config.steps):
-        lr = learning_rate(step, config.lr, warmup, config.steps, config.lr / 10)
-        batch = pairs.rows(torch.randint(len(pairs), (config.batch_size,), generator=generator))
-        loss, _ = train_step(model, optimizer, scaler, [batch], lr, config.grad_clip, device, precision)
-        record = {"step": step, "lr": lr, "loss": loss.item()}
+    history: list[dict] = []
+
+    def record(step: int, lr: float, loss: float) -> None:
+        history.append({"step": step, "lr": lr, "loss": loss})
         if validation is not None and ((step + 1) % config.eval_every == 0 or step == config.steps - 1):
-            record["validation_accuracy"] = accuracy(model, validation)
-        history.append(record)
-    model.eval()
+            history[-1]["validation_accuracy"] = accuracy(model, validation)
+
+    model.requires_grad_(True)
+    train_on_rows(model, pairs, config.steps, config.batch_size, config.lr, weight_decay=config.weight_decay,
+                  grad_clip=config.grad_clip, seed=config.seed, precision=precision, after_step=record)  # fmt: skip
     return history

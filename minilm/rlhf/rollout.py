@@ -78,7 +78,8 @@ class Rollout:
     def answers(self) -> list[list[int]]:
         """Each completion's tokens without the stop token, as `generate` returns them: what a tokenizer decodes."""
         answers = []
-        for ids, stopped in zip(self.completion_ids.masked_fill(~self.completion_mask, -1).tolist(), self.stopped.tolist()):
+        rows = self.completion_ids.masked_fill(~self.completion_mask, -1).tolist()
+        for ids, stopped in zip(rows, self.stopped.tolist()):
             ids = [t for t in ids if t >= 0]
             answers.append(ids[:-1] if stopped else ids)
         return answers
@@ -149,7 +150,8 @@ def completion_logprobs(model: GPT, rollout: Rollout) -> torch.Tensor:
         )
     logits = F.linear(_completion_states(model, rollout), model.output_weight()).float()
     ids = rollout.completion_ids.unsqueeze(-1)
-    logprobs = logits.gather(-1, ids).squeeze(-1) - logits.logsumexp(-1)  # log_softmax at one token, as TRL's selective_log_softmax
+    # The log-softmax at the one token, without the whole (B, C, vocab) of them (TRL's selective_log_softmax).
+    logprobs = logits.gather(-1, ids).squeeze(-1) - logits.logsumexp(-1)
     return logprobs.masked_fill(~rollout.completion_mask.bool(), 0.0)
 
 

@@ -51,6 +51,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -292,6 +293,46 @@ def train_step(
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return total, norm
+
+
+def train_on_rows(
+    model: torch.nn.Module,
+    data,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    *,
+    weight_decay: float = 0.0,
+    grad_clip: float = 1.0,
+    seed: int = 0,
+    precision: str = "fp32",
+    after_step: Callable[[int, float, float], None] | None = None,
+) -> list[float]:
+    """Train the trainable weights of `model` on random batches of an in-memory data set; returns the losses.
+
+    For a head on a pretrained GPT (stage 6's classifier, stage 7's reward model): `data` has a length
+    and `rows(index) -> (inputs, targets)`, the batch that `model(inputs, targets)` takes. Each step is
+    `train_step` (AdamW from `make_optimizer`, clipping, the precision policy) at the schedule's rate:
+    a warmup over the first tenth of the steps, then a cosine decay to a tenth of the peak. Rows are
+    drawn with replacement from a generator seeded by `seed`. `after_step(step, lr, loss)` runs after
+    each step (to evaluate, say).
+    """
+    device = str(next(model.parameters()).device)
+    optimizer = make_optimizer(model, lr, weight_decay)
+    scaler = hardware.grad_scaler(device, precision)
+    generator = torch.Generator().manual_seed(seed)
+    warmup = steps // 10
+    model.train()
+    losses = []
+    for step in range(steps):
+        rate = learning_rate(step, lr, warmup, steps, lr / 10)
+        batch = data.rows(torch.randint(len(data), (batch_size,), generator=generator))
+        loss, _ = train_step(model, optimizer, scaler, [batch], rate, grad_clip, device, precision)
+        losses.append(loss.item())
+        if after_step is not None:
+            after_step(step, rate, losses[-1])
+    model.eval()
+    return losses
 
 
 # --- evaluation and samples -----------------------------------------------------------------------
