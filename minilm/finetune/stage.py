@@ -76,14 +76,14 @@ class FinetuneConfig:
     lr: float = 3e-3
     warmup_steps: int = 100
     # LoRA
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
+    lora_rank: int = 2
+    lora_alpha: float = 4.0
     lora_targets: tuple[str, ...] = lora.BLOCK_LINEARS
     # the token embedding (tied to the head) adapted too, at its own rank: fine-tuning changes it the most,
     # and in few directions (`lora.LoRAEmbedding`); 0 leaves it frozen
     lora_embedding_rank: int = 11
     lora_embedding_alpha: float = 11.0
-    lora_steps: int = 1200
+    lora_steps: int = 1600
     lora_lr: float = 5e-3
     # classification (`minilm.finetune.classify`): the word-order task, the methods compared
     classify_train_stories: int = 600
