@@ -466,7 +466,7 @@ print("and the merged layer computes the same output:", torch.allclose(merged_ou
 # %%
 tuned = dict(sft.named_parameters())
 ranks = (config.lora_rank, config.lora_embedding_rank)
-changes = {name.removeprefix("transformer.").removesuffix(".weight"): (tuned[name].detach() - weight.detach(), weight)
+changes = {name.removeprefix("transformer.").removesuffix(".weight"): (tuned[name].detach() - weight.detach(), weight.detach())
            for name, weight in base.named_parameters()
            if weight.dim() == 2 and name != "transformer.wpe.weight"}  # the matrices (the learned positions aside)
 shares = {name: {r: lora.low_rank_share(change, r) for r in ranks} for name, (change, _) in changes.items()}
@@ -479,16 +479,17 @@ print(f"at rank {ranks[1]}: the embedding's change {shares['wte'][ranks[1]]:.0%}
       f"(median {np.median(blocks):.0%})")
 
 # %% [markdown]
-# Read the first row against the others. The embedding is where SFT changed the model most (its change is about as
-# large as the embedding itself: new roles for the chat tokens, and the answer words the head must now put first), and
-# that change lives in few directions; each block's change is spread over many, so a small rank catches little of it.
+# Read the first row against the others. The embedding is where SFT changed the model most (its change is larger than
+# the embedding itself: new roles for the chat tokens, and the answer words the head must now put first), and that
+# change lives in few directions; each block's change is spread over many, so a small rank catches little of it.
 # A LoRA on the blocks alone, whatever its rank within the budget, misses the largest and cheapest part. The stage
 # therefore adapts the embedding too, with PEFT's LoRA for embeddings (`lora.LoRAEmbedding`: the change (B A)ᵀ to the
 # vocab × width matrix, A indexed by token id), at a larger rank than the blocks. Because the head is the same matrix,
 # the change moves the output too; and the chat tokens, whose rows pretraining never trained, get rows of their own
 # like every other token. (In the trials that chose this recipe, with the `cpu` preset in float32, the blocks alone at
-# rank 8, the same budget, answered 0.40 of the reading questions; the stage's LoRA, in section 4's table, 0.73. Full
-# fine-tuning still leads: a model this small has to learn to read here, and that change is not of low rank.)
+# rank 8, the same budget, answered 0.40 of the reading questions, and the stage's recipe 0.73; compare section 4's
+# table. Full fine-tuning still leads: a model this small has to learn to read here, and that change is not of low
+# rank.)
 #
 # `add_lora` puts the adapters on the linear layers the stage targets, in every block, and on the embedding, and
 # freezes everything else. The share of the model's weights that it trains:
