@@ -62,6 +62,9 @@ class DPOConfig(PolicyTrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if not self.beta > 0:
+            raise ValueError(f"beta={self.beta}: DPO needs beta > 0 (at 0 every implicit reward is 0, the loss is constant "
+                             "and nothing is learnt)")  # fmt: skip
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError(f"steps, batch_size and eval_every must be >= 1; got {self.steps}, {self.batch_size}, "
                              f"{self.eval_every}")  # fmt: skip
@@ -184,5 +187,5 @@ def train_dpo(
         record = {"loss": loss, "grad_norm": grad_norm, **objective.last}
         if validation is not None and ((run.step + 1) % config.eval_every == 0 or run.step + 1 == config.steps):
             record.update(evaluate(policy, validation, held_out, config.beta, run.precision))
-        run.end_step(record, kl=record["logps/abs_ratio_per_token"])
+        run.end_step(record, "logps/abs_ratio_per_token")
     return run.history

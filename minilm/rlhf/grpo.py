@@ -164,5 +164,5 @@ def train_grpo(
                   "frac_reward_zero_std": (group_std == 0).float().mean().item(),
                   "completions/mean_length": rollout.completion_mask.sum(1).float().mean().item(),
                   **mean_records(updates)}  # fmt: skip
-        run.end_step(record, kl=record["kl"])
+        run.end_step(record, "kl")
     return run.history

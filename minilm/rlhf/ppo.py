@@ -32,8 +32,8 @@ to the reference, summed over tokens), `objective/entropy`, `objective/non_score
 `objective/scores` (the reward), `objective/rlhf_reward` (score - beta KL, what PPO maximises), then
 averaged over the iteration's updates `policy/approxkl_avg`, `policy/clipfrac_avg`,
 `policy/entropy_avg`, `loss/policy_avg`, `loss/value_avg`, `val/clipfrac_avg`, `val/ratio`; and
-`val/num_eos_tokens`, `lr`, `loss` (the updates' mean total loss), `grad_norm`. The divergence guard
-reads the sampled answers' KL per token.
+`val/num_eos_tokens`, `lr`, `loss` (the updates' mean total loss), `grad_norm`; and, for the divergence
+guard, `objective/kl_per_token`, the sampled answers' KL averaged over their tokens.
 
 **Where this differs from TRL**, besides clipping: padding. TRL writes an invalid log-probability
 (1.0) on padding and counts the value of one token past the end; here masks do (see `objectives`:
@@ -192,6 +192,7 @@ def train_ppo(
             loss, grad_norm = run.update(ids[rows.to(ids.device)], rows)
             updates.append({**objective.last, "loss": loss, "grad_norm": grad_norm})
         record = {**rlhf_objective_metrics(logprobs, ref_logprobs, scores, mask, config.beta), **mean_records(updates),
+                  "objective/kl_per_token": masked_mean(logprobs - ref_logprobs, mask).item(),
                   "val/num_eos_tokens": int(rollout.stopped.sum())}  # fmt: skip
-        run.end_step(record, kl=masked_mean(logprobs - ref_logprobs, mask).item())
+        run.end_step(record, "objective/kl_per_token")
     return run.history

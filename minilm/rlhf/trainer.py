@@ -68,7 +68,12 @@ RewardFunction = Callable[[list[list[int]], list[list[int]]], torch.Tensor]
 
 
 class DivergenceError(RuntimeError):
-    """A run whose loss, gradient or KL to the reference has exploded: the message names beta and the learning rate."""
+    """A run whose loss, gradient or KL to the reference has exploded: the message names beta and the learning rate;
+    `history` holds the run's records up to and including the step that diverged (to plot how it went)."""
+
+    def __init__(self, message: str, history: list[dict]):
+        super().__init__(message)
+        self.history = history
 
 
 @dataclass
@@ -248,21 +253,23 @@ class Run:
                                 self.config.grad_clip, self.device, self.precision)  # fmt: skip
         return loss.item(), norm.item()
 
-    def end_step(self, record: dict[str, float], kl: float) -> None:
-        """Check the step's numbers (the guard), add them to the history, and checkpoint when due."""
-        self._guard(record["loss"], record["grad_norm"], kl)
-        self.history.append({"step": self.step + 1, "lr": self.lr(), **record})
+    def end_step(self, record: dict[str, float], kl_name: str) -> None:
+        """Check the step's numbers (the guard reads the loss, the gradient norm and the KL per token, `record[kl_name]`),
+        add them to the history, and checkpoint when due."""
+        record = {"step": self.step + 1, "lr": self.lr(), **record}
+        self._guard(record, kl_name)
+        self.history.append(record)
         self.step += 1
         if self.step % self.config.checkpoint_every == 0 or self.step == self.last_step:
             self._save()
 
-    def _guard(self, loss: float, grad_norm: float, kl: float) -> None:
-        config = self.config
+    def _guard(self, record: dict[str, float], kl_name: str) -> None:
+        config, loss, grad_norm, kl = self.config, record["loss"], record["grad_norm"], record[kl_name]
         reasons = []
         if not math.isfinite(loss):
             reasons.append(f"the loss is {loss}")
         if not math.isfinite(kl) or kl > config.max_kl:
-            reasons.append(f"the KL to the reference is {kl:.4g} nats per token (max_kl={config.max_kl})")
+            reasons.append(f"the KL to the reference is {kl:.4g} nats per token ({kl_name}; max_kl={config.max_kl})")
         if not math.isfinite(grad_norm) and self.precision != "fp16":  # fp16's scaler skips such steps itself
             reasons.append(f"the gradient norm is {grad_norm}")
         if not reasons:
@@ -275,7 +282,8 @@ class Run:
             f"{self.method} diverged at step {self.step + 1} of {self.steps}: {'; '.join(reasons)}, with beta="
             f"{config.beta} and learning rate lr={config.lr}. Lower the learning rate, or raise beta (the KL "
             f"penalty that holds the policy near the reference), and start over (resume=False). "
-            + (f"The last good checkpoint is kept: {kept}" if kept else "No checkpoint was written before it.")
+            + (f"The last good checkpoint is kept: {kept}" if kept else "No checkpoint was written before it."),
+            self.history + [record],
         )
 
     def _save(self) -> None:
