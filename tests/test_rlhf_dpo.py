@@ -6,7 +6,6 @@ the three trainers share, are tested in test_rlhf_trainer.py.)"""
 from __future__ import annotations
 
 import copy
-import random
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from minilm.rlhf.reward_model import encode_pairs
 from minilm.tokenizer.tokenizer import Tokenizer
 from minilm.world import split_stories
 from test_finetune_lora import base_model  # a tiny GPT-2-shaped model with large weights
-from test_rlhf_reward_model import CONTEXT, WORDS, assistant, synthetic_pairs  # pairs whose chosen answer says "happy"
+from test_rlhf_reward_model import CONTEXT, synthetic_pairs  # pairs whose chosen answer says a given word
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,17 +105,7 @@ SIGNAL = "was"  # one token of the tokenizer (" was"), unlike "happy"
 
 
 def signal_pairs(n: int, seed: int) -> list[dict]:
-    """Answers of random words; the chosen one has SIGNAL at a random place where the rejected one has another word."""
-    rng = random.Random(seed)
-    others = [word for word in WORDS if word != SIGNAL]
-    pairs = []
-    for _ in range(n):
-        words = rng.choices(others, k=rng.randint(3, 6))
-        at = rng.randrange(len(words) + 1)
-        chosen, rejected = [*words[:at], SIGNAL, *words[at:]], [*words[:at], rng.choice(others), *words[at:]]
-        prompt = [{"role": "user", "content": " ".join(rng.choices(others, k=rng.randint(2, 5))) + "?"}]
-        pairs.append({"prompt": prompt, "chosen": assistant(" ".join(chosen)), "rejected": assistant(" ".join(rejected))})
-    return pairs
+    return synthetic_pairs(n, seed, signal=SIGNAL)
 
 
 def first_difference_logprobs(model: GPT, data) -> torch.Tensor:
@@ -132,12 +121,13 @@ def first_difference_logprobs(model: GPT, data) -> torch.Tensor:
 
 
 def test_dpo_learns_a_preference_the_implicit_reward_ranks_held_out_pairs(tokenizer, tmp_path):
-    """Pairs whose chosen answer says "was" where the rejected one has another word. After 60 steps (3 s) the implicit
-    reward ranks every held-out pair right (measured: eval_rewards/accuracies 1.0 at steps 20, 40 and 60; before
-    training every implicit reward is 0, and the pairs' eval_loss ln 2), with margins 0.71 and eval_loss 0.41; where
-    the pairs differ, the policy's log-probability of " was" rose by 0.63 nats on average and the other word's fell
-    by 0.55. Both implicit rewards fall (-0.39 and -1.10): DPO widens the gap mostly by lowering the rejected answer,
-    as it is known to. With the loss's sign flipped by hand, the accuracy is 0 and this test fails."""
+    """Pairs whose chosen answer says "was" where the rejected one has another word. After 60 steps (2.3 s) the
+    implicit reward ranks held-out pairs right (measured: eval_rewards/accuracies 1.0, 1.0 and 0.98 at steps 20, 40
+    and 60; before training every implicit reward is 0, and the loss ln 2), with margins 0.70 and eval_loss 0.42;
+    where the pairs differ, the policy's log-probability of " was" rose by 0.63 nats on average (in 97% of the
+    pairs) and the other word's fell by 0.59. Both implicit rewards fall (-0.38 and -1.08): DPO widens the gap
+    mostly by lowering the rejected answer, as it is known to. With the loss's sign flipped by hand, the accuracy
+    is 0 and this test fails."""
     train = encode_pairs(tokenizer, signal_pairs(256, seed=0), CONTEXT)
     held_out = encode_pairs(tokenizer, signal_pairs(64, seed=100), CONTEXT)
     assert len(tokenizer.encode_ordinary(" " + SIGNAL)) == 1

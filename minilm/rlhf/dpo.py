@@ -63,8 +63,8 @@ class DPOConfig(PolicyTrainingConfig):
     def __post_init__(self):
         super().__post_init__()
         if not self.beta > 0:
-            raise ValueError(f"beta={self.beta}: DPO needs beta > 0 (at 0 every implicit reward is 0, the loss is constant "
-                             "and nothing is learnt)")  # fmt: skip
+            raise ValueError(f"beta={self.beta}: DPO needs beta > 0 (at 0 every implicit reward is 0, the loss is "
+                             "constant and nothing is learnt)")  # fmt: skip
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError(f"steps, batch_size and eval_every must be >= 1; got {self.steps}, {self.batch_size}, "
                              f"{self.eval_every}")  # fmt: skip
@@ -137,7 +137,8 @@ class DPOObjective(nn.Module):
         with torch.no_grad():
             moved = (logps - reference).abs().sum() / mask.sum()
             self.last = {**dpo_metrics(chosen_rewards, rejected_rewards), "logps/chosen": logps[:, 0].mean().item(),
-                         "logps/rejected": logps[:, 1].mean().item(), "logps/abs_ratio_per_token": moved.item()}  # fmt: skip
+                         "logps/rejected": logps[:, 1].mean().item(),
+                         "logps/abs_ratio_per_token": moved.item()}  # fmt: skip
         return logps, losses.mean()
 
 

@@ -55,8 +55,6 @@ from minilm.rlhf.trainer import (
     Run,
     batch_rows,
     check_reference,
-    mean_records,
-    minibatches,
     rollout_rows,
     sample_and_score,
 )
@@ -88,7 +86,8 @@ class GRPOConfig(PolicyTrainingConfig):
         if self.num_generations < 2:
             raise ValueError(f"num_generations={self.num_generations}: a group needs at least 2 answers to compare")
         if self.minibatch_size is not None and (self.minibatch_size < 1 or self.answers % self.minibatch_size):
-            raise ValueError(f"minibatch_size={self.minibatch_size} must divide the {self.answers} answers of an iteration")
+            raise ValueError(f"minibatch_size={self.minibatch_size} must divide the {self.answers} answers of an "
+                             "iteration")  # fmt: skip
         if not self.epsilon > 0:
             raise ValueError(f"epsilon={self.epsilon} must be > 0")
 
@@ -107,7 +106,8 @@ class GRPOObjective(nn.Module):
         self.last: dict[str, float] = {}
 
     def load(self, rollout: Rollout, old_logprobs: torch.Tensor | None, ref_logprobs, advantages) -> None:
-        self.rollout, self.old_logprobs, self.ref_logprobs, self.advantages = rollout, old_logprobs, ref_logprobs, advantages
+        self.rollout, self.old_logprobs, self.ref_logprobs = rollout, old_logprobs, ref_logprobs
+        self.advantages = advantages
 
     def forward(self, ids: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         config, batch = self.config, rollout_rows(self.rollout, ids, rows)
@@ -154,15 +154,11 @@ def train_grpo(
             old_logprobs = completion_logprobs(policy, rollout) if config.epochs > 1 or size < config.answers else None
         objective.load(rollout, old_logprobs, ref_logprobs, group_advantages(scores, config.num_generations,
                                                                              config.scale_rewards))  # fmt: skip
-
-        ids, updates = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1), []
-        for rows in minibatches(len(rollout), size, config.epochs, config.seed, iteration):
-            loss, grad_norm = run.update(ids[rows.to(ids.device)], rows)
-            updates.append({**objective.last, "loss": loss, "grad_norm": grad_norm})
+        updates = run.update_on_samples(rollout, size, config.epochs)
         group_std = scores.view(-1, config.num_generations).std(1)
         record = {"reward": scores.mean().item(), "reward_std": group_std.mean().item(),
                   "frac_reward_zero_std": (group_std == 0).float().mean().item(),
                   "completions/mean_length": rollout.completion_mask.sum(1).float().mean().item(),
-                  **mean_records(updates)}  # fmt: skip
+                  **updates}  # fmt: skip
         run.end_step(record, "kl")
     return run.history

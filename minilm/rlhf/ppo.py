@@ -63,15 +63,20 @@ from minilm.rlhf.objectives import (
     rlhf_objective_metrics,
     whiten,
 )
-from minilm.rlhf.rollout import Rollout, ValueModel, completion_logits, completion_logprobs, completion_values, token_logprobs
+from minilm.rlhf.rollout import (
+    Rollout,
+    ValueModel,
+    completion_logits,
+    completion_logprobs,
+    completion_values,
+    token_logprobs,
+)
 from minilm.rlhf.trainer import (
     PolicyTrainingConfig,
     RewardFunction,
     Run,
     batch_rows,
     check_reference,
-    mean_records,
-    minibatches,
     rollout_rows,
     sample_and_score,
 )
@@ -101,11 +106,12 @@ class PPOConfig(PolicyTrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if min(self.iterations, self.rollout_batch_size, self.minibatch_size, self.num_ppo_epochs, self.max_new_tokens) < 1:
-            raise ValueError("iterations, rollout_batch_size, minibatch_size, num_ppo_epochs and max_new_tokens must be >= 1")
+        counts = ("iterations", "rollout_batch_size", "minibatch_size", "num_ppo_epochs", "max_new_tokens")
+        if min(getattr(self, name) for name in counts) < 1:
+            raise ValueError(f"{', '.join(counts)} must be >= 1")
         if self.rollout_batch_size % self.minibatch_size:
-            raise ValueError(f"rollout_batch_size={self.rollout_batch_size} must be a multiple of minibatch_size="
-                             f"{self.minibatch_size} (TRL: batch_size must be a multiple of num_mini_batches)")  # fmt: skip
+            raise ValueError(f"rollout_batch_size={self.rollout_batch_size} must be a multiple of "
+                             f"minibatch_size={self.minibatch_size} (TRL's batch_size of num_mini_batches)")  # fmt: skip
         if self.rollout_batch_size < 2:
             raise ValueError("rollout_batch_size must be >= 2: the advantages are whitened over the batch")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1) or self.cliprange <= 0 or self.cliprange_value <= 0:
@@ -126,7 +132,8 @@ class PolicyAndValue(nn.Module):
         self.last: dict[str, float] = {}
 
     def load(self, rollout: Rollout, logprobs, values, advantages, returns) -> None:
-        self.rollout, self.logprobs, self.values, self.advantages, self.returns = rollout, logprobs, values, advantages, returns
+        self.rollout, self.logprobs, self.values = rollout, logprobs, values
+        self.advantages, self.returns = advantages, returns
 
     def forward(self, ids: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         config, batch = self.config, rollout_rows(self.rollout, ids, rows)
@@ -136,12 +143,14 @@ class PolicyAndValue(nn.Module):
         values = completion_values(self.value_model, batch)
         pg_loss, clipfrac, approxkl = ppo_policy_loss(logprobs, self.logprobs[rows], self.advantages[rows], mask,
                                                       config.cliprange)  # fmt: skip
-        vf_loss, vf_clipfrac = ppo_value_loss(values, self.values[rows], self.returns[rows], mask, config.cliprange_value)
+        vf_loss, vf_clipfrac = ppo_value_loss(values, self.values[rows], self.returns[rows], mask,
+                                              config.cliprange_value)  # fmt: skip
         with torch.no_grad():
             self.last = {
                 "policy/approxkl_avg": approxkl.item(), "policy/clipfrac_avg": clipfrac.item(),
                 "policy/entropy_avg": masked_mean(entropy_from_logits(logits), mask).item(),
-                "loss/policy_avg": pg_loss.item(), "loss/value_avg": vf_loss.item(), "val/clipfrac_avg": vf_clipfrac.item(),
+                "loss/policy_avg": pg_loss.item(), "loss/value_avg": vf_loss.item(),
+                "val/clipfrac_avg": vf_clipfrac.item(),
                 "val/ratio": masked_mean(torch.exp(logprobs - self.logprobs[rows]), mask).item(),
             }  # fmt: skip
         return logits, pg_loss + config.vf_coef * vf_loss
@@ -173,7 +182,8 @@ def train_ppo(
               resume=resume, until_step=until_step)  # fmt: skip
     while run.running:
         iteration = run.step
-        batch_prompts = [prompts[i] for i in batch_rows(len(prompts), config.rollout_batch_size, iteration, config.seed)]
+        chosen = batch_rows(len(prompts), config.rollout_batch_size, iteration, config.seed)
+        batch_prompts = [prompts[i] for i in chosen]
         rollout, scores = sample_and_score(policy, batch_prompts, reward_fn, config, iteration, run.precision)
         if config.missing_eos_penalty is not None:
             scores = scores - config.missing_eos_penalty * (~rollout.stopped).float()
@@ -186,12 +196,8 @@ def train_ppo(
             rewards = whiten(rewards, mask, shift_mean=False)
         advantages, returns = gae(rewards, values, mask, config.gamma, config.lam)
         objective.load(rollout, logprobs, values, whiten(advantages, mask), returns)
-
-        ids, updates = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1), []
-        for rows in minibatches(len(rollout), config.minibatch_size, config.num_ppo_epochs, config.seed, iteration):
-            loss, grad_norm = run.update(ids[rows.to(ids.device)], rows)
-            updates.append({**objective.last, "loss": loss, "grad_norm": grad_norm})
-        record = {**rlhf_objective_metrics(logprobs, ref_logprobs, scores, mask, config.beta), **mean_records(updates),
+        updates = run.update_on_samples(rollout, config.minibatch_size, config.num_ppo_epochs)
+        record = {**rlhf_objective_metrics(logprobs, ref_logprobs, scores, mask, config.beta), **updates,
                   "objective/kl_per_token": masked_mean(logprobs - ref_logprobs, mask).item(),
                   "val/num_eos_tokens": int(rollout.stopped.sum())}  # fmt: skip
         run.end_step(record, "objective/kl_per_token")

@@ -122,8 +122,8 @@ def check_reference(policy: GPT, reference: GPT, value_model: nn.Module | None =
     for name, model in (("reference", reference), ("value model", getattr(value_model, "base", None))):
         if model is not None and model.config.vocab_size != vocab:
             raise ValueError(
-                f"the {name} has a vocabulary of {model.config.vocab_size} tokens and the policy {vocab}: they were made "
-                f"with different tokenizers, so the same ids mean different tokens to them. Use the SFT model the "
+                f"the {name} has a vocabulary of {model.config.vocab_size} tokens and the policy {vocab}: they were "
+                f"made with different tokenizers, so the same ids mean different tokens to them. Use the SFT model the "
                 f"policy starts from (and, for the value model, the reward model trained on its tokenizer)"
             )
 
@@ -176,8 +176,9 @@ def sample_and_score(
     token-id lists, each completion with its stop token if it sampled one, and returns one score each."""
     device = str(policy.output_weight().device)
     with hardware.autocast(device, precision):
-        rollout = sample_completions(policy, prompts, config.max_new_tokens, seed=derived_seed(config.seed, step, SAMPLES),
-                                     stop_token=config.stop_token, pad_token=config.pad_token)  # fmt: skip
+        seed = derived_seed(config.seed, step, SAMPLES)
+        rollout = sample_completions(policy, prompts, config.max_new_tokens, seed=seed, stop_token=config.stop_token,
+                                     pad_token=config.pad_token)  # fmt: skip
     completions = [ids[real].tolist() for ids, real in zip(rollout.completion_ids, rollout.completion_mask)]
     scores = check_scores(reward_fn([list(p) for p in prompts], completions), len(prompts))
     return rollout, scores.to(device)
@@ -188,11 +189,6 @@ def rollout_rows(rollout: Rollout, ids: torch.Tensor, rows: torch.Tensor) -> Rol
     prompt_length = rollout.prompt_ids.size(1)
     return Rollout(ids[:, :prompt_length], rollout.prompt_mask[rows], ids[:, prompt_length:],
                    rollout.completion_mask[rows], rollout.temperature, rollout.stop_token)  # fmt: skip
-
-
-def mean_records(records: list[dict[str, float]]) -> dict[str, float]:
-    """The mean of each number over a step's updates (TRL's `*_avg` metrics)."""
-    return {name: sum(r[name] for r in records) / len(records) for name in records[0]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,9 +249,19 @@ class Run:
                                 self.config.grad_clip, self.device, self.precision)  # fmt: skip
         return loss.item(), norm.item()
 
+    def update_on_samples(self, rollout: Rollout, minibatch_size: int, epochs: int) -> dict[str, float]:
+        """The updates of an on-policy step (PPO's, GRPO's): `epochs` passes over the rows of `rollout` in random
+        minibatches of `minibatch_size`, one `update` each; returns the mean over the updates of the objective's
+        metrics, the loss and the gradient norm (TRL's `*_avg` metrics)."""
+        ids, updates = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1), []
+        for rows in minibatches(len(rollout), minibatch_size, epochs, self.config.seed, self.step):
+            loss, grad_norm = self.update(ids[rows.to(ids.device)], rows)
+            updates.append({**self.objective.last, "loss": loss, "grad_norm": grad_norm})
+        return {name: sum(update[name] for update in updates) / len(updates) for name in updates[0]}
+
     def end_step(self, record: dict[str, float], kl_name: str) -> None:
-        """Check the step's numbers (the guard reads the loss, the gradient norm and the KL per token, `record[kl_name]`),
-        add them to the history, and checkpoint when due."""
+        """Check the step's numbers (the guard reads the loss, the gradient norm and the KL per token,
+        `record[kl_name]`), add them to the history, and checkpoint when due."""
         record = {"step": self.step + 1, "lr": self.lr(), **record}
         self._guard(record, kl_name)
         self.history.append(record)
@@ -288,7 +294,8 @@ class Run:
 
     def _save(self) -> None:
         state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": ckpt.rng_state(),
-                 "history": self.history, "models": {name: m.state_dict() for name, m in self.others.items()}}  # fmt: skip
+                 "history": self.history,
+                 "models": {name: model.state_dict() for name, model in self.others.items()}}  # fmt: skip
         ckpt.save_checkpoint(self.folder, self.step, self.policy, state, self.meta, keep=self.config.keep_checkpoints)
 
     def _restore(self, path: Path) -> None:
