@@ -34,20 +34,24 @@ def dpo_setup():
     return tokenizer, encode_pairs(tokenizer, signal_pairs(64, seed=0), CONTEXT)
 
 
-def run(method: str, out_dir, until_step: int | None = None, **overrides) -> tuple[list[dict], list[torch.nn.Module]]:
+def run(method: str, out_dir, until_step: int | None = None, resume: bool = True,
+        **overrides) -> tuple[list[dict], list[torch.nn.Module]]:  # fmt: skip
     """A short run of `method` from freshly made models (as a new process would make them): (history, trained models)."""
     if method == "dpo":
         tokenizer, pairs = dpo_setup()
         policy = tiny_policy(tokenizer)
         config = dpo_config(**{**dict(steps=6, batch_size=8), **overrides})
-        return train_dpo(policy, copy.deepcopy(policy), pairs, config, out_dir, until_step=until_step), [policy]
+        history = train_dpo(policy, copy.deepcopy(policy), pairs, config, out_dir, resume=resume, until_step=until_step)
+        return history, [policy]
     policy, reference, value_model = models()
     if method == "ppo":
         config = ppo_config(**{**dict(iterations=6), **overrides})
-        history = train_ppo(policy, reference, value_model, contains_target, PROMPTS, config, out_dir, until_step=until_step)
+        history = train_ppo(policy, reference, value_model, contains_target, PROMPTS, config, out_dir, resume=resume,
+                            until_step=until_step)  # fmt: skip
         return history, [policy, value_model]
     config = grpo_config(**{**dict(iterations=6, epochs=2, minibatch_size=8), **overrides})
-    return train_grpo(policy, reference, contains_target, PROMPTS, config, out_dir, until_step=until_step), [policy]
+    history = train_grpo(policy, reference, contains_target, PROMPTS, config, out_dir, resume=resume, until_step=until_step)
+    return history, [policy]
 
 
 METHODS = ("dpo", "ppo", "grpo")
@@ -80,6 +84,9 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(method, tmp
         run(method, tmp_path / "split", lr=2e-3)
     again, _ = run(method, tmp_path / "split", checkpoint_every=3)  # finished: nothing left to do
     assert again == whole
+    # resume=False starts over: the old checkpoints go, and a run to step 2 leaves only its own.
+    fresh, _ = run(method, tmp_path / "split", until_step=2, resume=False, checkpoint_every=2)
+    assert fresh == whole[:2] and [p.name for p in list_checkpoints(tmp_path / "split" / "checkpoints")] == ["step_000002"]
 
 
 # Settings under which each method's KL per token climbs past max_kl after a few good steps. Measured, per step:
