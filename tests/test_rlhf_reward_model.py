@@ -37,16 +37,17 @@ def assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
 
 
-def synthetic_pairs(n: int, seed: int, shuffled: bool = False) -> list[dict]:
-    """Pairs of answers of the same length made of random words; the chosen one says SIGNAL somewhere, the
+def synthetic_pairs(n: int, seed: int, shuffled: bool = False, signal: str = SIGNAL) -> list[dict]:
+    """Pairs of answers of the same length made of random words; the chosen one says `signal` somewhere, the
     rejected one has another word there. `shuffled`: the labels are swapped at random, so they carry no signal."""
     rng = random.Random(seed)
-    swapped = set(rng.sample(range(n), n // 2)) if shuffled else set()  # exactly half: SIGNAL then tells nothing
+    swapped = set(rng.sample(range(n), n // 2)) if shuffled else set()  # exactly half: the signal then tells nothing
+    others = [word for word in WORDS if word != signal]
     pairs = []
     for i in range(n):
         words = rng.choices(WORDS, k=rng.randint(3, 6))
         at = rng.randrange(len(words) + 1)
-        chosen, rejected = [*words[:at], SIGNAL, *words[at:]], [*words[:at], rng.choice(WORDS), *words[at:]]
+        chosen, rejected = [*words[:at], signal, *words[at:]], [*words[:at], rng.choice(others), *words[at:]]
         if i in swapped:
             chosen, rejected = rejected, chosen
         prompt = [{"role": "user", "content": " ".join(rng.choices(WORDS, k=rng.randint(2, 5))) + "?"}]

@@ -63,12 +63,15 @@ from minilm.train.loop import train_on_rows
 @dataclass
 class EncodedPairs:
     """Preference pairs as token ids: `ids` (N, 2, T), the chosen conversation at [:, 0] and the
-    rejected one at [:, 1], each right-padded with ``<|pad|>``; their `lengths` (N, 2); and each
-    pair's `margin` (N,), 0 where the pair has none."""
+    rejected one at [:, 1], each right-padded with ``<|pad|>``; their `lengths` (N, 2); each
+    pair's `margin` (N,), 0 where the pair has none; and where each answer starts, `answer_start`
+    (N, 2): tokens answer_start to lengths - 1 are the answer's content and the ``<|end|>`` that closes
+    it, the tokens `encode_chat` marks as trained in the last assistant turn (what DPO scores)."""
 
     ids: torch.Tensor
     lengths: torch.Tensor
     margin: torch.Tensor
+    answer_start: torch.Tensor
 
     def __len__(self) -> int:
         return self.ids.size(0)
@@ -91,9 +94,12 @@ def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[dict], context: int) -> E
     if not pairs:
         raise ValueError("no preference pairs to encode")
     pad = tokenizer.special_id(PAD)
-    rows, margins = [], []
+    rows, margins, starts = [], [], []
     for i, pair in enumerate(pairs):
-        both = [encode_chat(tokenizer, [*pair["prompt"], *pair[side]])[0] for side in ("chosen", "rejected")]
+        encoded = [encode_chat(tokenizer, [*pair["prompt"], *pair[side]]) for side in ("chosen", "rejected")]
+        both = [ids for ids, _ in encoded]
+        # The answer is the last run of trained tokens: the prompt ends with <|assistant|>, which is not trained.
+        starts.append([len(trained) - trained[::-1].index(False) for _, trained in encoded])
         longest = max(len(ids) for ids in both)
         if longest > context:
             raise ValueError(
@@ -109,7 +115,7 @@ def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[dict], context: int) -> E
         for side, ids in enumerate(both):
             padded[i, side, : len(ids)] = torch.tensor(ids)
     lengths = torch.tensor([[len(ids) for ids in both] for both in rows])
-    return EncodedPairs(padded, lengths, torch.tensor(margins))
+    return EncodedPairs(padded, lengths, torch.tensor(margins), torch.tensor(starts))
 
 
 # ---------------------------------------------------------------------------------------------

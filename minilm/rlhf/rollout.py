@@ -134,13 +134,12 @@ def _completion_states(base: GPT, rollout: Rollout) -> torch.Tensor:
     return hidden[:, rollout.prompt_ids.size(1) - 1 :]
 
 
-def completion_logprobs(model: GPT, rollout: Rollout) -> torch.Tensor:
-    """log model(y_t | x, y_<t) of each completion token, (B, C) in float32, 0 on padding.
+def completion_logits(model: GPT, rollout: Rollout) -> torch.Tensor:
+    """The logits that predict each completion token, (B, C, vocab) in float32: position t predicts token t.
 
-    For the policy (with gradients), the reference and the old policy (under `torch.no_grad()`).
-    Only a rollout sampled at temperature 1 can be scored (see the module docstring). The model's
-    mode is the caller's: RLHF turns dropout off (TRL's `disable_dropout`), or the same tokens get
-    other log-probabilities at every pass."""
+    What `completion_logprobs` reads, and what a trainer reads the entropy of (`objectives.entropy_from_logits`)
+    without a second forward pass. Only a rollout sampled at temperature 1 can be scored (see the module
+    docstring)."""
     if rollout.temperature != 1.0:
         raise ValueError(
             f"this rollout was sampled at temperature {rollout.temperature}, but log-probabilities are the model's own "
@@ -148,11 +147,24 @@ def completion_logprobs(model: GPT, rollout: Rollout) -> torch.Tensor:
             "were not drawn from. Sample RLHF rollouts with temperature=1.0 (to score given tokens however they were "
             "drawn, make the Rollout with temperature=1.0: dataclasses.replace(rollout, temperature=1.0))"
         )
-    logits = F.linear(_completion_states(model, rollout), model.output_weight()).float()
-    ids = rollout.completion_ids.unsqueeze(-1)
-    # The log-softmax at the one token, without the whole (B, C, vocab) of them (TRL's selective_log_softmax).
-    logprobs = logits.gather(-1, ids).squeeze(-1) - logits.logsumexp(-1)
+    return F.linear(_completion_states(model, rollout), model.output_weight()).float()
+
+
+def token_logprobs(logits: torch.Tensor, rollout: Rollout) -> torch.Tensor:
+    """log softmax(logits) at each completion token, (B, C), 0 on padding: the log-softmax at the one token,
+    without the whole (B, C, vocab) of them (TRL's selective_log_softmax)."""
+    logprobs = logits.gather(-1, rollout.completion_ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
     return logprobs.masked_fill(~rollout.completion_mask.bool(), 0.0)
+
+
+def completion_logprobs(model: GPT, rollout: Rollout) -> torch.Tensor:
+    """log model(y_t | x, y_<t) of each completion token, (B, C) in float32, 0 on padding.
+
+    For the policy (with gradients), the reference and the old policy (under `torch.no_grad()`).
+    Only a rollout sampled at temperature 1 can be scored (see the module docstring). The model's
+    mode is the caller's: RLHF turns dropout off (TRL's `disable_dropout`), or the same tokens get
+    other log-probabilities at every pass."""
+    return token_logprobs(completion_logits(model, rollout), rollout)
 
 
 class ValueModel(nn.Module):

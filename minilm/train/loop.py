@@ -243,7 +243,7 @@ def explain_out_of_memory(inputs: torch.Tensor, device: str):
             "out of memory" in text or "can't allocate memory" in text
         ):
             raise
-        windows, context = inputs.shape
+        windows, context = inputs.shape[0], inputs.shape[-1]  # preference pairs come as (pairs, 2, tokens)
         raise BatchTooLargeError(
             f"a micro-batch of {windows} windows x {context} tokens does not fit in the memory of {device} "
             f"({text.splitlines()[0][:200] if text else type(error).__name__}). Keep the tokens per step and use "
