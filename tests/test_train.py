@@ -960,7 +960,8 @@ def test_a_batch_too_big_for_memory_names_the_batch_and_the_fix(corpus, monkeypa
     forward = model.forward
     monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (allocate(), forward(*args, **kwargs))[1])
     with pytest.raises(loop.BatchTooLargeError, match=r"6 windows x 32 tokens does not fit in the memory of cpu.*"
-                                                      r"halve TrainConfig.batch_size and double grad_accum.*--set batch_size=3 --set grad_accum"):
+                                                      r"halve TrainConfig.batch_size and double grad_accum.*--set batch_size=3 --set grad_accum.*"
+                                                      r"batch_size of the config of a classifier, reward model or RLHF run"):
         train_step(model, optimizer, hardware.grad_scaler("cpu", "fp32"), batches, 1e-3, 1.0, "cpu")
     # other errors are not mistaken for memory
     monkeypatch.setattr(model, "forward", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("shape mismatch")))

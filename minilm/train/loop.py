@@ -248,8 +248,9 @@ def explain_out_of_memory(inputs: torch.Tensor, device: str):
             f"a micro-batch of {windows} windows x {context} tokens does not fit in the memory of {device} "
             f"({text.splitlines()[0][:200] if text else type(error).__name__}). Keep the tokens per step and use "
             f"less memory at once: halve TrainConfig.batch_size and double grad_accum (e.g. python -m minilm pretrain "
-            f"--set batch_size={max(1, windows // 2)} --set grad_accum=<twice yours>), or use precision='bf16', "
-            f"a shorter context or a smaller model"
+            f"--set batch_size={max(1, windows // 2)} --set grad_accum=<twice yours>) in pretraining and SFT, or halve "
+            f"the batch_size of the config of a classifier, reward model or RLHF run; or use precision='bf16', a "
+            f"shorter context or a smaller model"
         ) from None
 
 
