@@ -382,6 +382,10 @@ def test_embedding_adapter_starts_at_the_base_trains_its_rows_and_round_trips(tm
     with pytest.raises(AdapterError, match=r"embedding at rank 3, alpha 3.0.*add_lora\(model, rank=2, alpha=4.0, "
                                            r"targets=.*embedding_rank=3, embedding_alpha=3.0\)"):
         load_adapter(add_lora(copy.deepcopy(base), rank=2, alpha=4.0), tmp_path / "adapter.safetensors")
+    embedding.merge()  # a merged embedding adapter would take the new A and B on top of the old change
+    with pytest.raises(AdapterError, match=r"merged \(transformer.wte, ...\); unmerge\(\) them"):
+        load_adapter(model, tmp_path / "adapter.safetensors")
+    embedding.unmerge()
     other = base_model(seed=2)  # another base: its embedding is not hashed, its other weights still tell
     with pytest.raises(AdapterError, match="trained on another base model"):
         load_adapter(other, tmp_path / "adapter.safetensors")

@@ -399,7 +399,7 @@ def load_adapter(model: GPT, path: str | os.PathLike) -> GPT:
             f"{meta.get('base_fingerprint')}, this model {fingerprint}: {detail}); load the checkpoint it was "
             f"trained on, or train a new adapter for this model"
         )
-    merged = [name for name, lora in lora_layers(model).items() if lora.merged]
+    merged = [name for name, module in model.named_modules() if isinstance(module, LowRankChange) and module.merged]
     if merged:
         raise AdapterError(f"the LoRA layers of this model are merged ({merged[0]}, ...); unmerge() them before loading an adapter")
     if not lora_layers(model):
