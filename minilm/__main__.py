@@ -28,6 +28,8 @@ STAGES = [
                  "(torchrun --nproc_per_node=N -m minilm pretrain)"),
     ("finetune", "stage 6: fine-tune the pretrained model into a chat model (in full and with LoRA) and a "
                  "classifier; score them on exact answers about unseen stories"),
+    ("rlhf", "stage 7: align the chat model with preferences (reward model, PPO, DPO, GRPO), judged by a gold "
+             "reward that training never sees"),
 ]
 
 EPILOG = """pipeline:
@@ -211,6 +213,11 @@ def run_command(command: str, preset: str, force: bool, train) -> str | None:
         from minilm.tokenizer.stage import run_tokenizer_stage
 
         return describe(run_tokenizer_stage(preset, force=force))
+    if command == "rlhf":
+        from minilm.rlhf.report import describe
+        from minilm.rlhf.stage import run_rlhf_stage
+
+        return describe(run_rlhf_stage(preset, force=force))
     if command == "finetune":
         from minilm.finetune.report import describe
         from minilm.finetune.stage import run_finetune_stage

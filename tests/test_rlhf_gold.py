@@ -236,6 +236,26 @@ def test_flawed_response_is_seeded_and_checks_its_kind(examples):
 # Simulated annotators
 
 
+def test_mix_in_flaws_replaces_the_share_drawn_with_the_kinds_asked(many):
+    kinds = ("chatter", "rude", "incomplete")
+    mixed, counts = gold.mix_in_flaws(many, 0.5, kinds, seed=3)
+    assert len(mixed) == len(many) and set(counts) <= set(kinds) and counts.get("incomplete", 0) > 0
+    changed = [(old, new) for old, new in zip(many, mixed) if new.messages != old.messages]
+    assert len(changed) == sum(counts.values())
+    assert 0.5 * len(many) - 4 * math.sqrt(len(many) / 4) < len(changed) < 0.5 * len(many) + 4 * math.sqrt(len(many) / 4)
+    for old, new in changed:  # only the last answer changes, to a flawed one, and the exact answers stay the truth
+        assert new.messages[:-1] == old.messages[:-1] and new.answers == old.answers and new.family == old.family
+        assert gold_reward(new, new.messages[-1]["content"]) < BEST == gold_reward(old, old.messages[-1]["content"])
+    assert gold.mix_in_flaws(many, 0.5, kinds, seed=3) == (mixed, counts)  # seeded
+    assert gold.mix_in_flaws(many, 0.0, kinds, seed=3) == (list(many), {})
+    kept, none = gold.mix_in_flaws(many, 1.0, kinds, seed=3, fits=lambda messages: False)  # nothing fits: all clean
+    assert kept == list(many) and none == {}
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        gold.mix_in_flaws(many, 1.5, kinds, seed=0)
+    with pytest.raises(ValueError, match="unknown flaws"):
+        gold.mix_in_flaws(many, 0.3, ("typo",), seed=0)
+
+
 def two_responses(examples: list[Example], flaw: str) -> tuple[Example, str, str]:
     example = of(examples, "reading")
     return example, example.answers[0], flawed_response(example, random.Random(0), flaw)[0]

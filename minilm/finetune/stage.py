@@ -40,7 +40,7 @@ from minilm.cache import Artifact, cached_stage, code_fingerprint, load_artifact
 from minilm.files import atomic_write_json
 from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_answers, scores_by_family
-from minilm.finetune.chat import SFTData
+from minilm.finetune.chat import SFTData, encode_chat
 from minilm.finetune.tasks import FAMILIES, build_examples, decontaminate, training_texts
 from minilm.model.accounting import count_parameters, memory_estimate
 from minilm.presets import config_for, preset_name
@@ -51,7 +51,8 @@ from minilm.train.loop import CHECKPOINTS, LOG, TrainConfig, evaluate, read_log,
 from minilm.train.stage import CHECKPOINT_DIR, DONE, TRAIN, load_pretrained, prepare_work_folder, run_pretrain_stage
 
 CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name != "report.py"),
-        Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "train" / "loop.py"]
+        Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "train" / "loop.py",
+        Path(__file__).parent.parent / "rlhf" / "gold.py"]  # the flawed demonstrations
 SFT_DIR, LORA_DIR, ADAPTER, RESULTS, CONVERSATIONS = "sft", "lora", "adapter.safetensors", "results.json", "conversations.json"
 FIGURE = "finetune.png"
 
@@ -70,6 +71,11 @@ class FinetuneConfig:
     test_per_family: int = 60  # clean test questions per family, kept after decontamination
     test_oversample: int = 40  # candidates drawn per clean question wanted: the templates make most share a 13-gram
     pack: bool = True  # several conversations per row of the batch (`SFTData`)
+    # demonstrations of mixed quality, as real ones are (`minilm.rlhf.gold.mix_in_flaws`): this share of the
+    # training conversations ends with a flawed answer of one of these kinds, so that stage 7 has something to
+    # improve on; 0 keeps every demonstration clean
+    flawed_share: float = 0.3
+    flaw_kinds: tuple[str, ...] = ("chatter", "rude", "truncated", "repeated", "incomplete", "padded")
     # full fine-tuning
     batch_size: int = 16
     max_steps: int = 1600
@@ -107,7 +113,10 @@ class FinetuneConfig:
         if not isinstance(self.lora_embedding_rank, int) or self.lora_embedding_rank < 0:
             raise ValueError(f"FinetuneConfig.lora_embedding_rank must be 0 (embedding frozen) or a positive integer, "
                              f"got {self.lora_embedding_rank!r}")
+        if not 0 <= self.flawed_share <= 1:
+            raise ValueError(f"FinetuneConfig.flawed_share must be between 0 and 1, got {self.flawed_share!r}")
         self.lora_targets, self.classify_methods = tuple(self.lora_targets), tuple(self.classify_methods)
+        self.flaw_kinds = tuple(self.flaw_kinds)
 
     @classmethod
     def from_preset(cls, preset: str | None = None, **overrides) -> "FinetuneConfig":
@@ -192,7 +201,8 @@ def load_lora(artifact: Artifact, pretrained: Artifact, device: str = "cpu"):
 
 
 def instruction_data(config: FinetuneConfig, tokenizer, context: int, n_pretrain_stories: int) -> dict:
-    """The train, validation and test examples, fitted to `context`; the test decontaminated.
+    """The train, validation and test examples, fitted to `context`; the training demonstrations of mixed
+    quality (`config.flawed_share`), the validation and test answers clean; the test decontaminated.
 
     The story templates repeat whole sentences, so most test prompts share some 13-gram with the
     12,000 pretraining stories of the `cpu` preset (a reading passage nearly always does). Rather than
@@ -200,7 +210,11 @@ def instruction_data(config: FinetuneConfig, tokenizer, context: int, n_pretrain
     shares a 13-gram with the training data (GPT-3's rule), and keep the first `test_per_family` clean
     ones of each family: a test set that no training text overlaps, of a size that can tell models apart.
     """
+    from minilm.rlhf.gold import mix_in_flaws
+
     train_examples = build_examples("sft_train", config.train_per_family, config.seed, tokenizer, context)
+    train_examples, flawed = mix_in_flaws(train_examples, config.flawed_share, config.flaw_kinds, config.seed,
+                                          fits=lambda messages: len(encode_chat(tokenizer, messages)[0]) <= context)
     val_examples = build_examples("sft_val", config.val_per_family, config.seed, tokenizer, context)
     candidates = build_examples("test", config.test_per_family * config.test_oversample, config.seed, tokenizer, context)
     clean, dropped = decontaminate(candidates, training_texts(train_examples, n_pretrain_stories))
@@ -208,7 +222,7 @@ def instruction_data(config: FinetuneConfig, tokenizer, context: int, n_pretrain
     for family in FAMILIES:
         test += [e for e in clean if e.family == family][: config.test_per_family]
     return {"train": train_examples, "val": val_examples, "test": test, "test_drawn": len(candidates),
-            "dropped": dict(dropped)}
+            "dropped": dict(dropped), "flawed": flawed}
 
 
 def training_memory(model_config, total: int, trainable: int, batch_size: int) -> int:
@@ -330,7 +344,7 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
         "models": models,
         "order": list(models),  # the JSON's keys are sorted; this is the order to show them in
         "families": list(FAMILIES),
-        "examples": {"train": len(data["train"]), "val": len(data["val"]), "test": len(test),
+        "examples": {"train": len(data["train"]), "val": len(data["val"]), "test": len(test), "flawed": data["flawed"],
                      "test_drawn": data["test_drawn"], "test_dropped": data["dropped"]},
         "train_tokens": tuned["train_tokens"],
         "classification": [asdict(result) for result in classification],

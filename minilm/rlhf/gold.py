@@ -320,3 +320,38 @@ def flawed_response(example: Example, rng: random.Random, kind: str | None = Non
         raise ValueError(f"the flaw {kind!r} needs a list answer of names (two or more to leave some out), "
                          f"but this {example.family}/{example.kind} example's answer is {example.answers[0]!r:.60}")
     return MAKERS[kind](example, example.answers[0], rng), kind
+
+
+def mix_in_flaws(
+    examples: list[Example], share: float, kinds: tuple[str, ...], seed: int, fits=lambda messages: True
+) -> tuple[list[Example], dict[str, int]]:
+    """`examples` with about `share` of them answered badly: the demonstrations of mixed quality that stage 6
+    trains on, as real demonstrations are. Returns the new list (in the same order) and how many of each
+    flaw it holds.
+
+    Each example is drawn for a flaw with probability `share`, and then gets one of `kinds` it can have
+    (`flaws_for`), or stays clean if it can have none; its last answer is replaced by `flawed_response`.
+    A flawed conversation that `fits(messages)` refuses (one that no longer fits the model's context)
+    stays clean. Stage 6 leaves out the flaws that would teach its greedy answers something wrong: a
+    wrong fact lowers exact match (measured: reading 0.83 against 0.92 with 30% flawed), and a chat
+    model trained on insults or leaked addresses would be one that a course should not ship. The flaws
+    it keeps (chatter, rudeness, a remark cut off, a loop, a name missing or added) sit after the
+    answer, so greedy decoding still answers well while sampling shows them: RLHF's work in stage 7.
+    """
+    if not 0 <= share <= 1:
+        raise ValueError(f"share={share}: the share of flawed demonstrations must be between 0 and 1")
+    unknown = sorted(set(kinds) - set(FLAWS))
+    if unknown:
+        raise ValueError(f"unknown flaws {unknown}; the flaws are {FLAWS}")
+    rng = random.Random(seed)
+    mixed, counts = [], {}
+    for example in examples:
+        allowed = [kind for kind in flaws_for(example) if kind in kinds]
+        if rng.random() < share and allowed:
+            text, kind = flawed_response(example, rng, rng.choice(allowed))
+            messages = [*example.messages[:-1], {**example.messages[-1], "content": text}]
+            if fits(messages):
+                example = Example(example.family, example.kind, messages, example.answers, example.story)
+                counts[kind] = counts.get(kind, 0) + 1
+        mixed.append(example)
+    return mixed, dict(sorted(counts.items()))
