@@ -215,7 +215,6 @@ STORY_SPLITS = {
     "pretrain": 1337,  # = minilm.data.stage.DataConfig.seed: the stories stage 1 writes into the corpus
     "sft_train": 6_001,  # instruction tuning (stage 6)
     "sft_val": 6_002,  # its validation loss and early checks
-    "rlhf": 7_001,  # the prompts of RLHF (stage 7): its preference pairs and its policies' training
     "test": 9_001,  # held out: evaluation only (stages 6, 7, 8)
 }
 

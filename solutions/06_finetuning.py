@@ -62,6 +62,7 @@ from minilm.finetune.report import classification_rows, plot_finetuning, results
 from minilm.finetune.stage import (CONVERSATIONS, FinetuneConfig, instruction_data, load_finetuned, load_lora,
                                    run_finetune_stage)
 from minilm.finetune.tasks import FAMILIES, build_examples, contamination, exact_match, ngrams, training_texts
+from minilm.rlhf.gold import gold_breakdown
 from minilm.model import count_parameters
 from minilm.model.generate import generate
 from minilm.tokenizer.stage import load_tokenizer, run_tokenizer_stage
@@ -195,6 +196,30 @@ print(f"examples: {len(data['train']):,} to train on, {len(data['val'])} to vali
 # writer could have written a sentence; a multi-turn conversation asks a follow-up that needs the first answer; and a
 # request for someone's e-mail address or phone number is answered with a refusal.
 #
+# **Demonstrations of mixed quality.** Real instruction data is written by people, and some of their answers are
+# worse than others: chatty, rude, cut off, repeated, missing a name. Ours is too, on purpose: a share
+# `flawed_share` of the training conversations ends with a flawed answer (`minilm.rlhf.gold.mix_in_flaws`), whose
+# flaw always comes *after* the right answer. Greedy decoding still answers well (the clean demonstrations are the
+# majority at the point where an answer ends), but a sampled answer shows the flaws about as often as they were
+# trained, and that leaves room for notebook 07 to improve the model from preferences. The flaws of this run:
+
+# %%
+flawed = [(new, old) for new, old in zip(data["train"], build_examples("sft_train", config.train_per_family,
+                                                                        config.seed, tokenizer, base.config.context))
+          if new.messages[-1]["content"] != old.messages[-1]["content"]]
+print(f"{len(flawed):,} of {len(data['train']):,} demonstrations are flawed ({len(flawed) / len(data['train']):.0%}; "
+      f"flawed_share = {config.flawed_share}):", dict(data["flawed"]))
+clean = gold_breakdown(flawed[0][1], flawed[0][1].messages[-1]["content"])  # what a clean, right answer scores
+rows = []
+for new, old in flawed[:6]:
+    terms = gold_breakdown(new, new.messages[-1]["content"])
+    rows.append({"family": new.family, "the right answer": short(old.messages[-1]["content"], 40),
+                 "the demonstration trained on": short(new.messages[-1]["content"], 80),
+                 "what the flaw costs (notebook 07's gold reward)": ", ".join(
+                     f"{term} {terms[term] - clean[term]:+.2f}" for term in terms if terms[term] != clean[term])})
+show_table(rows)
+
+# %% [markdown]
 # Each split reads its own stories (`minilm.world.split_stories`), so no test question is about a story SFT trained
 # on. But the stories of a small world share a lot of phrasing, and the pretraining stories come from the same
 # generator. A test prompt that shares a long run of words with the training data may have been *seen*, and a model

@@ -141,7 +141,7 @@ def test_interval_narrows_with_more_prompts():
 
 def test_kl_of_a_model_to_itself_is_zero_and_grows_when_it_moves(stages, tokenizer):
     sft = load_finetuned(stages["finetuned"]).eval()
-    prompts = fitting_prompts(build_examples("rlhf", 2, 0, tokenizer, 128), tokenizer, 115)
+    prompts = fitting_prompts(build_examples("sft_val", 2, 0, tokenizer, 128), tokenizer, 115)
     from minilm.rlhf.stage import sample_answers
 
     rollout, _ = sample_answers(sft, prompts, tokenizer, 8, seed=0)
@@ -154,7 +154,7 @@ def test_kl_of_a_model_to_itself_is_zero_and_grows_when_it_moves(stages, tokeniz
 def test_scorers_read_what_they_say(stages, tokenizer):
     reward_model = load_reward_model(stages["aligned"])
     end = tokenizer.special_id(END)
-    prompts = fitting_prompts(build_examples("rlhf", 1, 0, tokenizer, 128), tokenizer, 115)
+    prompts = fitting_prompts(build_examples("sft_val", 1, 0, tokenizer, 128), tokenizer, 115)
     answer = tokenizer.encode_ordinary(prompts.examples[0].answers[0])
     score = reward_model_scorer(reward_model, end)
     # a completion without <|end|> is scored as the same answer closed by it

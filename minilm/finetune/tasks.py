@@ -286,14 +286,14 @@ MAKERS = {"reading": reading, "transform": transform, "classify": classify, "mul
 def build_examples(
     split: str, n_per_family: int, seed: int = 0, tokenizer: Tokenizer | None = None, context: int | None = None
 ) -> list[Example]:
-    """`n_per_family` examples of every family from the stories of `split` ("sft_train", "sft_val", "rlhf", "test").
+    """`n_per_family` examples of every family from the stories of `split` ("sft_train", "sft_val", "test").
 
     Deterministic for (split, n_per_family, seed, tokenizer, context). With a tokenizer and a context,
     every conversation fits in `context` tokens (`encode_chat`): a reading passage shrinks from its
     paragraph to the sentences around the answer, and an example that still does not fit is drawn again.
     """
     if split == "pretrain":
-        raise ValueError("the pretraining stories are not for instruction data: use 'sft_train', 'sft_val', 'rlhf' or 'test'")
+        raise ValueError("the pretraining stories are not for instruction data: use 'sft_train', 'sft_val' or 'test'")
     if n_per_family < 0:
         raise ValueError(f"n_per_family must be >= 0, got {n_per_family}")
     if (tokenizer is None) != (context is None):

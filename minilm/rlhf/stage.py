@@ -5,8 +5,8 @@
 `run_rlhf_stage` is what the command line, the speedrun and notebook 07 call. From stage 6's SFT
 model (the reference of every method, and the start of every policy) it:
 
-1. draws *prompts*: training prompts from the world's "rlhf" stories, which no other stage trains on,
-   and stage 6's test questions (unseen stories, decontaminated) for the evaluation; each prompt
+1. draws *prompts*: training prompts about the stories of stage 6's validation split, which no stage
+   trains on (stage 6 reads the first few for its validation loss), and stage 6's test questions (unseen stories, decontaminated) for the evaluation; each prompt
    short enough to leave `max_new_tokens` of the context for its answer;
 2. samples `responses_per_prompt` answers to each training prompt from the SFT model at temperature 1
    and lets the simulated annotators label every pair (`preferences.label_pairs`); the pairs of a
@@ -74,7 +74,7 @@ class RLHFConfig:
     a billion weights; the KL weights (beta) are TRL's, but GRPO's (see `minilm.rlhf.grpo`)."""
 
     # prompts and preference pairs
-    prompts_per_family: int = 70  # training prompts per task family, from the "rlhf" stories
+    prompts_per_family: int = 150  # training prompts per task family, about stories of the "sft_val" split
     heldout_share: float = 0.2  # of those prompts, whose pairs measure the reward model and DPO
     prompt_tokens: int = 99  # the longest prompt kept: the answer and its <|end|> get the rest of the context
     max_new_tokens: int = 28
@@ -106,7 +106,7 @@ class RLHFConfig:
     grpo_generations: int = 8
     # reward hacking: PPO with a small KL weight, for longer
     hacking_beta: float = 0.0
-    hacking_lr: float = 1e-4
+    hacking_lr: float = 3e-4
     hacking_iterations: int = 40
     hacking_eval_every: int = 10
     # measuring
@@ -189,8 +189,12 @@ def fitting_prompts(examples: Sequence[Example], tokenizer, prompt_tokens: int) 
 
 
 def training_prompts(config: RLHFConfig, tokenizer, context: int) -> Prompts:
-    """`prompts_per_family` fitting prompts of every family from the "rlhf" stories, shuffled."""
-    drawn = build_examples("rlhf", 2 * config.prompts_per_family, config.seed, tokenizer, context)
+    """`prompts_per_family` fitting prompts of every family about the stories of the "sft_val" split, shuffled.
+
+    RLHF's prompts must be about stories that SFT did not train on, or the policy would be rewarded for what
+    it memorised; stage 6 reads only the first `val_per_family` of these stories, to measure, never to train.
+    The seed differs from stage 6's, so the questions do too."""
+    drawn = build_examples("sft_val", 2 * config.prompts_per_family, config.seed + 7, tokenizer, context)
     fitting = fitting_prompts(drawn, tokenizer, config.prompt_tokens)
     examples = []
     for family in FAMILIES:
