@@ -734,6 +734,6 @@ check_last_token_pooling(pool_last)
 # row's last real token wherever it is, and with right padding the real tokens are unaffected by the pads that
 # follow them. With left padding and no attention mask, the real tokens would attend to the pads.
 #
-# **Next:** notebook 07 (coming) goes beyond imitation: it trains the model from preferences (a reward model, PPO and
+# **Next:** notebook 07 goes beyond imitation: it trains the model from preferences (a reward model, PPO and
 # DPO), starting from the SFT model of this notebook, which `load_finetuned(run_finetune_stage())` gives back in one
 # line.

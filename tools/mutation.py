@@ -92,10 +92,10 @@ PACKAGES = {
     "rlhf": Package(
         mutate=("minilm/rlhf/objectives.py", "minilm/rlhf/bandit.py", "minilm/rlhf/gold.py", "minilm/rlhf/preferences.py",
                 "minilm/rlhf/rollout.py", "minilm/rlhf/reward_model.py", "minilm/rlhf/trainer.py", "minilm/rlhf/dpo.py",
-                "minilm/rlhf/ppo.py", "minilm/rlhf/grpo.py"),
+                "minilm/rlhf/ppo.py", "minilm/rlhf/grpo.py", "minilm/rlhf/stage.py"),
         tests=("tests/test_rlhf_objectives.py", "tests/test_rlhf_gold.py", "tests/test_rlhf_rollout.py",
                "tests/test_rlhf_reward_model.py", "tests/test_rlhf_trainer.py", "tests/test_rlhf_dpo.py",
-               "tests/test_rlhf_ppo.py", "tests/test_rlhf_grpo.py"),
+               "tests/test_rlhf_ppo.py", "tests/test_rlhf_grpo.py", "tests/test_rlhf_stage.py"),
     ),
     "filters": Package(
         mutate=("minilm/data/filters/clean.py", "minilm/data/filters/quality.py", "minilm/data/filters/toxicity.py",
