@@ -397,7 +397,12 @@ print(f"SFT's best family: {max(sft_scores, key=sft_scores.get)}, its weakest: {
 # with none). SFT answers most reading questions exactly and refuses every request for personal data (a fixed sentence it learned
 # word for word). The last line names SFT's best and weakest families at this preset: the families that need more
 # than copying words from the prompt (retelling a sentence for the other gender, counting an answer's words) are the
-# ones to watch. The LoRA row shows what training only the share of the weights in its "trained parameters" column
+# ones to watch. The demonstrations of mixed quality (section 2) cost some greedy answers: after a one-word answer
+# ("yes", "no") a flawed demonstration goes on with a remark, and where the model hesitates it does too (the
+# classify row in the table below shows one). In float32 trials of the stage, SFT on clean demonstrations answered
+# 0.90 of the reading questions and on 30% flawed ones 0.92; the run in the table below, with another draw of the
+# flaws, reads its own score: each family's score moves by several points from one run to the next. The LoRA row shows what
+# training only the share of the weights in its "trained parameters" column
 # buys against training them all. (With the `ci` preset the model is tiny and trains for seconds: every score is near
 # 0, and the table only shows that the machinery runs.)
 #
@@ -407,7 +412,8 @@ print(f"SFT's best family: {max(sft_scores, key=sft_scores.get)}, its weakest: {
 # ("LoRA learns less and forgets less", Biderman et al., 2024). The stage's LoRA also adapts the token embedding,
 # which is the output head too (section 5 says why): re-aiming the head at answers costs the words of stories, so
 # here LoRA forgets about as much as SFT. With the `cpu` preset the forgetting is drastic: after fine-tuning the loss
-# on stories comes close to ln 4096 ≈ 8.3 nats, a uniform guess over the vocabulary. The stage fine-tunes a small
+# on stories rises by more than 5 nats, most of the way to ln 4096 ≈ 8.3 nats, a uniform guess over the vocabulary.
+# The stage fine-tunes a small
 # model hard (a learning rate of 3e-3 for 1,600 steps, to reach its reading score in minutes) on conversations alone;
 # real SFT mixes some pretraining data back in, or keeps the learning rate small, for this reason.
 #
