@@ -41,7 +41,7 @@
 # | preset | the real run (stage 7) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | stage 6's tiny model: a few steps of each method, seconds | seconds |
-# | `cpu` | the SFT model of notebook 06: pairs from 4 answers to 336 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; about 15 minutes the first time (section 6 prints how long), then cached | about a minute (the end of section 7 prints it) |
+# | `cpu` | the SFT model of notebook 06: pairs from 4 answers to each of 750 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; about 8 minutes the first time with bf16, up to 15 in float32 (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
 # | `gpu` | stage 6's `gpu` model, longer runs, minutes | under a minute |
 #
 # The run of stage 7 is cached in `data/runs/<preset>/rlhf/`. It starts from stage 6's SFT model; if that is not
@@ -134,8 +134,9 @@ show_table(rows)
 
 
 # %% [markdown]
-# Most samples are right and clean; some are chatty, rude, cut off or looped: the model learnt those from the
-# demonstrations of notebook 06 (a share of them were flawed, as real ones are), and sampling brings them out.
+# Most samples are right and clean; some name the wrong person (sampling now and then picks a less likely name), and
+# over all the prompts some are chatty, rude, cut off or looped: the model learnt those from the demonstrations of
+# notebook 06 (a share of them were flawed, as real ones are), and sampling brings them out.
 # More demonstrations would not remove them: imitation copies the flaws with the rest. What the model lacks is a
 # signal that one answer is *better* than another.
 #
@@ -228,9 +229,11 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 
 # %% [markdown]
 # Against the labels, the reward model is measured on the same footing as the ceiling; against the gold order it
-# can do better than the labels themselves, since it learns from many noisy labels at once. The table above shows
-# it on one prompt: a good reward model ranks the clean answer first; where it does not, a policy trained on it
-# will learn the wrong lesson (section 6).
+# could do better than the labels themselves, since it learns from many noisy labels at once. Here it falls short of
+# the ceiling: it learns the common flaws (chatter, rudeness, a remark cut off) from pairs where they are the whole
+# difference, but most pairs differ by little, and many labels are coin tosses. The table above shows it on one
+# prompt: it ranks the chatty, rude and cut-off answers below the clean one, as the gold reward does, but look at
+# the looped answer. Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
 #
 # ## 4. PPO, one step by hand
 #
@@ -375,11 +378,17 @@ show(fig)
 # Read the table from the top: the SFT row is the baseline; each method's win rate says how often its answer beats
 # SFT's when one of the two is better; the interval says how sure that is with this many prompts; the KL column is
 # how far each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward
-# against that distance. The same prompts, answered by each model:
+# against that distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They
+# differ in how far they moved: DPO the most, with the largest gain in gold reward; GRPO, whose 30 updates each
+# learn only from the groups whose answers differ, the least, so most of its answers tie with SFT's; and GRPO on the gold reward did no better than GRPO on
+# the reward model, so at this distance the reward model was not what held it back. The last row, PPO without a KL
+# penalty, is section 7's. The prompts where the models answered differently:
 
 # %%
 samples = json.loads((aligned.path / SAMPLES).read_text())["samples"]
-for s in samples[:5]:
+differ = [s for s in samples if len({s[name] for name in r["order"]}) > 1]  # the prompts where the answers differ
+print(f"{len(differ)} of {len(samples)} prompts got different answers from the models (first sample of each); five:")
+for s in differ[:5]:
     print(f"[{s['family']}] {short(s['messages'][-1]['content'][-120:], 120)}   expected: {s['expected']}")
     for name in r["order"]:
         print(f"   {name:>18}: {short(s[name], 90)}")
@@ -398,9 +407,12 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
             for p in r["hacking"]])
 
 # %% [markdown]
-# The reward model's score keeps rising; the gold reward, after the first iterations, does not follow it: the
-# policy is drifting (the KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at
-# scale. The KL penalty of the stage's PPO is what keeps a policy in the region where its reward model is right.
+# The reward model's score keeps rising; the gold reward rises for the first iterations and then falls below the SFT
+# model's: the policy is drifting (the KL column) toward answers the reward model overrates, as Gao et al. (2022)
+# measured at scale. The samples column is the first test prompt's answer at each point: a right name at first, then
+# other names, which the reward model (trained on pairs that differ mostly in style, not in facts) scores higher. The
+# table of section 6 gives the end of this run: it loses to SFT. The KL penalty of the stage's PPO is what keeps a
+# policy in the region where its reward model is right.
 
 # %%
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
