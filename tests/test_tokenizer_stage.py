@@ -644,7 +644,7 @@ def test_command_line_and_speedrun_report(ci_stage, home):
     bar_lines = out.stderr.replace("\r", "\n").splitlines()  # not a terminal: each redraw would be a line
     assert sum(line.startswith("pretraining: 100%") for line in bar_lines) == 1
     report = (home / "runs" / "ci" / "report" / "report.md").read_text()
-    for title in ("Stage 1: data", "Stage 2: tokenizer", "Stage 4: pretraining", "Stage 5: scaling"):
+    for title in ("Stage 1: data", "Stage 2: tokenizer", "Stage 4: pretraining", "Stage 5: scaling", "Stage 7: RLHF"):
         assert f"## {title}\n" in report
     assert "tokenizer_compression.png" in report and "| books |" in report and "| processes | 1 (no communication) |" in report
     assert (home / "runs" / "ci" / "report" / "tokenizer_compression.png").stat().st_size > 5_000
@@ -654,12 +654,14 @@ def test_command_line_and_speedrun_report(ci_stage, home):
 
     # The second run reuses every stage and says so; the report keeps each stage's build time.
     out = minilm("speedrun")
-    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:4]] == [
-        "data: reused the cache", "tokenizer: reused the cache", "pretrain: reused the cache", "finetune: reused the cache"]
+    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:5]] == [
+        "data: reused the cache", "tokenizer: reused the cache", "pretrain: reused the cache", "finetune: reused the cache",
+        "rlhf: reused the cache"]
     report = (home / "runs" / "ci" / "report" / "report.md").read_text()
     pretrain = json.loads((home / "runs" / "ci" / "pretrain" / "manifest.json").read_text())
     assert f"| 2: tokenizer | {built:,.1f} s |" in report and f"| 4-5: pretrain | {pretrain['seconds']:,.1f} s |" in report
-    assert "(built 0 of the 4 stages, reused 4 from the cache)" in report and report.count("| reused the cache (") == 4
+    assert "(built 0 of the 5 stages, reused 5 from the cache)" in report and report.count("| reused the cache (") == 5
+    assert "## Stage 7: RLHF\n" in report and "rlhf.png" in report
 
 
 def test_the_preset_named_is_the_one_used_whatever_minilm_preset_says(monkeypatch):
