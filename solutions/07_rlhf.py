@@ -41,7 +41,7 @@
 # | preset | the real run (stage 7) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | stage 6's tiny model: a few steps of each method, seconds | seconds |
-# | `cpu` | the SFT model of notebook 06: pairs from 4 answers to each of 750 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; about 8 minutes the first time with bf16, up to 15 in float32 (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
+# | `cpu` | the SFT model of notebook 06: pairs from 4 answers to each of 750 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; about 8 minutes the first time with bf16, 11 in float32 (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
 # | `gpu` | stage 6's `gpu` model, longer runs, minutes | under a minute |
 #
 # The run of stage 7 is cached in `data/runs/<preset>/rlhf/`. It starts from stage 6's SFT model; if that is not

@@ -464,7 +464,8 @@ def _build(config: RLHFConfig, finetuned: Artifact, tokenizer_artifact: Artifact
     value_model = ValueModel.from_reward_model(reward_model).requires_grad_(True)
     hacking_config = config.ppo(end, pad, hacking=True)
     hacking_curve = [_hacking_point(0, sft, reference, reward_model, test_prompts, tokenizer, config, precision)]
-    for until in range(config.hacking_eval_every, config.hacking_iterations + 1, config.hacking_eval_every):
+    for until in [*range(config.hacking_eval_every, config.hacking_iterations, config.hacking_eval_every),
+                  config.hacking_iterations]:  # every eval_every iterations, and at the last one
         hacking_history = train_ppo(hacker, reference, value_model, rm_scorer, train_prompts.ids, hacking_config,
                                     work / "hacking", until_step=until)  # fmt: skip
         hacking_curve.append(_hacking_point(until, hacker, reference, reward_model, test_prompts, tokenizer, config,
