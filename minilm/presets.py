@@ -57,7 +57,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                    ppo_minibatch_size=4, grpo_iterations=2, grpo_prompts=2, grpo_generations=4, hacking_iterations=4,
                    hacking_eval_every=2, eval_samples=1, bootstrap=200),
         "cpu": dict(),  # the dataclass defaults: sized for the cpu model, within 15 minutes on 2 cores
-        "gpu": dict(prompts_per_family=300, prompt_tokens=448, max_new_tokens=64, reward_steps=1000,
+        "gpu": dict(prompt_tokens=448, max_new_tokens=64, reward_steps=1000,
                     dpo_steps=500, ppo_iterations=100, grpo_iterations=100, hacking_iterations=120,
                     hacking_eval_every=20),
     },

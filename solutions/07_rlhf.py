@@ -41,7 +41,7 @@
 # | preset | the real run (stage 7) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | stage 6's tiny model: a few steps of each method, seconds | seconds |
-# | `cpu` | the SFT model of notebook 06: pairs from 4 answers to each of 750 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; about 8 minutes the first time with bf16, 11 in float32 (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
+# | `cpu` | the SFT model of notebook 06: pairs from 6 answers to each of 1,500 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; 8 to 14 minutes the first time with bf16, depending on the machine (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
 # | `gpu` | stage 6's `gpu` model, longer runs, minutes | under a minute |
 #
 # The run of stage 7 is cached in `data/runs/<preset>/rlhf/`. It starts from stage 6's SFT model; if that is not
@@ -134,7 +134,8 @@ show_table(rows)
 
 
 # %% [markdown]
-# Most samples are right and clean; some name the wrong person (sampling now and then picks a less likely name), and
+# Most samples are right and clean; some name the wrong person or wander off into words from elsewhere (at T = 1
+# sampling now and then picks an unlikely token, and the model carries on from it), and
 # over all the prompts some are chatty, rude, cut off or looped: the model learnt those from the demonstrations of
 # notebook 06 (a share of them were flawed, as real ones are), and sampling brings them out.
 # More demonstrations would not remove them: imitation copies the flaws with the rest. What the model lacks is a
@@ -231,9 +232,11 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # Against the labels, the reward model is measured on the same footing as the ceiling; against the gold order it
 # could do better than the labels themselves, since it learns from many noisy labels at once. Here it falls short of
 # the ceiling: it learns the common flaws (chatter, rudeness, a remark cut off) from pairs where they are the whole
-# difference, but most pairs differ by little, and many labels are coin tosses. The table above shows it on one
-# prompt: it ranks the chatty, rude and cut-off answers below the clean one, as the gold reward does, but look at
-# the looped answer. Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
+# difference, but most pairs differ by little, and many labels are coin tosses, so it needs many of them: on the same
+# SFT model, 150 prompts with 4 answers each (1,708 pairs) gave 0.574 against the labels and 0.695 against the gold
+# order, and the stage's 300 prompts with 6 answers (8,490 pairs) give the numbers above. The table above shows it on one
+# prompt: it ranks every flawed answer below the clean one, as the gold reward does, but not in the gold reward's
+# order: it puts the looped answer well above the chatty one, which the gold reward prefers. Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
 #
 # ## 4. PPO, one step by hand
 #
@@ -355,7 +358,8 @@ show_table([{"answer": short(a, 60), "reward model": s, "advantage": adv, "gold"
 
 # %% [markdown]
 # Answers the reward model prefers get positive advantages, the others negative, and a group whose answers all score
-# the same teaches nothing (every advantage 0). The stage trains GRPO twice: on the reward model, and on the gold
+# the same teaches nothing (every advantage 0). Look at the wrong name in this group, if it has one: the reward model
+# can score it above the right one (it learnt facts from few pairs), and GRPO then pushes toward it. The stage trains GRPO twice: on the reward model, and on the gold
 # reward itself, a **verifiable reward** (as for maths or code, where an answer can be checked): what the methods
 # reach when the reward is right.
 #
@@ -379,7 +383,7 @@ show(fig)
 # SFT's when one of the two is better; the interval says how sure that is with this many prompts; the KL column is
 # how far each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward
 # against that distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They
-# differ in how far they moved: DPO the most, with the largest gain in gold reward; GRPO, whose 30 updates each
+# differ in how far they moved: DPO the most, while PPO reached the same gold reward at less than half DPO's KL; GRPO, whose 30 updates each
 # learn only from the groups whose answers differ, the least, so most of its answers tie with SFT's; and GRPO on the gold reward did no better than GRPO on
 # the reward model, so at this distance the reward model was not what held it back. The last row, PPO without a KL
 # penalty, is section 7's. The prompts where the models answered differently:

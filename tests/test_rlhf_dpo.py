@@ -13,7 +13,8 @@ import torch
 from minilm.finetune.chat import encode_chat
 from minilm.model import GPT, GPTConfig
 from minilm.model.hf import state_dict_from_hf, to_hf
-from minilm.rlhf.dpo import DPOConfig, DPOObjective, all_answer_logprobs, answer_mask, train_dpo
+from minilm.rlhf.dpo import DPOConfig, DPOObjective, all_answer_logprobs, answer_mask, rows_read, train_dpo
+from minilm.rlhf.trainer import batch_rows
 from minilm.rlhf.reward_model import encode_pairs
 from minilm.tokenizer.tokenizer import Tokenizer
 from minilm.world import split_stories
@@ -118,6 +119,21 @@ def first_difference_logprobs(model: GPT, data) -> torch.Tensor:
         logits, _ = model(ids[:, 0])
     logprobs = logits[rows, position - 1].log_softmax(-1)
     return torch.stack([logprobs[rows, ids[rows, 0, position]], logprobs[rows, ids[rows, 1, position]]], 1)
+
+
+def test_the_reference_is_computed_for_exactly_the_pairs_the_run_reads(tokenizer):
+    data = encode_pairs(tokenizer, synthetic_pairs(40, seed=3), CONTEXT)
+    config = dpo_config(steps=3, batch_size=4)
+    read = rows_read(len(data), config)
+    expected = sorted({int(i) for step in range(3) for i in batch_rows(len(data), 4, step, config.seed)})
+    assert read.tolist() == expected and len(read) == 12  # three batches of four, within one epoch of 40 pairs
+    reference = tiny_policy(tokenizer, seed=1)
+    everything = all_answer_logprobs(reference, data, "fp32")
+    some = all_answer_logprobs(reference, data, "fp32", rows=read)
+    torch.testing.assert_close(some[read], everything[read], rtol=0, atol=1e-5)  # other batches, other padding
+    others = torch.ones(len(data), dtype=torch.bool)
+    others[read] = False
+    assert some[others].isnan().all() and not everything.isnan().any()
 
 
 def test_dpo_learns_a_preference_the_implicit_reward_ranks_held_out_pairs(tokenizer, tmp_path):

@@ -74,11 +74,15 @@ class RLHFConfig:
     a billion weights; the KL weights (beta) are TRL's, but GRPO's (see `minilm.rlhf.grpo`)."""
 
     # prompts and preference pairs
-    prompts_per_family: int = 150  # training prompts per task family, about stories of the "sft_val" split
+    # training prompts per task family, about stories of the "sft_val" split. Measured with the cpu preset on one
+    # SFT model, at the same number of steps: 150 prompts x 4 answers (1,708 pairs) gave a reward model 0.574
+    # accurate on held-out labels (ceiling 0.745), 0.695 on the gold order; 300 x 6 (8,490 pairs) 0.647 (ceiling
+    # 0.758), 0.789 on the gold order. The reward model overfits few pairs within an epoch.
+    prompts_per_family: int = 300
     heldout_share: float = 0.2  # of those prompts, whose pairs measure the reward model and DPO
     prompt_tokens: int = 99  # the longest prompt kept: the answer and its <|end|> get the rest of the context
     max_new_tokens: int = 28
-    responses_per_prompt: int = 4  # sampled from the SFT model for the annotators: 6 pairs per prompt
+    responses_per_prompt: int = 6  # sampled from the SFT model for the annotators: up to 15 pairs per prompt
     annotator_noise: float = 0.1
     annotator_disagree_share: float = 0.1
     annotator_temperature: float = 0.25
@@ -135,11 +139,11 @@ class RLHFConfig:
 
     def reward(self) -> RewardConfig:
         return RewardConfig(steps=self.reward_steps, batch_size=self.reward_batch_size, lr=self.reward_lr,
-                            eval_every=max(1, self.reward_steps // 5), seed=self.seed)  # fmt: skip
+                            eval_every=max(1, self.reward_steps // 2), seed=self.seed)  # fmt: skip
 
     def dpo(self) -> DPOConfig:
         return DPOConfig(beta=self.dpo_beta, lr=self.dpo_lr, steps=self.dpo_steps, batch_size=self.dpo_batch_size,
-                         eval_every=max(1, self.dpo_steps // 5), **self._common(self.dpo_steps))  # fmt: skip
+                         eval_every=max(1, self.dpo_steps // 2), **self._common(self.dpo_steps))  # fmt: skip
 
     def ppo(self, stop_token: int, pad_token: int, hacking: bool = False) -> PPOConfig:
         beta, lr, iterations = ((self.hacking_beta, self.hacking_lr, self.hacking_iterations) if hacking else
