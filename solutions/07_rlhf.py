@@ -41,7 +41,7 @@
 # | preset | the real run (stage 7) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | stage 6's tiny model: a few steps of each method, seconds | seconds |
-# | `cpu` | the SFT model of notebook 06: pairs from 6 answers to each of 1,500 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; 8 to 14 minutes the first time with bf16, depending on the machine (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
+# | `cpu` | the SFT model of notebook 06: pairs from 6 answers to each of 1,500 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; 8 to 14 minutes the first time with bf16 depending on the machine, and 14 in float32 on the slower one (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
 # | `gpu` | stage 6's `gpu` model, longer runs, minutes | under a minute |
 #
 # The run of stage 7 is cached in `data/runs/<preset>/rlhf/`. It starts from stage 6's SFT model; if that is not
@@ -414,7 +414,7 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
 # The reward model's score keeps rising; the gold reward rises for the first iterations and then falls below the SFT
 # model's: the policy is drifting (the KL column) toward answers the reward model overrates, as Gao et al. (2022)
 # measured at scale. The samples column is the first test prompt's answer at each point: a right name at first, then
-# other names, which the reward model (trained on pairs that differ mostly in style, not in facts) scores higher. The
+# another name, which the reward model (trained on pairs that differ mostly in style, not in facts) scores higher. The
 # table of section 6 gives the end of this run: it loses to SFT. The KL penalty of the stage's PPO is what keeps a
 # policy in the region where its reward model is right.
 

@@ -76,8 +76,8 @@ class RLHFConfig:
     # prompts and preference pairs
     # training prompts per task family, about stories of the "sft_val" split. Measured with the cpu preset on one
     # SFT model, at the same number of steps: 150 prompts x 4 answers (1,708 pairs) gave a reward model 0.574
-    # accurate on held-out labels (ceiling 0.745), 0.695 on the gold order; 300 x 6 (8,490 pairs) 0.647 (ceiling
-    # 0.758), 0.789 on the gold order. The reward model overfits few pairs within an epoch.
+    # accurate on held-out labels (ceiling 0.745), 0.695 on the gold order; 300 x 6 (8,490 pairs) 0.645 (ceiling
+    # 0.758), 0.786 on the gold order. The reward model overfits few pairs within an epoch.
     prompts_per_family: int = 300
     heldout_share: float = 0.2  # of those prompts, whose pairs measure the reward model and DPO
     prompt_tokens: int = 99  # the longest prompt kept: the answer and its <|end|> get the rest of the context
