@@ -222,11 +222,11 @@ print(f"{len(web_docs)} web documents (crawled pages with main text)")
 # A tiny model trained for minutes can only learn a small language, so our books are children's stories written by a
 # seeded generator from a small world: people with names, genders and jobs, places, objects, events, feelings. The
 # generator records the **facts** of every story, and questions about them with exact answers, for stages 6 to 8
-# (fine-tuning, alignment and evaluation; coming) to use. Here is one:
+# (fine-tuning, alignment and evaluation) to use. Here is one:
 
 # %%
 books = stage.gather_books(config)
-story = next(d for d in books if "boilerplate" not in d.defects)
+story = next(d for d in books if "boilerplate" not in d.defects and "\nQuestion: " in d.text)
 for paragraph in story.text.split("\n\n"):
     print(textwrap.fill(paragraph, 110))
 facts = story.labels["facts"]
@@ -234,6 +234,11 @@ print("\nfacts:", {key: value for key, value in facts.items() if value is not No
 print("questions with exact answers:", [(qa["question"], qa["answer"]) for qa in facts["qa"][:3]])
 
 # %% [markdown]
+# Half of the stories (`questions_share`) end as graded readers end, with three of those questions and their
+# answers (the `Question: ... Answer: ...` lines above). They are the corpus's first text that asks a model to
+# *read*: the answer is in the story above it, and a guess from what stories usually say is wrong. Stage 6 measures
+# what they buy when the model learns to answer questions.
+#
 # Half of the stories are wrapped as e-books, the way book archives publish them: a title page, "Produced by" lines,
 # `*** START OF ... ***` markers and licence text, in five layouts so that no single string gives them away. The
 # generator lists every line it added; below, those lines are marked `✂` (the story itself is shortened):

@@ -49,6 +49,16 @@ def test_stage_writes_splits_stats_and_manifest(ci_stage, home):
         "clean", "quality", "toxicity", "pii", "exact_dedup", "near_dedup", "counterfactual", "mixture"]
 
 
+def test_reading_questions_survive_the_filters(ci_stage, home):
+    books = [d for d in read_jsonl(home / "runs" / "ci" / "data" / "train.jsonl") if d.domain == "books"]
+    with_questions = [d for d in books if "\nQuestion: " in d.text]
+    # about questions_share (0.5) of the stories carry them, and the cleaner does not cut them as boilerplate
+    assert 0.3 < len(with_questions) / len(books) < 0.7
+    for doc in with_questions:
+        asked = [line for line in doc.text.splitlines() if line.startswith("Question: ")]
+        assert 1 <= len(asked) <= 3 and all(" Answer: " in line for line in asked)
+
+
 def test_train_follows_the_mixture(ci_stage):
     shares = ci_stage.summary["train_shares"]
     for domain, weight in stage.DataConfig().mixture.items():
@@ -143,6 +153,10 @@ def test_bad_config_gets_a_clear_error():
         stage.DataConfig(bias=1.5)
     with pytest.raises(ValueError, match="debias"):
         stage.DataConfig(debias="magic")
+    with pytest.raises(ValueError, match="questions_share must be between 0 and 1"):
+        stage.DataConfig(questions_share=2)
+    with pytest.raises(ValueError, match="questions_per_story must be a positive integer, got 0"):
+        stage.DataConfig(questions_per_story=0)
     with pytest.raises(ValueError, match="unknown domain"):
         stage.DataConfig(mixture={"books": 0.5, "poems": 0.5})
     empty = stage.DataConfig(n_stories=0, n_web_pages=0, n_doc_topics=0, n_code_files=0)

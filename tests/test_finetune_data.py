@@ -9,8 +9,8 @@ from minilm.data.sources.stories.writer import iter_stories
 from minilm.data.truth.defects import TOXIC_TEMPLATES
 from minilm.finetune.chat import ChatFormatError, SFTData, encode_chat, fingerprint, render_chat
 from minilm.finetune.tasks import (
-    FAMILIES, REFUSAL, build_examples, contamination, conversation_text, decontaminate, exact_match,
-    normalize_answer, swap_gender, training_texts,
+    FAMILIES, REFUSAL, build_examples, contamination, conversation_text, cue, decontaminate, evidence, exact_match,
+    normalize_answer, swap_gender, training_texts, unique_prompts,
 )  # fmt: skip
 from minilm.tokenizer.shards import tokenizer_fingerprint
 from minilm.tokenizer.tokenizer import Tokenizer
@@ -161,6 +161,25 @@ def test_exact_match_normalises_like_squad(prediction, answers, expected):
 
 
 # --- contamination -----------------------------------------------------------------------------
+
+
+def test_a_reading_passage_tells_what_the_question_asks(tokenizer):
+    text = "Mia had a red ball that she loved.\n\nOne day Mia could not find her red ball.\n\nMia and Tom went home."
+    assert evidence(text, "What did Mia lose?", "her red ball") == 1  # not the first paragraph, which only names it
+    assert evidence(text, "Who was Mia's friend?", "Tom") is None  # going home together does not say "friend"
+    assert evidence(text, "What was Mia's job?", "a cook") is None and cue("What was Mia's job?") is None
+    examples = build_examples("sft_train", 40, seed=1, tokenizer=tokenizer, context=CONTEXT)
+    asked = [e for e in examples if e.kind == "qa" and cue(e.messages[0]["content"].split("Question: ")[-1])]
+    assert len(asked) >= 5
+    for e in asked:  # the passage, even when shortened to fit the context, holds the cue
+        passage, question = e.messages[0]["content"].split("\n\nQuestion: ")
+        assert cue(question).search(passage), (question, passage)
+
+
+def test_unique_prompts_keeps_the_first_of_each_prompt():
+    examples = build_examples("sft_train", 3, seed=0)
+    twice = unique_prompts(examples + examples[:4])
+    assert twice == unique_prompts(examples) and [id(e) for e in twice[:4]] == [id(e) for e in examples[:4]]
 
 
 def test_contamination_finds_planted_overlap():

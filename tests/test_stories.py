@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from minilm.data.sources.stories.books import as_book
+from minilm.data.sources.stories.books import as_book, with_questions
 from minilm.data.sources.stories.grammar import STORY_TEMPLATES, accepts, story_sentences, story_vocabulary, words
 from minilm.data.sources.stories.writer import STORY_SEPARATOR, generate_story, iter_stories, measure_speed, write_stories
 from minilm.world import JOBS, STEREOTYPED_GENDER
@@ -153,6 +153,20 @@ def test_as_book_records_every_added_line(stories):
         markers += "*** START OF" in book.text
     assert len(first_lines) >= 4  # several layouts
     assert 10 < markers < 60  # some books have markers, some do not
+
+
+def test_reading_questions_are_the_storys_own_facts(stories):
+    rng = random.Random(5)
+    for doc in stories[:40]:
+        reader = with_questions(doc, rng)
+        story, questions = reader.text.rstrip("\n").rsplit("\n\n", 1)
+        assert story == doc.text and reader.labels == doc.labels  # the story itself is untouched
+        lines = questions.split("\n")
+        assert len(lines) == min(3, len(doc.labels["facts"]["qa"])) and len(set(lines)) == len(lines)
+        facts = {f"Question: {qa['question']} Answer: {qa['answer']}." for qa in doc.labels["facts"]["qa"]}
+        assert set(lines) <= facts  # each line is one of the story's questions with its right answer
+    no_facts = stories[0].replace(labels={})
+    assert with_questions(no_facts, rng) is no_facts  # nothing to ask: the story is left as it is
 
 
 def test_generator_speed_is_reported():

@@ -50,6 +50,8 @@ class DataConfig:
     # sources
     n_stories: int = 12_000
     book_share: float = 0.5  # share of stories wrapped as e-books, with front matter and licence to strip
+    questions_share: float = 0.5  # share of stories printed as graded readers, with reading questions after them
+    questions_per_story: int = 3  # each with its answer, drawn from the story's facts
     bias: float = 0.8  # job-gender skew of the stories: 0 none, 1 always the stereotype
     n_web_pages: int = 400
     n_doc_topics: int = 300
@@ -71,9 +73,11 @@ class DataConfig:
                   "n_code_files": self.n_code_files}
         if any(n < 0 for n in counts.values()):
             raise ValueError(f"source sizes must be >= 0, got {counts}")
-        for name in ("book_share", "bias", "defect_rate", "near_dup_threshold"):
+        for name in ("book_share", "questions_share", "bias", "defect_rate", "near_dup_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if not isinstance(self.questions_per_story, int) or self.questions_per_story < 1:
+            raise ValueError(f"questions_per_story must be a positive integer, got {self.questions_per_story!r}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be between 0 and 0.5, got {self.val_fraction}")
         if self.debias not in ("substitute", "augment", "none"):
@@ -111,10 +115,12 @@ def gather_web(config: DataConfig) -> tuple[list[Document], dict]:
 
 
 def gather_books(config: DataConfig) -> list[Document]:
-    """Generate stories; wrap a share of them as e-books whose front matter and licence must be stripped."""
-    rng = random.Random(config.seed)
+    """Generate stories; give a share reading questions, and wrap a share as e-books whose front matter and licence must be stripped."""
+    rng, questions_rng = random.Random(config.seed), random.Random(config.seed + 1)
     docs = []
     for doc in writer.iter_stories(config.n_stories, config.seed, config.bias):
+        if questions_rng.random() < config.questions_share:
+            doc = books.with_questions(doc, questions_rng, config.questions_per_story)
         docs.append(books.as_book(doc, rng) if rng.random() < config.book_share else doc)
     return docs
 

@@ -41,7 +41,7 @@ from minilm.files import atomic_write_json
 from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_answers, scores_by_family
 from minilm.finetune.chat import SFTData, encode_chat
-from minilm.finetune.tasks import FAMILIES, build_examples, decontaminate, training_texts
+from minilm.finetune.tasks import FAMILIES, build_examples, decontaminate, training_texts, unique_prompts
 from minilm.model.accounting import count_parameters, memory_estimate
 from minilm.presets import config_for, preset_name
 from minilm.train import checkpoint as ckpt
@@ -207,8 +207,8 @@ def instruction_data(config: FinetuneConfig, tokenizer, context: int, n_pretrain
     The story templates repeat whole sentences, so most test prompts share some 13-gram with the
     12,000 pretraining stories of the `cpu` preset (a reading passage nearly always does). Rather than
     score a handful, we draw `test_oversample` candidates per question wanted, drop every one that
-    shares a 13-gram with the training data (GPT-3's rule), and keep the first `test_per_family` clean
-    ones of each family: a test set that no training text overlaps, of a size that can tell models apart.
+    shares a 13-gram with the training data (GPT-3's rule) and every repeat of a prompt already drawn, and keep
+    the first `test_per_family` clean ones of each family: a test set that no training text overlaps, of a size that can tell models apart.
     """
     from minilm.rlhf.gold import mix_in_flaws
 
@@ -218,11 +218,12 @@ def instruction_data(config: FinetuneConfig, tokenizer, context: int, n_pretrain
     val_examples = build_examples("sft_val", config.val_per_family, config.seed, tokenizer, context)
     candidates = build_examples("test", config.test_per_family * config.test_oversample, config.seed, tokenizer, context)
     clean, dropped = decontaminate(candidates, training_texts(train_examples, n_pretrain_stories))
+    unique = unique_prompts(clean)
     test = []
     for family in FAMILIES:
-        test += [e for e in clean if e.family == family][: config.test_per_family]
+        test += [e for e in unique if e.family == family][: config.test_per_family]
     return {"train": train_examples, "val": val_examples, "test": test, "test_drawn": len(candidates),
-            "dropped": dict(dropped), "flawed": flawed}
+            "dropped": dict(dropped), "duplicates": len(clean) - len(unique), "flawed": flawed}
 
 
 def training_memory(model_config, total: int, trainable: int, batch_size: int) -> int:

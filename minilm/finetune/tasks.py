@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Sequence
 from minilm.data.truth.defects import TOXIC_HARD_NEGATIVES, TOXIC_TEMPLATES, fill
 from minilm.finetune.chat import Message, encode_chat
 from minilm.tokenizer.tokenizer import Tokenizer
-from minilm.world import ALL_NAMES, GENDER_WORDS, NAME_SWAPS, SURNAMES, pronouns, split_stories, with_article
+from minilm.world import ALL_NAMES, GENDER_WORDS, NAME_SWAPS, STORY_SPLITS, SURNAMES, pronouns, split_stories, with_article
 
 FAMILIES = ("reading", "transform", "classify", "multiturn", "refusal")
 REFUSAL = "I'm sorry, but I can't share personal information such as e-mail addresses or phone numbers."
@@ -112,9 +112,34 @@ def _tells(text: str, answer: str) -> bool:
     return re.search(rf"\b{re.escape(_key(answer))}\b", text, re.IGNORECASE) is not None
 
 
+# A paragraph can name the answer without telling it: "Mia had a red ball that she loved" names what she will
+# lose, but only a later paragraph says that she lost it, and "Mia and Tom went to the park" names Tom without
+# saying that he is her friend. For these questions the passage must also tell what is asked (SQuAD's rule:
+# the answer is in the passage, and the passage says it is the answer).
+_LOSS = re.compile(r"could not find|was gone|was not there|where is my|can't find|is missing|was nowhere")
+
+
+def cue(question: str) -> re.Pattern | None:
+    """What a passage must tell besides the answer to answer `question`, or None when the answer alone tells it."""
+    if question.endswith(" lose?"):
+        return _LOSS
+    if question.endswith("'s friend?"):
+        return re.compile(r"\bfriends?\b")
+    if pet := re.search(r"^What was the name of \w+'s (\w+)\?$", question):
+        return re.compile(rf"\b{pet.group(1)}\b")
+    return None
+
+
+def _answers(text: str, question: str, answer: str) -> bool:
+    """Whether `text` tells the answer to `question`: the answer, and what the question asks (`cue`)."""
+    asked = cue(question)
+    return _tells(text, answer) and (asked is None or asked.search(text) is not None)
+
+
 def evidence(text: str, question: str, answer: str) -> int | None:
-    """The index of the paragraph that tells the answer: the last one for the feeling at the end, else the first."""
-    paragraphs = [i for i, p in enumerate(text.split("\n\n")) if _tells(p, answer)]
+    """The index of the paragraph that answers the question (`_answers`): the last such for the feeling at the
+    end, else the first; None when no paragraph does."""
+    paragraphs = [i for i, p in enumerate(text.split("\n\n")) if _answers(p, question, answer)]
     if not paragraphs:
         return None  # some facts are told in other words ("won the race"): no passage holds them verbatim
     return paragraphs[-1] if question.endswith("feel at the end?") else paragraphs[0]
@@ -133,13 +158,14 @@ def people(text: str) -> list[str]:
 Fits = Callable[[list[Message]], bool]
 
 
-def _passage(paragraph: str, answer: str, question_turns: Callable[[str], list[Message]], fits: Fits) -> list[Message] | None:
+def _passage(paragraph: str, question: str, answer: str, question_turns: Callable[[str], list[Message]],
+             fits: Fits) -> list[Message] | None:
     """The conversation with the whole paragraph if it fits, else with the fewest sentences around the answer."""
     messages = question_turns(paragraph)
     if fits(messages):
         return messages
     parts = sentences(paragraph)
-    hits = [i for i, s in enumerate(parts) if _tells(s, answer)]
+    hits = [i for i, s in enumerate(parts) if _answers(s, question, answer)]
     if not hits:
         return None
     lo = hi = hits[0]
@@ -163,7 +189,7 @@ def reading(text: str, facts: dict, rng: random.Random, fits: Fits) -> Example |
         return None
     paragraph = text.split("\n\n")[where]
     messages = _passage(
-        paragraph, answer,
+        paragraph, question, answer,
         lambda passage: [{"role": "user", "content": f"{passage}\n\nQuestion: {question}"}, {"role": "assistant", "content": answer}],
         fits,
     )  # fmt: skip
@@ -340,8 +366,25 @@ def conversation_text(messages: Sequence[Message]) -> str:
 
 
 def training_texts(sft_examples: Iterable[Example], n_pretrain_stories: int) -> list[str]:
-    """What a model trained on: the SFT conversations and the first `n_pretrain_stories` pretraining stories."""
-    return [conversation_text(e.messages) for e in sft_examples] + [text for text, _ in split_stories("pretrain", n_pretrain_stories)]
+    """What a model trained on: the SFT conversations and the first `n_pretrain_stories` pretraining stories,
+    as stage 1 gathers them (with their reading questions and e-book wrapping, `gather_books`)."""
+    from minilm.data.stage import DataConfig, gather_books  # stage 1, whose stories are the pretraining split
+
+    books = gather_books(DataConfig(n_stories=n_pretrain_stories, seed=STORY_SPLITS["pretrain"]))
+    return [conversation_text(e.messages) for e in sft_examples] + [doc.text for doc in books]
+
+
+def unique_prompts(examples: Iterable[Example]) -> list[Example]:
+    """The examples whose prompt was not seen before, in order. Stories are drawn with replacement, so the
+    same story can get the same question twice; a test set should count that question once."""
+    seen: set[str] = set()
+    kept = []
+    for example in examples:
+        prompt = conversation_text(example.prompt)
+        if prompt not in seen:
+            seen.add(prompt)
+            kept.append(example)
+    return kept
 
 
 COMMON_NGRAM_DOCUMENTS = 10  # GPT-3's rule: an n-gram in more than this many training documents is common phrasing

@@ -33,6 +33,23 @@ LICENCE_LINES = (
 )
 
 
+def with_questions(doc: Document, rng: random.Random | int, n: int = 3) -> Document:
+    """The story as a graded reader prints it: a few reading questions after the text, each with its answer.
+
+    Children's readers often end with questions like these, and for a language model they are the
+    first text that asks it to read: the answer must be found in the story above, not guessed from
+    what stories usually say. The questions and answers are the story's own facts (`facts["qa"]`),
+    so they are always right; they are content, not boilerplate, and the cleaner keeps them.
+    """
+    rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+    qa = doc.labels.get("facts", {}).get("qa") or []
+    if not qa:
+        return doc
+    asked = rng.sample(qa, min(n, len(qa)))
+    lines = [f"Question: {item['question']} Answer: {item['answer']}." for item in asked]
+    return doc.replace(text=doc.text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+
+
 def _title(facts: dict, rng: random.Random) -> str:
     hero = facts["hero"]
     options = [f"{hero}'s Big Day", f"{hero} the {facts['job'].title()}", f"A Story About {hero}"]
