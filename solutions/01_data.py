@@ -228,7 +228,7 @@ print(f"{len(web_docs)} web documents (crawled pages with main text)")
 books = stage.gather_books(config)
 story = next(d for d in books if "boilerplate" not in d.defects and "\nQuestion: " in d.text)
 for paragraph in story.text.split("\n\n"):
-    print(textwrap.fill(paragraph, 110))
+    print("\n".join(textwrap.fill(line, 110) for line in paragraph.split("\n")))
 facts = story.labels["facts"]
 print("\nfacts:", {key: value for key, value in facts.items() if value is not None and key != "qa"})
 print("questions with exact answers:", [(qa["question"], qa["answer"]) for qa in facts["qa"][:3]])
@@ -402,7 +402,7 @@ for edit in sorted(repairs, key=lambda e: by_character[e.after]):  # the rarer c
 # %% [markdown]
 # The counts above say which characters were broken in our corpus: nearly every one is an apostrophe, the
 # typographic ’ (Unicode names it "right single quotation mark"); the rare others are punctuation of the Python
-# documentation, such as the opening quote “ in the `cpu` run. That comes from the generator, not from the filter:
+# documentation, such as the opening single quote ‘ in the `cpu` run. That comes from the generator, not from the filter:
 # it damages words that contain an apostrophe (which it first writes as ’, as published text has it) or another
 # non-ASCII character, and our English stories and pages have many apostrophes and almost no other non-ASCII
 # characters. On the web, too, broken apostrophes and quotes ("â€™", "â€œ") are the most familiar kind. The same
@@ -819,8 +819,14 @@ artifact = stage.run_data_stage()
 print(f"run_data_stage(): {time.perf_counter() - started:.1f} s\n")
 print(data_report.describe(artifact))
 print(f"\nfiles in {course_path(artifact.path)}/:", sorted(artifact.manifest["files"]))
-print(f"the same corpus as ours: {artifact.summary['documents']['gathered'] == len(corpus)} "
-      f"({len(corpus):,} documents gathered)")
+print(f"documents gathered: {artifact.summary['documents']['gathered']:,} by the stage, {len(corpus):,} in this notebook")
+
+# %% [markdown]
+# The two counts are equal when the stage was built in a process like this notebook's. When they differ, the
+# difference starts in the docs domain, whose pages are the docstrings of the running Python: PyTorch, once
+# imported (the command line imports it for the later stages), replaces `inspect.getfile` with a function of its
+# own, so the reference page of `inspect` loses that entry, and the planted copies and junk shift with it. A data
+# pipeline is reproducible only as far as its sources are.
 
 # %%
 with open(artifact.path / "train.jsonl", encoding="utf-8") as f:

@@ -738,11 +738,11 @@ show_table(rows)
 
 # %% [markdown]
 # With the `cpu` preset (1,500 steps of a 2-layer, 64-wide model) the two models split the tasks as their
-# objectives predict. **Filling a gap in a sentence, the encoder wins clearly** (in the table, about three gaps in
-# four against a little over half): the words after the gap ("… with her dog.") say a lot about it, and only the
+# objectives predict. **Filling a gap in a sentence, the encoder wins clearly** (in the table, about two gaps in
+# three against a little over half): the words after the gap ("… with her dog.") say a lot about it, and only the
 # encoder reads them. **Continuing text, the decoder wins by far** (its loss is lower by well over a nat): the
 # encoder was never asked to predict from one side only, and a mask with nothing after it is not a gap it has seen.
-# In running text the decoder is still a little ahead at this budget: it reads the story so far, which often names
+# In running text the decoder is ahead at this budget: it reads the story so far, which often names
 # the missing word already, and it has had far more training signal (next paragraph). (With the `ci` preset the
 # models train for seconds and the encoder has not yet learned to use its neighbours: its guesses are still mostly
 # frequent words.)

@@ -41,7 +41,7 @@
 # | preset | the real run (stage 7) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | stage 6's tiny model: a few steps of each method, seconds | seconds |
-# | `cpu` | the SFT model of notebook 06: pairs from 6 answers to each of 1,500 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; 8 to 14 minutes the first time with bf16 depending on the machine, and 14 in float32 on the slower one (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
+# | `cpu` | the SFT model of notebook 06: pairs from 6 answers to each of 1,500 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; 8 to 15 minutes the first time depending on the machine (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
 # | `gpu` | stage 6's `gpu` model, longer runs, minutes | under a minute |
 #
 # The run of stage 7 is cached in `data/runs/<preset>/rlhf/`. It starts from stage 6's SFT model; if that is not
@@ -233,10 +233,11 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # could do better than the labels themselves, since it learns from many noisy labels at once. Here it falls short of
 # the ceiling: it learns the common flaws (chatter, rudeness, a remark cut off) from pairs where they are the whole
 # difference, but most pairs differ by little, and many labels are coin tosses, so it needs many of them: on the same
-# SFT model, 150 prompts with 4 answers each (1,708 pairs) gave 0.574 against the labels and 0.695 against the gold
-# order, and the stage's 300 prompts with 6 answers (8,490 pairs) give the numbers above. The table above shows it on one
+# SFT model of an earlier build, 150 prompts with 4 answers each (1,708 pairs) gave 0.574 against the labels and 0.695
+# against the gold order, and 300 prompts with 6 answers (8,490 pairs) 0.645 and 0.786; the stage's pairs give the
+# numbers above. The table above shows it on one
 # prompt: it ranks every flawed answer below the clean one, as the gold reward does, but not in the gold reward's
-# order: it puts the looped answer well above the chatty one, which the gold reward prefers. Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
+# order: it puts the rude answer above the looped one, which the gold reward ranks the other way round. Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
 #
 # ## 4. PPO, one step by hand
 #
@@ -383,7 +384,7 @@ show(fig)
 # SFT's when one of the two is better; the interval says how sure that is with this many prompts; the KL column is
 # how far each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward
 # against that distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They
-# differ in how far they moved: DPO the most, while PPO reached the same gold reward at less than half DPO's KL; GRPO, whose 30 updates each
+# differ in how far they moved: DPO the most, while PPO got most of DPO's gain in gold reward at less than half DPO's KL; GRPO, whose 30 updates each
 # learn only from the groups whose answers differ, the least, so most of its answers tie with SFT's; and GRPO on the gold reward did no better than GRPO on
 # the reward model, so at this distance the reward model was not what held it back. The last row, PPO without a KL
 # penalty, is section 7's. The prompts where the models answered differently:
@@ -413,10 +414,12 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
 # %% [markdown]
 # The reward model's score keeps rising; the gold reward rises for the first iterations and then falls below the SFT
 # model's: the policy is drifting (the KL column) toward answers the reward model overrates, as Gao et al. (2022)
-# measured at scale. The samples column is the first test prompt's answer at each point: a right name at first, then
-# another name, which the reward model (trained on pairs that differ mostly in style, not in facts) scores higher. The
-# table of section 6 gives the end of this run: it loses to SFT. The KL penalty of the stage's PPO is what keeps a
-# policy in the region where its reward model is right.
+# measured at scale. The samples column is the first test prompt's answer at each point; in the run printed here it
+# stays right, and the damage is elsewhere: the share of clean, right answers falls below the SFT model's, on
+# prompts where the policy learnt what the reward model (trained on pairs that differ mostly in style, not in facts)
+# overrates. The table of section 6 gives the end of this run: it no longer beats SFT (a win rate near one half, at
+# about 25 times PPO's KL). The KL penalty of the stage's PPO is what keeps a policy in the region where its reward
+# model is right.
 
 # %%
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
