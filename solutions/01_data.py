@@ -822,11 +822,12 @@ print(f"\nfiles in {course_path(artifact.path)}/:", sorted(artifact.manifest["fi
 print(f"documents gathered: {artifact.summary['documents']['gathered']:,} by the stage, {len(corpus):,} in this notebook")
 
 # %% [markdown]
-# The two counts are equal when the stage was built in a process like this notebook's. When they differ, the
-# difference starts in the docs domain, whose pages are the docstrings of the running Python: PyTorch, once
-# imported (the command line imports it for the later stages), replaces `inspect.getfile` with a function of its
-# own, so the reference page of `inspect` loses that entry, and the planted copies and junk shift with it. A data
-# pipeline is reproducible only as far as its sources are.
+# The two counts differ when the stage was built by the command line rather than in a notebook. The difference is in
+# the docs domain: its pages are the docstrings of the modules as the running Python holds them, and a Jupyter kernel
+# replaces a few (its own `sys.breakpointhook`, `faulthandler`'s functions, the notebook bar of `tqdm.auto`), so six
+# of the 300 pages read differently there, and the planted copies and junk, drawn from the texts, shift with them.
+# A data pipeline is reproducible only as far as its sources are: the stage's cache key knows its code and config,
+# not the process that runs it.
 
 # %%
 with open(artifact.path / "train.jsonl", encoding="utf-8") as f:
