@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from minilm import hardware
 from minilm.finetune.chat import END, PAD, ROLE_TOKENS, encode_chat
 from minilm.finetune.stage import load_finetuned, run_finetune_stage
 from minilm.finetune.tasks import build_examples
@@ -93,7 +94,8 @@ def test_the_sft_row_is_what_measure_computes_again(stages, tokenizer):
                             DataConfig.from_preset("ci").n_stories)["test"]
     prompts = fitting_prompts(test, tokenizer, config.prompt_tokens)
     assert len(prompts) == stages["results"]["prompts"]["test"]
-    again = measure(sft, sft, load_reward_model(stages["aligned"]), prompts, tokenizer, config, "fp32")
+    precision = hardware.choose_precision("cpu", config.precision)  # the stage's: bf16 on CPUs that compute it natively
+    again = measure(sft, sft, load_reward_model(stages["aligned"]), prompts, tokenizer, config, precision)
     row = stages["results"]["models"]["SFT"]
     assert again["gold_mean"] == pytest.approx(row["gold_mean"]) and again["rm_score"] == pytest.approx(row["rm_score"], abs=1e-5)
 
