@@ -824,8 +824,9 @@ print(f"documents gathered: {artifact.summary['documents']['gathered']:,} by the
 # %% [markdown]
 # The two counts differ when the stage was built by the command line rather than in a notebook. The difference is in
 # the docs domain: its pages are the docstrings of the modules as the running Python holds them, and a Jupyter kernel
-# replaces a few (its own `sys.breakpointhook`, `faulthandler`'s functions, the notebook bar of `tqdm.auto`), so six
-# of the 300 pages read differently there, and the planted copies and junk, drawn from the texts, shift with them.
+# replaces a few (its own `sys.breakpointhook`, `faulthandler`'s functions, the notebook bar of `tqdm.auto`), and the
+# command line of the later stages has imported PyTorch, which replaces `inspect.getfile`; so six of the 300 pages
+# read differently, and the planted copies and junk, drawn from the texts, shift with them.
 # A data pipeline is reproducible only as far as its sources are: the stage's cache key knows its code and config,
 # not the process that runs it.
 
