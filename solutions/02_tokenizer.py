@@ -50,12 +50,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import regex
-from IPython.display import HTML, Markdown, display
+from IPython.display import HTML, display
 
 import minilm
 from minilm import presets
 from minilm.data import stage as data_stage
 from minilm.data.documents import DOMAINS, read_jsonl
+from minilm.display import show_table
 from minilm.tokenizer import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SPECIAL_TOKENS, Tokenizer, bpe, cl100k_base,
                               count_chunks, train, train_naive)
 from minilm.tokenizer.bpe import BYTE_TO_ID, initial_vocab
@@ -70,24 +71,10 @@ config = TokenizerConfig.from_preset(PRESET)
 print(f"preset {PRESET!r}: a vocabulary of {config.vocab_size:,} ids, {config.pattern} split pattern")
 
 # %% [markdown]
-# A few helpers to show tables, and tokens in colour:
+# Tables are shown by `minilm.display`; two helpers show tokens in colour:
 
 # %%
-ESCAPES = {ch: "\\" + ch for ch in "\\`*_[]|$"} | {"<": "&lt;", ">": "&gt;", "\n": "↵"}
 PALETTE = ["#ffd6a5", "#bde0fe", "#caffbf", "#ffc6ff", "#fdffb6", "#d0d1ff"]
-
-
-def _cell(value) -> str:
-    text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    return "".join(ESCAPES.get(ch, ch) for ch in text)
-
-
-def show_table(rows: list[dict], columns: list[str] | None = None) -> None:
-    # A list of dicts as a markdown table.
-    columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    display(Markdown("\n".join(lines)))
 
 
 def token_html(ids, decode_token, visible_spaces: bool = False) -> str:

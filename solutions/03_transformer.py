@@ -44,20 +44,20 @@
 # models trained here are tiny and run on the CPU in every preset; notebook 04 trains the real one.
 
 # %%
-import dataclasses, inspect, io, math, re, time, warnings
+import dataclasses, inspect, math, re, time, warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from IPython.display import Image, Markdown, display
-from PIL import Image as PILImage
+from IPython.display import Markdown, display
 from torch import nn
 from tqdm import tqdm
 
 from minilm import hardware, presets
 from minilm.data import stage as data_stage
 from minilm.data.documents import read_jsonl
+from minilm.display import markdown_table, show
 from minilm.model import (GPT, SIZES, GPTConfig, KVCache, Trace, attention_by_hand, config_named, count_parameters,
                           flops_per_token, generate, make_optimizer, memory_estimate, parameter_counts, stream)
 from minilm.model.attention import CausalSelfAttention, causal_mask
@@ -75,7 +75,7 @@ print(f"preset {PRESET!r}, torch {torch.__version__}")
 
 
 # %% [markdown]
-# A few helpers to show tables, heatmaps and figures:
+# Figures are shown by `minilm.display`; tables with numbers to two decimals, and matrices, by two helpers:
 
 # %%
 def _cell(value, digits: int = 2) -> str:
@@ -85,11 +85,8 @@ def _cell(value, digits: int = 2) -> str:
 
 
 def show_table(rows: list[dict], columns: list[str] | None = None) -> None:
-    # A list of dicts as a markdown table.
-    columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    display(Markdown("\n".join(lines)))
+    # A list of dicts as a markdown table, its numbers to two decimals.
+    display(Markdown(markdown_table(rows, columns, cell=_cell)))
 
 
 def show_matrix(matrix, rows: list[str], columns: list[str], title: str = "", digits: int = 2) -> None:
@@ -98,17 +95,6 @@ def show_matrix(matrix, rows: list[str], columns: list[str], title: str = "", di
     lines = ([f"**{title}**", ""] if title else []) + ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     lines += [f"| **{row}** | " + " | ".join(_cell(float(v), digits) for v in line) + " |" for row, line in zip(rows, values)]
     display(Markdown("\n".join(lines)))
-
-
-def show(fig) -> None:
-    # Display a figure as a PNG of 64 colours: it looks the same, and keeps the notebook small on disk.
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    small = io.BytesIO()
-    PILImage.open(png).convert("RGB").quantize(64, method=PILImage.Quantize.MEDIANCUT).save(small, format="png", optimize=True)
-    display(Image(small.getvalue()))
 
 
 def colours(name: str, levels: int = 16):

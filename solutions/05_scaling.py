@@ -47,7 +47,7 @@
 # train a good model.
 
 # %%
-import contextlib, copy, inspect, io, json, os, platform, shutil, socket, subprocess, sys, time
+import contextlib, copy, inspect, json, os, platform, shutil, socket, subprocess, sys, time
 from collections import Counter
 from pathlib import Path
 
@@ -56,13 +56,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from IPython.display import Image, Markdown, display
-from PIL import Image as PILImage
+from IPython.display import Markdown, display
 from torch.nn.parallel import DistributedDataParallel
 
 import minilm
 from minilm import hardware, presets
 from minilm.cache import home, run_dir
+from minilm.display import markdown_table, show
 from minilm.model import (GPT, GPTConfig, config_named, count_parameters, flops_per_token, make_optimizer, mfu,
                           parameter_counts)
 from minilm.model.accounting import matmul_parameters
@@ -84,7 +84,8 @@ print(f"preset {PRESET!r}: a model of {config.n_layer} blocks x {config.n_embd} 
 
 
 # %% [markdown]
-# A few helpers to show tables and figures, and paths relative to the course folder:
+# Figures are shown by `minilm.display`; two helpers show tables with numbers to three figures, and paths relative to
+# the course folder:
 
 # %%
 def _cell(value) -> str:
@@ -94,22 +95,8 @@ def _cell(value) -> str:
 
 
 def show_table(rows: list[dict], columns: list[str] | None = None) -> None:
-    # A list of dicts as a markdown table.
-    columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    display(Markdown("\n".join(lines)))
-
-
-def show(fig) -> None:
-    # Display a figure as a PNG of 64 colours: it looks the same, and keeps the notebook small on disk.
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    small = io.BytesIO()
-    PILImage.open(png).convert("RGB").quantize(64, method=PILImage.Quantize.MEDIANCUT).save(small, format="png", optimize=True)
-    display(Image(small.getvalue()))
+    # A list of dicts as a markdown table, its numbers to three significant figures.
+    display(Markdown(markdown_table(rows, columns, cell=_cell)))
 
 
 def course_path(path) -> str:
