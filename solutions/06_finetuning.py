@@ -43,18 +43,18 @@
 # tokenizer; if they are not built yet (notebooks 01 to 04), the notebook builds them first.
 
 # %%
-import copy, html, io, json, time
+import copy, html, json, time
 from collections import Counter
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import HTML, Image, Markdown, display
-from PIL import Image as PILImage
+from IPython.display import HTML, Markdown, display
 from torch import nn
 
 from minilm import presets
 from minilm.data.stage import DataConfig
+from minilm.display import markdown_cell, short, show, show_table
 from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_prompt
 from minilm.finetune.chat import SFTData, encode_chat, render_chat
@@ -75,37 +75,11 @@ PRESET = presets.preset_name()
 config = FinetuneConfig.from_preset(PRESET)
 print(f"preset {PRESET!r}, torch {torch.__version__}")
 
+
 # %% [markdown]
-# A few helpers to show tables, figures, and tokens in colour:
+# Tables and figures are shown by `minilm.display`; one more helper shows tokens in colour:
 
 # %%
-ESCAPES = {ch: "\\" + ch for ch in "\\`*_[]|$"} | {"<": "&lt;", ">": "&gt;", "\n": "↵"}
-
-
-def _cell(value) -> str:
-    text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    return "".join(ESCAPES.get(ch, ch) for ch in text)
-
-
-def show_table(rows: list[dict], columns: list[str] | None = None) -> None:
-    # A list of dicts as a markdown table.
-    columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    display(Markdown("\n".join(lines)))
-
-
-def show(fig) -> None:
-    # A figure as a PNG of 64 colours: it looks the same, and keeps the notebook small on disk.
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    small = io.BytesIO()
-    PILImage.open(png).convert("RGB").quantize(64, method=PILImage.Quantize.MEDIANCUT).save(small, format="png", optimize=True)
-    display(Image(small.getvalue()))
-
-
 def show_trained(ids: list[int], trained: list[bool], title: str = "") -> None:
     # Each token in a box: green where the loss trains it, grey where it is masked. Hover to see its id.
     spans = []
@@ -115,11 +89,6 @@ def show_trained(ids: list[int], trained: list[bool], title: str = "") -> None:
         spans.append(f'<span title="{token}" style="background:{colour};color:#000;border:1px solid #fff">{text}</span>')
     head = f"<div style='font-size:90%;margin:6px 0 2px'><b>{html.escape(title)}</b></div>" if title else ""
     display(HTML(f"{head}<div style='font-family:monospace;white-space:pre-wrap;line-height:1.8'>{''.join(spans)}</div>"))
-
-
-def short(text: str, limit: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # %% [markdown]
@@ -141,7 +110,7 @@ question = next(e for e in build_examples("test", 20, seed=7) if e.family == "re
 asked = question.prompt[0]["content"] + "\n"
 continuation = tokenizer.decode(generate(base, [tokenizer.encode(asked)], 32, temperature=0)[0])
 display(Markdown(f"**We ask:**\n\n> {asked.strip().replace(chr(10), '  ' + chr(10) + '> ')}\n\n"
-                 f"**The base model writes:**\n\n> {_cell(continuation)}\n\n**The answer is:** {question.answers[0]}"))
+                 f"**The base model writes:**\n\n> {markdown_cell(continuation)}\n\n**The answer is:** {question.answers[0]}"))
 print("does its first line answer the question?", exact_match(continuation.strip().split("\n")[0], question.answers))
 
 # %% [markdown]
@@ -187,8 +156,9 @@ show_table([{"family": e.family, "kind": e.kind,
              "the user asks": short(" / ".join(m["content"] for m in e.messages if m["role"] == "user"), 110),
              "the assistant answers": short(e.messages[-1]["content"], 60)} for e in by_family.values()])
 print(f"examples: {len(data['train']):,} to train on, {len(data['val'])} to validate, {len(data['test'])} to test "
-      f"({config.train_per_family} and {config.val_per_family} per family; up to {config.test_per_family} clean test "
-      f"questions per family, below)")
+      f"({config.train_per_family} and {config.val_per_family} per family, times "
+      f"{' and '.join(f'{n} for {family}' for family, n in config.train_scale.items())} in training; "
+      f"up to {config.test_per_family} clean test questions per family, below)")
 
 # %% [markdown]
 # A reading question quotes the paragraph that holds the answer, and that paragraph must also tell what is asked: the
@@ -197,7 +167,9 @@ print(f"examples: {len(data['train']):,} to train on, {len(data['val'])} to vali
 # the answer). A question that only a guess from the world could answer would teach guessing. A transform asks to retell a sentence for a hero of
 # the other gender, or to list who is named; a classify question asks whether a line is toxic, or whether the story
 # writer could have written a sentence; a multi-turn conversation asks a follow-up that needs the first answer; and a
-# request for someone's e-mail address or phone number is answered with a refusal.
+# request for someone's e-mail address or phone number is answered with a refusal. Reading gets twice as many training
+# examples as the other families (`train_scale`): copying the right words out of a passage is the hardest of the five
+# skills for a model this small, and the one this stage's goal is set on.
 #
 # **Demonstrations of mixed quality.** Real instruction data is written by people, and some of their answers are
 # worse than others: chatty, rude, cut off, repeated, missing a name. Ours is too, on purpose: a share
@@ -208,7 +180,8 @@ print(f"examples: {len(data['train']):,} to train on, {len(data['val'])} to vali
 
 # %%
 flawed = [(new, old) for new, old in zip(data["train"], build_examples("sft_train", config.train_per_family,
-                                                                        config.seed, tokenizer, base.config.context))
+                                                                        config.seed, tokenizer, base.config.context,
+                                                                        scale=config.train_scale))
           if new.messages[-1]["content"] != old.messages[-1]["content"]]
 print(f"{len(flawed):,} of {len(data['train']):,} demonstrations are flawed ({len(flawed) / len(data['train']):.0%}; "
       f"flawed_share = {config.flawed_share}):", dict(data["flawed"]))
@@ -398,19 +371,27 @@ print(f"SFT's best family: {max(sft_scores, key=sft_scores.get)}, its weakest: {
 # Read the table across. With the `cpu` preset the base model gets no answer right: it writes on, as in section 1
 # (and with a context of 128 tokens a reading passage leaves no room for a solved example, so there it is asked
 # with none). SFT answers most reading questions exactly and refuses every request for personal data (a fixed sentence it learned
-# word for word). The last line names SFT's best and weakest families at this preset: the families that need more
-# than copying words from the prompt (retelling a sentence for the other gender, counting an answer's words) are the
-# ones to watch. The demonstrations of mixed quality (section 2) cost some greedy answers: after a one-word answer
+# word for word). The last line names SFT's best and weakest families at this preset: in this run the weakest are the
+# yes/no questions, for the reason given below; the families that need more than copying words from the prompt
+# (retelling a sentence for the other gender, counting an answer's words) are the others to watch. The demonstrations of mixed quality (section 2) cost some greedy answers: after a one-word answer
 # ("yes", "no") a flawed demonstration goes on with a remark, and where the model hesitates it does too.
 #
 # What holds reading back at this size is copying. A missed reading question is nearly always answered with
 # another name, pet or object of the world than the one in the passage: what stories usually say wins over what
 # this passage says. Two choices of the course move it, measured on 150 reading questions per run instead of the
 # stage's 60 (one question is then 0.7 points): SFT from a base model pretrained without reading questions
-# answered 0.77; with half of the pretraining stories ending in reading questions (notebook 01), 0.83; and with
-# passages that tell what their question asks (section 2), 0.85. LoRA gained the most: its reading score in the
-# stage went from 0.45 to about 0.63. Each family's score still moves by several points from one run to the next,
-# so read the table as this run's. The LoRA row shows what training only the share of the weights in its
+# answered 0.77; with half of the pretraining stories ending in reading questions (notebook 01), 0.83; with
+# passages that tell what their question asks (section 2), 0.85; and with twice as many reading examples as the
+# other families (`train_scale`, section 2), 0.91. LoRA gained the most: its reading score in the stage went from
+# 0.45 to 0.63, then 0.75 with the doubled reading data.
+#
+# The last step is a trade, and the table shows its price. The 1,600 steps are the same, so the other families get
+# less of them: on the same 150 questions per family, SFT's yes/no questions fell from 0.71 to 0.49 and its
+# multi-turn answers from 0.89 to 0.71, and "all" from 0.80 to 0.76. About half of the missed yes/no answers (40 of
+# 76) go on after the word with a flawed demonstration's remark ("yes. I hope this helps!"): after a one-word
+# answer the model now hesitates between stopping and going on. What a fine-tuned model is good at is what its data asks of it
+# most; the course sets the mix for reading, the skill the stage's goal is set on. Each family's score still moves
+# by several points from one run to the next, so read the table as this run's. The LoRA row shows what training only the share of the weights in its
 # "trained parameters" column
 # buys against training them all. (With the `ci` preset the model is tiny and trains for seconds: every score is near
 # 0, and the table only shows that the machinery runs.)
@@ -439,7 +420,7 @@ show_table([{"family": c["family"],
 # %% [markdown]
 # The SFT model is a normal GPT checkpoint: `load_finetuned` gives it back, and `chat_answers` asks it in the chat
 # format. The question of section 1, asked again (greedy, so the same answer on every run; in the run printed here
-# it misses the way section 4 describes: a lamp, but not the passage's):
+# it copies the passage's lamp, colour and all, where the base model of section 1 wrote on):
 
 # %%
 sft = load_finetuned(artifact).eval()

@@ -48,15 +48,14 @@
 # built yet (notebook 06), the notebook builds it first.
 
 # %%
-import io, json, random, time
+import json, random, time
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Image, Markdown, display
-from PIL import Image as PILImage
 
 from minilm import presets
 from minilm.data.stage import DataConfig
+from minilm.display import short, show, show_table
 from minilm.finetune.chat import END, PAD
 from minilm.finetune.stage import FinetuneConfig, instruction_data, load_finetuned, run_finetune_stage
 from minilm.rlhf import bandit, gold, objectives, preferences
@@ -71,42 +70,6 @@ notebook_started = time.perf_counter()
 PRESET = presets.preset_name()
 config = RLHFConfig.from_preset(PRESET)
 print(f"preset {PRESET!r}, torch {torch.__version__}")
-
-# %% [markdown]
-# A few helpers to show tables and figures:
-
-# %%
-ESCAPES = {ch: "\\" + ch for ch in "\\`*_[]|$"} | {"<": "&lt;", ">": "&gt;", "\n": "↵"}
-
-
-def _cell(value) -> str:
-    text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    return "".join(ESCAPES.get(ch, ch) for ch in text)
-
-
-def show_table(rows: list[dict], columns: list[str] | None = None) -> None:
-    # A list of dicts as a markdown table.
-    columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    display(Markdown("\n".join(lines)))
-
-
-def show(fig) -> None:
-    # A figure as a PNG of 64 colours: it looks the same, and keeps the notebook small on disk.
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    small = io.BytesIO()
-    PILImage.open(png).convert("RGB").quantize(64, method=PILImage.Quantize.MEDIANCUT).save(small, format="png", optimize=True)
-    display(Image(small.getvalue()))
-
-
-def short(text: str, limit: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
 
 # %% [markdown]
 # ## 1. Why SFT is not enough
@@ -236,8 +199,10 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # SFT model of an earlier build, 150 prompts with 4 answers each (1,708 pairs) gave 0.574 against the labels and 0.695
 # against the gold order, and 300 prompts with 6 answers (8,490 pairs) 0.645 and 0.786; the stage's pairs give the
 # numbers above. The table above shows it on one
-# prompt: it ranks every flawed answer below the clean one, as the gold reward does, but not in the gold reward's
-# order: it puts the rude answer above the looped one, which the gold reward ranks the other way round. Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
+# prompt: in this build it ranks the five answers in the gold reward's order, the clean one first and the rude one
+# last, but on a scale of its own (Bradley-Terry fixes only the differences between rewards); over the held-out
+# pairs it still orders one in five the wrong way round.
+# Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
 #
 # ## 4. PPO, one step by hand
 #
@@ -384,7 +349,7 @@ show(fig)
 # SFT's when one of the two is better; the interval says how sure that is with this many prompts; the KL column is
 # how far each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward
 # against that distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They
-# differ in how far they moved: DPO the most, while PPO got most of DPO's gain in gold reward at less than half DPO's KL; GRPO, whose 30 updates each
+# differ in how far they moved: DPO the most, while PPO got most of DPO's gain in gold reward at about half DPO's KL; GRPO, whose 30 updates each
 # learn only from the groups whose answers differ, the least, so most of its answers tie with SFT's; and GRPO on the gold reward did no better than GRPO on
 # the reward model, so at this distance the reward model was not what held it back. The last row, PPO without a KL
 # penalty, is section 7's. The prompts where the models answered differently:
@@ -412,13 +377,14 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
             for p in r["hacking"]])
 
 # %% [markdown]
-# The reward model's score keeps rising; the gold reward rises for the first iterations and then falls below the SFT
-# model's: the policy is drifting (the KL column) toward answers the reward model overrates, as Gao et al. (2022)
-# measured at scale. The samples column is the first test prompt's answer at each point; in the run printed here it
-# stays right, and the damage is elsewhere: the share of clean, right answers falls below the SFT model's, on
-# prompts where the policy learnt what the reward model (trained on pairs that differ mostly in style, not in facts)
-# overrates. The table of section 6 gives the end of this run: it no longer beats SFT (a win rate near one half, at
-# about 25 times PPO's KL). The KL penalty of the stage's PPO is what keeps a policy in the region where its reward
+# The reward model's score keeps rising while the gold reward falls below the SFT model's: the policy is drifting
+# (the KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at scale. The samples
+# column is the first test prompt's answer at each point; in the run printed here the policy soon gives another name
+# than the passage's (the reward model was trained on pairs that differ mostly in style, not in facts). The share of clean, right answers first rises, as the policy drops the
+# flaws the reward model learnt to punish, and then falls back, while the other answers get worse: in section 6's
+# examples the run without a KL penalty writes "won the stars." and loops "warm milk and warm milk". The table of
+# section 6 gives the end of this run: it no longer beats SFT clearly (a win rate near one half, at about ten times
+# PPO's KL). The KL penalty of the stage's PPO is what keeps a policy in the region where its reward
 # model is right.
 
 # %%

@@ -8,6 +8,7 @@ import pytest
 from minilm.data.sources.stories.writer import iter_stories
 from minilm.data.truth.defects import TOXIC_TEMPLATES
 from minilm.finetune.chat import ChatFormatError, SFTData, encode_chat, fingerprint, render_chat
+from minilm.finetune.stage import FinetuneConfig
 from minilm.finetune.tasks import (
     FAMILIES, REFUSAL, build_examples, contamination, conversation_text, cue, decontaminate, evidence, exact_match,
     normalize_answer, swap_gender, training_texts, unique_prompts,
@@ -128,6 +129,20 @@ def test_examples_are_deterministic_per_seed_and_cover_the_families():
             assert e.answers == (REFUSAL,)
 
 
+def test_scale_gives_a_family_more_examples_and_rejects_bad_scales():
+    scaled = build_examples("sft_train", 4, seed=3, scale={"reading": 3})
+    assert [e.family for e in scaled] == [f for f in FAMILIES for _ in range(12 if f == "reading" else 4)]
+    plain = build_examples("sft_train", 4, seed=3)  # from the same 20 stories, a family's first draws are the same
+    assert [e.messages for e in scaled if e.family == "reading"][:4] == [e.messages for e in plain if e.family == "reading"]
+    assert [e.messages for e in scaled if e.family != "reading"] == [e.messages for e in plain if e.family != "reading"]
+    with pytest.raises(ValueError, match="unknown task family 'readin'.*reading, transform"):
+        build_examples("sft_train", 4, scale={"readin": 2})
+    with pytest.raises(ValueError, match="scale of 'reading' must be a positive integer"):
+        build_examples("sft_train", 4, scale={"reading": 0})
+    with pytest.raises(ValueError, match="scale of 'refusal' must be a positive integer"):
+        FinetuneConfig(train_scale={"refusal": 1.5})
+
+
 def test_examples_fit_the_context(tokenizer):
     examples = build_examples("sft_train", 8, seed=0, tokenizer=tokenizer, context=CONTEXT)
     assert max(len(encode_chat(tokenizer, e.messages)[0]) for e in examples) <= CONTEXT
@@ -168,6 +183,8 @@ def test_a_reading_passage_tells_what_the_question_asks(tokenizer):
     assert evidence(text, "What did Mia lose?", "her red ball") == 1  # not the first paragraph, which only names it
     assert evidence(text, "Who was Mia's friend?", "Tom") is None  # going home together does not say "friend"
     assert evidence(text, "What was Mia's job?", "a cook") is None and cue("What was Mia's job?") is None
+    town = "In a small town by the lake, there lived a painter called Ethan.\n\nOne day, Ethan went to the lake."
+    assert evidence(town, "Where did Ethan go?", "to the lake") == 1  # living by the lake is not going there
     examples = build_examples("sft_train", 40, seed=1, tokenizer=tokenizer, context=CONTEXT)
     asked = [e for e in examples if e.kind == "qa" and cue(e.messages[0]["content"].split("Question: ")[-1])]
     assert len(asked) >= 5

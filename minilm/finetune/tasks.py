@@ -117,6 +117,7 @@ def _tells(text: str, answer: str) -> bool:
 # saying that he is her friend. For these questions the passage must also tell what is asked (SQuAD's rule:
 # the answer is in the passage, and the passage says it is the answer).
 _LOSS = re.compile(r"could not find|was gone|was not there|where is my|can't find|is missing|was nowhere")
+_GOING = re.compile(r"\b(went|walked|took)\b")
 
 
 def cue(question: str) -> re.Pattern | None:
@@ -127,6 +128,8 @@ def cue(question: str) -> re.Pattern | None:
         return re.compile(r"\bfriends?\b")
     if pet := re.search(r"^What was the name of \w+'s (\w+)\?$", question):
         return re.compile(rf"\b{pet.group(1)}\b")
+    if question.startswith("Where did ") and question.endswith(" go?"):
+        return _GOING  # "In a small town by the lake" names the lake, not a trip to it
     return None
 
 
@@ -149,6 +152,16 @@ def people(text: str) -> list[str]:
     """The world's people named in `text`, in order of first mention."""
     names = set(ALL_NAMES)
     return list(dict.fromkeys(word for word in re.findall(r"[A-Z][a-z]+", text) if word in names))
+
+
+def check_scale(scale: dict[str, int]) -> dict[str, int]:
+    """`scale` (family -> how many times `n_per_family` examples it gets), checked: known families, counts >= 1."""
+    for family, times in scale.items():
+        if family not in FAMILIES:
+            raise ValueError(f"unknown task family {family!r} in the scale; the families are {', '.join(FAMILIES)}")
+        if not isinstance(times, int) or times < 1:
+            raise ValueError(f"the scale of {family!r} must be a positive integer (1 keeps n_per_family), got {times!r}")
+    return dict(scale)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,9 +323,11 @@ MAKERS = {"reading": reading, "transform": transform, "classify": classify, "mul
 
 
 def build_examples(
-    split: str, n_per_family: int, seed: int = 0, tokenizer: Tokenizer | None = None, context: int | None = None
+    split: str, n_per_family: int, seed: int = 0, tokenizer: Tokenizer | None = None, context: int | None = None,
+    scale: dict[str, int] | None = None,
 ) -> list[Example]:
-    """`n_per_family` examples of every family from the stories of `split` ("sft_train", "sft_val", "test").
+    """`n_per_family` examples of every family from the stories of `split` ("sft_train", "sft_val", "test"),
+    times `scale[family]` for the families it names (`FinetuneConfig.train_scale`).
 
     Deterministic for (split, n_per_family, seed, tokenizer, context). With a tokenizer and a context,
     every conversation fits in `context` tokens (`encode_chat`): a reading passage shrinks from its
@@ -324,17 +339,19 @@ def build_examples(
         raise ValueError(f"n_per_family must be >= 0, got {n_per_family}")
     if (tokenizer is None) != (context is None):
         raise ValueError("pass both tokenizer and context (to fit the examples to the context), or neither")
+    scale = check_scale(scale or {})
+    wanted = {family: n_per_family * scale.get(family, 1) for family in FAMILIES}
 
     def fits(messages: list[Message]) -> bool:
         return tokenizer is None or len(encode_chat(tokenizer, messages)[0]) <= context
 
-    stories = split_stories(split, max(20, n_per_family))
+    stories = split_stories(split, max(20, *wanted.values()))
     examples = []
     for family in FAMILIES:
         rng = random.Random(f"{split}/{family}/{seed}")
-        made = []
-        for _ in range(50 * n_per_family + 100):
-            if len(made) == n_per_family:
+        made, n = [], wanted[family]
+        for _ in range(50 * n + 100):
+            if len(made) == n:
                 break
             index = rng.randrange(len(stories))
             text, facts = stories[index]
@@ -343,8 +360,8 @@ def build_examples(
             if example is not None:
                 example.story = index
                 made.append(example)
-        if len(made) < n_per_family:
-            raise ValueError(f"could only make {len(made)} of {n_per_family} {family} examples that fit a context of {context}")
+        if len(made) < n:
+            raise ValueError(f"could only make {len(made)} of {n} {family} examples that fit a context of {context}")
         examples += made
     return examples
 
