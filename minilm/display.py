@@ -43,7 +43,7 @@ def show_table(rows: list[dict], columns: list[str] | None = None, cell: Callabl
 
 def png(fig, colours: int = 64) -> bytes:
     """`fig` as a PNG of at most `colours` colours, and closed: a plot looks the same with 64 colours, and the
-    notebook that stores it stays small on disk (a quarter of the size of a full-colour PNG, or less)."""
+    notebook that stores it stays small on disk."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

@@ -373,12 +373,11 @@ print(f"SFT's best family: {max(sft_scores, key=sft_scores.get)}, its weakest: {
 # with none). SFT answers most reading questions exactly and refuses every request for personal data (a fixed sentence it learned
 # word for word). The last line names SFT's best and weakest families at this preset: in this run the weakest are the
 # yes/no questions, for the reason given below; the families that need more than copying words from the prompt
-# (retelling a sentence for the other gender, counting an answer's words) are the others to watch. The demonstrations of mixed quality (section 2) cost some greedy answers: after a one-word answer
-# ("yes", "no") a flawed demonstration goes on with a remark, and where the model hesitates it does too.
+# (retelling a sentence for the other gender, counting an answer's words) are the others to watch.
 #
 # What holds reading back at this size is copying. A missed reading question is nearly always answered with
 # another name, pet or object of the world than the one in the passage: what stories usually say wins over what
-# this passage says. Two choices of the course move it, measured on 150 reading questions per run instead of the
+# this passage says. Three choices of the course move it, measured on 150 reading questions per run instead of the
 # stage's 60 (one question is then 0.7 points): SFT from a base model pretrained without reading questions
 # answered 0.77; with half of the pretraining stories ending in reading questions (notebook 01), 0.83; with
 # passages that tell what their question asks (section 2), 0.85; and with twice as many reading examples as the
@@ -389,11 +388,11 @@ print(f"SFT's best family: {max(sft_scores, key=sft_scores.get)}, its weakest: {
 # less of them: on the same 150 questions per family, SFT's yes/no questions fell from 0.71 to 0.49 and its
 # multi-turn answers from 0.89 to 0.71, and "all" from 0.80 to 0.76. About half of the missed yes/no answers (40 of
 # 76) go on after the word with a flawed demonstration's remark ("yes. I hope this helps!"): after a one-word
-# answer the model now hesitates between stopping and going on. What a fine-tuned model is good at is what its data asks of it
-# most; the course sets the mix for reading, the skill the stage's goal is set on. Each family's score still moves
-# by several points from one run to the next, so read the table as this run's. The LoRA row shows what training only the share of the weights in its
-# "trained parameters" column
-# buys against training them all. (With the `ci` preset the model is tiny and trains for seconds: every score is near
+# answer the model now hesitates between stopping and going on, as the demonstrations of mixed quality (section 2)
+# taught it. What a fine-tuned model is good at is what its data asks of it most; the course sets the mix for
+# reading, the skill the stage's goal is set on. Each family's score still moves by several points from one run to
+# the next, so read the table as this run's. The LoRA row shows what training only the share of the weights in its
+# "trained parameters" column buys against training them all. (With the `ci` preset the model is tiny and trains for seconds: every score is near
 # 0, and the table only shows that the machinery runs.)
 #
 # **Forgetting.** Fine-tuning moves the weights towards conversations, and the loss on pretraining text rises; the
