@@ -199,9 +199,9 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # SFT model of an earlier build, 150 prompts with 4 answers each (1,708 pairs) gave 0.574 against the labels and 0.695
 # against the gold order, and 300 prompts with 6 answers (8,490 pairs) 0.645 and 0.786; the stage's pairs give the
 # numbers above. The table above shows it on one
-# prompt: in this build it ranks the five answers in the gold reward's order, the clean one first and the rude one
-# last, but on a scale of its own (Bradley-Terry fixes only the differences between rewards); over the held-out
-# pairs it still orders one in five the wrong way round.
+# prompt: in this build it puts the clean answer first and the rude one last, as the gold reward does, but orders the
+# three in between its own way, and on a scale of its own (Bradley-Terry fixes only the differences between
+# rewards); over the held-out pairs it orders one in four the wrong way round.
 # Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
 #
 # ## 4. PPO, one step by hand
@@ -349,14 +349,15 @@ show(fig)
 # SFT's when one of the two is better; the interval says how sure that is with this many prompts; the KL column is
 # how far each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward
 # against that distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They
-# differ in how far they moved: DPO the most, while PPO got most of DPO's gain in gold reward at about half DPO's KL; GRPO, whose 30 updates each
-# learn only from the groups whose answers differ, the least, so most of its answers tie with SFT's; and GRPO on the gold reward did no better than GRPO on
-# the reward model, so at this distance the reward model was not what held it back. The last row, PPO without a KL
-# penalty, is section 7's. The prompts where the models answered differently:
+# differ in how far they moved: DPO the most, while PPO got about half of DPO's gain in gold reward at about a third
+# of DPO's KL; GRPO, whose 30 updates each learn only from the groups whose answers differ, the least, so most of its
+# answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward model, so at this
+# distance the reward model was not what held it back. The last row, PPO without a KL penalty, is section 7's. The
+# prompts where the aligned models answered differently (the last line of each is section 7's run):
 
 # %%
 samples = json.loads((aligned.path / SAMPLES).read_text())["samples"]
-differ = [s for s in samples if len({s[name] for name in r["order"]}) > 1]  # the prompts where the answers differ
+differ = [s for s in samples if len({s[name] for name in r["order"] if name != HACKING}) > 1]  # answers differ
 print(f"{len(differ)} of {len(samples)} prompts got different answers from the models (first sample of each); five:")
 for s in differ[:5]:
     print(f"[{s['family']}] {short(s['messages'][-1]['content'][-120:], 120)}   expected: {s['expected']}")
@@ -379,12 +380,12 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
 # %% [markdown]
 # The reward model's score keeps rising while the gold reward falls below the SFT model's: the policy is drifting
 # (the KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at scale. The samples
-# column is the first test prompt's answer at each point; in the run printed here the policy soon gives another name
-# than the passage's (the reward model was trained on pairs that differ mostly in style, not in facts). The share of clean, right answers first rises, as the policy drops the
+# column is the first test prompt's answer at each point; in the run printed here the policy ends by giving another
+# name than the passage's (the reward model was trained on pairs that differ mostly in style, not in facts). The share of clean, right answers first rises, as the policy drops the
 # flaws the reward model learnt to punish, and then falls back, while the other answers get worse: in section 6's
-# examples the run without a KL penalty writes "won the stars." and loops "warm milk and warm milk". The table of
-# section 6 gives the end of this run: it no longer beats SFT clearly (a win rate near one half, at about ten times
-# PPO's KL). The KL penalty of the stage's PPO is what keeps a policy in the region where its reward
+# examples the run without a KL penalty retells a sentence as a bare name ("Adam") and ends another in broken words.
+# The table of section 6 gives the end of this run: it loses to SFT (a win rate of about a third, its interval below
+# one half), at about forty times PPO's KL. The KL penalty of the stage's PPO is what keeps a policy in the region where its reward
 # model is right.
 
 # %%

@@ -16,7 +16,7 @@ from minilm.finetune.stage import (
     ADAPTER, CONVERSATIONS, FIGURE, LORA_DIR, RESULTS, FinetuneConfig, add_adapters, check_tokenizer, instruction_data,
     load_finetuned, load_lora, run_finetune_stage,
 )  # fmt: skip
-from minilm.finetune.tasks import FAMILIES, contamination, training_texts
+from minilm.finetune.tasks import FAMILIES, build_examples, contamination, exact_match, training_texts
 from minilm.tokenizer.stage import load_tokenizer, run_tokenizer_stage
 from minilm.train.stage import CHECKPOINT_DIR, load_pretrained, run_pretrain_stage
 
@@ -72,6 +72,19 @@ def test_the_test_questions_share_no_13_gram_with_the_training_data(stages):
     assert results["examples"]["test"] == len(data["test"])  # the stage scored exactly these
 
 
+def test_flaws_go_only_into_the_families_not_kept_clean(stages):
+    tokenizer = load_tokenizer(stages["tokenizer"])
+    config = FinetuneConfig.from_preset("ci", train_per_family=40, flawed_share=0.5)
+    data = instruction_data(config, tokenizer, 128, n_pretrain_stories=400)
+    flawed = {e.family for e in data["train"] if not exact_match(e.messages[-1]["content"], e.answers)}
+    assert config.clean_families == ("classify",) and "classify" not in flawed and {"reading", "transform"} <= flawed
+    drawn = build_examples("sft_train", 40, config.seed, tokenizer, 128, scale=config.train_scale)
+    assert [e.prompt for e in data["train"]] == [e.prompt for e in drawn]  # every example in its place
+    everything = instruction_data(FinetuneConfig.from_preset("ci", train_per_family=40, flawed_share=0.5,
+                                                           clean_families=()), tokenizer, 128, 400)
+    assert "classify" in {e.family for e in everything["train"] if not exact_match(e.messages[-1]["content"], e.answers)}
+
+
 def test_the_adapter_and_the_sft_model_load_and_differ_from_the_base(stages):
     base = load_pretrained(stages["pretrained"])
     adapted = load_lora(stages["finetuned"], stages["pretrained"])
@@ -100,6 +113,8 @@ def test_a_model_of_another_tokenizer_is_refused(stages):
 def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="FinetuneConfig.max_steps must be a positive integer, got 0"):
         FinetuneConfig(max_steps=0)
+    with pytest.raises(ValueError, match=r"clean_families: unknown task families \['clasify'\]"):
+        FinetuneConfig(clean_families=("clasify",))
     assert FinetuneConfig.from_preset("ci").train_per_family < FinetuneConfig.from_preset("cpu").train_per_family
 
 
