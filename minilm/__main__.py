@@ -30,6 +30,8 @@ STAGES = [
                  "classifier; score them on exact answers about unseen stories"),
     ("rlhf", "stage 7: align the chat model with preferences (reward model, PPO, DPO, GRPO), judged by a gold "
              "reward that training never sees"),
+    ("evaluate", "stage 8: score every model (base, SFT, LoRA, each RLHF method) on benchmarks from unseen stories "
+                 "and documents, with intervals: the report card"),
 ]
 
 EPILOG = """pipeline:
@@ -213,6 +215,11 @@ def run_command(command: str, preset: str, force: bool, train) -> str | None:
         from minilm.tokenizer.stage import run_tokenizer_stage
 
         return describe(run_tokenizer_stage(preset, force=force))
+    if command == "evaluate":
+        from minilm.eval.report import describe
+        from minilm.eval.stage import run_eval_stage
+
+        return describe(run_eval_stage(preset, force=force))
     if command == "rlhf":
         from minilm.rlhf.report import describe
         from minilm.rlhf.stage import run_rlhf_stage

@@ -61,6 +61,11 @@ PRESETS: dict[str, dict[str, dict]] = {
                     dpo_steps=500, ppo_iterations=100, grpo_iterations=100, hacking_iterations=120,
                     hacking_eval_every=20),
     },
+    "evaluate": {  # every model of stages 4, 6 and 7
+        "ci": dict(cloze_stories=150, question_stories=12, domain_chars=4_000, bootstrap_iterations=100),
+        "cpu": dict(),  # the dataclass defaults
+        "gpu": dict(cloze_stories=3_000, question_stories=400, domain_chars=400_000),
+    },
 }
 
 Config = TypeVar("Config")

@@ -28,6 +28,8 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     from minilm.finetune import report as finetune_report
     from minilm.finetune import stage as finetune_stage
     from minilm.data import stage as data_stage
+    from minilm.eval import report as eval_report
+    from minilm.eval import stage as eval_stage
     from minilm.rlhf import report as rlhf_report
     from minilm.rlhf import stage as rlhf_stage
     from minilm.tokenizer import report as tokenizer_report
@@ -44,6 +46,8 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     pretrained = pretrain_stage.run_pretrain_stage(preset, force=force, config=train, tokenizer=tokenizer)  # stages 3-5
     finetuned = finetune_stage.run_finetune_stage(preset, force=force, pretrained=pretrained, tokenizer=tokenizer)
     aligned = rlhf_stage.run_rlhf_stage(preset, force=force, finetuned=finetuned, tokenizer=tokenizer)
+    evaluated = eval_stage.run_eval_stage(preset, force=force, data=data, tokenizer=tokenizer, pretrained=pretrained,
+                                          finetuned=finetuned, aligned=aligned)
 
     sections = [
         data_report.report_section(data, report_dir),
@@ -52,15 +56,18 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
         pretrain_report.scaling_section(pretrained, report_dir),
         finetune_report.report_section(finetuned, report_dir),
         rlhf_report.report_section(aligned, report_dir),
+        eval_report.report_section(evaluated, report_dir),
     ]
-    stages = {"1: data": data, "2: tokenizer": tokenizer, "4-5: pretrain": pretrained, "6: finetune": finetuned, "7: rlhf": aligned}
+    stages = {"1: data": data, "2: tokenizer": tokenizer, "4-5: pretrain": pretrained, "6: finetune": finetuned, "7: rlhf": aligned,
+              "8: evaluate": evaluated}
     built = sum(not artifact.reused for artifact in stages.values())
     header = {
         "preset": preset,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} cores",
         "stages": "1 data, 2 tokenizer, 3 the transformer (code, with no run of its own: stage 4 trains it), "
-                  "4 pretraining, 5 scaling (stage 4's run, seen from the hardware), 6 fine-tuning, 7 RLHF",
+                  "4 pretraining, 5 scaling (stage 4's run, seen from the hardware), 6 fine-tuning, 7 RLHF, "
+                  "8 evaluation",
         "this run": f"{time.perf_counter() - started:,.1f} s (built {built} of the {len(stages)} stages, "
                     f"reused {len(stages) - built} from the cache)",
         "build time of every stage": f"{sum(a.build_seconds for a in stages.values()):,.1f} s",

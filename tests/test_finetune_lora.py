@@ -28,6 +28,7 @@ from minilm.finetune.lora import (
     trainable_parameters,
 )
 from minilm.model import GPT, GPTConfig, make_optimizer
+from spread import spread_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,13 +38,7 @@ CONFIG = GPTConfig(vocab_size=VOCAB, context=32, n_layer=2, n_head=4, n_embd=32)
 
 def base_model(seed: int = 1, config: GPTConfig = CONFIG) -> GPT:
     """A GPT-2-shaped model with larger weights than GPT-2's init, so that logits differ visibly."""
-    model = GPT(config, seed=seed).eval()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() >= 2 and not name.startswith("transformer.wpe"):
-                param.normal_(0.0, 0.2, generator=generator)
-    return model
+    return spread_weights(GPT(config, seed=seed), 0.2, seed)
 
 
 def with_random_adapters(model: GPT, seed: int = 0, **lora) -> GPT:

@@ -36,11 +36,12 @@ import pytest
 import torch
 
 from minilm.finetune.chat import END, PAD, SFTData, encode_chat
-from minilm.model import GPT, GPTConfig
+from minilm.model import GPT
 from minilm.model.hf import state_dict_from_hf, to_hf
 from minilm.tokenizer.tokenizer import Tokenizer
 from minilm.train.loop import loss_weights
 from minilm.world import split_stories
+from spread import small_gpt
 
 trl = pytest.importorskip("trl", reason="the comparison with TRL needs trl")
 datasets = pytest.importorskip("datasets", reason="TRL's trainer takes a datasets.Dataset")
@@ -74,13 +75,7 @@ def tokenizer() -> Tokenizer:
 @pytest.fixture(scope="module")
 def model(tokenizer) -> GPT:
     """A GPT-2-shaped GPT with larger weights than the init's, so that the loss depends on every token."""
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context=CONTEXT, n_layer=2, n_head=2, n_embd=32), seed=0)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() >= 2 and not name.startswith("transformer.wpe"):
-                param.normal_(0.0, 0.1, generator=generator)
-    return model.eval()
+    return small_gpt(tokenizer.vocab_size, CONTEXT, 0.1)
 
 
 def hf_tokenizer(tokenizer: Tokenizer):

@@ -34,6 +34,7 @@ from minilm.model.gpt import IGNORE_INDEX
 from minilm.model.accounting import matmul_parameters, mfu
 from minilm.model.attention import causal_mask, repeat_kv
 from minilm.model.layers import LayerNorm, RMSNorm, sinusoid_table
+from spread import spread_weights
 
 VOCAB = 96
 
@@ -49,13 +50,7 @@ def lively(config: GPTConfig, seed: int = 0) -> GPT:
     """A model with large random matrices in its blocks: GPT-2's small initialisation gives near-uniform
     logits and greedy decoding that repeats one token, which would make equality tests too easy to pass.
     (The embeddings keep theirs, so that sinusoidal positions, 0.02 in size, still count.)"""
-    model = GPT(config, seed=seed).eval()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() >= 2 and not name.startswith(("transformer.wte", "transformer.wpe")):
-                param.normal_(0.0, 1.0, generator=generator)
-    return model
+    return spread_weights(GPT(config, seed=seed), 1.0, seed, keep=("transformer.wte", "transformer.wpe"))
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, relative: float = 1e-5) -> None:

@@ -32,7 +32,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from minilm.rlhf import objectives as rl
 from minilm.rlhf.bandit import (
@@ -50,6 +49,7 @@ from minilm.rlhf.bandit import (
     train_ppo,
     train_reward_model,
 )
+from spread import spread_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -335,12 +335,7 @@ def tiny_hf_gpt():
     from minilm.model.hf import to_hf
 
     model = GPT(GPTConfig(vocab_size=40, context=16, n_layer=1, n_head=2, n_embd=16), seed=0)
-    generator = seeded(7)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() >= 2 and not name.startswith("transformer.wpe"):
-                param.normal_(0.0, 0.3, generator=generator)
-    return to_hf(model).eval()
+    return to_hf(spread_weights(model, 0.3, 7)).eval()
 
 
 def test_dpo_matches_trl_dpo_trainer():

@@ -654,14 +654,15 @@ def test_command_line_and_speedrun_report(ci_stage, home):
 
     # The second run reuses every stage and says so; the report keeps each stage's build time.
     out = minilm("speedrun")
-    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:5]] == [
+    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:6]] == [
         "data: reused the cache", "tokenizer: reused the cache", "pretrain: reused the cache", "finetune: reused the cache",
-        "rlhf: reused the cache"]
+        "rlhf: reused the cache", "evaluate: reused the cache"]
     report = (home / "runs" / "ci" / "report" / "report.md").read_text()
     pretrain = json.loads((home / "runs" / "ci" / "pretrain" / "manifest.json").read_text())
     assert f"| 2: tokenizer | {built:,.1f} s |" in report and f"| 4-5: pretrain | {pretrain['seconds']:,.1f} s |" in report
-    assert "(built 0 of the 5 stages, reused 5 from the cache)" in report and report.count("| reused the cache (") == 5
+    assert "(built 0 of the 6 stages, reused 6 from the cache)" in report and report.count("| reused the cache (") == 6
     assert "## Stage 7: RLHF\n" in report and "rlhf.png" in report
+    assert "## Stage 8: evaluation\n" in report and "evaluation.png" in report and "| 8: evaluate |" in report
 
 
 def test_the_preset_named_is_the_one_used_whatever_minilm_preset_says(monkeypatch):

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from minilm.cache import Artifact, shown_path
+from minilm.plots import finish
 from minilm.report import Section, escape_markdown, markdown_table
 
 
@@ -32,11 +33,7 @@ def plot_finetuning(logs: dict[str, list[dict]], path: Path | None = None, ax=No
     ax.set_title("fine-tuning")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    figure = ax.figure
-    figure.tight_layout()
-    if path is not None:
-        figure.savefig(path, dpi=90)
-        plt.close(figure)
+    finish(ax.figure, path)
     return ax
 
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from minilm.cache import Artifact, shown_path
+from minilm.plots import finish
 from minilm.report import Section, escape_markdown, markdown_table
 
 
@@ -63,11 +64,7 @@ def plot_rlhf(r: dict, path: Path | None = None, axes=None):
     twin.plot(steps, [p["gold"] for p in curve], "s-", color="#1f77b4", label="gold reward")
     twin.set_ylabel("gold reward", color="#1f77b4")
     right.set_title("reward hacking")
-    figure = left.figure
-    figure.tight_layout()
-    if path is not None:
-        figure.savefig(path, dpi=90)
-        plt.close(figure)
+    finish(left.figure, path)
     return axes
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from minilm.cache import Artifact, shown_path
 from minilm.hardware import Peak
+from minilm.plots import finish
 from minilm.report import Section, blockquote, escape_markdown, markdown_table
 from minilm.train.stage import FIGURE
 
@@ -50,11 +51,7 @@ def plot_training(records: list[dict], path: Path | None = None, axes=None):
     speed_ax.set_xlabel("step")
     speed_ax.set_title("throughput (tokens/s)")
     speed_ax.set_ylim(bottom=0)
-    figure = axes[0].figure
-    figure.tight_layout()
-    if path is not None:
-        figure.savefig(path, dpi=90)
-        plt.close(figure)
+    finish(axes[0].figure, path)
     return axes
 
 

@@ -1,0 +1,171 @@
+"""Stage 8, evaluation: every model the course trained, by every benchmark, with standard errors.
+
+The models: the pretrained base (stage 4), the SFT and LoRA chat models (stage 6), and the
+policies of each preference method (stage 7). The benchmarks (`minilm.eval.tasks`), all on stories
+and documents that no model trained on:
+
+- cloze: which object fits where a story names it for the second time (acc, acc_norm);
+- story questions as multiple choice (acc, acc_norm), and answered in the model's own words (exact
+  match): a base model is asked in plain text ("Question: ... Answer:"), a chat model in the chat
+  format, as stage 6 asks it;
+- bits per byte on each domain of the data stage's validation documents.
+
+The multiple-choice and perplexity benchmarks score every model the same way, through log-
+likelihoods, so a chat model is compared with its base on the same footing; `minilm.eval.harness`
+computes them as lm-evaluation-harness does (tests/test_eval_harness.py runs lm-eval beside it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from minilm import hardware
+from minilm.cache import Artifact, cached_stage
+from minilm.eval import tasks
+from minilm.files import atomic_write_json
+from minilm.finetune.answers import chat_answers
+from minilm.finetune.tasks import exact_match
+from minilm.model.gpt import GPT
+from minilm.presets import config_for, preset_name
+from minilm.tokenizer.stage import load_tokenizer
+from minilm.tokenizer.tokenizer import Tokenizer
+
+CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name not in ("report.py", "lm_eval_model.py")),
+        *(Path(__file__).parent.parent / "finetune" / name for name in ("answers.py", "chat.py", "tasks.py")),
+        Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "world.py"]
+RESULTS = "results.json"
+BASE = "base"
+
+
+@dataclass
+class EvalConfig:
+    """What stage 8 measures, and on how much."""
+
+    cloze_stories: int = 1500  # test stories read for the cloze task (about a third name their object twice)
+    question_stories: int = 150  # test stories whose questions are asked (up to four each)
+    domain_chars: int = 100_000  # validation characters per domain for bits per byte
+    max_new_tokens: int = 16
+    batch_size: int = 32
+    bootstrap_iterations: int = 1000
+    seed: int = 1337
+    device: str | None = None
+
+    def __post_init__(self):
+        for name in ("cloze_stories", "question_stories", "domain_chars", "max_new_tokens", "batch_size",
+                     "bootstrap_iterations"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"EvalConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **overrides) -> "EvalConfig":
+        return config_for(cls, "evaluate", preset, **overrides)
+
+
+def models(pretrained: Artifact, finetuned: Artifact, aligned: Artifact, device: str) -> dict[str, GPT]:
+    """Every model to evaluate, by name, in the order of the pipeline (LoRA's adapter merged)."""
+    from minilm.finetune.lora import merge_lora
+    from minilm.finetune.stage import load_finetuned, load_lora
+    from minilm.rlhf.stage import load_policy
+    from minilm.train.stage import load_pretrained
+
+    found = {BASE: load_pretrained(pretrained, device), "SFT": load_finetuned(finetuned, device),
+             "LoRA": merge_lora(load_lora(finetuned, pretrained, device))}
+    for name in ("DPO", "PPO", "GRPO"):
+        found[name] = load_policy(aligned, name, device)
+    return {name: model.eval() for name, model in found.items()}
+
+
+def benchmarks(config: EvalConfig, tokenizer: Tokenizer, context: int, validation: Path) -> dict[str, list[dict]]:
+    """The documents of every benchmark, those whose prompt fits `context` tokens."""
+
+    def fits(prompt: str) -> bool:
+        return len(tokenizer.encode_ordinary(prompt)) < context - config.max_new_tokens
+
+    found = {"cloze": tasks.cloze_docs(config.cloze_stories, config.seed, fits=fits),
+             "questions": tasks.question_docs(config.question_stories, config.seed, fits=fits),
+             "answers": tasks.answer_docs(config.question_stories, fits=fits)}
+    for domain, docs in tasks.domain_docs(validation, config.domain_chars).items():
+        found[f"bpb:{domain}"] = docs
+    return found
+
+
+def contaminated_shares(docs: dict[str, list[dict]], train: Path) -> dict[str, float]:
+    """For each benchmark, the share of its documents that share an uncommon 13-gram with the pretraining
+    corpus (`tasks.contamination`), in one pass over the corpus."""
+    prompts = [tasks.prompt_text(doc) for task_docs in docs.values() for doc in task_docs]
+    with open(train, encoding="utf-8") as lines:
+        counts = iter(tasks.contamination(prompts, (json.loads(line)["text"] for line in lines)))
+    return {name: sum(next(counts) > 0 for _ in task_docs) / len(task_docs) for name, task_docs in docs.items()}
+
+
+def evaluate(model: GPT, tokenizer: Tokenizer, docs: dict[str, list[dict]], config: EvalConfig, chat: bool) -> dict:
+    """One model's scores on every benchmark, each with its standard error and the number of documents."""
+    scores = {}
+    for name, task_docs in docs.items():
+        if name.startswith("bpb:"):
+            r = tasks.run_perplexity(model, tokenizer, task_docs, config.batch_size, config.bootstrap_iterations)
+            scores[name] = {"bits_per_byte": r["bits_per_byte"], "stderr": r["bits_per_byte_stderr"], "n": r["n"]}
+        elif name == "answers" and chat:
+            conversations = [[{"role": "user", "content": d["chat"]}] for d in task_docs]
+            replies = chat_answers(model, tokenizer, conversations, config.max_new_tokens, config.batch_size)
+            right = [float(exact_match(reply, d["answers"])) for reply, d in zip(replies, task_docs)]
+            scores[name] = {"exact_match": tasks.metrics.mean(right), "stderr": tasks.metrics.mean_stderr(right),
+                            "n": len(right), "examples": replies[:5]}
+        elif name == "answers":
+            r = tasks.run_generation(model, tokenizer, task_docs, config.max_new_tokens, config.batch_size)
+            scores[name] = {"exact_match": r["exact_match"], "stderr": r["exact_match_stderr"], "n": r["n"],
+                            "examples": r["answers"][:5]}
+        else:
+            r = tasks.run_multiple_choice(model, tokenizer, task_docs, config.batch_size)
+            scores[name] = {"acc": r["acc"], "acc_stderr": r["acc_stderr"], "acc_norm": r["acc_norm"],
+                            "acc_norm_stderr": r["acc_norm_stderr"], "n": r["n"]}
+    return scores
+
+
+def run_eval_stage(preset: str | None = None, force: bool = False, config: EvalConfig | None = None,
+                   data: Artifact | None = None, tokenizer: Artifact | None = None, pretrained: Artifact | None = None,
+                   finetuned: Artifact | None = None, aligned: Artifact | None = None, progress: bool = True) -> Artifact:
+    """Stage 8, cached: results.json with every model's scores on every benchmark. The artifacts of stages 1,
+    2, 4, 6 and 7 default to the cached ones (built first if missing)."""
+    from minilm.data.stage import run_data_stage
+    from minilm.eval.report import produced
+    from minilm.finetune.stage import run_finetune_stage
+    from minilm.rlhf.stage import run_rlhf_stage
+    from minilm.tokenizer.stage import run_tokenizer_stage
+    from minilm.train.stage import run_pretrain_stage
+
+    preset = preset_name(preset)
+    config = config or EvalConfig.from_preset(preset)
+    data = data or run_data_stage(preset)
+    tokenizer = tokenizer or run_tokenizer_stage(preset, data=data)
+    pretrained = pretrained or run_pretrain_stage(preset, tokenizer=tokenizer, progress=progress)
+    finetuned = finetuned or run_finetune_stage(preset, pretrained=pretrained, tokenizer=tokenizer, progress=progress)
+    aligned = aligned or run_rlhf_stage(preset, finetuned=finetuned, tokenizer=tokenizer, progress=progress)
+
+    def build(folder: Path) -> dict:
+        device = hardware.pick_device(config.device)
+        loaded_tokenizer = load_tokenizer(tokenizer)
+        evaluated = models(pretrained, finetuned, aligned, device)
+        context = evaluated[BASE].config.context
+        docs = benchmarks(config, loaded_tokenizer, context, data.path / "val.jsonl")
+        started = time.perf_counter()
+        results = {"models": {}, "seconds": {}, "documents": {name: len(d) for name, d in docs.items()},
+                   "order": list(evaluated), "benchmarks": list(docs),  # the file's keys are sorted
+                   "contamination": contaminated_shares(docs, data.path / "train.jsonl")}
+        results["seconds"]["contamination scan"] = time.perf_counter() - started
+        for name, model in tqdm(evaluated.items(), desc="evaluate", unit="model", disable=not progress):
+            started = time.perf_counter()
+            results["models"][name] = evaluate(model, loaded_tokenizer, docs, config, chat=name != BASE)
+            results["seconds"][name] = time.perf_counter() - started
+        atomic_write_json(folder / RESULTS, results)
+        return {"models": list(evaluated), "documents": results["documents"]}
+
+    return cached_stage("evaluate", asdict(config), build, preset=preset,
+                        inputs={"data": data.key, "tokenizer": tokenizer.key, "pretrained": pretrained.key,
+                                "finetuned": finetuned.key, "aligned": aligned.key},
+                        code=CODE, force=force, produced=produced)  # fmt: skip

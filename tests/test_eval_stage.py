@@ -1,0 +1,80 @@
+"""Stage 8 end to end with the ci preset: every model on every benchmark, cached, and its report card."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from minilm.eval import report
+from minilm.eval.stage import BASE, EvalConfig, run_eval_stage
+from minilm.eval.tasks import run_multiple_choice
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINILM_HOME", str(tmp_path_factory.mktemp("home")))
+        built = run_eval_stage("ci", progress=False)
+        again = run_eval_stage("ci", progress=False)
+        yield built, again
+
+
+def test_every_model_is_scored_on_every_benchmark(stage):
+    built, again = stage
+    assert not built.reused and again.reused and again.key == built.key
+    r = report.results(built)
+    assert r["order"] == [BASE, "SFT", "LoRA", "DPO", "PPO", "GRPO"] and set(r["models"]) == set(r["order"])
+    tasks = set(r["documents"])
+    assert {"cloze", "questions", "answers"} <= tasks and {"bpb:books", "bpb:code"} <= tasks
+    assert set(r["contamination"]) == tasks and all(0 <= share <= 1 for share in r["contamination"].values())
+    for name, scores in r["models"].items():
+        assert set(scores) == tasks, name
+        for task, s in scores.items():
+            assert s["n"] == r["documents"][task] > 0
+            if task.startswith("bpb:"):
+                assert 0 < s["bits_per_byte"] < 8 and s["stderr"] >= 0
+            elif task == "answers":
+                assert 0 <= s["exact_match"] <= 1
+            else:
+                n, p = s["n"], s["acc"]
+                assert s["acc_stderr"] == pytest.approx(math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else 0.0)
+
+
+def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
+    built, _ = stage
+    rows = report.card_rows(built)
+    assert [row["model"] for row in rows] == [BASE, "SFT", "LoRA", "DPO", "PPO", "GRPO"]
+    assert all("±" in value for row in rows for key, value in row.items() if key != "model")
+    text = report.describe(built)
+    assert "stage 8" in text and "GRPO" in text
+    section = report.report_section(built, tmp_path)
+    assert "| model |" in section.body and set(section.headline) == {row["model"] for row in rows}
+    assert "sharing a 13-gram" in section.body
+    assert [f.name for f in section.figures] == ["evaluation.png"] and section.figures[0].stat().st_size > 10_000
+
+
+def test_a_saved_score_is_what_the_harness_computes_again(stage):
+    """Rescoring the base model on the cloze task from the cached stages gives the card's number."""
+    from minilm.eval.stage import benchmarks
+    from minilm.train.stage import load_pretrained, run_pretrain_stage
+    from minilm.tokenizer.stage import load_tokenizer, run_tokenizer_stage
+    from minilm.data.stage import run_data_stage
+
+    built, _ = stage
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINILM_HOME", str(built.path.parent.parent.parent))
+        tokenizer_artifact = run_tokenizer_stage("ci")
+        model = load_pretrained(run_pretrain_stage("ci", tokenizer=tokenizer_artifact, progress=False))
+        tokenizer = load_tokenizer(tokenizer_artifact)
+        docs = benchmarks(EvalConfig.from_preset("ci"), tokenizer, model.config.context,
+                          run_data_stage("ci").path / "val.jsonl")
+    again = run_multiple_choice(model, tokenizer, docs["cloze"])
+    assert again["acc"] == report.results(built)["models"][BASE]["cloze"]["acc"]
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ValueError, match="EvalConfig.cloze_stories must be a positive integer"):
+        EvalConfig(cloze_stories=0)
