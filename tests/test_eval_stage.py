@@ -29,6 +29,9 @@ def test_every_model_is_scored_on_every_benchmark(stage):
     assert r["order"] == [BASE, "SFT", "LoRA", "DPO", "PPO", "GRPO"] and set(r["models"]) == set(r["order"])
     tasks = set(r["documents"])
     assert {"cloze", "questions", "answers"} <= tasks and {"bpb:books", "bpb:code"} <= tasks
+    assert list(r["bias"]) == ["stories, debias none", "stories, debias substitute", "the course's base model"]
+    assert all(set(p) == {"crows", "stereoset"} for p in r["bias"].values())
+    assert r["seconds"]["bias"] > 0
     assert set(r["contamination"]) == tasks and all(0 <= share <= 1 for share in r["contamination"].values())
     for name, scores in r["models"].items():
         assert set(scores) == tasks, name
@@ -52,7 +55,7 @@ def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
     assert "stage 8" in text and "GRPO" in text
     section = report.report_section(built, tmp_path)
     assert "| model |" in section.body and set(section.headline) == {row["model"] for row in rows}
-    assert "sharing a 13-gram" in section.body
+    assert "sharing a 13-gram" in section.body and "CrowS-Pairs" in section.body and "bias (CrowS-Pairs" in text
     assert [f.name for f in section.figures] == ["evaluation.png"] and section.figures[0].stat().st_size > 10_000
 
 

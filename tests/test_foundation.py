@@ -56,13 +56,14 @@ def test_config_for_applies_preset_then_overrides(monkeypatch):
 
 def test_every_preset_row_fits_its_config():
     from minilm.data.stage import DataConfig
+    from minilm.eval.stage import EvalConfig
     from minilm.finetune.stage import FinetuneConfig
     from minilm.rlhf.stage import RLHFConfig
     from minilm.tokenizer.stage import TokenizerConfig
     from minilm.train.loop import TrainConfig
 
     configs = {"data": DataConfig, "tokenizer": TokenizerConfig, "pretrain": TrainConfig, "finetune": FinetuneConfig,
-               "rlhf": RLHFConfig}
+               "rlhf": RLHFConfig, "evaluate": EvalConfig}
     assert set(presets.PRESETS) <= set(configs), "each stage in PRESETS needs its config class here"
     for stage, cls in configs.items():
         for name in presets.PRESET_NAMES:

@@ -80,6 +80,22 @@ def plot_card(r: dict, path: Path | None = None, axes=None):
     return axes
 
 
+def bias_rows(artifact: Artifact) -> list[dict]:
+    """One row per probed model: CrowS-Pairs (the share of pairs where the job moves the model towards the
+    stereotype, with its 95% interval; 50% is unbiased), the same without the control, and StereoSet's ss,
+    lms and ICAT."""
+    rows = []
+    for name, p in results(artifact)["bias"].items():
+        crows, stereo = p["crows"], p["stereoset"]
+        rows.append({"model": name,
+                     "CrowS-Pairs: stereotype preferred [95% CI]": f"{crows['share']:.1%} [{crows['low']:.1%}, "
+                                                                  f"{crows['high']:.1%}]",
+                     "without the control": f"{crows['raw']:.1%}",
+                     "StereoSet ss": f"{stereo['ss']:.1f}", "ss without the control": f"{stereo['ss_raw']:.1f}",
+                     "lms": f"{stereo['lms']:.1f}", "ICAT": f"{stereo['icat']:.1f}"})
+    return rows
+
+
 def produced(summary: dict) -> str:
     return (f"{len(summary['models'])} models ({', '.join(summary['models'])}) on {len(summary['documents'])} "
             f"benchmarks ({sum(summary['documents'].values()):,} documents)")
@@ -92,8 +108,10 @@ def describe(artifact: Artifact) -> str:
     widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
     lines += ["  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns) for row in rows]
+    crows = "; ".join(f"{row['model']} {row['CrowS-Pairs: stereotype preferred [95% CI]']}" for row in bias_rows(artifact))
     return ("stage 8 (evaluation): every model on unseen stories and documents, with 95% intervals\n"
-            + "\n".join("  " + line for line in lines) + f"\n  outputs in {shown_path(artifact.path)}/")
+            + "\n".join("  " + line for line in lines) + f"\n  bias (CrowS-Pairs, stereotype preferred; 50% is "
+            f"unbiased): {crows}\n  outputs in {shown_path(artifact.path)}/")
 
 
 def report_section(artifact: Artifact, report_dir: Path) -> Section:
@@ -106,6 +124,12 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
             "scored through log-likelihoods as lm-evaluation-harness scores them (the story questions' answers "
             "by exact match). Each score has its 95% interval.\n\n" + markdown_table(card_rows(artifact)) +
             "\nThe contamination scan (GPT-3's: a benchmark document that shares an uncommon 13-gram with the "
-            "pretraining corpus may have been seen in training):\n\n" + markdown_table(contamination_rows(artifact)) + "\n")
+            "pretraining corpus may have been seen in training). The world is small on purpose: a held-out story still "
+            "shares whole template sentences, with the same names, with some pretraining story, so nearly every "
+            "story benchmark is flagged, though no test story was trained on (stage 6 keeps only the clean ones; "
+            "here they are counted, as lm-eval reports its scans):\n\n" + markdown_table(contamination_rows(artifact)) +
+            "\nThe bias planted in stage 1 (each stereotyped job's stereotyped gender in 80% of the stories), found in "
+            "models trained on the stories with stage 1's debias step off and on, and in the course's base model:\n\n"
+            + markdown_table(bias_rows(artifact)) + "\n")
     headline = {name: f"{r['models'][name]['cloze']['acc']:.2f}" for name in r["order"]}
     return Section(title="Stage 8: evaluation", headline=headline, body=body, figures=[figure])

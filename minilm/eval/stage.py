@@ -8,7 +8,11 @@ and documents that no model trained on:
 - story questions as multiple choice (acc, acc_norm), and answered in the model's own words (exact
   match): a base model is asked in plain text ("Question: ... Answer:"), a chat model in the chat
   format, as stage 6 asks it;
-- bits per byte on each domain of the data stage's validation documents.
+- bits per byte on each domain of the data stage's validation documents;
+
+with GPT-3's contamination scan of every benchmark against the pretraining corpus. And the bias
+planted in stage 1, probed (`minilm.eval.bias`) in two models of stage 4's shape trained on stage
+1's stories with its debias step off and on, and in the course's base model.
 
 The multiple-choice and perplexity benchmarks score every model the same way, through log-
 likelihoods, so a chat model is compared with its base on the same footing; `minilm.eval.harness`
@@ -25,8 +29,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from minilm import hardware
-from minilm.cache import Artifact, cached_stage
-from minilm.eval import tasks
+from minilm.cache import Artifact, cached_stage, code_fingerprint, run_dir
+from minilm.eval import bias, tasks
 from minilm.files import atomic_write_json
 from minilm.finetune.answers import chat_answers
 from minilm.finetune.tasks import exact_match
@@ -37,7 +41,10 @@ from minilm.tokenizer.tokenizer import Tokenizer
 
 CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name not in ("report.py", "lm_eval_model.py")),
         *(Path(__file__).parent.parent / "finetune" / name for name in ("answers.py", "chat.py", "tasks.py")),
-        Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "world.py"]
+        Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "world.py",
+        # the bias models: stage 1's stories and debias step, stage 4's loop
+        Path(__file__).parent.parent / "data" / "stage.py", Path(__file__).parent.parent / "data" / "filters",
+        Path(__file__).parent.parent / "data" / "sources" / "stories", Path(__file__).parent.parent / "train" / "loop.py"]
 RESULTS = "results.json"
 BASE = "base"
 
@@ -52,12 +59,16 @@ class EvalConfig:
     max_new_tokens: int = 16
     batch_size: int = 32
     bootstrap_iterations: int = 1000
+    # the bias probes (`minilm.eval.bias`): two models of stage 4's shape on stage 1's stories, debias off and on
+    bias_stories: int = 6000
+    bias_steps: int = 300
+    bias_pairs: int = 1000  # minimal pairs per probe
     seed: int = 1337
     device: str | None = None
 
     def __post_init__(self):
         for name in ("cloze_stories", "question_stories", "domain_chars", "max_new_tokens", "batch_size",
-                     "bootstrap_iterations"):
+                     "bootstrap_iterations", "bias_stories", "bias_steps", "bias_pairs"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"EvalConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
 
@@ -127,6 +138,35 @@ def evaluate(model: GPT, tokenizer: Tokenizer, docs: dict[str, list[dict]], conf
     return scores
 
 
+DEBIAS_MODES = ("none", "substitute")  # stage 1's debias step off, and its default
+
+
+def bias_probes(config: EvalConfig, preset: str, tokenizer: Artifact, base: GPT, loaded_tokenizer: Tokenizer,
+                force: bool, progress: bool) -> dict:
+    """The bias probes on the two models trained on stage 1's stories with the debias step off and on, and
+    on the course's base model (trained on all of stage 1's corpus, debiased)."""
+    from minilm.tokenizer.stage import TOKENIZER_DIR
+    from minilm.train.loop import TrainConfig
+    from minilm.train.stage import prepare_work_folder
+
+    preset_config = TrainConfig.from_preset(preset)
+    train_config = TrainConfig.from_preset(
+        preset, max_steps=config.bias_steps, warmup_steps=min(preset_config.warmup_steps, config.bias_steps // 5),
+        eval_every=config.bias_steps, sample_every=config.bias_steps, checkpoint_every=config.bias_steps)
+    found = {}
+    for mode in DEBIAS_MODES:
+        work = run_dir("evaluate", preset).parent / ".evaluate-work" / f"bias-{mode}"
+        prepare_work_folder(work, {"config": asdict(train_config), "tokenizer": tokenizer.key, "debias": mode,
+                                   "stories": config.bias_stories, "code": code_fingerprint(CODE)}, fresh=force)
+        model = bias.train_bias_model(bias.bias_corpus(config.bias_stories, mode), tokenizer.path / TOKENIZER_DIR,
+                                      work, train_config, progress)
+        found[f"stories, debias {mode}"] = bias.probe(model, loaded_tokenizer, config.bias_pairs,
+                                                      config.bootstrap_iterations, config.seed)
+    found["the course's base model"] = bias.probe(base, loaded_tokenizer, config.bias_pairs,
+                                                  config.bootstrap_iterations, config.seed)
+    return found
+
+
 def run_eval_stage(preset: str | None = None, force: bool = False, config: EvalConfig | None = None,
                    data: Artifact | None = None, tokenizer: Artifact | None = None, pretrained: Artifact | None = None,
                    finetuned: Artifact | None = None, aligned: Artifact | None = None, progress: bool = True) -> Artifact:
@@ -162,6 +202,9 @@ def run_eval_stage(preset: str | None = None, force: bool = False, config: EvalC
             started = time.perf_counter()
             results["models"][name] = evaluate(model, loaded_tokenizer, docs, config, chat=name != BASE)
             results["seconds"][name] = time.perf_counter() - started
+        started = time.perf_counter()
+        results["bias"] = bias_probes(config, preset, tokenizer, evaluated[BASE], loaded_tokenizer, force, progress)
+        results["seconds"]["bias"] = time.perf_counter() - started
         atomic_write_json(folder / RESULTS, results)
         return {"models": list(evaluated), "documents": results["documents"]}
 
