@@ -32,6 +32,7 @@ def test_every_model_is_scored_on_every_benchmark(stage):
     assert list(r["bias"]) == ["stories, debias none", "stories, debias substitute", "the course's base model"]
     assert all(set(p) == {"crows", "stereoset"} for p in r["bias"].values())
     assert r["seconds"]["bias"] > 0
+    assert not (built.path.parent / ".evaluate-work" / "bias-none").exists()  # removed once finished
     assert set(r["contamination"]) == tasks and all(0 <= share <= 1 for share in r["contamination"].values())
     for name, scores in r["models"].items():
         assert set(scores) == tasks, name

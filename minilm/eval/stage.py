@@ -22,6 +22,7 @@ computes them as lm-evaluation-harness does (tests/test_eval_harness.py runs lm-
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -162,6 +163,7 @@ def bias_probes(config: EvalConfig, preset: str, tokenizer: Artifact, base: GPT,
                                       work, train_config, progress)
         found[f"stories, debias {mode}"] = bias.probe(model, loaded_tokenizer, config.bias_pairs,
                                                       config.bootstrap_iterations, config.seed)
+        shutil.rmtree(work)  # kept only while unfinished, so that an interrupted run resumes
     found["the course's base model"] = bias.probe(base, loaded_tokenizer, config.bias_pairs,
                                                   config.bootstrap_iterations, config.seed)
     return found
