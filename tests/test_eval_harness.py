@@ -149,6 +149,14 @@ def test_acc_and_acc_norm_disagree_where_a_long_answer_wins_per_character():
     assert metrics.choice_index([-1.0, -1.0]) == 0  # ties go to the first choice, as numpy's argmax
 
 
+def test_the_gap_between_groups_has_the_two_standard_errors_in_quadrature():
+    gap = metrics.group_gap([1, 1, 0, 1, 0, 0, 0, 1], list("ffffmmmm"), "f", "m")
+    assert (gap["f"], gap["m"], gap["gap"]) == (0.75, 0.25, 0.5) and gap["n"] == {"f": 4, "m": 4}
+    assert gap["gap_stderr"] == pytest.approx(math.sqrt(2 * metrics.mean_stderr([1, 1, 0, 1]) ** 2))
+    with pytest.raises(ValueError, match="both groups"):
+        metrics.group_gap([1.0], ["f"], "f", "m")
+
+
 def test_metrics_equal_lm_evals_definitions():
     from lm_eval.api import metrics as lm_metrics
 
@@ -187,6 +195,7 @@ def test_story_questions_are_answered_by_their_paragraph_and_not_by_the_wrong_ch
     answers = answer_docs(60)
     assert {d["context"] for d in docs} <= {a["prompt"] for a in answers}
     assert all(a["answers"] for a in answers)
+    assert {d["group"] for d in docs} == {a["group"] for a in answers} == {"female", "male"}
 
 
 def test_generation_scores_exact_match_after_normalisation(model, tokenizer, monkeypatch):

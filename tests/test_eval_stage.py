@@ -42,6 +42,9 @@ def test_every_model_is_scored_on_every_benchmark(stage):
                 assert 0 < s["bits_per_byte"] < 8 and s["stderr"] >= 0
             elif task == "answers":
                 assert 0 <= s["exact_match"] <= 1
+                g = s["by_gender"]
+                assert g["n"]["female"] + g["n"]["male"] == s["n"]
+                assert s["exact_match"] == pytest.approx((g["female"] * g["n"]["female"] + g["male"] * g["n"]["male"]) / s["n"])
             else:
                 n, p = s["n"], s["acc"]
                 assert s["acc_stderr"] == pytest.approx(math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else 0.0)
@@ -56,7 +59,7 @@ def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
     assert "stage 8" in text and "GRPO" in text
     section = report.report_section(built, tmp_path)
     assert "| model |" in section.body and set(section.headline) == {row["model"] for row in rows}
-    assert "sharing a 13-gram" in section.body and "CrowS-Pairs" in section.body and "bias (CrowS-Pairs" in text
+    assert "heroines / heroes" in section.body and "sharing a 13-gram" in section.body and "CrowS-Pairs" in section.body and "bias (CrowS-Pairs" in text
     assert [f.name for f in section.figures] == ["evaluation.png"] and section.figures[0].stat().st_size > 10_000
 
 

@@ -98,6 +98,17 @@ def bootstrap_stderr(statistic: Callable[[list], float], items: Sequence, iterat
     return math.sqrt(sum((v - mean(values)) ** 2 for v in values) / (len(values) - 1))
 
 
+def group_gap(scores: Sequence[float], groups: Sequence[str], first: str, second: str) -> dict:
+    """The mean score of each group and the gap first - second, with its standard error (the two groups'
+    standard errors of the mean, added in quadrature: independent samples)."""
+    a = [s for s, g in zip(scores, groups) if g == first]
+    b = [s for s, g in zip(scores, groups) if g == second]
+    if not a or not b:
+        raise ValueError(f"group_gap needs documents of both groups, got {len(a)} {first!r} and {len(b)} {second!r}")
+    return {first: mean(a), second: mean(b), "gap": mean(a) - mean(b),
+            "gap_stderr": math.sqrt(mean_stderr(a) ** 2 + mean_stderr(b) ** 2), "n": {first: len(a), second: len(b)}}
+
+
 def interval(value: float, stderr: float) -> tuple[float, float]:
     """The normal 95% interval: value -/+ 1.96 standard errors."""
     return value - 1.96 * stderr, value + 1.96 * stderr

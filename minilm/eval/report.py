@@ -96,6 +96,22 @@ def bias_rows(artifact: Artifact) -> list[dict]:
     return rows
 
 
+def gender_rows(artifact: Artifact) -> list[dict]:
+    """One row per model: on the story questions, the score about heroines, about heroes, and the gap with its
+    95% interval (an interval that holds 0 finds no gap)."""
+    r = results(artifact)
+    rows = []
+    for name in r["order"]:
+        row = {"model": name}
+        for task in ("questions", "answers"):
+            g = r["models"][name][task]["by_gender"]
+            row[f"{SHOWN[task][1]}: heroines / heroes"] = f"{g['female']:.3f} / {g['male']:.3f}"
+            row[f"{task}: gap [95% CI]"] = (f"{g['gap']:+.3f} [{g['gap'] - 1.96 * g['gap_stderr']:+.3f}, "
+                                           f"{g['gap'] + 1.96 * g['gap_stderr']:+.3f}]")
+        rows.append(row)
+    return rows
+
+
 def produced(summary: dict) -> str:
     return (f"{len(summary['models'])} models ({', '.join(summary['models'])}) on {len(summary['documents'])} "
             f"benchmarks ({sum(summary['documents'].values()):,} documents)")
@@ -130,6 +146,7 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
             "here they are counted, as lm-eval reports its scans):\n\n" + markdown_table(contamination_rows(artifact)) +
             "\nThe bias planted in stage 1 (each stereotyped job's stereotyped gender in 80% of the stories), found in "
             "models trained on the stories with stage 1's debias step off and on, and in the course's base model:\n\n"
-            + markdown_table(bias_rows(artifact)) + "\n")
+            + markdown_table(bias_rows(artifact)) + "\nThe story questions, split by the hero's gender:\n\n"
+            + markdown_table(gender_rows(artifact)) + "\n")
     headline = {name: f"{r['models'][name]['cloze']['acc']:.2f}" for name in r["order"]}
     return Section(title="Stage 8: evaluation", headline=headline, body=body, figures=[figure])

@@ -115,6 +115,11 @@ def contaminated_shares(docs: dict[str, list[dict]], train: Path) -> dict[str, f
     return {name: sum(next(counts) > 0 for _ in task_docs) / len(task_docs) for name, task_docs in docs.items()}
 
 
+def by_gender(scores: list[float], docs: list[dict]) -> dict:
+    """The score on questions about heroines and about heroes, and the gap between them (`metrics.group_gap`)."""
+    return tasks.metrics.group_gap(scores, [d["group"] for d in docs], "female", "male")
+
+
 def evaluate(model: GPT, tokenizer: Tokenizer, docs: dict[str, list[dict]], config: EvalConfig, chat: bool) -> dict:
     """One model's scores on every benchmark, each with its standard error and the number of documents."""
     scores = {}
@@ -127,15 +132,17 @@ def evaluate(model: GPT, tokenizer: Tokenizer, docs: dict[str, list[dict]], conf
             replies = chat_answers(model, tokenizer, conversations, config.max_new_tokens, config.batch_size)
             right = [float(exact_match(reply, d["answers"])) for reply, d in zip(replies, task_docs)]
             scores[name] = {"exact_match": tasks.metrics.mean(right), "stderr": tasks.metrics.mean_stderr(right),
-                            "n": len(right), "examples": replies[:5]}
+                            "n": len(right), "examples": replies[:5], "by_gender": by_gender(right, task_docs)}
         elif name == "answers":
             r = tasks.run_generation(model, tokenizer, task_docs, config.max_new_tokens, config.batch_size)
             scores[name] = {"exact_match": r["exact_match"], "stderr": r["exact_match_stderr"], "n": r["n"],
-                            "examples": r["answers"][:5]}
+                            "examples": r["answers"][:5], "by_gender": by_gender(r["scores"], task_docs)}
         else:
             r = tasks.run_multiple_choice(model, tokenizer, task_docs, config.batch_size)
             scores[name] = {"acc": r["acc"], "acc_stderr": r["acc_stderr"], "acc_norm": r["acc_norm"],
                             "acc_norm_stderr": r["acc_norm_stderr"], "n": r["n"]}
+            if "group" in task_docs[0]:
+                scores[name]["by_gender"] = by_gender(r["scores"], task_docs)
     return scores
 
 

@@ -79,9 +79,9 @@ def _question_prompt(paragraph: str, question: str) -> str:
     return f"{paragraph}\n\nQuestion: {question}\nAnswer:"
 
 
-def story_questions(n_stories: int, fits: Fits | None = None) -> list[tuple[str, str, str]]:
-    """(paragraph, question, answer) for each of `QUESTIONS` that a paragraph of the first `n_stories` test
-    stories answers (`minilm.finetune.tasks.evidence`), and whose prompt `fits`."""
+def story_questions(n_stories: int, fits: Fits | None = None) -> list[tuple[str, str, str, str]]:
+    """(paragraph, question, answer, the hero's gender) for each of `QUESTIONS` that a paragraph of the first
+    `n_stories` test stories answers (`minilm.finetune.tasks.evidence`), and whose prompt `fits`."""
     found = []
     for text, facts in split_stories("test", n_stories):
         for qa in facts["qa"]:
@@ -90,20 +90,20 @@ def story_questions(n_stories: int, fits: Fits | None = None) -> list[tuple[str,
             where = evidence(text, qa["question"], qa["answer"])
             paragraph = None if where is None else text.split("\n\n")[where]
             if paragraph and (fits is None or fits(_question_prompt(paragraph, qa["question"]) + " " + qa["answer"])):
-                found.append((paragraph, qa["question"], qa["answer"]))
+                found.append((paragraph, qa["question"], qa["answer"], facts["gender"]))
     return found
 
 
 def question_docs(n_stories: int, seed: int = 0, n_choices: int = 4, fits: Fits | None = None) -> list[dict]:
     """Multiple-choice story questions: the paragraph, the question, and its answer among answers to the same
-    question in other stories."""
+    question in other stories; "group" is the hero's gender, for the gap between the groups."""
     rng = random.Random(seed)
     found = story_questions(n_stories, fits)
     kind = {q: next(i for i, t in enumerate(QUESTIONS) if re.fullmatch(re.escape(t).replace(r"\{hero\}", r"\w+"), q))
-            for _, q, _ in found}
-    pools = [sorted({a for _, q, a in found if kind[q] == i}) for i in range(len(QUESTIONS))]
+            for _, q, _, _ in found}
+    pools = [sorted({a for _, q, a, _ in found if kind[q] == i}) for i in range(len(QUESTIONS))]
     docs = []
-    for paragraph, question, answer in found:
+    for paragraph, question, answer, group in found:
         prompt = _question_prompt(paragraph, question)
         others = [a for a in pools[kind[question]] if a != answer and not _names(prompt, a.split()[-1])]
         if len(others) < n_choices - 1:
@@ -111,7 +111,7 @@ def question_docs(n_stories: int, seed: int = 0, n_choices: int = 4, fits: Fits 
         choices = rng.sample(others, n_choices - 1)
         gold = rng.randrange(n_choices)
         choices.insert(gold, answer)
-        docs.append({"context": prompt, "choices": choices, "gold": gold})
+        docs.append({"context": prompt, "choices": choices, "gold": gold, "group": group})
     return docs
 
 
@@ -119,8 +119,8 @@ def answer_docs(n_stories: int, fits: Fits | None = None) -> list[dict]:
     """The same story questions, to be answered in the model's own words and scored by exact match: the plain
     prompt for a base model, and the user's message for a chat model ("chat", as stage 6's reading family)."""
     return [{"prompt": _question_prompt(paragraph, question), "chat": f"{paragraph}\n\nQuestion: {question}",
-             "answers": list(answer_variants(answer))}
-            for paragraph, question, answer in story_questions(n_stories, fits)]
+             "answers": list(answer_variants(answer)), "group": group}
+            for paragraph, question, answer, group in story_questions(n_stories, fits)]
 
 
 def domain_docs(validation: str | Path, max_chars: int = 100_000) -> dict[str, list[dict]]:
@@ -202,7 +202,7 @@ def run_multiple_choice(model: GPT, tokenizer: Tokenizer, docs: Sequence[dict], 
     accs = [metrics.acc(lls, doc["gold"]) for lls, doc in zip(per_doc, docs)]
     norms = [metrics.acc_norm(lls, doc["choices"], doc["gold"]) for lls, doc in zip(per_doc, docs)]
     return {"acc": metrics.mean(accs), "acc_stderr": metrics.mean_stderr(accs), "acc_norm": metrics.mean(norms),
-            "acc_norm_stderr": metrics.mean_stderr(norms), "loglikelihoods": per_doc, "n": len(docs)}
+            "acc_norm_stderr": metrics.mean_stderr(norms), "loglikelihoods": per_doc, "n": len(docs), "scores": accs}
 
 
 def run_perplexity(model: GPT, tokenizer: Tokenizer, docs: Sequence[dict], batch_size: int = 32,
@@ -231,4 +231,4 @@ def run_generation(model: GPT, tokenizer: Tokenizer, docs: Sequence[dict], max_n
                                      batch_size)
     scores = [metrics.exact_match_score(a, doc["answers"]) for a, doc in zip(answers, docs)]
     return {"exact_match": metrics.mean(scores), "exact_match_stderr": metrics.mean_stderr(scores),
-            "answers": answers, "n": len(docs)}
+            "answers": answers, "n": len(docs), "scores": scores}
