@@ -635,14 +635,17 @@ def test_command_line_and_speedrun_report(ci_stage, home):
     assert f"tokenizer: reused the cache (built in {built:.1f} s on " in out.stdout
     assert "a 512-id byte-level BPE tokenizer; shards of" in out.stdout
 
-    # The first speedrun trains stage 4: a line when it starts, one when it ends, and one final bar line.
+    # The first speedrun trains stage 4: a line when it starts, one when it ends, and one final bar line (and stage
+    # 8 its two 10-step bias models, a bar line each).
     out = minilm("speedrun")
     lines = out.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("pretrain: building in "))
     assert lines[start + 1:] and re.match(r"pretrain: built in [\d.]+ s: a GPT of [\d.]+M parameters trained for 60 steps",
                                           [line for line in lines[start + 1:] if line.startswith("pretrain:")][0])
     bar_lines = out.stderr.replace("\r", "\n").splitlines()  # not a terminal: each redraw would be a line
-    assert sum(line.startswith("pretraining: 100%") for line in bar_lines) == 1
+    finished = [line for line in bar_lines if line.startswith("pretraining: 100%")]
+    assert sum("| 60/60 " in line for line in finished) == 1 and sum("| 10/10 " in line for line in finished) == 2
+    assert len(finished) == 3
     report = (home / "runs" / "ci" / "report" / "report.md").read_text()
     for title in ("Stage 1: data", "Stage 2: tokenizer", "Stage 4: pretraining", "Stage 5: scaling", "Stage 7: RLHF"):
         assert f"## {title}\n" in report
