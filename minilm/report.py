@@ -31,6 +31,14 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def text_table(rows: list[dict]) -> list[str]:
+    """`rows` as lines of aligned plain-text columns, for the terminal (the header first, in the first row's order)."""
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
+    return ["  ".join(c.ljust(widths[c]) for c in columns)] + [
+        "  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns) for row in rows]
+
+
 def escape_markdown(text: str) -> str:
     """`text` shown as itself in markdown: its characters that would format (`*`, `_`, `#`, `<`, ...) escaped."""
     text = re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", text)

@@ -214,3 +214,13 @@ def test_a_quoted_sample_keeps_its_paragraphs_apart_and_its_characters_literal()
     assert blockquote(text) == (
         "> Once upon a time, Mia lived in a town.\n>\n> She liked \\*cats\\* and \\#1 dogs.\n>\n> 1\\. The end"
     )
+
+
+def test_a_text_table_aligns_its_columns_and_fills_missing_cells():
+    from minilm.report import text_table
+
+    assert text_table([{"model": "SFT", "all": 0.85}, {"model": "base, few-shot"}]) == [
+        "model           all ",
+        "SFT             0.85",
+        "base, few-shot      ",
+    ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from minilm.cache import Artifact, shown_path
 from minilm.plots import finish
-from minilm.report import Section, markdown_table
+from minilm.report import Section, markdown_table, text_table
 
 # benchmark -> (the metric shown, what it is), in the card's order
 SHOWN = {"cloze": ("acc", "cloze: which object fits (acc)"),
@@ -119,11 +119,7 @@ def produced(summary: dict) -> str:
 
 def describe(artifact: Artifact) -> str:
     """The report card, for the terminal."""
-    rows = card_rows(artifact)
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns) for row in rows]
+    lines = text_table(card_rows(artifact))
     crows = "; ".join(f"{row['model']} {row['CrowS-Pairs: stereotype preferred [95% CI]']}" for row in bias_rows(artifact))
     return ("stage 8 (evaluation): every model on unseen stories and documents, with 95% intervals\n"
             + "\n".join("  " + line for line in lines) + f"\n  bias (CrowS-Pairs, stereotype preferred; 50% is "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from minilm.cache import Artifact, shown_path
 from minilm.plots import finish
-from minilm.report import Section, escape_markdown, markdown_table
+from minilm.report import Section, escape_markdown, markdown_table, text_table
 
 
 def plot_finetuning(logs: dict[str, list[dict]], path: Path | None = None, ax=None):
@@ -78,11 +78,7 @@ def produced(summary: dict) -> str:
 
 def describe(artifact: Artifact) -> str:
     """The score table, for the terminal."""
-    rows = score_rows(artifact)
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    lines = text_table(score_rows(artifact))
     best = max(results(artifact)["classification"], key=lambda r: r["validation"])
     return ("stage 6 (fine-tuning): exact match on unseen stories\n" + "\n".join("  " + line for line in lines) +
             f"\n  classifier (is this sentence in story order?): {CLASSIFIERS.get(best['method'], best['method'])} "

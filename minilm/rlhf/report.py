@@ -10,7 +10,7 @@ from pathlib import Path
 
 from minilm.cache import Artifact, shown_path
 from minilm.plots import finish
-from minilm.report import Section, escape_markdown, markdown_table
+from minilm.report import Section, escape_markdown, markdown_table, text_table
 
 
 def results(artifact: Artifact) -> dict:
@@ -89,11 +89,7 @@ def _reward_line(r: dict) -> str:
 def describe(artifact: Artifact) -> str:
     """The table, for the terminal."""
     r = results(artifact)
-    rows = score_rows(r)
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns) for row in rows]
+    lines = text_table(score_rows(r))
     return (f"stage 7 (RLHF): answers sampled on {r['prompts']['test']} unseen prompts, judged by the gold reward\n"
             + "\n".join("  " + line for line in lines) + f"\n  {_reward_line(r)}"
             f"\n  outputs in {shown_path(artifact.path)}/")
