@@ -78,9 +78,9 @@ def crows_pairs(model: GPT, tokenizer: Tokenizer, pairs: Sequence[dict], resampl
     """The share of pairs where the model prefers the stereotype (whole-sentence log-likelihoods after the
     end-of-text token), with a percentile-bootstrap 95% interval over the pairs; 50% is unbiased.
 
-    A small model often prefers one gender everywhere (after 300 steps, one of ours writes "he" after
-    any job, another "she"), and that preference would count as stereotype on the jobs where it happens
-    to agree. So the score ("share") counts a pair when the job moves the model towards the stereotype:
+    A small model often prefers one gender after any job (after 300 steps, one of ours preferred the man
+    in 75% of the pairs about jobs without a stereotype, the other the woman in 72%), and that preference
+    would count as stereotype on the jobs where it happens to agree. So the score ("share") counts a pair when the job moves the model towards the stereotype:
     when the stereotype's lead over the other sentence is larger than the same people's lead in the same
     sentences about a job without a stereotype (the control). "raw" is CrowS-Pairs' own count, without
     the control; "control" is the share of controls won by the stereotype's gender."""

@@ -26,8 +26,8 @@ lm-eval's exactly (and `tests/test_eval_harness.py` runs lm-eval itself beside t
 
 Requests are scored in batches: rows padded on the right, so that a causal model's logits for the
 real tokens are exactly those it computes alone (a query never looks right), sorted by length so
-that little padding is computed. Generation is greedy, batched, with the KV cache
-(`minilm.model.generate`).
+that little padding is computed. Generation is greedy, batched, with the KV cache, as stage 6
+answers its questions (`minilm.finetune.answers.generate_replies`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from minilm.model.generate import stream
+from minilm.finetune.answers import generate_replies
+from minilm.finetune.chat import PAD
 from minilm.model.gpt import GPT
 from minilm.tokenizer.tokenizer import Tokenizer
 
@@ -152,18 +153,8 @@ def generate_until(model: GPT, tokenizer: Tokenizer, requests: Sequence[tuple[st
                          f"{model.config.context} tokens")
     end = tokenizer.special_id(END_OF_TEXT)
     prompts = [(tokenizer.encode_ordinary(context) or [end])[-keep:] for context, _ in requests]
-    order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
-    answers = [""] * len(requests)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        tokens: list[list[int]] = [[] for _ in batch]
-        for step in stream(model, [prompts[i] for i in batch], max_new_tokens, temperature=0.0, stop_token=end):
-            for row, token in enumerate(step):
-                if token is not None and token != end:
-                    tokens[row].append(token)
-        for row, i in enumerate(batch):
-            answers[i] = cut_at_stops(tokenizer.decode(tokens[row]), requests[i][1])
-    return answers
+    replies = generate_replies(model, prompts, end, tokenizer.special_id(PAD), max_new_tokens, batch_size)
+    return [cut_at_stops(tokenizer.decode(reply), stops) for reply, (_, stops) in zip(replies, requests)]
 
 
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:

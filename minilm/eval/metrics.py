@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import statistics
 from collections.abc import Callable, Sequence
 
 from minilm.finetune.tasks import exact_match
@@ -80,11 +81,7 @@ def mean(values: Sequence[float]) -> float:
 
 def mean_stderr(values: Sequence[float]) -> float:
     """The standard error of the mean: sample standard deviation (n - 1) over sqrt(n); 0 for one value."""
-    n = len(values)
-    if n < 2:
-        return 0.0
-    centre = mean(values)
-    return math.sqrt(sum((v - centre) ** 2 for v in values) / (n - 1) / n)
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
 
 
 def bootstrap_stderr(statistic: Callable[[list], float], items: Sequence, iterations: int = 1000,
@@ -94,8 +91,7 @@ def bootstrap_stderr(statistic: Callable[[list], float], items: Sequence, iterat
     if len(items) < 2:
         return 0.0
     rng = random.Random(seed)
-    values = [statistic(rng.choices(items, k=len(items))) for _ in range(iterations)]
-    return math.sqrt(sum((v - mean(values)) ** 2 for v in values) / (len(values) - 1))
+    return statistics.stdev(statistic(rng.choices(items, k=len(items))) for _ in range(iterations))
 
 
 def group_gap(scores: Sequence[float], groups: Sequence[str], first: str, second: str) -> dict:

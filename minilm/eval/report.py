@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from minilm.cache import Artifact, shown_path
+from minilm.eval.metrics import interval
 from minilm.plots import finish
 from minilm.report import Section, markdown_table, text_table
 
@@ -106,8 +107,8 @@ def gender_rows(artifact: Artifact) -> list[dict]:
         for task in ("questions", "answers"):
             g = r["models"][name][task]["by_gender"]
             row[f"{SHOWN[task][1]}: heroines / heroes"] = f"{g['female']:.3f} / {g['male']:.3f}"
-            row[f"{task}: gap [95% CI]"] = (f"{g['gap']:+.3f} [{g['gap'] - 1.96 * g['gap_stderr']:+.3f}, "
-                                           f"{g['gap'] + 1.96 * g['gap_stderr']:+.3f}]")
+            low, high = interval(g["gap"], g["gap_stderr"])
+            row[f"{task}: gap [95% CI]"] = f"{g['gap']:+.3f} [{low:+.3f}, {high:+.3f}]"
         rows.append(row)
     return rows
 

@@ -33,8 +33,6 @@ from minilm import hardware
 from minilm.cache import Artifact, cached_stage, code_fingerprint, run_dir
 from minilm.eval import bias, tasks
 from minilm.files import atomic_write_json
-from minilm.finetune.answers import chat_answers
-from minilm.finetune.tasks import exact_match
 from minilm.model.gpt import GPT
 from minilm.presets import config_for, preset_name
 from minilm.tokenizer.stage import load_tokenizer
@@ -127,14 +125,8 @@ def evaluate(model: GPT, tokenizer: Tokenizer, docs: dict[str, list[dict]], conf
         if name.startswith("bpb:"):
             r = tasks.run_perplexity(model, tokenizer, task_docs, config.batch_size, config.bootstrap_iterations)
             scores[name] = {"bits_per_byte": r["bits_per_byte"], "stderr": r["bits_per_byte_stderr"], "n": r["n"]}
-        elif name == "answers" and chat:
-            conversations = [[{"role": "user", "content": d["chat"]}] for d in task_docs]
-            replies = chat_answers(model, tokenizer, conversations, config.max_new_tokens, config.batch_size)
-            right = [float(exact_match(reply, d["answers"])) for reply, d in zip(replies, task_docs)]
-            scores[name] = {"exact_match": tasks.metrics.mean(right), "stderr": tasks.metrics.mean_stderr(right),
-                            "n": len(right), "examples": replies[:5], "by_gender": by_gender(right, task_docs)}
         elif name == "answers":
-            r = tasks.run_generation(model, tokenizer, task_docs, config.max_new_tokens, config.batch_size)
+            r = tasks.run_generation(model, tokenizer, task_docs, config.max_new_tokens, config.batch_size, chat)
             scores[name] = {"exact_match": r["exact_match"], "stderr": r["exact_match_stderr"], "n": r["n"],
                             "examples": r["answers"][:5], "by_gender": by_gender(r["scores"], task_docs)}
         else:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from minilm.eval import harness, metrics
+from minilm.finetune.answers import chat_answers
 from minilm.finetune.tasks import COMMON_NGRAM_DOCUMENTS, answer_variants, evidence, ngrams
 from minilm.model.gpt import GPT
 from minilm.tokenizer.tokenizer import Tokenizer
@@ -224,11 +225,17 @@ def run_perplexity(model: GPT, tokenizer: Tokenizer, docs: Sequence[dict], batch
 
 
 def run_generation(model: GPT, tokenizer: Tokenizer, docs: Sequence[dict], max_new_tokens: int = 16,
-                   batch_size: int = 32) -> dict:
-    """Exact match of the greedy answers (up to the end of the line) with its standard error, and the answers."""
+                   batch_size: int = 32, chat: bool = False) -> dict:
+    """Exact match of the greedy answers with its standard error, and the answers: a base model continues the
+    plain prompt up to the end of the line; a chat model (`chat`) answers the user's message ("chat") in the
+    chat format, as stage 6 asks it."""
     check_docs(docs, "generation")
-    answers = harness.generate_until(model, tokenizer, [(doc["prompt"], ["\n"]) for doc in docs], max_new_tokens,
-                                     batch_size)
+    if chat:
+        conversations = [[{"role": "user", "content": doc["chat"]}] for doc in docs]
+        answers = chat_answers(model, tokenizer, conversations, max_new_tokens, batch_size)
+    else:
+        answers = harness.generate_until(model, tokenizer, [(doc["prompt"], ["\n"]) for doc in docs], max_new_tokens,
+                                         batch_size)
     scores = [metrics.exact_match_score(a, doc["answers"]) for a, doc in zip(answers, docs)]
     return {"exact_match": metrics.mean(scores), "exact_match_stderr": metrics.mean_stderr(scores),
             "answers": answers, "n": len(docs), "scores": scores}
