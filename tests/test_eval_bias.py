@@ -104,10 +104,52 @@ def test_stereoset_scores_follow_their_definitions(monkeypatch):
     assert result["lms"] == 0.0 and result["ss"] == 0.0 and result["ss_raw"] == pytest.approx(100 * (1 - men))
 
 
+def test_bbq_questions_are_balanced_and_their_context_names_the_answer_or_nobody():
+    questions = bias.bbq_questions(400, seed=3)
+    assert questions == bias.bbq_questions(400, seed=3) and sum(q["ambiguous"] for q in questions) == 200
+    female = sum(STEREOTYPED_GENDER[re.search(r"Who was the ([a-z ]+)\?", q["context"]).group(1)] == "female"
+                 for q in questions)
+    assert 160 < female < 240  # the stereotype's gender drawn half and half: a preference for one gender cancels
+    for q in questions:
+        stereotype, anti, unknown = q["choices"]
+        assert NAME_SWAPS[stereotype] == anti and unknown == bias.UNKNOWN
+        job = re.search(r"Who was the ([a-z ]+)\?", q["context"]).group(1)
+        assert _is_she(" " + stereotype) == (STEREOTYPED_GENDER[job] == "female")
+        told = re.search(rf"([A-Z]\w+) was an? {job},", q["context"])
+        if q["ambiguous"]:
+            assert told is None and q["gold"] == 2 and q["stereotypical"] is None
+        else:
+            assert q["choices"][q["gold"]] == told.group(1) and q["stereotypical"] == (q["gold"] == 0)
+
+
+def test_bbq_scores_follow_their_definitions(monkeypatch):
+    questions = bias.bbq_questions(200, seed=4)
+    # always the stereotype: right on every stereotypical context, wrong on the others, bias 100 both ways
+    scores = bias.bbq_scores(questions, [0] * len(questions))
+    assert (scores["acc_ambiguous"], scores["acc_stereotypical"], scores["acc_anti"]) == (0.0, 100.0, 0.0)
+    assert scores["bias_disambiguated"] == scores["bias_ambiguous"] == 100.0
+    # always "does not say": right on every ambiguous context, no bias
+    scores = bias.bbq_scores(questions, [2] * len(questions))
+    assert (scores["acc_ambiguous"], scores["acc_disambiguated"], scores["unknown"]) == (100.0, 0.0, 100.0)
+    assert scores["bias_ambiguous"] == scores["bias_disambiguated"] == 0.0
+    # reads the context, and names the one against the stereotype when it says nothing: s_AMB = (1 - 0) * -100
+    picked = [1 if q["ambiguous"] else q["gold"] for q in questions]
+    scores = bias.bbq_scores(questions, picked)
+    assert scores["acc_disambiguated"] == 100.0 and scores["bias_ambiguous"] == -100.0
+    half = sum(q["stereotypical"] is True for q in questions) / sum(not q["ambiguous"] for q in questions)
+    assert scores["bias_disambiguated"] == pytest.approx(100 * (2 * half - 1))
+    # through the model: log-likelihoods that favour the stereotype's name are caught, with an interval
+    monkeypatch.setattr(bias.harness, "loglikelihood", Fixed(
+        lambda c, x: -1.0 if x.strip() == next(q for q in questions if q["context"] == c)["choices"][0] else -2.0))
+    result = bias.bbq(None, None, questions, resamples=100)
+    assert result["bias_ambiguous"] == 100.0 and result["bias_ambiguous_interval"] == (100.0, 100.0)
+
+
 def test_probes_run_on_a_real_model(tokenizer):
     model = small_gpt(tokenizer.vocab_size, 128, 0.2)
     result = bias.probe(model, tokenizer, n_pairs=20, resamples=50)
-    assert set(result) == {"crows", "stereoset"}
+    assert set(result) == {"crows", "stereoset", "bbq"}
+    assert -100 <= result["bbq"]["bias_ambiguous_interval"][0] <= result["bbq"]["bias_ambiguous_interval"][1] <= 100
     assert 0 <= result["crows"]["low"] <= result["crows"]["share"] <= result["crows"]["high"] <= 1
     assert 0 <= result["stereoset"]["icat"] <= 100
 

@@ -9,6 +9,7 @@ import pytest
 from minilm.eval import report
 from minilm.eval.stage import BASE, EvalConfig, run_eval_stage
 from minilm.eval.tasks import run_multiple_choice
+from minilm.finetune.tasks import FAMILIES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,7 +31,7 @@ def test_every_model_is_scored_on_every_benchmark(stage):
     tasks = set(r["documents"])
     assert {"cloze", "questions", "answers"} <= tasks and {"bpb:books", "bpb:code"} <= tasks
     assert list(r["bias"]) == ["stories, debias none", "stories, debias substitute", "the course's base model"]
-    assert all(set(p) == {"crows", "stereoset"} for p in r["bias"].values())
+    assert all(set(p) == {"crows", "stereoset", "bbq"} for p in r["bias"].values())
     assert r["seconds"]["bias"] > 0
     assert not (built.path.parent / ".evaluate-work" / "bias-none").exists()  # removed once finished
     assert set(r["contamination"]) == tasks and all(0 <= share <= 1 for share in r["contamination"].values())
@@ -40,6 +41,10 @@ def test_every_model_is_scored_on_every_benchmark(stage):
             assert s["n"] == r["documents"][task] > 0
             if task.startswith("bpb:"):
                 assert 0 < s["bits_per_byte"] < 8 and s["stderr"] >= 0
+            elif task == "instructions":
+                assert set(s["by_family"]) == set(FAMILIES)
+                assert s["exact_match"] == pytest.approx(
+                    sum(f["exact_match"] * f["n"] for f in s["by_family"].values()) / s["n"])
             elif task == "answers":
                 assert 0 <= s["exact_match"] <= 1
                 g = s["by_gender"]
@@ -48,6 +53,35 @@ def test_every_model_is_scored_on_every_benchmark(stage):
             else:
                 n, p = s["n"], s["acc"]
                 assert s["acc_stderr"] == pytest.approx(math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else 0.0)
+
+
+def test_stage_6s_instructions_score_as_stage_6_scored_them(stage):
+    """The rebuilt test examples are stage 6's: the SFT and LoRA models score what stage 6 recorded."""
+    import json
+
+    from minilm.finetune.stage import RESULTS as FINETUNE_RESULTS
+
+    built, _ = stage
+    r = report.results(built)
+    finetune = json.loads((built.path.parent / "finetune" / FINETUNE_RESULTS).read_text())
+    for name in ("SFT", "LoRA"):
+        ours = r["models"][name]["instructions"]
+        assert ours["n"] == finetune["examples"]["test"]
+        assert ours["exact_match"] == pytest.approx(finetune["models"][name]["scores"]["all"])
+
+
+def test_robustness_runs_every_checklist_test_on_every_model(stage):
+    built, _ = stage
+    r = report.results(built)
+    assert set(r["robustness"]) == set(r["order"])
+    for name, checks in r["robustness"].items():
+        kinds = {t["kind"] for t in checks["tests"].values()}
+        assert kinds == {"MFT", "INV", "DIR"}, name
+        assert {"typos", "lower case", "other names", "irrelevant sentence"} <= set(checks["tests"])
+        assert checks["worst_case"]["exact_match"] <= checks["original"]["exact_match"]
+        assert all(0 <= t["failure_rate"] <= 1 and t["n"] > 0 for t in checks["tests"].values())
+    rows = report.robustness_rows(built)
+    assert len(rows) == len(r["order"]) and all("[" in row["INV: typos"] for row in rows)
 
 
 def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
@@ -60,6 +94,7 @@ def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
     section = report.report_section(built, tmp_path)
     assert "| model |" in section.body and set(section.headline) == {row["model"] for row in rows}
     assert "heroines / heroes" in section.body and "sharing a 13-gram" in section.body and "CrowS-Pairs" in section.body and "bias (CrowS-Pairs" in text
+    assert "BBQ" in section.body and "worst case" in section.body and "refusal" in section.body
     assert [f.name for f in section.figures] == ["evaluation.png"] and section.figures[0].stat().st_size > 10_000
 
 

@@ -15,7 +15,8 @@ from minilm.report import Section, markdown_table, text_table
 # benchmark -> (the metric shown, what it is), in the card's order
 SHOWN = {"cloze": ("acc", "cloze: which object fits (acc)"),
          "questions": ("acc", "story questions, multiple choice (acc)"),
-         "answers": ("exact_match", "story questions, answered (exact match)")}
+         "answers": ("exact_match", "story questions, answered (exact match)"),
+         "instructions": ("exact_match", "stage 6's instructions (exact match)")}
 
 
 def results(artifact: Artifact) -> dict:
@@ -81,6 +82,35 @@ def plot_card(r: dict, path: Path | None = None, axes=None):
     return axes
 
 
+def family_rows(artifact: Artifact) -> list[dict]:
+    """One row per model: exact match on stage 6's test examples of each task family, with its 95% interval."""
+    r = results(artifact)
+    rows = []
+    for name in r["order"]:
+        row = {"model": name}
+        for family, s in r["models"][name]["instructions"]["by_family"].items():
+            row[family] = f"{s['exact_match']:.2f} ± {1.96 * s['stderr']:.2f}"
+        rows.append(row)
+    return rows
+
+
+def robustness_rows(artifact: Artifact) -> list[dict]:
+    """One row per model: exact match on the story questions as written, each CheckList test's failure rate with
+    its 95% interval (MFT: wrong answers to templated questions; INV: the answer changed; DIR: the answer did
+    not change with the fact), and the worst case over the invariance perturbations (HELM)."""
+    r = results(artifact)
+    rows = []
+    for name in r["order"]:
+        checks = r["robustness"][name]
+        row = {"model": name, "exact match": f"{checks['original']['exact_match']:.2f}"}
+        for test, t in checks["tests"].items():
+            low, high = interval(t["failure_rate"], t["stderr"])
+            row[f"{t['kind']}: {test}"] = f"{t['failure_rate']:.2f} [{max(0.0, low):.2f}, {min(1.0, high):.2f}]"
+        row["worst case"] = f"{checks['worst_case']['exact_match']:.2f}"
+        rows.append(row)
+    return rows
+
+
 def bias_rows(artifact: Artifact) -> list[dict]:
     """One row per probed model: CrowS-Pairs (the share of pairs where the job moves the model towards the
     stereotype, with its 95% interval; 50% is unbiased), the same without the control, and StereoSet's ss,
@@ -94,6 +124,21 @@ def bias_rows(artifact: Artifact) -> list[dict]:
                      "without the control": f"{crows['raw']:.1%}",
                      "StereoSet ss": f"{stereo['ss']:.1f}", "ss without the control": f"{stereo['ss_raw']:.1f}",
                      "lms": f"{stereo['lms']:.1f}", "ICAT": f"{stereo['icat']:.1f}"})
+    return rows
+
+
+def bbq_rows(artifact: Artifact) -> list[dict]:
+    """One row per probed model: BBQ's accuracy on ambiguous and disambiguated contexts (the latter split by
+    whether the answer fits the stereotype) and its two bias scores with their 95% intervals (0 is unbiased)."""
+    rows = []
+    for name, p in results(artifact)["bias"].items():
+        b = p["bbq"]
+        row = {"model": name, "accuracy: ambiguous": f"{b['acc_ambiguous']:.1f}",
+               "disambiguated: fits / against the stereotype": f"{b['acc_stereotypical']:.1f} / {b['acc_anti']:.1f}"}
+        for key, label in (("bias_ambiguous", "bias, ambiguous"), ("bias_disambiguated", "bias, disambiguated")):
+            low, high = b[f"{key}_interval"]
+            row[f"{label} [95% CI]"] = f"{b[key]:+.1f} [{low:+.1f}, {high:+.1f}]"
+        rows.append(row)
     return rows
 
 
@@ -143,7 +188,13 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
             "here they are counted, as lm-eval reports its scans):\n\n" + markdown_table(contamination_rows(artifact)) +
             "\nThe bias planted in stage 1 (each stereotyped job's stereotyped gender in 80% of the stories), found in "
             "models trained on the stories with stage 1's debias step off and on, and in the course's base model:\n\n"
-            + markdown_table(bias_rows(artifact)) + "\nThe story questions, split by the hero's gender:\n\n"
+            + markdown_table(bias_rows(artifact)) + "\nBBQ: who has the stereotyped job, when the story does not say "
+            "(ambiguous) and when it does (disambiguated); bias scores from -100 to 100, 0 unbiased:\n\n"
+            + markdown_table(bbq_rows(artifact)) + "\nStage 6's instructions, by task family (exact match, the base "
+            "model few-shot):\n\n" + markdown_table(family_rows(artifact)) + "\nRobustness (CheckList) on the "
+            "answered story questions: the failure rate of each test with its 95% interval, and the exact match "
+            "when every perturbed form of a question must be answered rightly (HELM's worst case):\n\n"
+            + markdown_table(robustness_rows(artifact)) + "\nThe story questions, split by the hero's gender:\n\n"
             + markdown_table(gender_rows(artifact)) + "\n")
     headline = {name: f"{r['models'][name]['cloze']['acc']:.2f}" for name in r["order"]}
     return Section(title="Stage 8: evaluation", headline=headline, body=body, figures=[figure])

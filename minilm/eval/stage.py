@@ -9,10 +9,14 @@ and documents that no model trained on:
   match): a base model is asked in plain text ("Question: ... Answer:"), a chat model in the chat
   format, as stage 6 asks it;
 - bits per byte on each domain of the data stage's validation documents;
+- stage 6's instructions: its test conversations of every task family, rebuilt from its seeded
+  config (the same ones stage 6 scored), answered in the chat format (the base model few-shot, as
+  stage 6 asks it) and scored by exact match;
 
 with GPT-3's contamination scan of every benchmark against the pretraining corpus. And the bias
 planted in stage 1, probed (`minilm.eval.bias`) in two models of stage 4's shape trained on stage
-1's stories with its debias step off and on, and in the course's base model.
+1's stories with its debias step off and on, and in the course's base model. And robustness
+(`minilm.eval.robustness`): CheckList's tests on the answered story questions, for every model.
 
 The multiple-choice and perplexity benchmarks score every model the same way, through log-
 likelihoods, so a chat model is compared with its base on the same footing; `minilm.eval.harness`
@@ -31,8 +35,9 @@ from tqdm.auto import tqdm
 
 from minilm import hardware
 from minilm.cache import Artifact, cached_stage, code_fingerprint, run_dir
-from minilm.eval import bias, tasks
+from minilm.eval import bias, robustness, tasks
 from minilm.files import atomic_write_json
+from minilm.finetune.tasks import conversation_text
 from minilm.model.gpt import GPT
 from minilm.presets import config_for, preset_name
 from minilm.tokenizer.stage import load_tokenizer
@@ -46,6 +51,7 @@ CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name
         Path(__file__).parent.parent / "data" / "sources" / "stories", Path(__file__).parent.parent / "train" / "loop.py"]
 RESULTS = "results.json"
 BASE = "base"
+INSTRUCTIONS = "instructions"  # stage 6's test conversations
 
 
 @dataclass
@@ -61,13 +67,14 @@ class EvalConfig:
     # the bias probes (`minilm.eval.bias`): two models of stage 4's shape on stage 1's stories, debias off and on
     bias_stories: int = 6000
     bias_steps: int = 300
-    bias_pairs: int = 1000  # minimal pairs per probe
+    bias_pairs: int = 1000  # minimal pairs per probe, and BBQ questions
+    templated_questions: int = 200  # robustness: CheckList's minimum-functionality questions
     seed: int = 1337
     device: str | None = None
 
     def __post_init__(self):
         for name in ("cloze_stories", "question_stories", "domain_chars", "max_new_tokens", "batch_size",
-                     "bootstrap_iterations", "bias_stories", "bias_steps", "bias_pairs"):
+                     "bootstrap_iterations", "bias_stories", "bias_steps", "bias_pairs", "templated_questions"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"EvalConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
 
@@ -90,18 +97,52 @@ def models(pretrained: Artifact, finetuned: Artifact, aligned: Artifact, device:
     return {name: model.eval() for name, model in found.items()}
 
 
+def fits_context(tokenizer: Tokenizer, context: int, max_new_tokens: int) -> tasks.Fits:
+    """Whether a prompt leaves room for `max_new_tokens` in the models' context."""
+    return lambda prompt: len(tokenizer.encode_ordinary(prompt)) < context - max_new_tokens
+
+
 def benchmarks(config: EvalConfig, tokenizer: Tokenizer, context: int, validation: Path) -> dict[str, list[dict]]:
     """The documents of every benchmark, those whose prompt fits `context` tokens."""
 
-    def fits(prompt: str) -> bool:
-        return len(tokenizer.encode_ordinary(prompt)) < context - config.max_new_tokens
-
+    fits = fits_context(tokenizer, context, config.max_new_tokens)
     found = {"cloze": tasks.cloze_docs(config.cloze_stories, config.seed, fits=fits),
              "questions": tasks.question_docs(config.question_stories, config.seed, fits=fits),
              "answers": tasks.answer_docs(config.question_stories, fits=fits)}
     for domain, docs in tasks.domain_docs(validation, config.domain_chars).items():
         found[f"bpb:{domain}"] = docs
     return found
+
+
+def instruction_tests(finetuned: Artifact, data: Artifact, tokenizer: Tokenizer, context: int) -> dict:
+    """Stage 6's test examples, rebuilt from the config in its manifest (`instruction_data` is seeded, so they are
+    the ones stage 6 scored), with its validation examples as the base model's solved shots."""
+    from dataclasses import fields
+
+    from minilm.finetune.stage import FinetuneConfig, instruction_data
+
+    config = FinetuneConfig(**{f.name: finetuned.manifest["config"][f.name] for f in fields(FinetuneConfig)})
+    built = instruction_data(config, tokenizer, context, data.manifest["config"]["n_stories"])
+    return {"test": built["test"], "shots": built["val"], "k": config.shots}
+
+
+def instructions(model: GPT, tokenizer: Tokenizer, tests: dict, batch_size: int, chat: bool) -> tuple[dict, list[str]]:
+    """Exact match on stage 6's test examples, over all and per task family, each with its standard error, and the
+    replies: a chat model answers in the chat format, the base model after `tests["k"]` solved shots."""
+    from minilm.finetune.answers import chat_answers, few_shot_answers
+
+    test = tests["test"]
+    if chat:
+        replies = chat_answers(model, tokenizer, [e.prompt for e in test], batch_size=batch_size)
+    else:
+        replies = few_shot_answers(model, tokenizer, test, tests["shots"], k=tests["k"], batch_size=batch_size)
+    hits = [tasks.metrics.exact_match_score(reply, e.answers) for reply, e in zip(replies, test)]
+
+    def score(values: list[float]) -> dict:
+        return {"exact_match": tasks.metrics.mean(values), "stderr": tasks.metrics.mean_stderr(values), "n": len(values)}
+
+    families = {f: score([h for h, e in zip(hits, test) if e.family == f]) for f in dict.fromkeys(e.family for e in test)}
+    return {**score(hits), "by_family": families}, replies
 
 
 def contaminated_shares(docs: dict[str, list[dict]], train: Path) -> dict[str, float]:
@@ -194,14 +235,25 @@ def run_eval_stage(preset: str | None = None, force: bool = False, config: EvalC
         evaluated = models(pretrained, finetuned, aligned, device)
         context = evaluated[BASE].config.context
         docs = benchmarks(config, loaded_tokenizer, context, data.path / "val.jsonl")
+        tests = instruction_tests(finetuned, data, loaded_tokenizer, context)
+        scanned = {**docs, INSTRUCTIONS: [{"prompt": conversation_text(e.prompt)} for e in tests["test"]]}
         started = time.perf_counter()
-        results = {"models": {}, "seconds": {}, "documents": {name: len(d) for name, d in docs.items()},
-                   "order": list(evaluated), "benchmarks": list(docs),  # the file's keys are sorted
-                   "contamination": contaminated_shares(docs, data.path / "train.jsonl")}
+        results = {"models": {}, "seconds": {}, "documents": {name: len(d) for name, d in scanned.items()},
+                   "order": list(evaluated), "benchmarks": list(scanned),  # the file's keys are sorted
+                   "contamination": contaminated_shares(scanned, data.path / "train.jsonl"), "robustness": {}}
         results["seconds"]["contamination scan"] = time.perf_counter() - started
+        questions = robustness.story_questions(config.question_stories, fits=fits_context(loaded_tokenizer, context,
+                                                                                          config.max_new_tokens))
+        replies = {}
         for name, model in tqdm(evaluated.items(), desc="evaluate", unit="model", disable=not progress):
             started = time.perf_counter()
-            results["models"][name] = evaluate(model, loaded_tokenizer, docs, config, chat=name != BASE)
+            chat = name != BASE
+            results["models"][name] = evaluate(model, loaded_tokenizer, docs, config, chat)
+            results["models"][name][INSTRUCTIONS], replies[name] = instructions(model, loaded_tokenizer, tests,
+                                                                                config.batch_size, chat)
+            results["robustness"][name] = robustness.run_checklist(
+                model, loaded_tokenizer, questions, config.templated_questions, chat, config.seed,
+                fits_context(loaded_tokenizer, context, config.max_new_tokens), config.max_new_tokens, config.batch_size)
             results["seconds"][name] = time.perf_counter() - started
         started = time.perf_counter()
         results["bias"] = bias_probes(config, preset, tokenizer, evaluated[BASE], loaded_tokenizer, force, progress)

@@ -116,11 +116,17 @@ def question_docs(n_stories: int, seed: int = 0, n_choices: int = 4, fits: Fits 
     return docs
 
 
+def answer_doc(paragraph: str, question: str, answers: Sequence[str], group: str) -> dict:
+    """A question to be answered in the model's own words and scored by exact match against any of `answers`:
+    the plain prompt for a base model, and the user's message for a chat model ("chat", as stage 6's reading
+    family asks it)."""
+    return {"prompt": _question_prompt(paragraph, question), "chat": f"{paragraph}\n\nQuestion: {question}",
+            "answers": list(answers), "group": group}
+
+
 def answer_docs(n_stories: int, fits: Fits | None = None) -> list[dict]:
-    """The same story questions, to be answered in the model's own words and scored by exact match: the plain
-    prompt for a base model, and the user's message for a chat model ("chat", as stage 6's reading family)."""
-    return [{"prompt": _question_prompt(paragraph, question), "chat": f"{paragraph}\n\nQuestion: {question}",
-             "answers": list(answer_variants(answer)), "group": group}
+    """The same story questions, to be answered in the model's own words (`answer_doc`)."""
+    return [answer_doc(paragraph, question, answer_variants(answer), group)
             for paragraph, question, answer, group in story_questions(n_stories, fits)]
 
 
