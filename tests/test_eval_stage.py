@@ -84,6 +84,23 @@ def test_robustness_runs_every_checklist_test_on_every_model(stage):
     assert len(rows) == len(r["order"]) and all("[" in row["INV: typos"] for row in rows)
 
 
+def test_the_rating_round_rates_every_model_from_votes_on_disk(stage):
+    from minilm.eval import human
+    from minilm.eval.stage import JUDGE, RATERS, VOTES
+
+    built, _ = stage
+    h = report.results(built)["human"]
+    votes = human.read_votes(built.path / VOTES, h["models"])
+    assert len(votes) == sum(h["votes"].values()) and {v["rater"] for v in votes} == {*RATERS, JUDGE}
+    rated = [v for v in votes if v["rater"] in RATERS]
+    assert h["ratings"] == pytest.approx(human.bradley_terry(rated, h["models"]))  # the card's ratings are the votes'
+    assert set(h["ratings"]) == set(h["models"]) == set(report.results(built)["order"])
+    assert all(i["lower"] <= h["ratings"][m] + 1e-6 and h["ratings"][m] - 1e-6 <= i["upper"]
+               for m, i in h["intervals"].items())
+    assert -1 <= h["agreement"]["rater 1 and rater 2"]["kappa"] <= 1
+    assert len(report.human_rows(built)) == len(h["models"]) and len(report.rater_rows(built)) == 4
+
+
 def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
     built, _ = stage
     rows = report.card_rows(built)
@@ -95,6 +112,7 @@ def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
     assert "| model |" in section.body and set(section.headline) == {row["model"] for row in rows}
     assert "heroines / heroes" in section.body and "sharing a 13-gram" in section.body and "CrowS-Pairs" in section.body and "bias (CrowS-Pairs" in text
     assert "BBQ" in section.body and "worst case" in section.body and "refusal" in section.body
+    assert "Bradley-Terry" in section.body and "kappa" in section.body
     assert [f.name for f in section.figures] == ["evaluation.png"] and section.figures[0].stat().st_size > 10_000
 
 

@@ -99,7 +99,7 @@ def test_unseeded_draws_are_found():
     assert unseeded_draws("random.Random(seed)\nrng.choice(x)\ntorch.randn(2, generator=g)\ntorch.Generator()") == []
 
 
-@pytest.mark.parametrize("module", ["setup", "data", "tokenizer", "model", "pretraining", "scaling", "finetuning", "rlhf"])
+@pytest.mark.parametrize("module", ["setup", "data", "tokenizer", "model", "pretraining", "scaling", "finetuning", "rlhf", "evaluation"])
 def test_checkers_draw_every_input_from_their_seed(module):
     source = (ROOT / "minilm" / "exercises" / f"{module}.py").read_text(encoding="utf-8")
     assert unseeded_draws(source) == []

@@ -1,6 +1,6 @@
 """Finding in a trained model the bias that stage 1 planted, and measuring its cure.
 
-Stage 1's story writer gives each job of `world.STEREOTYPED_GENDER` its stereotyped gender in 80% of
+Stage 1's story writer gives each job of `world.STEREOTYPED_GENDER` its stereotyped gender in 90% of
 the stories (a nurse is a woman, a mechanic a man), and stage 1's debias step (`DataConfig.debias`,
 "substitute") swaps the gender of just enough stories to even each job out. To see what that step
 does to a model, stage 8 trains the same small model twice on stage 1's stories, with the step off
@@ -207,9 +207,10 @@ def bbq(model: GPT, tokenizer: Tokenizer, questions: Sequence[dict], resamples: 
 
 
 def bias_corpus(n_stories: int, debias: str, seed: int = 1337) -> list[str]:
-    """Stage 1's first `n_stories` stories (its seed and its 80% skew), through stage 1's debias step with
-    `debias` ("none", "substitute" or "augment"). The bias lives in the stories, so the two models train
-    on them alone: the other domains would cost time and change nothing that the probes measure."""
+    """Stage 1's first `n_stories` stories (its seed, and its bias 0.8: the stereotyped gender in 90% of them),
+    through stage 1's debias step with `debias` ("none", "substitute" or "augment"). The bias lives in the
+    stories, so the two models train on them alone: the other domains would cost time and change nothing that
+    the probes measure."""
     from minilm.data.sources.stories.writer import iter_stories
     from minilm.data.stage import DataConfig
     from minilm.data.stage import debias as debias_step

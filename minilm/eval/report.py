@@ -111,6 +111,33 @@ def robustness_rows(artifact: Artifact) -> list[dict]:
     return rows
 
 
+def human_rows(artifact: Artifact) -> list[dict]:
+    """One row per model, best first: its Bradley-Terry rating from the simulated raters' votes with the 95%
+    bootstrap interval, its online Elo rating with the range that the order of the votes alone gives it, and
+    its mean gold reward on the rated prompts."""
+    h = results(artifact)["human"]
+    rows = []
+    for name, rating in h["ratings"].items():
+        i, (low, high) = h["intervals"][name], h["elo_order_spread"][name]
+        rows.append({"model": name, "Bradley-Terry [95% CI]": f"{rating:.0f} [{i['lower']:.0f}, {i['upper']:.0f}]",
+                     "Elo (range over vote orders)": f"{h['elo'][name]:.0f} ({low:.0f} to {high:.0f})",
+                     "mean gold reward": f"{h['gold'][name]:.2f}"})
+    return rows
+
+
+def rater_rows(artifact: Artifact) -> list[dict]:
+    """The raters checked: agreement and Cohen's kappa between pairs of raters, and each rater's share of decided
+    votes won by the left answer with its 95% interval (0.5 is unbiased)."""
+    h = results(artifact)["human"]
+    rows = [{"check": f"agreement, {pair}", "value": f"{a['agreement']:.2f}, kappa {a['kappa']:.2f}",
+             "on": f"{a['matchups']} matchups"} for pair, a in h["agreement"].items()]
+    for rater, p in h["position_bias"].items():
+        low, high = p["interval"]
+        rows.append({"check": f"left answer preferred, {rater}", "value": f"{p['left_share']:.2f} [{low:.2f}, {high:.2f}]",
+                     "on": f"{p['decided']} decided votes"})
+    return rows
+
+
 def bias_rows(artifact: Artifact) -> list[dict]:
     """One row per probed model: CrowS-Pairs (the share of pairs where the job moves the model towards the
     stereotype, with its 95% interval; 50% is unbiased), the same without the control, and StereoSet's ss,
@@ -186,7 +213,7 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
             "shares whole template sentences, with the same names, with some pretraining story, so nearly every "
             "story benchmark is flagged, though no test story was trained on (stage 6 keeps only the clean ones; "
             "here they are counted, as lm-eval reports its scans):\n\n" + markdown_table(contamination_rows(artifact)) +
-            "\nThe bias planted in stage 1 (each stereotyped job's stereotyped gender in 80% of the stories), found in "
+            "\nThe bias planted in stage 1 (each stereotyped job's stereotyped gender in 90% of the stories), found in "
             "models trained on the stories with stage 1's debias step off and on, and in the course's base model:\n\n"
             + markdown_table(bias_rows(artifact)) + "\nBBQ: who has the stereotyped job, when the story does not say "
             "(ambiguous) and when it does (disambiguated); bias scores from -100 to 100, 0 unbiased:\n\n"
@@ -194,7 +221,12 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
             "model few-shot):\n\n" + markdown_table(family_rows(artifact)) + "\nRobustness (CheckList) on the "
             "answered story questions: the failure rate of each test with its 95% interval, and the exact match "
             "when every perturbed form of a question must be answered rightly (HELM's worst case):\n\n"
-            + markdown_table(robustness_rows(artifact)) + "\nThe story questions, split by the hero's gender:\n\n"
+            + markdown_table(robustness_rows(artifact)) + "\nA round of pairwise ratings of the models' replies to "
+            f"stage 6's instructions ({r['human']['prompts']} prompts, every pair of models in both orders), voted "
+            "by two simulated raters who read the gold reward through noise (the second leans to the left answer), "
+            "as Chatbot Arena rates models: Bradley-Terry ratings with bootstrap intervals, and online Elo:\n\n"
+            + markdown_table(human_rows(artifact)) + "\n" + markdown_table(rater_rows(artifact))
+            + "\nThe story questions, split by the hero's gender:\n\n"
             + markdown_table(gender_rows(artifact)) + "\n")
     headline = {name: f"{r['models'][name]['cloze']['acc']:.2f}" for name in r["order"]}
     return Section(title="Stage 8: evaluation", headline=headline, body=body, figures=[figure])

@@ -17,6 +17,9 @@ with GPT-3's contamination scan of every benchmark against the pretraining corpu
 planted in stage 1, probed (`minilm.eval.bias`) in two models of stage 4's shape trained on stage
 1's stories with its debias step off and on, and in the course's base model. And robustness
 (`minilm.eval.robustness`): CheckList's tests on the answered story questions, for every model.
+And a round of pairwise ratings of the models' replies to stage 6's instructions (`minilm.eval.human`),
+rated by simulated raters who read stage 7's gold reward through noise, as people would rate them,
+turned into Bradley-Terry ratings with bootstrap intervals, Elo, agreement and position bias.
 
 The multiple-choice and perplexity benchmarks score every model the same way, through log-
 likelihoods, so a chat model is compared with its base on the same footing; `minilm.eval.harness`
@@ -36,7 +39,7 @@ from tqdm.auto import tqdm
 from minilm import hardware
 from minilm.cache import Artifact, cached_stage, code_fingerprint, run_dir
 from minilm.eval import bias, robustness, tasks
-from minilm.files import atomic_write_json
+from minilm.files import atomic_write, atomic_write_json
 from minilm.finetune.tasks import conversation_text
 from minilm.model.gpt import GPT
 from minilm.presets import config_for, preset_name
@@ -46,10 +49,12 @@ from minilm.tokenizer.tokenizer import Tokenizer
 CODE = [*sorted(path for path in Path(__file__).parent.glob("*.py") if path.name not in ("report.py", "lm_eval_model.py")),
         *(Path(__file__).parent.parent / "finetune" / name for name in ("answers.py", "chat.py", "tasks.py")),
         Path(__file__).parent.parent / "model", Path(__file__).parent.parent / "world.py",
+        Path(__file__).parent.parent / "rlhf" / "gold.py",  # the simulated raters' judgement
         # the bias models: stage 1's stories and debias step, stage 4's loop
         Path(__file__).parent.parent / "data" / "stage.py", Path(__file__).parent.parent / "data" / "filters",
         Path(__file__).parent.parent / "data" / "sources" / "stories", Path(__file__).parent.parent / "train" / "loop.py"]
 RESULTS = "results.json"
+VOTES = "votes.jsonl"  # the simulated rating round's votes, one JSON object per line (`minilm.eval.human`)
 BASE = "base"
 INSTRUCTIONS = "instructions"  # stage 6's test conversations
 
@@ -69,14 +74,21 @@ class EvalConfig:
     bias_steps: int = 300
     bias_pairs: int = 1000  # minimal pairs per probe, and BBQ questions
     templated_questions: int = 200  # robustness: CheckList's minimum-functionality questions
+    # human evaluation, simulated: every pair of models on each rated prompt, in both orders, by each rater
+    rated_prompts: int = 100
+    rater_noise: float = 0.3  # the Gumbel noise through which a rater reads the gold reward (a clean answer: 1.5)
+    left_bias: float = 0.3  # the second rater's pull towards the left answer, for position bias to find
     seed: int = 1337
     device: str | None = None
 
     def __post_init__(self):
         for name in ("cloze_stories", "question_stories", "domain_chars", "max_new_tokens", "batch_size",
-                     "bootstrap_iterations", "bias_stories", "bias_steps", "bias_pairs", "templated_questions"):
+                     "bootstrap_iterations", "bias_stories", "bias_steps", "bias_pairs", "templated_questions", "rated_prompts"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"EvalConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not (self.rater_noise >= 0 and self.left_bias >= 0):
+            raise ValueError(f"EvalConfig.rater_noise and left_bias must be 0 or more, got {self.rater_noise!r} and "
+                             f"{self.left_bias!r}")
 
     @classmethod
     def from_preset(cls, preset: str | None = None, **overrides) -> "EvalConfig":
@@ -179,6 +191,47 @@ def evaluate(model: GPT, tokenizer: Tokenizer, docs: dict[str, list[dict]], conf
     return scores
 
 
+RATERS = ("rater 1", "rater 2")  # two simulated people; rater 2 leans to the left answer
+JUDGE = "gold judge"  # the gold reward itself, without noise: an automatic judge
+
+
+def rating_round(tests: dict, replies: dict[str, list[str]], config: EvalConfig) -> tuple[dict, list[dict]]:
+    """A simulated round of pairwise ratings and what its votes say: every pair of models on the first
+    `config.rated_prompts` of stage 6's test examples, shown in both orders, voted on by the two raters
+    (`RATERS`) and by the gold judge; Bradley-Terry ratings of the raters' votes with bootstrap intervals,
+    online Elo (and how far the order of the votes moves it), the raters' agreement with each other and with
+    the judge (Cohen's kappa), each rater's position bias, and each model's mean gold reward. Returns the
+    summary and the votes."""
+    from minilm.eval import human
+    from minilm.rlhf.gold import gold_reward
+
+    examples = tests["test"][: config.rated_prompts]
+    names = list(replies)
+    plan = human.plan_round(range(len(examples)), names, seed=config.seed, both_orders=True)
+
+    def respond(prompt: int, model: str) -> str:
+        return replies[model][prompt]
+
+    def score(prompt: int, response: str) -> float:
+        return gold_reward(examples[prompt], response)
+
+    raters = {RATERS[0]: human.simulated_rater(score, config.rater_noise, 0.05, 0.5, 0.0, config.seed + 1),
+              RATERS[1]: human.simulated_rater(score, config.rater_noise, 0.05, 0.5, config.left_bias, config.seed + 2),
+              JUDGE: human.simulated_rater(score, 0.0, 0.0, 0.5, 0.0, config.seed)}
+    votes = {name: human.simulate_round(plan, respond, rate, name) for name, rate in raters.items()}
+    rated = votes[RATERS[0]] + votes[RATERS[1]]
+    summary = {"prompts": len(examples), "models": names, "votes": {name: len(v) for name, v in votes.items()},
+               "ratings": human.bradley_terry(rated, names),
+               "intervals": human.bootstrap_ratings(rated, config.bootstrap_iterations, config.seed, names),
+               "elo": human.elo(rated), "elo_order_spread": human.elo_order_spread(rated, 100, config.seed),
+               "agreement": {"rater 1 and rater 2": human.agreement(votes[RATERS[0]], votes[RATERS[1]]),
+                             "rater 1 and the gold judge": human.agreement(votes[RATERS[0]], votes[JUDGE])},
+               "position_bias": {name: human.position_bias(votes[name]) for name in RATERS},
+               "gold": {name: tasks.metrics.mean([score(i, replies[name][i]) for i in range(len(examples))])
+                        for name in names}}
+    return summary, [vote for name in votes for vote in votes[name]]
+
+
 DEBIAS_MODES = ("none", "substitute")  # stage 1's debias step off, and its default
 
 
@@ -255,6 +308,10 @@ def run_eval_stage(preset: str | None = None, force: bool = False, config: EvalC
                 model, loaded_tokenizer, questions, config.templated_questions, chat, config.seed,
                 fits_context(loaded_tokenizer, context, config.max_new_tokens), config.max_new_tokens, config.batch_size)
             results["seconds"][name] = time.perf_counter() - started
+        started = time.perf_counter()
+        results["human"], votes = rating_round(tests, replies, config)
+        atomic_write(folder / VOTES, "".join(json.dumps(vote) + "\n" for vote in votes))
+        results["seconds"]["rating round"] = time.perf_counter() - started
         started = time.perf_counter()
         results["bias"] = bias_probes(config, preset, tokenizer, evaluated[BASE], loaded_tokenizer, force, progress)
         results["seconds"]["bias"] = time.perf_counter() - started
