@@ -516,4 +516,4 @@ check_dpo_loss(dpo_loss)
 # only ever sees the pairs' answers, so it learns nothing about answers far from them: section 7 shows what a
 # reward model does out there.)
 #
-# **Next:** notebook 08 (coming) evaluates the models of stages 4 to 7 on benchmarks, bias and robustness.
+# **Next:** notebook 08 evaluates the models of stages 4 to 7 on benchmarks, bias, robustness and human preference.

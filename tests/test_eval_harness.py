@@ -4,6 +4,7 @@ and bits per byte when lm-eval runs the world's tasks from its own task configs 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -240,6 +241,27 @@ def test_the_contamination_scan_counts_uncommon_13_grams_only():
 def test_bad_task_documents_are_named(docs, kind, message):
     with pytest.raises(ValueError, match=message):
         check_docs(docs, kind)
+
+
+def test_a_task_file_reads_back_and_its_faults_are_named_with_the_line(tmp_path):
+    from minilm.eval.tasks import read_task
+
+    docs = cloze_docs(30, seed=2)
+    write_task(tmp_path, "cloze", docs, "multiple_choice")
+    path = tmp_path / "cloze.jsonl"
+    assert read_task(path, "multiple_choice") == docs
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])  # cut off mid-line, as a crash while writing would
+    with pytest.raises(ValueError, match=rf"line {len(docs)}: not a JSON document \(the file ends mid-line"):
+        read_task(path, "multiple_choice")
+    path.write_text(text.replace('"gold": ', '"answer": ', 1))
+    with pytest.raises(ValueError, match="cloze.jsonl: document 0 of the multiple_choice task has no gold field"):
+        read_task(path, "multiple_choice")
+    path.write_text(json.dumps({"text": "a lone surrogate \ud800 here"}) + "\n")  # valid JSON, not valid Unicode
+    with pytest.raises(ValueError, match="no tokenizer can encode"):
+        read_task(path, "perplexity")
+    with pytest.raises(ValueError, match="text that no tokenizer can encode"):
+        check_docs([{"context": "a", "choices": ["x", "y\udfff"], "gold": 0}], "multiple_choice")
 
 
 def test_requests_that_cannot_be_scored_are_named(model, tokenizer):

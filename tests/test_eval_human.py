@@ -590,7 +590,7 @@ def names_in_a_list(votes):
     return list(human.bradley_terry(votes).values())
 
 
-RIGHTS = [package_fit, mm_fit] + ([arena_fit] if LogisticRegression is not None else [])
+RIGHTS = [package_fit, mm_fit, arena_fit]
 WRONGS = [win_rate_fit, ties_dropped, both_bad_dropped, natural_log, first_model_at_1000, names_in_a_list]
 
 test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsolved_stub_says_not_solved = table_tests(

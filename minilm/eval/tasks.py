@@ -172,6 +172,37 @@ def contamination(prompts: Sequence[str], train_texts: Iterable[str], n: int = 1
     return [sum(1 for gram in grams if 0 < documents[gram] <= limit) for grams in wanted]
 
 
+def _encodable(text: str) -> bool:
+    """Whether `text` is valid Unicode, which UTF-8 (and so a byte-level tokenizer) can encode: no lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def read_task(path: str | Path, kind: str) -> list[dict]:
+    """The documents of a task file, one JSON object per line (as `minilm.eval.lm_eval_model.write_task` writes
+    them), checked (`check_docs`): a line that is not JSON, a cut-off last line among them, is named with its
+    number and the fix, and so is a document that the task's kind cannot score."""
+    docs = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                docs.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                cut = "" if line.endswith("\n") else " (the file ends mid-line: it was cut off while being written)"
+                raise ValueError(f"{path}, line {number}: not a JSON document{cut}: {error}; write the file again "
+                                 "with write_task, or delete that line") from None
+    try:
+        check_docs(docs, kind)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return docs
+
+
 def check_docs(docs: Sequence[dict], kind: str) -> None:
     """Raise ValueError naming the first document that the task's kind cannot score."""
     fields = {"multiple_choice": ("context", "choices", "gold"), "perplexity": ("text",),
@@ -181,10 +212,18 @@ def check_docs(docs: Sequence[dict], kind: str) -> None:
     if not docs:
         raise ValueError(f"the {kind} task has no documents")
     for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise ValueError(f"document {i} of the {kind} task is not a JSON object with fields, got {doc!r:.60}")
         missing = [f for f in fields[kind] if f not in doc]
         if missing:
             raise ValueError(f"document {i} of the {kind} task has no {', '.join(missing)} field (it has "
                              f"{', '.join(sorted(doc)) or 'none'})")
+        for field in fields[kind]:
+            for text in doc[field] if isinstance(doc[field], list) else [doc[field]]:
+                if isinstance(text, str) and not _encodable(text):
+                    raise ValueError(f"document {i}'s {field} holds text that no tokenizer can encode (a lone "
+                                     f"surrogate, {text.encode('utf-8', 'backslashreplace')[:60]!r}, as a JSON "
+                                     "\\ud800 escape without its pair makes): fix or drop it")
         if kind == "perplexity" and not doc["text"]:
             raise ValueError(f"document {i} of the perplexity task has an empty text: drop it")
         if kind == "generation" and (not doc["answers"] or any(not a for a in doc["answers"])):

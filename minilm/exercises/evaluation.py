@@ -1,8 +1,12 @@
-"""Checkers for the exercises of notebook 08 (evaluation).
+"""Checkers for the exercises of notebook 08 (evaluation): acc_norm, bits per byte, the paired bias score with
+its bootstrap interval, and Bradley-Terry ratings from pairwise votes.
 
 Each checker draws fresh inputs (from a new seed every run, named in a failure), runs the learner's
 function and the package's own (`minilm.eval`), and passes or fails on the first input where they
-differ by more than the checker's tolerance.
+differ by more than the checker's tolerance. The inputs land where a first attempt usually goes wrong:
+choices of very different lengths (acc and acc_norm disagree on about half of them); texts with
+characters of two to four UTF-8 bytes (bits per *byte*, not per character); a lean towards one gender
+after every job, which only the control takes out; ties and "both bad" among the votes.
 """
 
 from __future__ import annotations
@@ -11,8 +15,117 @@ import copy
 import math
 import random
 
-from minilm.eval import human
+from minilm.eval import bias, human, metrics
 from minilm.exercises import _short, call_learner, checker, failure, passed
+
+# --- Exercise 1: acc_norm -----------------------------------------------------------------------------------
+
+
+def _choice_sets(rng: random.Random) -> list[tuple[list[float], list[str], int]]:
+    """Multiple-choice items as a model scores them: choices of very different lengths (a long right answer pays
+    for more tokens), log-likelihoods that grow with the length, and about half the items where acc and acc_norm
+    disagree."""
+    from minilm.world import FOUND_WHERE, GIFTS, OBJECTS
+
+    words = list(OBJECTS) + list(FOUND_WHERE) + list(GIFTS)
+    items = []
+    while len(items) < 40:
+        choices = rng.sample(words, rng.randint(2, 5))
+        lls = [-(len(c) * rng.uniform(0.2, 0.6) + rng.uniform(0, 2)) for c in choices]
+        items.append((lls, choices, rng.randrange(len(choices))))
+    return items
+
+
+@checker
+def check_acc_norm(acc_norm, rng: random.Random) -> None:
+    """`acc_norm(loglikelihoods, choices, gold)` is 1.0 when the choice most likely per character is the gold one."""
+    title = "acc_norm"
+    items = _choice_sets(rng)
+    for lls, choices, gold in items:
+        got = call_learner(title, acc_norm, lls, choices, gold)
+        want = metrics.acc_norm(lls, choices, gold)
+        if got != want:
+            plain = metrics.acc(lls, gold)
+            hint = ("that is acc: divide each log-likelihood by its choice's length in characters before comparing"
+                    if got == plain else "the chosen choice is the one whose log-likelihood per character (len(choice)) "
+                    "is highest; return 1.0 when it is the gold one, else 0.0")
+            raise failure(title, f"expected {want}, got {_short(got)}",
+                          f"loglikelihoods={_short([round(x, 3) for x in lls])}, choices={choices}, gold={gold}", hint)
+    disagree = sum(metrics.acc(lls, gold) != metrics.acc_norm(lls, choices, gold) for lls, choices, gold in items)
+    passed(title, f"{len(items)} items, {disagree} where acc and acc_norm disagree")
+
+
+# --- Exercise 2: bits per byte ---------------------------------------------------------------------------------
+
+_TEXTS = ("Mia had a red kite.", "Le café était fermé, hélas.", "def área(r):\n    return 3.14 * r * r",
+          "Tom 🙂 waved at the duck.", "Σ x² = 1", "naïve façade", "The bus left at 9:15.", "日本語のテキスト")
+
+
+@checker
+def check_bits_per_byte(bits_per_byte, rng: random.Random) -> None:
+    """`bits_per_byte(loglikelihoods, texts)`: the pooled negative log-likelihood in bits, over the texts' UTF-8 bytes."""
+    title = "bits per byte"
+    for _ in range(20):
+        texts = rng.sample(_TEXTS, rng.randint(1, 5))
+        lls = [-rng.uniform(0.5, 3.0) * len(t.encode("utf-8")) for t in texts]
+        got = call_learner(title, bits_per_byte, lls, texts)
+        want = metrics.bits_per_byte(lls, texts)
+        if not isinstance(got, (int, float)) or not math.isclose(got, want, rel_tol=1e-9):
+            chars = -sum(lls) / (math.log(2) * sum(len(t) for t in texts))
+            nats = -sum(lls) / sum(len(t.encode("utf-8")) for t in texts)
+            mean = sum(-ll / (math.log(2) * len(t.encode("utf-8"))) for ll, t in zip(lls, texts)) / len(texts)
+            hint = ("count bytes, not characters: len(text.encode('utf-8')); 'é', '🙂' and '日' take 2 to 4 bytes"
+                    if isinstance(got, float) and math.isclose(got, chars, rel_tol=1e-9) else
+                    "the log-likelihoods are in nats: divide by log(2) for bits" if isinstance(got, float) and
+                    math.isclose(got, nats, rel_tol=1e-9) else
+                    "pool over the texts: the sum of the negative log-likelihoods over the sum of the bytes, not a mean "
+                    "of each text's ratio" if isinstance(got, float) and math.isclose(got, mean, rel_tol=1e-9) else
+                    "-sum(loglikelihoods) / log(2) / (total UTF-8 bytes)")
+            raise failure(title, f"expected {want:.6f}, got {_short(got)}",
+                          f"loglikelihoods={_short([round(x, 2) for x in lls])}, texts={texts}", hint)
+    passed(title, "20 sets of texts, some with characters of several bytes")
+
+
+# --- Exercise 3: the paired bias score with its bootstrap interval ---------------------------------------------
+
+
+@checker
+def check_paired_bias_score(score, rng: random.Random) -> None:
+    """`score(pairs, resamples, seed)` -> (share, low, high): the share of pairs where the job moves the model
+    towards the stereotype (stereotype's lead over the other sentence larger than the control's lead), with a
+    percentile-bootstrap 95% interval over the pairs."""
+    title = "paired bias score"
+    for _ in range(3):
+        n, lean = rng.randint(300, 600), rng.uniform(-0.6, 0.6)
+        preference = rng.choice((-1, 1)) * rng.uniform(1.0, 2.0)  # for one gender after any job: the control's
+        pairs = []
+        for _ in range(n):
+            control = rng.gauss(preference, 1)
+            pairs.append((-20 + control + lean + rng.gauss(0, 1), -20.0, -21 + control, -21.0))
+        seed = rng.randrange(10_000)
+        got = call_learner(title, score, pairs, 1000, seed)
+        wins = [float(s - a > cs - ca) for s, a, cs, ca in pairs]
+        share = metrics.mean(wins)
+        low, high = bias.percentile_interval(wins, metrics.mean, 1000, seed)
+        shown = f"{n} pairs of (stereotype, anti, control stereotype, control anti) log-likelihoods, e.g. " \
+                f"{_short([tuple(round(x, 2) for x in p) for p in pairs[:2]])}, resamples=1000, seed={seed}"
+        if not (isinstance(got, (tuple, list)) and len(got) == 3 and all(isinstance(x, (int, float)) for x in got)):
+            raise failure(title, f"return (share, low, high), three numbers, got {_short(got)}", shown,
+                          "return a tuple: the share and the interval's two ends")
+        if not math.isclose(got[0], share, abs_tol=1e-12):
+            raw = metrics.mean([float(s > a) for s, a, _, _ in pairs])
+            hint = ("that is the share without the control: count a pair when (stereotype - anti) > (control stereotype "
+                    "- control anti)" if math.isclose(got[0], raw, abs_tol=1e-12) else
+                    "a pair counts when the stereotype's lead over the other sentence is larger than the control's lead")
+            raise failure(title, f"share: expected {share:.4f}, got {_short(got[0])}", shown, hint)
+        if not (got[1] <= share <= got[2]) or abs(got[1] - low) > 0.02 or abs(got[2] - high) > 0.02:
+            raise failure(title, f"interval: expected about [{low:.3f}, {high:.3f}] (within 0.02: another seed draws "
+                          f"other resamples), got [{_short(got[1])}, {_short(got[2])}]", shown,
+                          "resample the pairs' 0/1 wins WITH replacement, n of them, `resamples` times; take the mean of "
+                          "each; the 2.5th and 97.5th percentiles of those means are the interval")
+    passed(title, "3 sets of pairs, share exact, interval within 0.02")
+
+
 
 # --- Human evaluation: Bradley-Terry ratings from votes ----------------------------------------------------
 # The votes are small rounds (3 to 5 models, 30 to 200 votes) drawn from models of known strengths, with ties
@@ -109,8 +222,8 @@ def _bt_diagnosis(got: dict[str, float], want: dict[str, float], votes: list[dic
 
 @checker
 def check_bradley_terry(fit, rng: random.Random) -> None:
-    """Exercise (Bradley-Terry ratings): the maximum-likelihood ratings of a list of votes, on the Elo scale."""
-    title = "Exercise (Bradley-Terry ratings from votes)"
+    """`fit(votes)` -> {model: rating}: the maximum-likelihood Bradley-Terry ratings of the votes, on the Elo scale."""
+    title = "Bradley-Terry ratings"
     hint = ("maximise the likelihood of the votes with P(a beats b) = 1 / (1 + 10^((R_b - R_a) / 400)); a tie and "
             "\"both bad\" count as half a win to each side; return {model: rating} with the mean rating at 1000 "
             "(e.g. sklearn's LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-8) on features +log(10) "
