@@ -192,7 +192,7 @@ def evaluate(model: GPT, tokenizer: Tokenizer, docs: dict[str, list[dict]], conf
 
 
 RATERS = ("rater 1", "rater 2")  # two simulated people; rater 2 leans to the left answer
-JUDGE = "gold judge"  # the gold reward itself, without noise: an automatic judge
+JUDGE = "gold judge"  # the gold reward itself, without noise: an automatic judge with the raters' rules
 
 
 def rating_round(tests: dict, replies: dict[str, list[str]], config: EvalConfig) -> tuple[dict, list[dict]]:
@@ -217,7 +217,7 @@ def rating_round(tests: dict, replies: dict[str, list[str]], config: EvalConfig)
 
     raters = {RATERS[0]: human.simulated_rater(score, config.rater_noise, 0.05, 0.5, 0.0, config.seed + 1),
               RATERS[1]: human.simulated_rater(score, config.rater_noise, 0.05, 0.5, config.left_bias, config.seed + 2),
-              JUDGE: human.simulated_rater(score, 0.0, 0.0, 0.5, 0.0, config.seed)}
+              JUDGE: human.simulated_rater(score, 0.0, 0.05, 0.5, 0.0, config.seed)}  # the raters' rules, no noise
     votes = {name: human.simulate_round(plan, respond, rate, name) for name, rate in raters.items()}
     rated = votes[RATERS[0]] + votes[RATERS[1]]
     summary = {"prompts": len(examples), "models": names, "votes": {name: len(v) for name, v in votes.items()},
