@@ -617,3 +617,10 @@ def test_the_checkers_rounds_are_small_with_ties_and_both_bad_and_drawn_from_the
     for votes, want in rounds:
         assert 3 <= len(want) <= 5 and 30 <= len(votes) <= 200
         assert {"tie", "both bad"} <= {v["winner"] for v in votes}
+
+
+def test_a_simulated_raters_noise_has_mean_zero_so_both_bad_is_judged_on_the_score():
+    rate = human.simulated_rater(lambda prompt, response: 0.0, noise=1.0, bad_below=0.0, seed=3)
+    outcomes = [rate(0, "left", "right") for _ in range(20_000)]
+    # each perception is below 0 with probability P(Gumbel < gamma) = exp(-exp(-gamma)) = 0.570; both: 0.325
+    assert abs(outcomes.count("both bad") / len(outcomes) - math.exp(-math.exp(-human.EULER_GAMMA)) ** 2) < 0.01

@@ -111,6 +111,7 @@ from minilm.files import atomic_write
 OUTCOMES = ("A", "B", "tie", "both bad")  # "A": the left side won, "B": the right side
 FIELDS = ("prompt", "model_a", "model_b", "winner", "rater")  # every vote has these; more fields are kept
 SCALE, BASE, INITIAL = 400.0, 10.0, 1000.0  # the Elo scale: 400 points are odds of 10 to 1; ratings centre on 1000
+EULER_GAMMA = 0.5772156649015329  # the mean of a standard Gumbel draw
 ARENA_K = 4.0  # Chatbot Arena's K for online Elo: small, since it sees many votes
 REVEAL_L2 = 1.0  # the prior the widget falls back on, when a few votes leave a model unbeaten
 
@@ -604,8 +605,9 @@ def simulated_rater(score: Callable[[Any, str], float], noise: float = 1.0, tie_
                     seed: int = 0) -> Callable[[Any, str, str], str]:
     """A rater, `rate(prompt, left_response, right_response) -> outcome`, that stands in for a person.
 
-    It perceives each response's `score(prompt, response)` plus `noise` times a Gumbel draw; "both bad"
-    when both perceptions are below `bad_below` (if given); else it compares left - right + `left_bias`:
+    It perceives each response's `score(prompt, response)` plus `noise` times a Gumbel draw less its mean
+    (Euler's constant), so that "both bad" is judged on the score itself, not on one the noise raised;
+    "both bad" when both perceptions are below `bad_below` (if given); else it compares left - right + `left_bias`:
     "tie" within `tie_margin` of 0, else the side ahead. Since the difference of two Gumbel draws is
     logistic, P("A") = sigmoid((score_left - score_right + left_bias) / noise) when there is no margin
     and no "both bad": with scores in natural-log units (a rating times ln(10) / 400) and noise 1, that
@@ -617,7 +619,7 @@ def simulated_rater(score: Callable[[Any, str], float], noise: float = 1.0, tie_
 
     def gumbel() -> float:
         uniform = (rng.getrandbits(53) + 0.5) / 2**53  # strictly between 0 and 1: both logs are finite
-        return -math.log(-math.log(uniform))
+        return -math.log(-math.log(uniform)) - EULER_GAMMA  # mean 0: on average, a score is perceived as it is
 
     def rate(prompt: Any, left: str, right: str) -> str:
         seen_left = score(prompt, left) + noise * gumbel()
