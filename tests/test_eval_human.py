@@ -624,3 +624,11 @@ def test_a_simulated_raters_noise_has_mean_zero_so_both_bad_is_judged_on_the_sco
     outcomes = [rate(0, "left", "right") for _ in range(20_000)]
     # each perception is below 0 with probability P(Gumbel < gamma) = exp(-exp(-gamma)) = 0.570; both: 0.325
     assert abs(outcomes.count("both bad") / len(outcomes) - math.exp(-math.exp(-human.EULER_GAMMA)) ** 2) < 0.01
+
+
+def test_a_simulated_rater_calls_two_identical_answers_a_tie_whatever_its_noise_and_lean():
+    rate = human.simulated_rater(lambda prompt, response: len(response), noise=5.0, left_bias=2.0, seed=4)
+    assert {rate(0, "a cook", "a cook") for _ in range(200)} == {"tie"}
+    assert {rate(0, "a cook", "a baker") for _ in range(200)} >= {"A", "B"}
+    judge = human.simulated_rater(lambda prompt, response: len(response), noise=5.0, bad_below=3, seed=4)
+    assert {judge(0, "no", "no") for _ in range(200)} == {"tie", "both bad"}  # perceived once: both bad, or neither

@@ -612,7 +612,9 @@ def simulated_rater(score: Callable[[Any, str], float], noise: float = 1.0, tie_
     logistic, P("A") = sigmoid((score_left - score_right + left_bias) / noise) when there is no margin
     and no "both bad": with scores in natural-log units (a rating times ln(10) / 400) and noise 1, that
     is the Bradley-Terry model. `left_bias` > 0 is a rater who leans to the left side; noise 0 always
-    picks the higher score. Two raters made with the same arguments vote alike."""
+    picks the higher score. Two identical responses are perceived once, as one text: a tie (or "both bad"),
+    as a person would call them, where two draws of noise would pick a side at random. Two raters made with
+    the same arguments vote alike."""
     if noise < 0 or tie_margin < 0:
         raise ValueError(f"noise and tie_margin must be 0 or more, got noise={noise}, tie_margin={tie_margin}")
     rng = random.Random(seed)
@@ -623,9 +625,11 @@ def simulated_rater(score: Callable[[Any, str], float], noise: float = 1.0, tie_
 
     def rate(prompt: Any, left: str, right: str) -> str:
         seen_left = score(prompt, left) + noise * gumbel()
-        seen_right = score(prompt, right) + noise * gumbel()
+        seen_right = seen_left if right == left else score(prompt, right) + noise * gumbel()
         if bad_below is not None and seen_left < bad_below and seen_right < bad_below:
             return "both bad"
+        if right == left:  # the same text twice: a tie, whatever the noise or the lean
+            return "tie"
         gap = seen_left - seen_right + left_bias
         if abs(gap) <= tie_margin:
             return "tie"
