@@ -77,7 +77,7 @@ class EvalConfig:
     # human evaluation, simulated: every pair of models on each rated prompt, in both orders, by each rater
     rated_prompts: int = 100
     rater_noise: float = 0.3  # the Gumbel noise through which a rater reads the gold reward (a clean answer: 1.5)
-    left_bias: float = 0.3  # the second rater's pull towards the left answer, for position bias to find
+    left_bias: float = 1.0  # rater 2 leans to the left answer by a right answer's worth; it flips only close calls
     seed: int = 1337
     device: str | None = None
 
