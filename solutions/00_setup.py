@@ -16,9 +16,8 @@
 #
 # In this course you build a small language model **for real**, stage by stage: you gather and clean the data,
 # train a tokenizer, write the transformer, pretrain it, fine-tune it, align it with human preferences, evaluate it
-# and serve it. Every stage runs on a laptop CPU in minutes and produces numbers you can check. Stages 1 to 7, up to
-# RLHF, are here with their notebooks; stage 8, evaluation, has begun in the package (`python -m minilm evaluate`),
-# and notebooks 08 and 09 are coming.
+# and serve it. Every stage runs on a laptop CPU in minutes and produces numbers you can check. Stages 1 to 8, up to
+# evaluation, are here with their notebooks; notebook 09, inference and serving, is coming.
 #
 # **In this notebook** you check your environment, learn the three ideas every later notebook relies on
 # (*presets*, the *artifact cache*, *self-checking exercises*) and see the map of the whole pipeline.
@@ -62,7 +61,7 @@ print(f"preset      {presets.preset_name()}   (MINILM_PRESET={os.environ.get('MI
 import matplotlib.pyplot as plt
 from minilm.plots import draw_pipeline
 
-draw_pipeline(done=7)
+draw_pipeline(done=8)
 plt.show()
 
 # %% [markdown]
