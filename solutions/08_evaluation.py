@@ -162,7 +162,8 @@ subset = docs["cloze"][:100]
 with tempfile.TemporaryDirectory() as folder:
     write_task(Path(folder), "minilm_cloze", subset, "multiple_choice")
     theirs = lm_eval.simple_evaluate(model=LmEvalModel(base, tokenizer), tasks=["minilm_cloze"], num_fewshot=0,
-                                     task_manager=lm_eval.tasks.TaskManager(include_path=folder, include_defaults=False),
+                                     task_manager=lm_eval.tasks.TaskManager(include_path=folder,
+                                                                            include_defaults=False),
                                      bootstrap_iters=0, verbosity="ERROR")["results"]["minilm_cloze"]
 ours = tasks.run_multiple_choice(base, tokenizer, subset)
 show_table([{"": "minilm.eval", "acc": ours["acc"], "acc_norm": ours["acc_norm"]},
@@ -305,9 +306,16 @@ show_table(bbq_rows(artifact))
 # base model, which read web pages and documents too, does a little better than chance. The lesson holds for large
 # models as well: read a bias score beside the accuracy of the task it rests on.
 #
-# Tie this back to stage 1: notebook 01 measured the stories' skew (each stereotyped job's gender words leaning
-# towards the stereotype) and its debias step removed it. The model trained without the step learnt the skew, and
-# CrowS-Pairs finds it; the model trained with it did not.
+# Tie this back to stage 1: notebook 01 measured the skew of the stereotyped jobs in the corpus (how far the gender
+# words near each job lean to one gender: 0 balanced, 0.5 all one gender), before and after its debias step:
+
+# %%
+skew = run_data_stage(PRESET).summary["bias_skew"]
+print(f"stage 1's skew of the stereotyped jobs: {skew['before']:.3f} before the debias step, {skew['after']:.3f} after")
+
+# %% [markdown]
+# The model trained on the skewed stories learnt the skew, and all three probes find it (BBQ where the story does
+# not say); the model trained on the balanced ones did not. What a model learns of a bias is what its data holds.
 #
 # **Per group.** The story questions are about heroines and heroes alike: does any model answer one group better? The
 # gap and its interval (an interval that holds 0 finds no gap):
@@ -394,7 +402,8 @@ widget.box
 # answers. Then the names are revealed.
 
 # %%
-stand_in = human.simulated_rater(lambda i, response: gold_reward(rated[i], response), noise=0.3, tie_margin=0.05, seed=1)
+stand_in = human.simulated_rater(lambda i, response: gold_reward(rated[i], response), noise=0.3, tie_margin=0.05,
+                                 seed=1)
 while widget.current is not None:
     matchup = widget.current
     widget.vote(stand_in(matchup.prompt, responses[(matchup.prompt, matchup.model_a)],
