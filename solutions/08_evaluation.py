@@ -189,8 +189,8 @@ print(f"acc and acc_norm disagree on {len(disagree)} of {len(docs['questions'])}
 example = docs["questions"][disagree[0]]
 lls = scored["loglikelihoods"][disagree[0]]
 print(example["context"][-160:])
-show_table([{"choice": c, "gold": i == example["gold"], "log-likelihood": f"{ll:.2f}", "characters": len(c),
-             "per character": f"{ll / len(c):.3f}"} for i, (c, ll) in enumerate(zip(example["choices"], lls))])
+show_table([{"choice": c, "gold": i == example["gold"], "log-likelihood": f"{ll:.2f}", "characters": len(c)}
+            for i, (c, ll) in enumerate(zip(example["choices"], lls))])
 print(f"acc picks {example['choices'][metrics.choice_index(lls)]!r}, acc_norm picks "
       f"{example['choices'][metrics.choice_index(lls, example['choices'])]!r}")
 
@@ -581,8 +581,9 @@ check_paired_bias_score(paired_bias_score)
 # Write `fit(votes)`: votes as `minilm.eval.human` records them (`model_a` shown on the left, `winner` one of "A",
 # "B", "tie", "both bad"). Return `{model: rating}`, the maximum-likelihood Bradley-Terry ratings on the Elo scale
 # (400 points are odds of 10 to 1) with a tie as half a win to each side, "both bad" as a tie, and the ratings' mean
-# at 1000. Any method that reaches the maximum will do: gradient ascent on the log-likelihood, Newton's method, or
-# Hunter's (2004) MM updates, strength_i <- wins_i / sum_j (games_ij / (strength_i + strength_j)).
+# at 1000. Write the fit yourself, in plain Python or numpy (not scikit-learn, as section 6 checked it, nor
+# `human.bradley_terry`): any method that reaches the maximum will do, gradient ascent on the log-likelihood,
+# Newton's method, or Hunter's (2004) MM updates, strength_i <- wins_i / sum_j (games_ij / (strength_i + strength_j)).
 
 # %%
 def fit(votes: list[dict]) -> dict[str, float]:
