@@ -484,15 +484,21 @@ print(f"largest difference: {max(abs(h['ratings'][n] - arena[index[n]]) for n in
 # an unbiased rater.
 
 # %%
+from collections import Counter
+
 show_table(rater_rows(artifact))
+all_votes = human.read_votes(artifact.path / VOTES)
+show_table([{"rater": rater, **{outcome: n for outcome, n in sorted(Counter(v["winner"] for v in votes).items())}}
+            for rater, votes in human.votes_by_rater(all_votes).items()])
 
 # %% [markdown]
-# Most matchups are ties: the aligned models often give the same answer, and a rater calls the same text twice a tie.
+# Nearly half of each rater's votes are ties (the aligned models often give the same answer, and a rater calls the
+# same text twice a tie), and about one in seven says both answers are bad; the rest are decided.
 # Rater 1 agrees with the noise-free gold judge on nearly every matchup, and with rater 2 a little less: each
 # rater's noise is its own, and rater 2's lean adds to it. The position-bias check finds the lean planted in rater 2
 # (its interval above 0.5) and none in rater 1. Rater 2 leans by as much as a right answer is worth, yet that moves its
-# share only to about 0.57: a lean flips only close calls, and most decided votes here set a right answer against a
-# wrong one. `plan_round` draws the sides at random, which cancels such a lean out of the ratings on average; the
+# share only to about 0.57: a lean flips a vote only where the two answers are closer than the lean, and few decided
+# votes here are that close. `plan_round` draws the sides at random, which cancels such a lean out of the ratings on average; the
 # check says how large it is. With people, the same checks tell a careful rater from a careless one.
 
 # %%
