@@ -427,7 +427,7 @@ print(widget.reveal())
 h = r["human"]
 show_table(human_rows(artifact))
 fig, ax = plt.subplots(figsize=(6, 2.8))
-names = list(h["ratings"])
+names = sorted(h["ratings"], key=h["ratings"].get, reverse=True)  # best first
 ax.errorbar([h["ratings"][n] for n in names], range(len(names)), fmt="o",
             xerr=[[h["ratings"][n] - h["intervals"][n]["lower"] for n in names],
                   [h["intervals"][n]["upper"] - h["ratings"][n] for n in names]], capsize=3)

@@ -99,6 +99,8 @@ def test_the_rating_round_rates_every_model_from_votes_on_disk(stage):
                for m, i in h["intervals"].items())
     assert -1 <= h["agreement"]["rater 1 and rater 2"]["kappa"] <= 1
     assert len(report.human_rows(built)) == len(h["models"]) and len(report.rater_rows(built)) == 4
+    shown = [float(row["Bradley-Terry [95% CI]"].split()[0]) for row in report.human_rows(built)]
+    assert shown == sorted(shown, reverse=True)  # best first, though results.json sorts its keys by name
 
 
 def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):

@@ -117,7 +117,7 @@ def human_rows(artifact: Artifact) -> list[dict]:
     its mean gold reward on the rated prompts."""
     h = results(artifact)["human"]
     rows = []
-    for name, rating in h["ratings"].items():
+    for name, rating in sorted(h["ratings"].items(), key=lambda item: -item[1]):  # the file's keys are sorted by name
         i, (low, high) = h["intervals"][name], h["elo_order_spread"][name]
         rows.append({"model": name, "Bradley-Terry [95% CI]": f"{rating:.0f} [{i['lower']:.0f}, {i['upper']:.0f}]",
                      "Elo (range over vote orders)": f"{h['elo'][name]:.0f} ({low:.0f} to {high:.0f})",
