@@ -32,6 +32,13 @@ STAGES = [
              "reward that training never sees"),
     ("evaluate", "stage 8: score every model (base, SFT, LoRA, each RLHF method) on benchmarks from unseen stories "
                  "and documents, with intervals: the report card"),
+    ("inference", "stage 9: time generation (KV cache, batching), train a draft for speculative decoding, quantize "
+                  "to int8, export the chat model for Hugging Face, vLLM and llama.cpp"),
+]
+
+SERVING = [
+    ("chat", "talk with the best chat model of the cache in this terminal (stage 9)"),
+    ("serve", "serve the best chat model of the cache: an OpenAI-compatible API at /v1 and a chat page at / (stage 9)"),
 ]
 
 EPILOG = """pipeline:
@@ -65,7 +72,46 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("pretrain", "speedrun"):
             sub.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=setting,
                              help="change one field of the preset's TrainConfig, e.g. --set batch_size=8 --set grad_accum=4")
+    for name, help_text in SERVING:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--preset", choices=["ci", "cpu", "gpu"], help="whose cached models (default: automatic)")
+        sub.add_argument("--checkpoint", metavar="PATH", help="serve this checkpoint folder instead (with the "
+                                                               "preset's tokenizer)")
+        if name == "chat":
+            sub.add_argument("--temperature", type=temperature, default=0.7, help="0 is greedy (default: 0.7)")
+            sub.add_argument("--max-tokens", type=positive, default=64, help="the longest answer (default: 64)")
+        else:
+            sub.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (the default) answers this machine "
+                                                                  "only; 0.0.0.0 the network, without authentication")
+            sub.add_argument("--port", type=port, default=8000, help="default: 8000")
+            sub.add_argument("--max-batch-size", type=positive, default=8,
+                             help="requests decoded together (default: 8)")
     return parser
+
+
+def positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def port(text: str) -> int:
+    """A TCP port to listen on: 1 to 65535."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: choose a whole number from 1 to 65535")
+    return int(text)
+
+
+def temperature(text: str) -> float:
+    """A sampling temperature: a finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a temperature: choose a number of at least 0 (0 is greedy)")
+    return value
 
 
 def setting(text: str) -> tuple[str, str]:
@@ -181,15 +227,22 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {error}") from None
     show_progress()  # before anything imports tqdm, which reads its TQDM_* defaults once
     train = train_config(preset, args.set) if args.command in ("pretrain", "speedrun") else None
-    check_home()
+    serving = args.command in dict(SERVING)
+    if not serving:  # chat and serve only read the cache
+        check_home()
     mistakes = ()  # what a stage raises for a mistake of the user's, with a message that names the fix
     if train is not None:
         from minilm.train import BatchTooLargeError, CheckpointError
 
         mistakes = (BatchTooLargeError, CheckpointError)
+    if serving:  # a model not cached, a checkpoint that cannot be read, a setting the model cannot take, a busy port
+        from minilm.infer.models import ModelNotFoundError
+        from minilm.train import CheckpointError
+
+        mistakes = (ModelNotFoundError, CheckpointError, ValueError, OSError)
     started = time.perf_counter()
     try:
-        shown = run_command(args.command, preset, args.force, train)
+        shown = run_command(args.command, preset, getattr(args, "force", False), train, args)
     except mistakes as error:
         raise SystemExit(f"error: {' '.join(str(error).splitlines())}") from None
     if shown is None:  # under torchrun, rank 0 speaks for every process
@@ -199,8 +252,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_command(command: str, preset: str, force: bool, train) -> str | None:
-    """Run one command; returns what it shows of its result (None on the other processes under torchrun)."""
+def run_command(command: str, preset: str, force: bool, train,
+                options: argparse.Namespace | None = None) -> str | None:
+    """Run one command; returns what it shows of its result (None on the other processes under torchrun).
+    `options`: the parsed command line, which chat and serve read their settings from."""
+    if command == "chat":
+        from minilm.infer.terminal import run_chat
+
+        return run_chat(preset, options.checkpoint, options.temperature, options.max_tokens)
+    if command == "serve":
+        from minilm import hardware
+        from minilm.infer.models import chat_model
+        from minilm.infer.server import ServerLimits, check_address, serve
+
+        check_address(options.host, options.port)  # before loading the model
+        model, tokenizer, which = chat_model(preset, options.checkpoint, hardware.pick_device())
+        print(f"serving {which}\nchat page: http://{options.host}:{options.port}/   API: "
+              f"http://{options.host}:{options.port}/v1 (model minilm-chat); Ctrl-C stops", flush=True)
+        serve(model, tokenizer, options.host, options.port, limits=ServerLimits(max_batch_size=options.max_batch_size))
+        return "server stopped"
     if command == "speedrun":
         from minilm.speedrun import speedrun
 
@@ -215,6 +285,11 @@ def run_command(command: str, preset: str, force: bool, train) -> str | None:
         from minilm.tokenizer.stage import run_tokenizer_stage
 
         return describe(run_tokenizer_stage(preset, force=force))
+    if command == "inference":
+        from minilm.infer.report import describe
+        from minilm.infer.stage import run_inference_stage
+
+        return describe(run_inference_stage(preset, force=force))
     if command == "evaluate":
         from minilm.eval.report import describe
         from minilm.eval.stage import run_eval_stage

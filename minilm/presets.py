@@ -68,6 +68,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         "gpu": dict(cloze_stories=3_000, question_stories=400, domain_chars=400_000, bias_stories=60_000,
                     bias_steps=1_000, bias_pairs=4_000),
     },
+    "inference": {  # stage 8's best-rated chat model
+        "ci": dict(speed_prompts=2, speed_tokens=8, repeats=1, draft_prompts_per_family=6, draft_steps=10,
+                   lookaheads=(1, 3), speculative_prompts=3, max_new_tokens=8, quality_chars=1_000, answer_prompts_per_family=2, export_prompts=2),
+        "cpu": dict(),  # the dataclass defaults
+        "gpu": dict(speed_tokens=128, draft_layers=2, draft_prompts_per_family=1000, draft_steps=1000,
+                    draft_batch_size=32, speculative_prompts=200, max_new_tokens=64, quality_chars=400_000),
+    },
 }
 
 Config = TypeVar("Config")

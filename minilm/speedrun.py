@@ -27,6 +27,8 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     from minilm.data import report as data_report
     from minilm.finetune import report as finetune_report
     from minilm.finetune import stage as finetune_stage
+    from minilm.infer import report as inference_report
+    from minilm.infer import stage as inference_stage
     from minilm.data import stage as data_stage
     from minilm.eval import report as eval_report
     from minilm.eval import stage as eval_stage
@@ -48,6 +50,8 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     aligned = rlhf_stage.run_rlhf_stage(preset, force=force, finetuned=finetuned, tokenizer=tokenizer)
     evaluated = eval_stage.run_eval_stage(preset, force=force, data=data, tokenizer=tokenizer, pretrained=pretrained,
                                           finetuned=finetuned, aligned=aligned)
+    deployed = inference_stage.run_inference_stage(preset, force=force, data=data, tokenizer=tokenizer,
+                                                   finetuned=finetuned, aligned=aligned, evaluated=evaluated)
 
     sections = [
         data_report.report_section(data, report_dir),
@@ -57,9 +61,10 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
         finetune_report.report_section(finetuned, report_dir),
         rlhf_report.report_section(aligned, report_dir),
         eval_report.report_section(evaluated, report_dir),
+        inference_report.report_section(deployed, report_dir),
     ]
     stages = {"1: data": data, "2: tokenizer": tokenizer, "4-5: pretrain": pretrained, "6: finetune": finetuned, "7: rlhf": aligned,
-              "8: evaluate": evaluated}
+              "8: evaluate": evaluated, "9: inference": deployed}
     built = sum(not artifact.reused for artifact in stages.values())
     header = {
         "preset": preset,
@@ -67,7 +72,7 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
         "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} cores",
         "stages": "1 data, 2 tokenizer, 3 the transformer (code, with no run of its own: stage 4 trains it), "
                   "4 pretraining, 5 scaling (stage 4's run, seen from the hardware), 6 fine-tuning, 7 RLHF, "
-                  "8 evaluation",
+                  "8 evaluation, 9 inference and deployment",
         "this run": f"{time.perf_counter() - started:,.1f} s (built {built} of the {len(stages)} stages, "
                     f"reused {len(stages) - built} from the cache)",
         "build time of every stage": f"{sum(a.build_seconds for a in stages.values()):,.1f} s",

@@ -16,8 +16,8 @@
 #
 # In this course you build a small language model **for real**, stage by stage: you gather and clean the data,
 # train a tokenizer, write the transformer, pretrain it, fine-tune it, align it with human preferences, evaluate it
-# and serve it. Every stage runs on a laptop CPU in minutes and produces numbers you can check. Stages 1 to 8, up to
-# evaluation, are here with their notebooks; notebook 09, inference and serving, is coming.
+# and serve it. Every stage runs on a laptop CPU in minutes and produces numbers you can check. All nine stages, from
+# the data to serving the model, are here with their notebooks.
 #
 # **In this notebook** you check your environment, learn the three ideas every later notebook relies on
 # (*presets*, the *artifact cache*, *self-checking exercises*) and see the map of the whole pipeline.
@@ -55,13 +55,13 @@ print(f"preset      {presets.preset_name()}   (MINILM_PRESET={os.environ.get('MI
 # ## 2. The map
 #
 # The course builds **one** model along one pipeline. Each box is built by one notebook and one module of the
-# `minilm` package; the filled boxes exist already.
+# `minilm` package; all nine are built.
 
 # %%
 import matplotlib.pyplot as plt
 from minilm.plots import draw_pipeline
 
-draw_pipeline(done=8)
+draw_pipeline(done=9)
 plt.show()
 
 # %% [markdown]

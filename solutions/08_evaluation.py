@@ -627,4 +627,5 @@ check_bradley_terry(fit)
 # fit return for a model that won every vote, and what does `human.bradley_terry` do then? (Try it: a prior, `l2`,
 # is what keeps such ratings finite.)
 #
-# **Next:** notebook 09 (coming) serves the models: sampling, the KV cache, batching and a server under load.
+# **Next:** notebook 09 serves the best-rated model: sampling, the KV cache, batching, speculative decoding, int8
+# weights, an export for vLLM and llama.cpp, and an OpenAI-compatible server.
