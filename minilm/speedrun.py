@@ -66,6 +66,7 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
     stages = {"1: data": data, "2: tokenizer": tokenizer, "4-5: pretrain": pretrained, "6: finetune": finetuned, "7: rlhf": aligned,
               "8: evaluate": evaluated, "9: inference": deployed}
     built = sum(not artifact.reused for artifact in stages.values())
+    times = [{**row, **stage_work(name, stages)} for row, name in zip(stage_times(stages), stages)]
     header = {
         "preset": preset,
         "python": platform.python_version(),
@@ -76,5 +77,44 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
         "this run": f"{time.perf_counter() - started:,.1f} s (built {built} of the {len(stages)} stages, "
                     f"reused {len(stages) - built} from the cache)",
         "build time of every stage": f"{sum(a.build_seconds for a in stages.values()):,.1f} s",
+        "bias, before and after": bias_line(data, evaluated),
+        "talk to the model": "python -m minilm chat (in the terminal); python -m minilm serve, then "
+                             "http://127.0.0.1:8000 (a chat page, and an OpenAI-compatible API at /v1)",
     }
-    return write_report(report_dir / "report.md", header, stage_times(stages), sections)
+    return write_report(report_dir / "report.md", header, times, sections)
+
+
+def stage_work(name: str, stages: dict) -> dict[str, str]:
+    """What a stage processed, where its manifest or results record it: text, tokens, and the training FLOPs of
+    the stages that train a model (6 N D: N parameters, D tokens trained on, forward and backward)."""
+    import json
+
+    artifact = stages[name]
+    summary = artifact.manifest.get("summary", {})
+    if name.startswith("1:"):
+        return {"processed": f"{(summary['train_bytes'] + summary['val_bytes']) / 1e6:,.1f} MB of text kept",
+                "training FLOPs": "-"}
+    if name.startswith("2:"):
+        return {"processed": f"{sum(summary['tokens'].values()) / 1e6:,.2f} M tokens encoded", "training FLOPs": "-"}
+    if name.startswith("4"):
+        return {"processed": f"{summary['tokens'] / 1e6:,.2f} M tokens trained on",
+                "training FLOPs": f"{6 * summary['parameters'] * summary['tokens']:.2e}"}
+    if name.startswith("6:"):
+        tokens = json.loads((artifact.path / "results.json").read_text(encoding="utf-8"))["train_tokens"]
+        parameters = stages["4-5: pretrain"].manifest["summary"]["parameters"]
+        return {"processed": f"{tokens / 1e6:,.2f} M tokens trained on (SFT)",
+                "training FLOPs": f"{6 * parameters * tokens:.2e} (SFT)"}
+    return {"processed": "not counted", "training FLOPs": "not counted"}
+
+
+def bias_line(data, evaluated) -> str:
+    """Stage 1's planted bias (the job-gender skew of the stereotyped jobs in the stories) before and after its
+    debias step, and stage 8's CrowS-Pairs score of the models trained without and with it."""
+    import json
+
+    skew = data.manifest["summary"]["bias_skew"]
+    probes = json.loads((evaluated.path / "results.json").read_text(encoding="utf-8"))["bias"]
+    crows = {name.rsplit("debias ", 1)[-1]: p["crows"] for name, p in probes.items() if "debias" in name}
+    shown = "; ".join(f"{name}: {c['share']:.1%} [{c['low']:.1%}, {c['high']:.1%}]" for name, c in crows.items())
+    return (f"stage 1's job-gender skew of the stereotyped jobs in the stories {skew['before']:.3f} before its debias step, {skew['after']:.3f} "
+            f"after; stage 8's CrowS-Pairs, stereotype preferred (50% unbiased), debias {shown}")

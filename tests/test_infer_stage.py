@@ -87,10 +87,10 @@ def test_the_config_refuses_bad_values():
             InferenceConfig(**bad)
 
 
-def test_distillation_rows_teach_every_next_token_and_ignore_padding():
-    rows = DistillationRows([[5, 6, 7, 8], [9, 10]], context=4, pad=0)
+def test_distillation_rows_teach_the_answers_and_ignore_prompts_and_padding():
+    rows = DistillationRows([[5, 6, 7, 8], [9, 10]], answer_starts=[2, 1], context=4, pad=0)
     x, y = rows.rows(torch.tensor([0, 1]))
     assert x.tolist() == [[5, 6, 7, 0], [9, 0, 0, 0]]
-    assert y.tolist() == [[6, 7, 8, IGNORE_INDEX], [10] + [IGNORE_INDEX] * 3]
-    long = DistillationRows([list(range(1, 8))], context=4, pad=0)  # longer than the context: cut to context + 1
-    assert long.rows(torch.tensor([0]))[1].tolist() == [[2, 3, 4, 5]]
+    assert y.tolist() == [[IGNORE_INDEX, 7, 8, IGNORE_INDEX], [10] + [IGNORE_INDEX] * 3]  # the answers: 7, 8 and 10
+    long = DistillationRows([list(range(1, 8))], [3], context=4, pad=0)  # longer than the context: cut to context + 1
+    assert long.rows(torch.tensor([0]))[1].tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 4, 5]]
