@@ -3,8 +3,10 @@
 Two servers on 127.0.0.1, the same model, the same requests: `python -m minilm serve`'s app with the engine's
 batch of `--clients` requests (dynamic batching: a request joins the running batch between steps), and the same
 app with a batch of 1 (each request waits for the one before it to finish). `--clients` threads each send
-`--requests` chat requests, streamed, greedy, one after another; the prompts are stage 6's test conversations.
-The load is bounded: every request asks for at most `--max-tokens` tokens.
+`--requests` requests, streamed, greedy, one after another: text completions (`/v1/completions`) of the opening
+words of stories the model never trained on, which it continues to the token limit, or with `--endpoint chat`
+stage 6's test conversations, whose answers are a few words. The load is bounded: every request asks for at most
+`--max-tokens` tokens.
 
 Printed for each server: completion tokens per second over the whole load, each request's latency (p50, p99)
 and time to its first streamed token (p50, p99), and the ratio. Greedy decoding makes every answer checkable:
@@ -46,6 +48,13 @@ def load_model(preset: str):
         return model, tokenizer, f"a random model ({preset} is not cached)"
 
 
+def openings(count: int, words: int = 12) -> list[str]:
+    """The first words of `count` different test stories of the story world (which no stage trained on)."""
+    from minilm.world import split_stories
+
+    return [" ".join(text.split()[:words]) for text, _ in split_stories("test", count)]
+
+
 def conversations(tokenizer, context: int, count: int, max_tokens: int) -> list[list[dict]]:
     from minilm.finetune.chat import encode_chat
     from minilm.finetune.tasks import build_examples
@@ -57,13 +66,16 @@ def conversations(tokenizer, context: int, count: int, max_tokens: int) -> list[
     return found[:count]
 
 
-def ask(url: str, messages: list[dict], max_tokens: int) -> dict:
-    """One streamed greedy chat request: its text, its latency and its time to the first token."""
+def ask(url: str, prompt: list[dict] | str, max_tokens: int) -> dict:
+    """One streamed greedy request (a chat for a list of messages, a completion for a text): its text, its latency
+    and its time to the first token."""
     started = time.perf_counter()
     first, pieces, tokens = None, [], 0
-    body = {"model": "minilm-chat", "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as response:
+    chat = not isinstance(prompt, str)
+    body = {"model": "minilm-chat", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}, **({"messages": prompt} if chat else {"prompt": prompt})}
+    route = "chat/completions" if chat else "completions"
+    with httpx.stream("POST", f"{url}/v1/{route}", json=body, timeout=120) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -72,9 +84,10 @@ def ask(url: str, messages: list[dict], max_tokens: int) -> dict:
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
             for choice in chunk.get("choices", []):
-                if choice["delta"].get("content"):
+                text = choice["delta"].get("content") if chat else choice.get("text")
+                if text:
                     first = first or time.perf_counter()
-                    pieces.append(choice["delta"]["content"])
+                    pieces.append(text)
     done = time.perf_counter()
     return {"text": "".join(pieces), "latency": done - started, "ttft": (first or done) - started, "tokens": tokens}
 
@@ -106,15 +119,19 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=3, help="requests per client, one after another")
-    parser.add_argument("--max-tokens", type=int, default=24)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--endpoint", choices=["completions", "chat"], default="completions")
     args = parser.parse_args()
 
     from minilm.infer.server import ServerLimits, create_app, running_server
 
     model, tokenizer, what = load_model(args.preset)
-    prompts = conversations(tokenizer, model.config.context, args.clients * args.requests, args.max_tokens)
-    print(f"{what}; {args.clients} clients x {args.requests} streamed greedy requests, up to {args.max_tokens} "
-          f"tokens each, {len(prompts)} different prompts\n")
+    if args.endpoint == "chat":
+        prompts = conversations(tokenizer, model.config.context, args.clients * args.requests, args.max_tokens)
+    else:
+        prompts = openings(args.clients * args.requests)
+    print(f"{what}; {args.clients} clients x {args.requests} streamed greedy {args.endpoint} requests, up to "
+          f"{args.max_tokens} tokens each, {len(prompts)} different prompts\n")
 
     reference: dict[int, str] = {}
     with running_server(create_app(model, tokenizer, limits=ServerLimits(max_batch_size=1))) as url:

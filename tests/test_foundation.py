@@ -58,12 +58,13 @@ def test_every_preset_row_fits_its_config():
     from minilm.data.stage import DataConfig
     from minilm.eval.stage import EvalConfig
     from minilm.finetune.stage import FinetuneConfig
+    from minilm.infer.stage import InferenceConfig
     from minilm.rlhf.stage import RLHFConfig
     from minilm.tokenizer.stage import TokenizerConfig
     from minilm.train.loop import TrainConfig
 
     configs = {"data": DataConfig, "tokenizer": TokenizerConfig, "pretrain": TrainConfig, "finetune": FinetuneConfig,
-               "rlhf": RLHFConfig, "evaluate": EvalConfig}
+               "rlhf": RLHFConfig, "evaluate": EvalConfig, "inference": InferenceConfig}
     assert set(presets.PRESETS) <= set(configs), "each stage in PRESETS needs its config class here"
     for stage, cls in configs.items():
         for name in presets.PRESET_NAMES:
