@@ -127,7 +127,8 @@ def main() -> None:
             times["minilm generate"].append(timed(lambda: plain(batch)))
         rate = {name: size * args.tokens / statistics.median(t) for name, t in times.items()}
         rows.append((size, rate, same))
-    print("| batch | minilm Engine (tok/s) | HF generate (tok/s) | Engine / HF | stage 3's generate (tok/s) | same tokens |")
+    print("| batch | minilm Engine (tok/s) | HF generate (tok/s) | Engine / HF | stage 3's generate (tok/s) "
+          "| same tokens |")
     print("| ---: | ---: | ---: | ---: | ---: | --- |")
     for size, rate, same in rows:
         print(f"| {size} | {rate['minilm Engine']:,.0f} | {rate['HF generate']:,.0f} | "
@@ -152,7 +153,8 @@ def main() -> None:
           f"({ttft_theirs / ttft_ours:.2f}x)")
 
     if draft is None:
-        print("\nspeculative decoding and int8: skipped, stage 9 is not cached (python -m minilm inference --preset cpu)")
+        print("\nspeculative decoding and int8: skipped, stage 9 is not cached "
+              "(python -m minilm inference --preset cpu)")
         return
     from minilm.infer.quantize import quantize_model, weight_bytes
     from minilm.infer.speculative import speculative_generate
@@ -172,7 +174,8 @@ def main() -> None:
         for k in rounds:
             rounds[k].append(timed(lambda: [speculative_generate(model, draft, p, 32, lookahead=k, end_tokens=(end,))
                                             for p in chats]))
-    results = {k: [speculative_generate(model, draft, p, 32, lookahead=k, end_tokens=(end,)) for p in chats] for k in rounds}
+    results = {k: [speculative_generate(model, draft, p, 32, lookahead=k, end_tokens=(end,)) for p in chats]
+               for k in rounds}
     print(f"\nspeculative decoding, greedy, {len(chats)} test prompts, up to 32 tokens each "
           f"(draft: {sum(p.numel() for p in draft.parameters()):,} parameters)")
     print("| lookahead | accepted | speed-up against the plain loop |\n| ---: | ---: | ---: |")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import threading
 import time
 
@@ -154,7 +153,8 @@ def main() -> None:
           "p99 first token (s) | answers equal to one-at-a-time alone |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for name, row in rows.items():
-        print(f"| {name} | {row['requests']} | {row['seconds']:.2f} | {row['tokens/s']:,.0f} | {row['p50 latency']:.3f} | "
+        print(f"| {name} | {row['requests']} | {row['seconds']:.2f} | {row['tokens/s']:,.0f} | "
+              f"{row['p50 latency']:.3f} | "
               f"{row['p99 latency']:.3f} | {row['p50 ttft']:.3f} | {row['p99 ttft']:.3f} | {row['same']} |")
     single, batched = rows.values()
     print(f"\nthroughput: {batched['tokens/s'] / single['tokens/s']:.2f}x with dynamic batching; "

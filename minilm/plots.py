@@ -22,7 +22,7 @@ PIPELINE = [
     ("SFT model", "instruction tuning", 6),
     ("RLHF model", "reward model · PPO · DPO", 7),
     ("evaluation report", "benchmarks · bias · robustness", 8),
-    ("chat / serving", "KV cache · sampling", 9),
+    ("chat / serving", "batching · int8 · OpenAI API", 9),
 ]
 
 

@@ -63,8 +63,8 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
         eval_report.report_section(evaluated, report_dir),
         inference_report.report_section(deployed, report_dir),
     ]
-    stages = {"1: data": data, "2: tokenizer": tokenizer, "4-5: pretrain": pretrained, "6: finetune": finetuned, "7: rlhf": aligned,
-              "8: evaluate": evaluated, "9: inference": deployed}
+    stages = {"1: data": data, "2: tokenizer": tokenizer, "4-5: pretrain": pretrained, "6: finetune": finetuned,
+              "7: rlhf": aligned, "8: evaluate": evaluated, "9: inference": deployed}
     built = sum(not artifact.reused for artifact in stages.values())
     times = [{**row, **stage_work(name, stages)} for row, name in zip(stage_times(stages), stages)]
     header = {
@@ -116,5 +116,5 @@ def bias_line(data, evaluated) -> str:
     probes = json.loads((evaluated.path / "results.json").read_text(encoding="utf-8"))["bias"]
     crows = {name.rsplit("debias ", 1)[-1]: p["crows"] for name, p in probes.items() if "debias" in name}
     shown = "; ".join(f"{name}: {c['share']:.1%} [{c['low']:.1%}, {c['high']:.1%}]" for name, c in crows.items())
-    return (f"stage 1's job-gender skew of the stereotyped jobs in the stories {skew['before']:.3f} before its debias step, {skew['after']:.3f} "
-            f"after; stage 8's CrowS-Pairs, stereotype preferred (50% unbiased), debias {shown}")
+    return (f"stage 1's job-gender skew of the stereotyped jobs in the stories {skew['before']:.3f} before its debias "
+            f"step, {skew['after']:.3f} after; stage 8's CrowS-Pairs, stereotype preferred (50% unbiased), debias {shown}")

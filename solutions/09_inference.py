@@ -272,10 +272,12 @@ reference = generate(model, [prompt], len(new), temperature=0)[0]
 print(f"the same as the target's greedy tokens: {new == reference}")
 
 # %% [markdown]
-# With sampling, a guess x is kept with probability min(1, p(x)/q(x)) (p the target's distribution, q the
-# draft's), and a rejected guess is replaced by a draw from max(0, p - q), normalised: each token then comes out
-# distributed exactly as p, whatever the draft (exercise 2 writes this step). The package's `speculative_generate`
-# runs whole answers with both models' KV caches; stage 9 measured it on its test prompts, greedy:
+# With sampling, "what the target would have said" is a distribution p, and the draft's guess was drawn from its own
+# distribution q. Speculative sampling keeps a guess with some probability and, at the first rejection, draws a
+# replacement from a distribution built from p and q, chosen so that every token comes out distributed exactly as p,
+# whatever the draft: a poor draft costs speed, never quality. Exercise 2 works out that step. The package's
+# `speculative_generate` runs whole answers with both models' KV caches; stage 9 measured it on its test prompts,
+# greedy:
 
 # %%
 result = speculative.speculative_generate(model, draft, prompt, 24, lookahead=4, end_tokens=(end,))
@@ -299,21 +301,20 @@ show(fig)
 # %% [markdown]
 # ## 6. int8 weights
 #
-# Each weight of the chat model is a 4-byte float. Stored as a 1-byte integer with one scale per row of the matrix
-# (scale = the row's largest absolute value / 127, q = round(w / scale)), a weight comes back as q · scale, within
-# half a step of where it was. By hand, on the first block's MLP matrix:
+# Each weight of the chat model is a 4-byte float. Int8 stores it as a 1-byte integer from -127 to 127 and keeps one
+# float scale per row of the matrix: a weight stands for its integer times its row's scale, so each row has 255
+# evenly spaced levels, spread to cover that row's weights, and each weight is stored as the level nearest to it
+# (exercise 3 writes it). The package's `quantize_int8` on the first block's MLP matrix:
 
 # %%
 w = model.transformer.h[0].mlp.c_fc.weight.detach()
-scale = w.abs().amax(dim=1) / 127
-q = torch.round(w / scale[:, None]).to(torch.int8)
-back = q.float() * scale[:, None]
+q, scale = quantize.quantize_int8(w)
+back = quantize.dequantize_int8(q, scale)
 error = (back - w).abs()
-package_q, package_scale = quantize.quantize_int8(w)
-print(f"a {tuple(w.shape)} matrix: {w.numel() * 4:,} bytes in float32, {q.numel() + scale.numel() * 4:,} in int8")
+print(f"a {tuple(w.shape)} matrix: {w.numel() * 4:,} bytes in float32, {q.numel() + scale.numel() * 4:,} in int8 "
+      f"({q.dtype}, values {int(q.min())} to {int(q.max())}; {scale.numel()} scales)")
 print(f"largest error {error.max():.2e} (half a step is at most {scale.max() / 2:.2e}); "
       f"mean error {error.mean():.2e} against a mean |w| of {w.abs().mean():.2e}")
-print(f"equal to the package's quantize_int8: {torch.equal(q, package_q) and torch.equal(scale, package_scale)}")
 fig, ax = plt.subplots(figsize=(6, 2.5))
 ax.hist((error / scale[:, None]).flatten().numpy(), bins=40)
 ax.set_xlabel("rounding error, in steps of the row's scale")
@@ -477,8 +478,13 @@ check_top_p(top_p_filter)
 # them), drawing guess i from `draft_probs[i]` (a (k, V) tensor); the target's distributions at the same positions,
 # and one more after the last guess, are `target_probs` ((k + 1, V)). `uniforms` holds k random numbers in [0, 1),
 # one per guess. Return `(kept, next_probs)`: how many guesses are kept, walking from the first and stopping at the
-# first rejection, and the distribution the next token is drawn from. Section 5 said which rule keeps a guess and
-# what replaces a rejected one; when every guess is kept the next token is a bonus. (Use `u < ratio` to accept.)
+# first rejection, and the distribution the next token is drawn from: the replacement's after a rejection, or, when
+# every guess is kept, the target's distribution after the last guess (a bonus token).
+#
+# Work out the rule so that each token comes out distributed as p. A token the draft proposes more often than the
+# target wants (q(x) > p(x)) must be kept only part of the time; one the target wants at least as much (p(x) >= q(x))
+# is always kept. Compare the uniform with the right ratio (keep when `u < ratio`). The replacement must then make up
+# exactly what the target wants beyond what the kept guesses gave it. The checker says which part is off.
 
 # %%
 def accept_drafts(target_probs: torch.Tensor, draft_probs: torch.Tensor, draft_tokens: list[int],
@@ -531,8 +537,9 @@ check_quantize_int8((quantize_int8, dequantize_int8))
 # %% [markdown]
 # ### Questions
 #
-# 1. Why does the acceptance test in exercise 2 divide p by q, rather than keep a guess when p(x) is large? (Think of
-#    a draft that always guesses the same token.)
+# 1. Show that your rule in exercise 2 gives each token x the probability p(x): add the chance that x is proposed and
+#    kept to the chance that a guess is rejected and the replacement is x. What is the chance that a guess is kept,
+#    in terms of p and q, and what does it say about the draft to train?
 # 2. Int8 weights used a quarter of the bytes of float32 in the blocks, yet the table in section 6 shows the whole
 #    model shrinking less. Where do the other bytes go, and what would int4 change?
 #

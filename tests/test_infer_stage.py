@@ -71,7 +71,8 @@ def test_the_report_section_and_the_terminal_lines(stage, tmp_path):
 
 
 def test_the_best_chat_model_is_the_best_rated_of_the_chat_models():
-    assert best_chat_model({"base": 2000, "LoRA": 1500, "SFT": 1000, "DPO": 999}) == "SFT"  # base and LoRA are not served
+    # base and LoRA are not served
+    assert best_chat_model({"base": 2000, "LoRA": 1500, "SFT": 1000, "DPO": 999}) == "SFT"
     assert best_chat_model({"DPO": 1000.0, "PPO": 1000.0, "GRPO": 999.9}) == "DPO"  # a tie: the first of CHAT_MODELS
     assert best_chat_model({"GRPO": 1000.1, "DPO": 1000.0}) == "GRPO"
     assert CHAT_MODELS[0] == "DPO"

@@ -657,15 +657,21 @@ def test_command_line_and_speedrun_report(ci_stage, home):
 
     # The second run reuses every stage and says so; the report keeps each stage's build time.
     out = minilm("speedrun")
-    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:6]] == [
+    assert [line.split(" (")[0] for line in out.stdout.splitlines()[:7]] == [
         "data: reused the cache", "tokenizer: reused the cache", "pretrain: reused the cache", "finetune: reused the cache",
-        "rlhf: reused the cache", "evaluate: reused the cache"]
+        "rlhf: reused the cache", "evaluate: reused the cache", "inference: reused the cache"]
     report = (home / "runs" / "ci" / "report" / "report.md").read_text()
     pretrain = json.loads((home / "runs" / "ci" / "pretrain" / "manifest.json").read_text())
     assert f"| 2: tokenizer | {built:,.1f} s |" in report and f"| 4-5: pretrain | {pretrain['seconds']:,.1f} s |" in report
-    assert "(built 0 of the 6 stages, reused 6 from the cache)" in report and report.count("| reused the cache (") == 6
+    assert "(built 0 of the 7 stages, reused 7 from the cache)" in report and report.count("| reused the cache (") == 7
     assert "## Stage 7: RLHF\n" in report and "rlhf.png" in report
     assert "## Stage 8: evaluation\n" in report and "evaluation.png" in report and "| 8: evaluate |" in report
+    assert "## Stage 9: inference and deployment\n" in report and "inference.png" in report
+    # the report card: each stage's work, the bias before and after, and how to talk to the model
+    assert "| stage | build time | built on | this run | processed | training FLOPs |" in report
+    assert re.search(r"\| 4-5: pretrain \|.*\| 0\.06 M tokens trained on \| \d\.\d\de\+\d\d \|", report)
+    assert "| bias, before and after | stage 1's job-gender skew" in report and "debias none: " in report
+    assert "| talk to the model | python -m minilm chat" in report
 
 
 def test_the_preset_named_is_the_one_used_whatever_minilm_preset_says(monkeypatch):

@@ -160,7 +160,8 @@ def check_quantize_int8(functions, rng: random.Random) -> None:
     for w in weights:
         got = call_learner(title, quantize_int8, w.clone())
         q, scale = quantize.quantize_int8(w)
-        shown = f"a weight matrix {tuple(w.shape)} with row maxima {_short([round(float(m), 4) for m in w.abs().amax(1)])}"
+        maxima = _short([round(float(m), 4) for m in w.abs().amax(1)])
+        shown = f"a weight matrix {tuple(w.shape)} with row maxima {maxima}"
         if not (isinstance(got, tuple) and len(got) == 2):
             raise failure(title, f"expected a pair (q, scale), got {_short(got)}", shown,
                           "return the int8 matrix and the float scales, one per row")

@@ -96,8 +96,8 @@ def describe(artifact: Artifact) -> str:
               f"{best['acceptance_rate']:.0%} of drafted tokens accepted, same tokens: {best['same_tokens']}"
             + f"\n  int8 weights: {int8['bytes'] / fp32['bytes']:.0%} of float32's bytes, "
               f"{int8['same_answers_as_float32']:.0%} of answers unchanged"
-            + f"\n  Hugging Face export: {e['texts_with_different_ids'] + e['chats_with_different_ids'] + e['different_answers']}"
-              f" differences in {e['texts'] + e['chats'] + e['answers']} checks"
+            + f"\n  Hugging Face export: {sum(row['different'] for row in export_rows(artifact))} differences in "
+              f"{e['texts'] + e['chats'] + e['answers']} checks"
             + f"\n  outputs in {shown_path(artifact.path)}/ (talk to the model: python -m minilm chat; "
               "python -m minilm serve)")
 
