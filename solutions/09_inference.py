@@ -34,7 +34,7 @@
 # | preset | the real run (stage 9) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | stage 6's and 7's tiny models, a draft of 10 steps, a few prompts: seconds | seconds |
-# | `cpu` | speed runs, a draft of 300 steps, speculative decoding on 60 test prompts, four precisions, the export: a few minutes the first time (section 1 prints how long), then cached | under a minute |
+# | `cpu` | speed runs, a draft of 300 steps, speculative decoding on 60 test prompts, four precisions, the export: about 2 minutes the first time (section 1 prints how long), then cached | under a minute |
 # | `gpu` | the `gpu` chat model, a larger draft and more prompts | under a minute |
 #
 # Stage 9's results are cached in `data/runs/<preset>/inference/`. It needs the models of stages 6 and 7 and stage
@@ -204,8 +204,8 @@ print(f"time to the first token (the prompt's forward pass and one draw): {r['sp
 # ## 4. Batching, and requests that join between steps
 #
 # At batch 1 each step multiplies every weight matrix by one vector: the machine waits on memory and on Python, not
-# on arithmetic. A batch of 8 does that waiting once for 8 tokens, which is why the engine's batch of 8 makes more
-# than twice the tokens per second of batch 1 above. A server does not get its requests together, though: they arrive one by one,
+# on arithmetic. A batch of 8 does that waiting once for 8 tokens, which is why the engine's batch of 8 makes several
+# times the tokens per second of batch 1 above. A server does not get its requests together, though: they arrive one by one,
 # and finish at different times. The engine (`minilm.infer.engine`) batches them *dynamically*: between two steps,
 # finished requests leave the batch and waiting ones join it (a prefill of their prompts, merged into the running
 # batch's KV cache). Here 8 requests arrive one per step into an engine that runs at most 4 at once:
@@ -292,11 +292,12 @@ show(fig)
 # %% [markdown]
 # The tokens are the chat model's own at every lookahead. The further ahead the draft guesses, the smaller the share
 # of its guesses kept (a guess counts only if every guess before it was right), but the fewer passes of the chat
-# model each token takes: from 0.59 at a lookahead of 1 to about a third at 4 and 6. The wall clock follows only
-# partly: on this CPU a pass of a model this small costs mostly fixed overhead (Python, kernel launches), so the
-# draft's pass costs nearly as much as the chat model's, and the draft's 4 guesses eat most of what the saved passes
-# gave back. Speculative decoding pays when the target's pass is expensive and the draft's cheap: a large model on a
-# GPU, where the pass is bound by reading billions of weights, and a draft a tenth of its size.
+# model each token takes: from 0.59 at a lookahead of 1 to about a third at 4 and 6. The wall clock does not follow
+# on this CPU: the last column is under 1 at every lookahead (it moves from run to run; the best seen here was 1.06x,
+# at a lookahead of 4). A pass of a model this small costs mostly fixed overhead (Python, kernel launches), so the
+# draft's pass costs nearly as much as the chat model's, and its guesses eat what the saved passes give back.
+# Speculative decoding pays when the target's pass is expensive and the draft's cheap: a large model on a GPU, where
+# a pass is bound by reading billions of weights, and a draft a tenth of its size.
 
 # %% [markdown]
 # ## 6. int8 weights

@@ -88,8 +88,9 @@ class InferenceConfig:
     device: str | None = None
 
     def __post_init__(self):
-        for name in ("speed_prompts", "speed_tokens", "repeats", "draft_layers", "draft_prompts_per_family", "draft_steps", "draft_batch_size", "speculative_prompts",
-                     "max_new_tokens", "quality_chars", "answer_prompts_per_family", "export_prompts"):
+        for name in ("speed_prompts", "speed_tokens", "repeats", "draft_layers", "draft_prompts_per_family",
+                     "draft_steps", "draft_batch_size", "speculative_prompts", "max_new_tokens", "quality_chars",
+                     "answer_prompts_per_family", "export_prompts"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"InferenceConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
         if not self.lookaheads or any(not isinstance(k, int) or k < 1 for k in self.lookaheads):
