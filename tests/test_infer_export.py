@@ -24,6 +24,8 @@ from minilm.tokenizer.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
 from minilm.tokenizer.stage import load_tokenizer, run_tokenizer_stage
 from minilm.tokenizer.tokenizer import Tokenizer
 
+from tiny_chat import tiny_chat_model
+
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,22 +73,9 @@ def tokenizer(ci) -> Tokenizer:
 @pytest.fixture(scope="module")
 def model(tokenizer) -> GPT:
     """A tiny GPT trained 60 steps on the conversations' answers: it answers them greedily, ending with <|end|>."""
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context=128, n_layer=2, n_head=2, n_embd=64), seed=0)
-    encoded = [encode_chat(tokenizer, messages) for messages in CONVERSATIONS]
-    width = max(len(ids) for ids, _ in encoded)
-    x = torch.tensor([ids + [tokenizer.special_id(PAD)] * (width - len(ids)) for ids, _ in encoded])
-    y = torch.tensor([  # as in SFT: the answers and their <|end|> are trained, the rest is -100
-        [t if train else -100 for t, train in zip(ids[1:], trained[1:])] + [-100] * (width - len(ids) + 1)
-        for ids, trained in encoded
-    ])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        _, loss = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert loss.item() < 0.1
-    return model.eval()
+    model, loss = tiny_chat_model(tokenizer, CONVERSATIONS, lr=3e-3)
+    assert loss < 0.1
+    return model
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from minilm.cache import run_dir
-from minilm.finetune.chat import SFTData, encode_chat
+from minilm.finetune.chat import encode_chat
 from minilm.infer import server as server_module
 from minilm.infer.engine import Engine
 from minilm.infer.models import ModelNotFoundError, chat_model, end_tokens
@@ -34,6 +34,8 @@ from minilm.infer.server import ServerLimits, create_app, running_server
 from minilm.infer.terminal import chat_loop, fit_conversation
 from minilm.model import GPT, GPTConfig
 from minilm.tokenizer import Tokenizer
+
+from tiny_chat import tiny_chat_model
 
 openai = pytest.importorskip("openai", reason="openai is in requirements.txt: pip install -r requirements.txt")
 
@@ -57,17 +59,8 @@ def tokenizer() -> Tokenizer:
 @pytest.fixture(scope="module")
 def model(tokenizer) -> GPT:
     """A tiny chat model trained for 60 steps on four conversations (2 s): it answers in words, and stops."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, context=CONTEXT, n_layer=2, n_head=2, n_embd=64))
     conversations = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in PAIRS]
-    x, y = (torch.tensor(a) for a in SFTData(tokenizer, conversations, "train").eval_batch(64))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(60):
-        _, loss = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return tiny_chat_model(tokenizer, conversations, lr=1e-2, width=64)[0]
 
 
 @pytest.fixture(scope="module")
