@@ -10,6 +10,7 @@ A stage adds itself here with two lines: its run, and its section of the report.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -87,8 +88,6 @@ def speedrun(preset: str | None = None, force: bool = False, train=None) -> Path
 def stage_work(name: str, stages: dict) -> dict[str, str]:
     """What a stage processed, where its manifest or results record it: text, tokens, and the training FLOPs of
     the stages that train a model (6 N D: N parameters, D tokens trained on, forward and backward)."""
-    import json
-
     artifact = stages[name]
     summary = artifact.manifest.get("summary", {})
     if name.startswith("1:"):
@@ -110,8 +109,6 @@ def stage_work(name: str, stages: dict) -> dict[str, str]:
 def bias_line(data, evaluated) -> str:
     """Stage 1's planted bias (the job-gender skew of the stereotyped jobs in the stories) before and after its
     debias step, and stage 8's CrowS-Pairs score of the models trained without and with it."""
-    import json
-
     skew = data.manifest["summary"]["bias_skew"]
     probes = json.loads((evaluated.path / "results.json").read_text(encoding="utf-8"))["bias"]
     crows = {name.rsplit("debias ", 1)[-1]: p["crows"] for name, p in probes.items() if "debias" in name}
