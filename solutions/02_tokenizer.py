@@ -20,9 +20,11 @@
 # This notebook is stage 2 of the course: it trains the tokenizer of our model on the corpus of stage 1, and turns
 # that corpus into the token files that pretraining will read.
 #
-# **You will build** a byte-level BPE tokenizer (byte pair encoding, the kind GPT-2, GPT-4 and Llama 3 use), first by
-# hand on one sentence, then with a teaching version written here, then with the fast trainer of `minilm.tokenizer`,
-# on the whole corpus. Then you write the corpus as token shards.
+# **You will build** a byte-level BPE tokenizer (byte pair encoding, the kind GPT-2, GPT-4 and Llama 3 use): you write
+# its trainer yourself (exercise 1, in section 3) and check it merge for merge against the package's, then see how the
+# fast trainer of `minilm.tokenizer` learns the same merges on the whole corpus. Then you write the corpus as token
+# shards. The exercises at the end build the rest: tiktoken's encoder, safe special tokens, the fast trainer's
+# bookkeeping, and the recovery of GPT-4's merges from its file.
 #
 # **You will learn**
 # * why tokenizers start from UTF-8 *bytes*, not characters, and why text is first cut into chunks by a regex;
@@ -58,7 +60,7 @@ from minilm.data import stage as data_stage
 from minilm.data.documents import DOMAINS, read_jsonl
 from minilm.display import show_table
 from minilm.tokenizer import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SPECIAL_TOKENS, Tokenizer, bpe, cl100k_base,
-                              count_chunks, train, train_naive)
+                              count_chunks, naive, train, train_naive)
 from minilm.tokenizer.bpe import BYTE_TO_ID, initial_vocab
 from minilm.tokenizer.report import describe
 from minilm.tokenizer.stage import TokenizerConfig, load_tokenizer, open_shards, run_tokenizer_stage
@@ -209,9 +211,121 @@ print("as ids:      ", chunks[:4])
 
 
 # %% [markdown]
-# Training repeats two steps. **Count** every adjacent pair of tokens inside each chunk. **Merge** the most frequent
-# pair: it becomes a new token with the next free id, and every occurrence of the pair is replaced by it. Here are both
-# steps, written from scratch:
+# Training repeats two steps. **Count** every adjacent pair of tokens inside each chunk, never across two chunks: that
+# is what the chunks are for. **Merge** the most frequent pair: it becomes a new token with the next free id (256 for
+# the first), and every occurrence of the pair is replaced by it. The counts of the tiny text, the largest first:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def show(token_ids, tokens: dict[int, bytes] | None = None) -> str:
+    # Token ids as their text, joined by "+"; `tokens` maps ids to bytes (default: `vocab`).
+    tokens = vocab if tokens is None else tokens
+    return "+".join(repr(tokens[i].decode("utf-8", "replace")) for i in token_ids)
+
+
+pair_counts = Counter(pair for ids in chunks for pair in zip(ids, ids[1:]))
+print(f"{len(pair_counts)} distinct pairs; the most frequent:")
+for pair in sorted(pair_counts, key=lambda p: -pair_counts[p])[:5]:
+    print(f"  {show(pair):<14} ids {str(pair):<10} {pair_counts[pair]} times")
+
+# %% [markdown]
+# "a" + "t" wins. Here is that first merge, made with the package's `naive.merge` (from `minilm.tokenizer`), which
+# replaces the pair left to right, so that three tokens in a row, "a a a", become "aa a" ("a" is id 64):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pair, new_id = max(pair_counts, key=pair_counts.get), len(vocab)  # no tie for the first place here
+after = {**vocab, new_id: vocab[pair[0]] + vocab[pair[1]]}  # a copy of vocab with the new token
+merged_chunks = [naive.merge(ids, pair, new_id) for ids in chunks]
+print(f"merge {show(pair)} {pair} into the new token {new_id}, {after[new_id]!r}")
+print(f"tokens: {sum(map(len, chunks))} -> {sum(map(len, merged_chunks))}")
+print("the first chunks:", " | ".join(show(ids, after) for ids in merged_chunks[:4]))
+print("left to right: naive.merge([64, 64, 64], (64, 64), 256) =", naive.merge([64, 64, 64], (64, 64), 256))
+
+# %% [markdown]
+# Then count again, since the merge changed some pairs:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pair_counts = Counter(pair for ids in merged_chunks for pair in zip(ids, ids[1:]))
+highest = max(pair_counts.values())
+print(f"the most frequent pairs now occur {highest} times:",
+      ", ".join(f"{show(pair, after)} {pair}" for pair, count in pair_counts.items() if count == highest))
+
+# %% [markdown]
+# Two pairs are equally frequent. We take the one with the smallest ids (smallest first id, then smallest second, as
+# Python compares tuples), here "h" + "e": the rule of HF `tokenizers`, so that we can compare with it exactly. New
+# tokens take part in the next merges like any other. The package's trainer, `minilm.tokenizer.train`, learns these ten
+# merges from the tiny text, in this order:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+target_merges, target_vocab = train([tiny], 256 + 10)
+print(list(target_merges.items()))
+print([target_vocab[new_id].decode() for new_id in target_merges.values()])
+
+
+# %% [markdown]
+# ### Exercise 1: the BPE trainer
+#
+# Write the trainer: `train_bpe(texts, vocab_size)` learns a byte-level BPE from a list of texts and returns
+# `(merges, vocab)`, as `minilm.tokenizer.train` does. `merges` maps each merged pair of ids to the id of its new token,
+# in the order learned (a `dict` keeps its order); `vocab` maps every id to its bytes.
+# * Cut every text into chunks with `regex.findall(GPT4_SPLIT_PATTERN, text)` and turn each chunk into its list of
+#   byte ids, as in the first cell of this section. `vocab` starts as `initial_vocab()`, the 256 bytes.
+# * Then repeat until `vocab` has `vocab_size` tokens: count the adjacent pairs inside the chunks; take the most
+#   frequent pair, the smallest on ties; give its new token the id `len(vocab)` and the bytes of its two tokens joined;
+#   record it in `merges` and `vocab`; replace the pair in every chunk, left to right. Stop early if no chunk has a
+#   pair left.
+#
+# Write the merge of a chunk too, rather than calling `naive.merge`. With `train_bpe([tiny], 266)` you should get the
+# ten merges above. The check trains your function and `minilm.tokenizer.train` on fresh random texts and compares
+# their merges one by one; it shows the first merge where they differ, with a hint. (Until you have written it, the
+# check shows a red error: that is expected, and the rest of the notebook still runs.) A slow trainer is fine here:
+# section 4 makes it fast. You will have built BPE training, the loop that made the tokenizers of GPT-2 to Llama 3.
+#
+# (The package has one more rule, for a merge whose bytes are already a token, such as "a" + "bc" after "ab" + "c": it
+# reuses that token's id. This is so rare that you may leave it out: the check skips any text that would need it.)
+
+# %%
+def train_bpe(texts: list[str], vocab_size: int) -> tuple[dict[tuple[int, int], int], dict[int, bytes]]:
+    ### BEGIN SOLUTION
+    chunks = [list(chunk.encode("utf-8").translate(BYTE_TO_ID))
+              for text in texts for chunk in regex.findall(GPT4_SPLIT_PATTERN, text)]
+    vocab, merges = initial_vocab(), {}
+    while len(vocab) < vocab_size:
+        counts = Counter(pair for ids in chunks for pair in zip(ids, ids[1:]))
+        if not counts:
+            break  # every chunk is a single token
+        pair = min(counts, key=lambda p: (-counts[p], p))  # the most frequent; among equals, the smallest ids
+        new_id = len(vocab)
+        vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+        merges[pair] = new_id
+        for k, ids in enumerate(chunks):  # replace the pair, left to right
+            merged, i = [], 0
+            while i < len(ids):
+                if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+                    merged.append(new_id)
+                    i += 2
+                else:
+                    merged.append(ids[i])
+                    i += 1
+            chunks[k] = merged
+    return merges, vocab
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.tokenizer import check_train_bpe
+
+check_train_bpe(train_bpe)
+
+
+# %% [markdown]
+# ### A worked version
+#
+# Try exercise 1 before reading on: this is one way to write it, in two small functions and a loop. `get_stats`
+# counts the pairs, `merge` replaces one pair in one chunk:
 
 # %%
 def get_stats(chunks: list[list[int]], counts: list[int] | None = None) -> Counter:
@@ -236,19 +350,9 @@ def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return merged
 
 
-def show(token_ids) -> str:
-    return "+".join(repr(vocab[i].decode("utf-8", "replace")) for i in token_ids)
-
-
-stats = get_stats(chunks)
-print("the most frequent pairs before the first merge:")
-for pair, count in stats.most_common(6):
-    print(f"  {show(pair):<14} ids {str(pair):<10} {count} times")
-
 # %% [markdown]
-# Several pairs are equally frequent. We take the one with the smallest ids (smallest first id, then smallest second):
-# the rule of HF `tokenizers`, so that we can compare with it exactly. Now ten rounds of count and merge (`tied`
-# counts the other pairs that were just as frequent):
+# And the loop, ten rounds of count and merge on the tiny text, printed as it goes (`tied` counts the other pairs that
+# were just as frequent):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -265,6 +369,7 @@ for step in range(1, 11):
     print(f"{step:>4}  {show(pair):<16}{stats[pair]:>6}{tied:>6}  {vocab[new_id].decode()!r:<12}{new_id:>5}"
           f"{sum(map(len, chunks)):>13}")
 print("\nthe text is now:", " | ".join(show(ids) for ids in chunks[:9]), "| ...")
+print("the same merges as minilm.tokenizer.train:", merges == target_merges)
 
 
 # %% [markdown]
@@ -323,12 +428,13 @@ plt.show()
 
 # %% [markdown]
 # So we count the pairs of each *distinct* chunk once and weigh them by how often the chunk occurs. Here is the
-# teaching trainer, built from `get_stats` and `merge` above with idea 1. It also records how many distinct chunks
-# each merge actually changes. One more rule, for the rare case where a merge makes bytes that are already a token
-# (merging "a" + "bc" after "ab" + "c" made "abc"): the existing token is reused, as HF `tokenizers` does.
+# teaching trainer: the trainer of exercise 1, built from `get_stats` and `merge` above, with idea 1. It also records
+# how many distinct chunks each merge actually changes, and it has the rare rule that exercise 1 could leave out: a
+# merge whose bytes are already a token (merging "a" + "bc" after "ab" + "c" made "abc") reuses that token, as HF
+# `tokenizers` does.
 
 # %%
-def train_bpe(texts: list[str], vocab_size: int, changed: list[int] | None = None):
+def teaching_trainer(texts: list[str], vocab_size: int, changed: list[int] | None = None):
     # Byte-level BPE: merge the most frequent pair (smallest ids on ties) until the vocabulary has vocab_size tokens.
     counts = Counter(chunk for text in texts for chunk in regex.findall(GPT4_SPLIT_PATTERN, text))
     chunks = [list(chunk.encode("utf-8").translate(BYTE_TO_ID)) for chunk in counts]
@@ -372,7 +478,7 @@ def sample_texts(texts: list[str], n_bytes: int) -> list[str]:
 small = sample_texts(train_texts, {"ci": 20_000}.get(PRESET, 60_000))
 small_vocab = {"ci": 320}.get(PRESET, 512)
 changed = []
-ours = train_bpe(small, small_vocab, changed)
+ours = teaching_trainer(small, small_vocab, changed)
 package = train(small, small_vocab)
 print(f"{sum(len(t.encode('utf-8')) for t in small) / 1e3:.0f} KB, {small_vocab - 256} merges")
 
@@ -416,7 +522,7 @@ print(source[source.index("    while len(vocab)"): source.index("    if bar is n
 # %%
 timings = {}
 for name, trainer in [("naive: recount everything", lambda: train_naive(small, small_vocab)),
-                      ("teaching: distinct chunks (idea 1)", lambda: train_bpe(small, small_vocab)),
+                      ("teaching: distinct chunks (idea 1)", lambda: teaching_trainer(small, small_vocab)),
                       ("minilm.tokenizer.train (ideas 1-3)", lambda: train(small, small_vocab))]:
     started = time.perf_counter()
     result = trainer()
@@ -721,36 +827,10 @@ print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s
 # %% [markdown]
 # ## 11. Exercises
 #
-# Each exercise is a function for you to write, followed by a check cell that runs it on fresh random inputs against
-# the package's own version and prints a pass, or shows the input where they differ with a hint. The checks of
-# unsolved exercises show a red error: that is expected. Solutions are in `solutions/02_tokenizer.ipynb` (try first!).
-#
-# ### Exercise 1: compression per domain
-#
-# Write `compression(texts_by_domain, encode)`: `texts_by_domain` maps a domain to a list of texts, and `encode(text)`
-# returns a list of token ids. Return a dict with, for each domain, the bytes of UTF-8 text per token, and under the
-# key `"all"` the same over all the texts together. Careful: bytes are not characters, and the value for `"all"` is
-# not the mean of the domains' values.
-
-# %%
-def compression(texts_by_domain: dict[str, list[str]], encode) -> dict[str, float]:
-    ### BEGIN SOLUTION
-    result, all_bytes, all_tokens = {}, 0, 0
-    for domain, texts in texts_by_domain.items():
-        n_bytes = sum(len(text.encode("utf-8")) for text in texts)
-        n_tokens = sum(len(encode(text)) for text in texts)
-        result[domain] = n_bytes / n_tokens
-        all_bytes, all_tokens = all_bytes + n_bytes, all_tokens + n_tokens
-    result["all"] = all_bytes / all_tokens
-    return result
-    ### END SOLUTION
-
-
-# %% tags=["check"]
-from minilm.exercises.tokenizer import check_compression
-
-check_compression(compression)
-
+# You wrote the trainer in exercise 1 (section 3). Four more follow, from encoding to reading GPT-4's tokenizer file.
+# As before, each is a function for you to write, followed by a check cell that runs it on fresh random inputs against
+# the package's own version and prints a pass, or shows the input where they differ with a hint; the checks of
+# unsolved exercises show a red error. Solutions are in `solutions/02_tokenizer.ipynb` (try first!).
 
 # %% [markdown]
 # ### Exercise 2: encode a chunk with the ranks
@@ -762,6 +842,8 @@ check_compression(compression)
 # * otherwise start from the single bytes as parts; repeatedly find the adjacent pair of parts whose joined bytes are
 #   a token with the lowest rank (the leftmost one if that rank occurs twice), and join it;
 # * stop when no adjacent pair joins into a token, and return the ranks of the parts.
+#
+# You will have built tiktoken's encoder, the half of a tokenizer that runs on every text the model ever reads.
 
 # %%
 def encode_chunk(data: bytes, ranks: dict[bytes, int]) -> list[int]:
@@ -798,7 +880,7 @@ check_encode_chunk(encode_chunk)
 #
 # This is what `tokenizer.encode(text, allowed_special=allowed)` does; write it without calling `encode`.
 # Tip: `re.escape` makes a special token's text safe to use in a pattern, and `re.split` with a group keeps the
-# separators.
+# separators. You will have built the guard that keeps user text from forging a special token.
 
 # %%
 def encode_with_specials(tokenizer: Tokenizer, text: str, allowed: set[str]) -> list[int]:
@@ -834,7 +916,8 @@ check_encode_with_specials(encode_with_specials)
 # of the whole corpus. Merge every occurrence of `pair` in `word`, left to right, as `merge` does, and update
 # `pair_counts` **in place** so that it equals a recount of the corpus with the merged word, touching only the pairs
 # of this word. Return the merged word. (Pairs whose count drops to 0 may stay in the Counter.) Watch out for
-# occurrences that touch, as in "a a a" or "a b a b".
+# occurrences that touch, as in "a a a" or "a b a b". You will have built the bookkeeping at the heart of the fast
+# trainer: with it, a merge costs the chunks it touches, not the whole corpus.
 
 # %%
 def merge_and_update(word: list[int], count: int, pair: tuple[int, int], new_id: int, pair_counts: Counter) -> list[int]:
@@ -863,7 +946,8 @@ check_merge_and_update(merge_and_update)
 # made by merging two tokens of lower rank, and you find them by encoding the token's bytes *using only the tokens of
 # rank below r*, lowest rank first, as in exercise 2 (but without the "whole chunk" shortcut): you end with exactly
 # two parts. Write `recover(ranks)`, which returns the dict `(rank of part 1, rank of part 2) -> r` for every token of
-# more than one byte. The check also runs it on the first tokens of GPT-4's tokenizer.
+# more than one byte. The check also runs it on the first tokens of GPT-4's tokenizer. You will have built what loads
+# GPT-4's tokenizer file into the `Tokenizer` of section 8.
 
 # %%
 def recover(ranks: dict[bytes, int]) -> dict[tuple[int, int], int]:

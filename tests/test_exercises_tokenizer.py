@@ -1,36 +1,22 @@
 """The checkers of notebook 02's exercises: they pass the package's own functions and written-out answers,
 and fail, with the input and a hint, on plausible wrong answers and on unsolved stubs."""
 
-import functools
 import re
 from collections import Counter
 
 import pytest
+import regex
 
 from minilm.exercises import ExerciseFailed
 from minilm.exercises import tokenizer as checks
-from minilm.tokenizer import Tokenizer, bpe, recover_merges
+from minilm.tokenizer import GPT4_SPLIT_PATTERN, Tokenizer, bpe, recover_merges, train, train_naive
+from minilm.tokenizer.bpe import BYTE_TO_ID, initial_vocab
 from minilm.tokenizer.naive import merge
-from minilm.tokenizer.stage import bytes_per_token
 
-from exercise_checks import nudged, table_tests, tolerance_tests
+from exercise_checks import assert_fails, table_tests
 
 
 # --- the package's own functions, shaped like the exercises ---------------------------------------------------
-
-
-class _Encoder:
-    """`encode` shaped like the tiktoken Encoding that stage.bytes_per_token takes."""
-
-    def __init__(self, encode):
-        self.encode = encode
-
-    def encode_ordinary_batch(self, texts, num_threads=1):
-        return [self.encode(text) for text in texts]
-
-
-def package_compression(texts_by_domain, encode):
-    return bytes_per_token(_Encoder(encode), texts_by_domain)
 
 
 def package_encode_chunk(data, ranks):
@@ -51,15 +37,19 @@ def package_merge_and_update(word, count, pair, new_id, pair_counts):
 # --- answers written out, as a learner would (the notebook's solutions) ---------------------------------------
 
 
-def written_compression(texts_by_domain, encode):
-    result, all_bytes, all_tokens = {}, 0, 0
-    for domain, texts in texts_by_domain.items():
-        n_bytes = sum(len(text.encode("utf-8")) for text in texts)
-        n_tokens = sum(len(encode(text)) for text in texts)
-        result[domain] = n_bytes / n_tokens
-        all_bytes, all_tokens = all_bytes + n_bytes, all_tokens + n_tokens
-    result["all"] = all_bytes / all_tokens
-    return result
+def written_train_bpe(texts, vocab_size):  # the naive loop: recount every chunk after each merge
+    chunks = [list(chunk.encode("utf-8").translate(BYTE_TO_ID)) for text in texts
+              for chunk in regex.findall(GPT4_SPLIT_PATTERN, text)]
+    vocab, merges = initial_vocab(), {}
+    while len(vocab) < vocab_size:
+        stats = Counter(pair for ids in chunks for pair in zip(ids, ids[1:]))
+        if not stats:
+            break
+        pair = min(stats, key=lambda p: (-stats[p], p))
+        new_id = len(vocab)
+        vocab[new_id], merges[pair] = vocab[pair[0]] + vocab[pair[1]], new_id
+        chunks = [merge(ids, pair, new_id) for ids in chunks]
+    return merges, vocab
 
 
 def written_encode_chunk(data, ranks):
@@ -115,17 +105,61 @@ def written_recover(ranks):
 # --- plausible wrong answers ------------------------------------------------------------------------------------
 
 
-def wrong_compression_characters(texts_by_domain, encode):  # len(text) counts characters, not bytes
-    result = {d: sum(map(len, ts)) / sum(len(encode(t)) for t in ts) for d, ts in texts_by_domain.items()}
-    result["all"] = sum(len(t) for ts in texts_by_domain.values() for t in ts) / sum(
-        len(encode(t)) for ts in texts_by_domain.values() for t in ts)
-    return result
+def _trainer(name, count, choose, merge_ids=merge, split=True, extra=0):
+    """A trainer like the written one, with one of its parts swapped for a plausible mistake."""
+    def train_bpe(texts, vocab_size):
+        pieces = [c for t in texts for c in regex.findall(GPT4_SPLIT_PATTERN, t)] if split else list(texts)
+        chunks = [list(c.encode("utf-8").translate(BYTE_TO_ID)) for c in pieces]
+        vocab, merges = initial_vocab(), {}
+        while len(vocab) < vocab_size + extra:
+            stats = count(chunks)
+            if not stats:
+                break
+            pair = choose(stats)
+            new_id = len(vocab)
+            vocab[new_id], merges[pair] = vocab[pair[0]] + vocab[pair[1]], new_id
+            chunks = [merge_ids(ids, pair, new_id) for ids in chunks]
+        return merges, vocab
+    train_bpe.__name__ = name
+    return train_bpe
 
 
-def wrong_compression_mean(texts_by_domain, encode):  # "all" as the mean of the domains
-    result = {d: sum(len(t.encode()) for t in ts) / sum(len(encode(t)) for t in ts) for d, ts in texts_by_domain.items()}
-    result["all"] = sum(result.values()) / len(result)
-    return result
+def _count_in_chunks(chunks):
+    return Counter(pair for ids in chunks for pair in zip(ids, ids[1:]))
+
+
+def _count_across_chunks(chunks):  # pairs across the boundary of two chunks are counted too
+    flat = [i for ids in chunks for i in ids]
+    return Counter(zip(flat, flat[1:]))
+
+
+def _smallest_on_ties(stats):
+    return min(stats, key=lambda p: (-stats[p], p))
+
+
+def _merge_right_to_left(ids, pair, new_id):  # "a a a" -> "a aa"
+    return merge(ids[::-1], pair[::-1], new_id)[::-1]
+
+
+wrong_train_first_seen = _trainer("wrong_train_first_seen", _count_in_chunks,  # ties: the pair counted first
+                                  lambda stats: stats.most_common(1)[0][0])
+wrong_train_largest_on_ties = _trainer("wrong_train_largest_on_ties", _count_in_chunks,
+                                       lambda stats: max(stats, key=lambda p: (stats[p], p)))
+wrong_train_across_chunks = _trainer("wrong_train_across_chunks", _count_across_chunks, _smallest_on_ties)
+wrong_train_no_split = _trainer("wrong_train_no_split", _count_in_chunks, _smallest_on_ties, split=False)  # texts as chunks
+wrong_train_right_to_left = _trainer("wrong_train_right_to_left", _count_in_chunks, _smallest_on_ties,
+                                     merge_ids=_merge_right_to_left)
+wrong_train_one_merge_too_many = _trainer("wrong_train_one_merge_too_many", _count_in_chunks, _smallest_on_ties, extra=1)
+
+
+def wrong_train_ids_from_255(texts, vocab_size):  # the first new token gets id 255, not 256
+    merges, vocab = train(texts, vocab_size)
+    return {pair: i - 1 for pair, i in merges.items()}, vocab
+
+
+def wrong_train_vocab_of_merges_only(texts, vocab_size):  # vocab holds the new tokens but not the 256 bytes
+    merges, vocab = train(texts, vocab_size)
+    return merges, {i: token for i, token in vocab.items() if i >= 256}
 
 
 def wrong_encode_leftmost(data, ranks):  # joins the leftmost pair that is a token, not the lowest-ranked one
@@ -221,7 +255,9 @@ def wrong_recover_all_ranks(ranks):  # merges with every token, not only those r
 
 
 CHECKS = [
-    (checks.check_compression, [package_compression, written_compression], [wrong_compression_characters, wrong_compression_mean]),
+    (checks.check_train_bpe, [train, train_naive, written_train_bpe],
+     [wrong_train_first_seen, wrong_train_largest_on_ties, wrong_train_across_chunks, wrong_train_no_split,
+      wrong_train_right_to_left, wrong_train_one_merge_too_many, wrong_train_ids_from_255, wrong_train_vocab_of_merges_only]),
     (checks.check_encode_chunk, [package_encode_chunk, written_encode_chunk], [wrong_encode_leftmost, wrong_encode_one_pass]),
     (checks.check_encode_with_specials, [package_encode_with_specials, written_encode_with_specials],
      [wrong_specials_ignored, wrong_specials_never_refused, wrong_specials_shortest_first]),
@@ -232,13 +268,19 @@ CHECKS = [
 test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsolved_stub_says_not_solved = (
     table_tests(CHECKS, times=2))
 
-# The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
-# Compression is compared to the reference rounded to 3 decimals, within 0.0005: the nudged answer is the rounded one.
-TOLERANCES = [
-    (checks.check_compression, functools.partial(nudged, package_compression), 0.0, 0.0005),
-]
-test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
-    tolerance_tests(TOLERANCES))
+@pytest.mark.parametrize("wrong, words", [
+    (wrong_train_first_seen, "equally frequent"), (wrong_train_largest_on_ties, "equally frequent"),
+    (wrong_train_across_chunks, "inside each chunk"), (wrong_train_right_to_left, "left to right"),
+    (wrong_train_one_merge_too_many, "vocab_size tokens"), (wrong_train_ids_from_255, "len(vocab)"),
+    (wrong_train_vocab_of_merges_only, "initial_vocab()")], ids=lambda x: getattr(x, "__name__", ""))
+def test_a_wrong_trainer_gets_the_hint_for_its_mistake(wrong, words):
+    for seed in range(3):
+        assert words in assert_fails(checks.check_train_bpe, wrong, seed=seed)
+
+
+def test_the_trainer_check_names_the_first_merge_that_differs():
+    message = assert_fails(checks.check_train_bpe, wrong_train_ids_from_255)
+    assert "differ from merge 1" in message and "expected: (64, 64) = b'a' + b'a' -> 256" in message
 
 
 def test_a_crash_names_the_input():
@@ -252,8 +294,8 @@ def test_a_crash_names_the_input():
 
 
 def test_wrong_return_types_are_named():
-    with pytest.raises(ExerciseFailed, match="dict with a key per domain"):
-        checks.check_compression(lambda texts_by_domain, encode: 3.5)
+    with pytest.raises(ExerciseFailed, match=r"return a tuple \(merges, vocab\)"):
+        checks.check_train_bpe(lambda texts, vocab_size: train(texts, vocab_size)[0])
     with pytest.raises(ExerciseFailed, match="list of int ids"):
         checks.check_encode_with_specials(lambda tokenizer, text, allowed: text)
     with pytest.raises(ExerciseFailed, match=r"return a dict \(rank, rank\)"):

@@ -1,11 +1,11 @@
-"""Checkers for the exercises of notebook 02 (tokenizer): compression, encoding a chunk with ranks,
+"""Checkers for the exercises of notebook 02 (tokenizer): the BPE trainer, encoding a chunk with ranks,
 special tokens, incremental pair counts, and recovering merges from ranks.
 
 Each checker draws fresh inputs (a new corpus and a new tokenizer from a new seed every run), runs the
 learner's function and the package's own, and passes or fails on the first input where they differ. The
 inputs are made to land where a first attempt usually goes wrong: accents and emoji (bytes are not
-characters), pairs that occur twice in a row ("a a a"), special tokens that start alike, tokens whose
-bytes can be cut in two in more than one way.
+characters), pairs that occur twice in a row ("a a a"), equally frequent pairs, special tokens that start
+alike, tokens whose bytes can be cut in two in more than one way.
 """
 
 from __future__ import annotations
@@ -45,41 +45,117 @@ def _pieces(tokenizer: Tokenizer, ids) -> str:
         return _short(ids)
 
 
-# --- Exercise 1: compression -----------------------------------------------------------------------------
+# --- Exercise 1: the BPE trainer -------------------------------------------------------------------------
 
 
-def _reference_compression(encoder, texts_by_domain: dict[str, list[str]]) -> dict[str, float]:
-    from minilm.tokenizer.stage import bytes_per_token
+def _letters_text(rng: random.Random, n_words: int) -> str:
+    """Words of few letters ("abba baab ab"): many ties, and occurrences that touch ("aaaa")."""
+    letters = rng.choice(["ab", "abc", "aab", "xyz "])
+    return " ".join("".join(rng.choice(letters) for _ in range(rng.randint(1, 7))) for _ in range(n_words))
 
-    return bytes_per_token(encoder, texts_by_domain)
+
+def _trainer_cases(rng: random.Random) -> list[tuple[list[str], int]]:
+    """(texts, vocab_size): fixed traps, then fresh corpora of words, numbers, code, accents and emoji."""
+    cases = [(["aaaa aaa aa a", "aaaaaaa"], 262),  # touching occurrences: "a a a" merges as "aa a"
+             (["ab ab ba ba"], 300),  # every chunk becomes one token long before 300: stop when no pair is left
+             (["Hi!!", "hi,  hi\n\nhi"], 262)]  # merges never cross the chunks of the split pattern
+    for _ in range(5):
+        texts = [_random_text(rng, rng.randint(5, 60)) for _ in range(rng.randint(2, 8))]
+        cases.append((texts, 256 + rng.randint(10, 90)))
+    for _ in range(3):
+        cases.append(([_letters_text(rng, rng.randint(3, 30)) for _ in range(rng.randint(1, 4))], 256 + rng.randint(5, 40)))
+    return cases
+
+
+def _times(n: int) -> str:
+    return f"{n} time" + ("" if n == 1 else "s")
+
+
+def _pair_text(vocab: dict[int, bytes], pair) -> str:
+    try:
+        first, second = pair
+        return f"{pair} = {vocab[first]!r} + {vocab[second]!r}"
+    except (KeyError, TypeError, ValueError):
+        return _short(pair)
+
+
+def _counts_after(texts: list[str], merges: list[tuple[tuple[int, int], int]]) -> Counter:
+    """The pair counts of the corpus once `merges` are made: what step len(merges) + 1 chooses from."""
+    import regex
+
+    from minilm.tokenizer.bpe import BYTE_TO_ID, GPT4_SPLIT_PATTERN
+
+    counts = Counter()
+    for text in texts:
+        for chunk in regex.findall(GPT4_SPLIT_PATTERN, text):
+            ids = list(chunk.encode("utf-8").translate(BYTE_TO_ID))
+            for pair, new_id in merges:
+                ids = merge(ids, pair, new_id)
+            counts.update(zip(ids, ids[1:]))
+    return counts
+
+
+def _trainer_problem(texts: list[str], got, want) -> tuple[str, str] | None:
+    """What is wrong with `got` = (merges, vocab), and a hint for it; None when it equals `want`."""
+    want_merges, want_vocab = want
+    if not (isinstance(got, tuple) and len(got) == 2 and all(isinstance(part, dict) for part in got)):
+        return f"return a tuple (merges, vocab) of two dicts, got {_short(got)}", "return merges, vocab"
+    got_merges, got_vocab = got
+    expected, found = list(want_merges.items()), list(got_merges.items())
+    if expected == found:
+        if got_vocab == want_vocab:
+            return None
+        wrong = sorted(i for i in set(want_vocab) | set(got_vocab) if want_vocab.get(i) != got_vocab.get(i))
+        i = wrong[0]
+        return (f"the merges are right but vocab is not; vocab[{i}]\n   expected: {want_vocab.get(i)!r}\n"
+                f"   got:      {got_vocab.get(i)!r}",
+                "vocab maps every id to its bytes: the 256 of initial_vocab(), then vocab[a] + vocab[b] for each "
+                "merge (a, b)")
+    step = next((k for k, (a, b) in enumerate(zip(expected, found)) if a != b), min(len(expected), len(found)))
+    head = f"{len(expected)} merges expected, {len(found)} learned; they differ from merge {step + 1} on"
+    if step == len(found) or step == len(expected):
+        def line(merges, vocab):
+            return f"{_pair_text(vocab, merges[step][0])} -> {merges[step][1]}" if step < len(merges) else "no more merges"
+
+        shown, got_line = f"   expected: {line(expected, want_vocab)}", f"   got:      {line(found, got_vocab)}"
+        return (f"{head}\n{shown}\n{got_line}",
+                "merge until the vocabulary has vocab_size tokens (256 bytes + one per merge), or until no chunk has a "
+                "pair left; not one merge more or less")
+    (want_pair, want_id), (got_pair, got_id) = expected[step], found[step]
+    lines = (f"{head}\n   expected: {_pair_text(want_vocab, want_pair)} -> {want_id}\n"
+             f"   got:      {_pair_text(got_vocab, got_pair)} -> {got_id}")
+    if want_pair == got_pair:
+        return lines, "the new token's id is len(vocab), the next free id: 256 for the first merge, then 257, ..."
+    counts = _counts_after(texts, expected[:step])
+    got_count = counts.get(got_pair, 0) if isinstance(got_pair, tuple) else 0
+    lines += (f"\n   (after the merges before it, {want_pair} occurs {_times(counts[want_pair])}, "
+              f"{got_pair} {_times(got_count)})")
+    if got_count == counts[want_pair]:
+        return lines, ("the two pairs are equally frequent: among the most frequent pairs take the smallest, comparing "
+                       "(first id, second id) as tuples: min(stats, key=lambda p: (-stats[p], p))")
+    return lines, ("count the adjacent pairs inside each chunk only (regex.findall(GPT4_SPLIT_PATTERN, text)), every "
+                   "occurrence of every chunk, after the merges so far; merge left to right, so 'a a a' becomes 'aa a'")
 
 
 @checker
-def check_compression(compression, rng: random.Random) -> None:
-    """Exercise 1: bytes of UTF-8 text per token, per domain and over all the texts."""
-    title = "Exercise 1 (compression per domain)"
-    tokenizer, _ = _random_tokenizer(rng)
-    encoder = tokenizer.to_tiktoken()
-    cases = [{"books": ["the cat sat on the mat"], "code": ["def f(x):\n    return x"]},
-             {"web": ["café 東京 😀 naïve über"], "books": ["a"]},
-             {"docs": ["x" * 50, "y"], "code": ["😀" * 3, "", "the"]}]
-    for _ in range(30):
-        domains = rng.sample(["web", "books", "docs", "code", "math"], rng.randint(1, 5))
-        cases.append({d: [_random_text(rng, rng.choice([1, 3, 10, 60])) for _ in range(rng.randint(1, 4))] for d in domains})
-    hint = ("bytes = len(text.encode('utf-8')), not len(text); 'all' is (bytes of every text) / (tokens of every text), "
-            "not the mean of the domains' ratios")
-    for texts_by_domain in cases:
-        got = call_learner(title, compression, texts_by_domain, encoder.encode_ordinary)
-        want = _reference_compression(encoder, texts_by_domain)
-        if not isinstance(got, dict) or set(got) != set(want):
-            raise ExerciseFailed(f"❌ {title}: return a dict with a key per domain and 'all'; expected keys {sorted(want)}, "
-                                 f"got {_short(got)}\n   on input: {_short(texts_by_domain)}\n   hint: {hint}")
-        for key, value in want.items():
-            if not isinstance(got[key], (int, float)) or abs(got[key] - value) > 0.0005 + 1e-9:  # the reference is rounded to 3 decimals
-                raise ExerciseFailed(
-                    f"❌ {title}: wrong value for {key!r}\n   on input: {_short(texts_by_domain, 300)}\n"
-                    f"   expected: {value:.3f}\n   got:      {_short(got[key])}\n   hint: {hint}")
-    passed(title, f"{len(cases)} cases")
+def check_train_bpe(train_bpe, rng: random.Random) -> None:
+    """Exercise 1: the byte-level BPE trainer, merge for merge the same as minilm.tokenizer.train on fresh text."""
+    from minilm.tokenizer import train
+
+    title = "Exercise 1 (the BPE trainer)"
+    cases = []
+    for texts, vocab_size in _trainer_cases(rng):
+        want = train(texts, vocab_size)
+        if len(want[0]) != len(want[1]) - 256:
+            continue  # a merge reused a token (rare: the notebook lets the learner leave that rule out)
+        cases.append((texts, vocab_size))
+        got = call_learner(title, train_bpe, [*texts], vocab_size)
+        problem = _trainer_problem(texts, got, want)
+        if problem is not None:
+            message, hint = problem
+            raise ExerciseFailed(f"❌ {title}: {message}\n   on input: texts={_short(texts, 300)}, "
+                                 f"vocab_size={vocab_size}\n   hint: {hint}")
+    passed(title, f"{len(cases)} corpora, {sum(size - 256 for _, size in cases)} merges asked for")
 
 
 # --- Exercise 2: encode a chunk with the ranks ---------------------------------------------------------
