@@ -16,7 +16,7 @@ import pytest
 from nbclient import NotebookClient
 
 from minilm.exercises import ExerciseFailed
-from minilm.exercises.setup import check_config_fingerprint, check_write_atomically
+from minilm.exercises.setup import check_guess_losses, check_text_sizes
 
 from exercise_checks import stub
 
@@ -24,12 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def writes_nothing(path, chunks):  # wrong on every input, so the message shows the first (random) one
-    pass
+def wrong_on_long_texts(text, encode):  # right on the short fixed texts, so the message shows a random one
+    sizes = {"bytes": len(text.encode("utf-8")), "characters": len(text), "tokens": len(encode(text))}
+    return sizes if len(text) <= 16 else {**sizes, "tokens": sizes["tokens"] + 1}
 
 
-def constant_fingerprint(config):
-    return "0" * 16
+def zero_losses(ids, vocab_size, n_bytes):
+    return {"uniform": 0.0, "unigram": 0.0, "uniform_bpb": 0.0, "unigram_bpb": 0.0}
 
 
 def failure_of(check, answer, **seed) -> ExerciseFailed:
@@ -39,36 +40,36 @@ def failure_of(check, answer, **seed) -> ExerciseFailed:
 
 
 def test_a_failure_names_its_seed_and_the_call_that_reproduces_it():
-    first = str(failure_of(check_write_atomically, writes_nothing))
+    first = str(failure_of(check_text_sizes, wrong_on_long_texts))
     seed = int(re.search(r"\n   seed (\d+): ", first).group(1))
-    assert first.endswith(f"seed {seed}: check_write_atomically(writes_nothing, seed={seed}) draws the same inputs again")
-    assert str(failure_of(check_write_atomically, writes_nothing, seed=seed)) == first
+    assert first.endswith(f"seed {seed}: check_text_sizes(wrong_on_long_texts, seed={seed}) draws the same inputs again")
+    assert str(failure_of(check_text_sizes, wrong_on_long_texts, seed=seed)) == first
 
 
 def test_without_a_seed_each_run_draws_new_inputs():
-    messages = {str(failure_of(check_write_atomically, writes_nothing)) for _ in range(5)}
+    messages = {str(failure_of(check_text_sizes, wrong_on_long_texts)) for _ in range(5)}
     assert len(messages) > 1
-    assert str(failure_of(check_write_atomically, writes_nothing, seed=7)) != str(
-        failure_of(check_write_atomically, writes_nothing, seed=8))
+    assert str(failure_of(check_text_sizes, wrong_on_long_texts, seed=7)) != str(
+        failure_of(check_text_sizes, wrong_on_long_texts, seed=8))
 
 
 def test_the_seed_line_names_the_learners_function_or_a_placeholder():
-    assert "check_config_fingerprint(your_function, seed=3)" in str(failure_of(check_config_fingerprint, lambda c: "", seed=3))
+    assert "check_guess_losses(your_function, seed=3)" in str(failure_of(check_guess_losses, lambda *a: {}, seed=3))
 
 
 def test_not_solved_yet_has_no_seed_to_show():
-    failure = failure_of(check_config_fingerprint, stub)
+    failure = failure_of(check_guess_losses, stub)
     assert "not solved yet" in str(failure) and "seed" not in str(failure)
 
 
 def test_a_checker_is_called_with_the_answer_and_an_optional_seed():
-    parameters = inspect.signature(check_config_fingerprint).parameters
+    parameters = inspect.signature(check_guess_losses).parameters
     assert list(parameters) == ["answer", "seed"] and parameters["seed"].default is None
-    assert check_config_fingerprint.__doc__.startswith("Exercise 3")
+    assert check_guess_losses.__doc__.startswith("Exercise 2")
 
 
 def test_the_message_outside_a_kernel_is_the_whole_render():
-    failure = failure_of(check_config_fingerprint, constant_fingerprint, seed=1)
+    failure = failure_of(check_guess_losses, zero_losses, seed=1)
     lines = [ANSI.sub("", line) for line in failure._render_traceback_()]
     assert lines == str(failure).splitlines() and "seed 1:" in lines[-1]
 
@@ -108,14 +109,14 @@ def test_checkers_draw_every_input_from_their_seed(module):
 # --- in a real kernel ---------------------------------------------------------------------------------------
 
 CELLS = [
-    "from minilm.exercises.setup import check_config_fingerprint\n"
-    "def wrong(config):\n    return '0' * 16\n"
-    "def stub(config):\n    raise NotImplementedError('Exercise: write your code here')\n"
-    "def crashes(config):\n    keys = list(config)\n    return keys[99]  # the learner's line",
-    "check_config_fingerprint(wrong)",
-    "check_config_fingerprint(stub)",
-    "check_config_fingerprint(crashes)",
-    "from minilm.files import fingerprint\ncheck_config_fingerprint(fingerprint)",
+    "from minilm.exercises.setup import check_guess_losses\n"
+    "def wrong(ids, vocab_size, n_bytes):\n    return {'uniform': 0.0, 'unigram': 0.0, 'uniform_bpb': 0.0, 'unigram_bpb': 0.0}\n"
+    "def stub(ids, vocab_size, n_bytes):\n    raise NotImplementedError('Exercise: write your code here')\n"
+    "def crashes(ids, vocab_size, n_bytes):\n    counts = ids.tolist()\n    return counts[10**6]  # the learner's line",
+    "check_guess_losses(wrong)",
+    "check_guess_losses(stub)",
+    "check_guess_losses(crashes)",
+    "from minilm.exercises.setup import reference_guess_losses\ncheck_guess_losses(reference_guess_losses)",
 ]
 
 
@@ -140,13 +141,13 @@ def test_in_a_kernel_a_failure_shows_its_message_and_no_checker_frame():
     assert errors == [1, 2, 3]  # the execute_reply's status is "error": nbclient stops a notebook there
 
     wrong = error_text(notebook.cells[1])
-    assert wrong.startswith("❌ Exercise 3 (fingerprint a config): wrong answer")
-    assert re.search(r"seed \d+: check_config_fingerprint\(wrong, seed=\d+\)", wrong)
+    assert wrong.startswith("❌ Exercise 2 (the loss of a guess): wrong")
+    assert re.search(r"seed \d+: check_guess_losses\(wrong, seed=\d+\)", wrong)
     not_solved = error_text(notebook.cells[2])
     assert not_solved.startswith("❌") and "not solved yet" in not_solved and "NotImplementedError(" not in not_solved
     crash = error_text(notebook.cells[3])  # the learner's own frame, then the message
-    assert "keys[99]  # the learner's line" in crash and "IndexError" in crash
-    assert crash.rstrip().splitlines()[-3].startswith("❌ Exercise 3 (fingerprint a config): your function raised IndexError")
+    assert "counts[10**6]  # the learner's line" in crash and "IndexError" in crash
+    assert crash.rstrip().splitlines()[-3].startswith("❌ Exercise 2 (the loss of a guess): your function raised IndexError")
     for text in (wrong, not_solved, crash):
         assert "exercises" not in text and "call_learner" not in text and "check_cases" not in text, text
     assert "passed" in notebook.cells[4].outputs[0].text
@@ -164,4 +165,4 @@ def test_nbval_passes_a_failing_check_tagged_raises_exception_and_fails_an_untag
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", path.name],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert "1 failed, 2 passed" in result.stdout, result.stdout + result.stderr
-    assert "check.ipynb::Cell 2" in result.stdout and "wrong answer" in result.stdout
+    assert "check.ipynb::Cell 2" in result.stdout and "Exercise 2 (the loss of a guess): wrong" in result.stdout

@@ -2,19 +2,13 @@
 and fail, with the input and a hint, on plausible wrong answers and on unsolved stubs."""
 
 import functools
-import hashlib
-import json
 import math
-import os
 import random
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 
 from minilm.exercises import setup as checks
-from minilm.files import atomic_write, fingerprint
 
 from exercise_checks import assert_fails, nudged, table_tests, tolerance_tests
 
@@ -218,67 +212,3 @@ def test_the_held_out_loss_of_a_bigram_table_is_the_package_cross_entropy():
     after_zero = -(3 / 4 * math.log(3 / 4) + 1 / 4 * math.log(1 / 4))  # 0 is followed by 1, 1, 2, 1
     assert math.isclose(picked, 4 / 7 * after_zero, rel_tol=1e-6)  # 1 and 2 are always followed by 0: no loss there
     assert math.isclose(package, picked, rel_tol=1e-5)
-
-
-# --- the checkers kept for tests/test_exercises.py -------------------------------------------------------------
-
-
-def written_write_atomically(path, chunks):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def package_write_atomically(path, chunks):
-    atomic_write(path, (chunk.encode("utf-8") for chunk in chunks))
-
-
-def written_config_fingerprint(config):
-    text = json.dumps(config, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def wrong_write_in_place(path, chunks):  # a crash half-way leaves half a file
-    with open(path, "w", encoding="utf-8") as f:
-        for chunk in chunks:
-            f.write(chunk)
-
-
-def wrong_leaves_temporary_file(path, chunks):  # no clean-up on error
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for chunk in chunks:
-            f.write(chunk)
-    os.replace(tmp, path)
-
-
-def wrong_fingerprint_unsorted(config):  # the key order changes the hash
-    text = json.dumps(config, default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def wrong_fingerprint_ascii(config):  # "ü" written as \u00fc
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-KEPT = [
-    (checks.check_write_atomically, [written_write_atomically, package_write_atomically],
-     [wrong_write_in_place, wrong_leaves_temporary_file]),
-    (checks.check_config_fingerprint, [written_config_fingerprint, fingerprint],
-     [wrong_fingerprint_unsorted, wrong_fingerprint_ascii]),
-]
-test_kept_right_answers_pass, test_kept_wrong_answers_fail_with_input_and_hint, test_kept_unsolved_stub_says_not_solved = (
-    table_tests(KEPT, times=2))
-
-
-def test_kept_write_checker_names_the_damage():
-    assert_fails(checks.check_write_atomically, wrong_write_in_place, match="old file is damaged")
-    assert_fails(checks.check_write_atomically, wrong_leaves_temporary_file, match=r"left behind in the folder: \['tmp")
