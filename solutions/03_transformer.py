@@ -21,7 +21,9 @@
 #
 # **You will build** self-attention on a four-word sentence, with a pencil-sized example of every step; then several
 # heads; then the causal mask that stops a word from seeing the future; the three ways of telling the model where a
-# word stands; the transformer block; and the whole GPT.
+# word stands; the transformer block; and the whole GPT. In the exercises you write the central pieces yourself:
+# batched attention, rotary positions, a decoding step with a KV cache, a transformer block, and the model's forward
+# pass from token ids to logits, each checked against the package's own by loading its weights into yours.
 #
 # **You will learn**
 # * what queries, keys and values are, why the scores are divided by √d, and what a head is;
@@ -37,14 +39,14 @@
 # | preset | models trained here | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 12 blocks × 32 wide for 20 steps (4 variants); 2 blocks × 64 wide for 40 steps | about 15 s |
-# | `cpu` | 12 blocks × 32 wide for 150 steps (4 variants); 2 blocks × 64 wide for 300 steps | about 1 minute |
+# | `cpu` | 12 blocks × 32 wide for 150 steps (4 variants); 2 blocks × 64 wide for 300 steps | about 75 s |
 # | `gpu` | twice the `cpu` steps; the KV cache is timed on the GPU | not measured |
 #
 # The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. The
 # models trained here are tiny and run on the CPU in every preset; notebook 04 trains the real one.
 
 # %%
-import dataclasses, inspect, math, re, time, warnings
+import dataclasses, math, re, time, warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -63,7 +65,7 @@ from minilm.model import (GPT, SIZES, GPTConfig, KVCache, Trace, attention_by_ha
 from minilm.model.attention import CausalSelfAttention, causal_mask
 from minilm.model.gpt import Block
 from minilm.model.layers import (MLP, LayerNorm, LearnedPositions, RMSNorm, RotaryEmbedding, SinusoidalPositions,
-                                 SwiGLU, apply_rotary, sinusoid_table)
+                                 SwiGLU, apply_rotary, make_norm, sinusoid_table)
 from minilm.tokenizer.stage import TokenizerConfig, load_tokenizer, open_shards, run_tokenizer_stage
 from minilm.train import TrainConfig
 
@@ -186,10 +188,8 @@ show(fig)
 # That is all of attention: `softmax(Q Kᵀ / √d) V`. The package writes it the same way in
 # `minilm.model.attention.attention_by_hand`, for tensors of shape (batch, heads, time, d), and the model itself calls
 # PyTorch's fused `F.scaled_dot_product_attention`, which computes the same without storing the matrix of weights
-# (a "flash attention" kernel). All three agree:
-
-# %%
-print(inspect.getsource(attention_by_hand))
+# (a "flash attention" kernel). All three agree (exercise 1 asks you to write the package's version, for batches of
+# heads and with a mask):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -447,16 +447,22 @@ print("RoPE has parameters:", len(list(rotary.parameters())) > 0)
 # ## 5. The transformer block
 #
 # Attention mixes information *across* positions. A block pairs it with an **MLP**, which works on each position
-# alone, and wraps both in **norms** and **residual connections**. The block of `minilm.model.gpt`:
+# alone, and wraps both in **norms** and **residual connections**. The package's `Block` (in `minilm.model.gpt`)
+# holds four modules, `ln_1`, `attn`, `ln_2` and `mlp`, and reads the stream twice: attention reads a normalised copy
+# of the **residual stream** `x` and *adds* its result back to it; then the MLP reads a normalised copy of the new
+# stream and adds its result too. A block takes a stream and returns one of the same shape, so blocks stack:
 
 # %%
-print(inspect.getsource(Block.forward))
+block = Block(GPTConfig(context=16, n_layer=1, n_head=4, n_embd=32), layer=0)
+stream_in = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(0))  # (batch, positions, width)
+stream_out, _ = block(stream_in)
+print(f"{type(block).__name__}: {tuple(stream_in.shape)} -> {tuple(stream_out.shape)}, "
+      f"{count_parameters(block):,} parameters in {[name for name, _ in block.named_children()]}")
 
 # %% [markdown]
-# Each branch reads a normalised copy of the **residual stream** `x` and *adds* its result back to it. The stream
-# itself is never normalised nor replaced, only added to: a straight path from the embedding to the output. This is
-# GPT-2's *pre-norm* arrangement; the 2017 Transformer normalised after adding (`x = norm(x + f(x))`), which trains
-# worse when deep (section 6 shows what the residual path and the norms are for).
+# The stream itself is never normalised nor replaced, only added to: a straight path from the embedding to the
+# output. This is GPT-2's *pre-norm* arrangement; the 2017 Transformer normalised after adding (`x = norm(x + f(x))`),
+# which trains worse when deep (section 6 shows what the residual path and the norms are for).
 #
 # **LayerNorm and RMSNorm.** The stream grows as blocks add to it; a norm rescales each position's vector before a
 # branch reads it. LayerNorm (GPT-2) subtracts the mean and divides by the standard deviation, then multiplies by a
@@ -829,19 +835,19 @@ for column in ("on itself", "on the previous token", "on the first token"):
 # %% [markdown]
 # Even after a short training the heads differ, but less than the colours of the figure suggest: most numbers of the
 # table are close to the uniform row. In the committed `cpu` run, the clearest departures are in what the second half
-# of the sentence looks at: head 0 of block 0 sends 17% of its attention to "·Most", the word that began the second
-# sentence (uniform attention would send 7%), and head 3 of block 0 sends 14% to "·firefighter", the first sentence's
-# subject. They keep track of where the current sentence began and of whom the story is about. Six of the eight heads
-# keep a little more weight on the token itself than uniform attention would (up to 0.23 against 0.19), but no head
-# reaches 1.5 × the uniform weight on itself, on the token just before or on the first token (the printout finds
-# none): the simplest useful pattern for predicting the next token, copying from the token before, takes longer
-# training. The mean distance back stays within 6% of uniform attention's (4.05 to 4.50 tokens against 4.25).
+# of the sentence looks at: head 3 of block 1 sends 33% of its attention to "·called" and 24% to ".", the end of the
+# first sentence, and head 0 of block 1 sends 24% to "·a" (uniform attention gives no token more than 7%). Two heads
+# just pass 1.5 × the uniform weight, as the printout finds: head 0 of block 0 on the token itself (0.31 against a
+# threshold of 0.29) and head 3 of block 0 on the first token (0.29 against 0.22); that head also looks furthest back,
+# 5.12 tokens on average against uniform attention's 4.25 (the others, 3.94 to 4.49). No head does so on the token just
+# before: the simplest useful pattern for predicting the next token, copying from the token before, takes longer
+# training.
 #
-# The first token gets, on average, about the weight uniform attention gives it (the printout compares the two for the
-# preset you ran). Models trained for long often put much of the weight of many heads on the first token, a
-# resting place when nothing else is useful (an "attention sink", Xiao et al. 2023); this briefly trained one shows
-# none. With more training, the patterns become sharper and more specialised: heads that copy the previous token, heads
-# that find the earlier mention of a name (Olsson et al. 2022), and so on.
+# The first token gets, on average over the heads, about the weight uniform attention gives it (the printout compares
+# the two for the preset you ran). Models trained for long often put much of the weight of many heads on the first
+# token, a resting place when nothing else is useful (an "attention sink", Xiao et al. 2023); this briefly trained one
+# shows at most a hint of it, in one head. With more training, the patterns become sharper and more specialised: heads
+# that copy the previous token, heads that find the earlier mention of a name (Olsson et al. 2022), and so on.
 #
 # ## 8. Counting: parameters, FLOPs and memory
 #
@@ -951,7 +957,7 @@ show_table(rows)
 # position's logits, append it, repeat. Done naively, step t recomputes the keys and values of all t tokens, although
 # they never change (the mask keeps earlier positions from seeing later ones). The **KV cache** keeps every layer's
 # keys and values; each step then runs the model on the one new token and attends to the cache. The work per step no
-# longer grows with the length, only the attention over the cache does. This is the same computation as exercise 5.
+# longer grows with the length, only the attention over the cache does. This is the same computation as exercise 3.
 #
 # The cache's size per token is 2 (k and v) × layers × width numbers; GPT-2 small, in 16 bits, for its full context
 # of 1,024 tokens:
@@ -1008,8 +1014,11 @@ show(fig)
 print("the same tokens with and without the cache:", tokens[True] == tokens[False])
 
 # %% [markdown]
-# The cost of recomputing grows with every token; with the cache each token costs about the same. The saving grows
-# with the length and the size of the model (with the tiny `ci` model there is little to save).
+# Recomputing costs more and more per token as the sequence grows; with the cache each token costs about the same (the
+# spikes of both curves are the noise of a shared CPU, which also makes the first few tokens' comparison a toss-up).
+# Over a whole generation the cache wins, by the factor in the table's last row for this run. How much it saves
+# depends on the length and on the size of the model, and timings on a shared CPU vary from run to run; with the tiny
+# `ci` model there is little to save.
 #
 # The briefly trained model of section 7 can already write, a little; notebook 09 (coming) covers sampling with
 # temperature, top-k and top-p. Greedy decoding of a story opening, with the cache and without, gives the same text:
@@ -1064,24 +1073,26 @@ print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s
 # %% [markdown]
 # ## 11. Exercises
 #
-# Each exercise is a function for you to write, followed by a check cell that runs it on fresh random tensors against
-# the package's own version and prints a pass, or shows the input where they differ with a hint. The checks of
+# You now write the central pieces of the model yourself, from the attention kernel to the whole forward pass. Each
+# exercise is a function or a module for you to write, followed by a check cell that runs it on fresh random inputs
+# against the package's own version and prints a pass, or shows the input where they differ with a hint. The checks of
 # unsolved exercises show a red error: that is expected. Solutions are in `solutions/03_transformer.ipynb` (try
-# first!). Write them with plain tensor operations, without calling the package's functions.
+# first!). Write them with plain tensor operations and your own earlier answers, not with the package's functions.
 #
 # ### Exercise 1: scaled dot-product attention
 #
-# Write `attention(q, k, v, mask=None)`: `q` has shape (batch, heads, T, d), `k` and `v` (batch, heads, S, d) with S ≥ T.
-# `mask` is None (every query sees every key) or booleans that broadcast to (batch, heads, T, S), True where a query
-# may see a key; every query sees at least one key. Return softmax(q kᵀ / √d) v, with the scores of hidden keys set to
-# −∞ before the softmax, shape (batch, heads, T, d).
+# You will have built the kernel that every attention layer calls, for batches of heads and with a mask; exercises 4
+# and 5 use it. Write `attention(q, k, v, mask=None)`: `q` has shape (batch, heads, T, d), `k` and `v` (batch, heads,
+# S, d) with S ≥ T. `mask` is None (every query sees every key) or booleans that broadcast to (batch, heads, T, S),
+# True where a query may see a key; every query sees at least one key. Return the attention output, shape
+# (batch, heads, T, d).
 
 # %%
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     ### BEGIN SOLUTION
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: no weight on a hidden key
     return torch.softmax(scores, dim=-1) @ v
     ### END SOLUTION
 
@@ -1093,34 +1104,14 @@ check_attention(attention)
 
 
 # %% [markdown]
-# ### Exercise 2: the causal mask
+# ### Exercise 2: rotary positions
 #
-# Write `make_causal_mask(query_length, key_length)`: the (T, S) boolean mask of a decoder, True where query i may see
-# key j. The T queries are the *last* T of the S positions (with a KV cache, S − T positions came before them), so
-# query i sits at position i + S − T and sees the keys at positions up to its own, itself included.
-
-# %%
-def make_causal_mask(query_length: int, key_length: int) -> torch.Tensor:
-    ### BEGIN SOLUTION
-    past = key_length - query_length
-    return torch.ones(query_length, key_length, dtype=torch.bool).tril(diagonal=past)
-    ### END SOLUTION
-
-
-# %% tags=["check"]
-from minilm.exercises.model import check_causal_mask
-
-check_causal_mask(make_causal_mask)
-
-
-# %% [markdown]
-# ### Exercise 3: rotary positions
-#
-# Write `rotate(x, positions, theta=10_000.0)`: `x` holds queries or keys, shape (batch, T, heads, d) with d even, and
-# `positions` (T,) the position of each of the T tokens (not always 0, 1, 2, ...: with a cache they continue from
-# earlier ones). Pair dimension i with dimension i + d/2 (for i < d/2) and rotate the pair (x1, x2) by the angle
-# p × theta^(−2i/d) at position p: (x1 cos − x2 sin, x1 sin + x2 cos). This is what `RotaryEmbedding` and
-# `apply_rotary` do together.
+# You will have built rotary positions, LLaMA's way of telling attention where each token stands (exercise 4 uses
+# them). Write `rotate(x, positions, theta=10_000.0)`: `x` holds queries or keys, shape (batch, T, heads, d) with d
+# even, and `positions` (T,) the position of each of the T tokens (not always 0, 1, 2, ...: with a cache they continue
+# from earlier ones). The package's convention, which you cannot guess: pair i is dimension i with dimension i + d/2
+# (for i < d/2; the paper pairs neighbours instead), and at position p it turns by the angle p × theta^(−2i/d), the
+# frequencies of section 4. Return the rotated tensor, the shape of `x`.
 
 # %%
 def rotate(x: torch.Tensor, positions: torch.Tensor, theta: float = 10_000.0) -> torch.Tensor:
@@ -1141,46 +1132,19 @@ check_rotate(rotate)
 
 
 # %% [markdown]
-# ### Exercise 4: the parameters of a block
+# ### Exercise 3: one step of attention with a KV cache
 #
-# Write `block_parameters(config)`: the number of parameters of one transformer block (`Block(config, layer)`: `ln_1`,
-# `attn`, `ln_2`, `mlp`) from a `GPTConfig` alone, for every kind of config: with or without biases
-# (`config.bias`), LayerNorm or RMSNorm, GELU or SwiGLU (`config.hidden` is the MLP's inner width), and grouped-query
-# attention (`config.kv_heads` key/value heads of `config.head_dim` numbers, for `config.n_head` query heads).
-# Section 5 shows the modules; `minilm/model/layers.py` and `attention.py` have the details.
-
-# %%
-def block_parameters(config: GPTConfig) -> int:
-    ### BEGIN SOLUTION
-    width, bias = config.n_embd, int(config.bias)
-    qkv = (config.n_head + 2 * config.kv_heads) * config.head_dim  # c_attn's outputs
-    attention = (width * qkv + bias * qkv) + (width * width + bias * width)  # c_attn, c_proj
-    first = 2 * config.hidden if config.mlp == "swiglu" else config.hidden  # SwiGLU: gate and up in one matrix
-    mlp = (width * first + bias * first) + (config.hidden * width + bias * width)  # c_fc, c_proj
-    norm = 2 * width if config.norm == "layernorm" and config.bias else width  # gain (and bias)
-    return attention + mlp + 2 * norm
-    ### END SOLUTION
-
-
-# %% tags=["check"]
-from minilm.exercises.model import check_block_parameters
-
-check_block_parameters(block_parameters)
-
-
-# %% [markdown]
-# ### Exercise 5: one step of attention with a KV cache
-#
-# Write `attention_step(q, k_new, v_new, k_cache, v_cache)`, one decoding step of one attention layer. The new token's
-# query `q` has shape (batch, heads, 1, d); its key and value `k_new`, `v_new` are (batch, kv_heads, 1, d); the cache
-# holds the keys and values of the S earlier positions, (batch, kv_heads, S, d), and S may be 0. Append the new key
-# and value to the cache, attend with the new query to all S + 1 positions, and return
-# `(output, k_cache, v_cache)`: the output (batch, heads, 1, d) and the grown cache.
+# You will have built the step that makes generation fast (section 9): one new token attends to the cached keys and
+# values of all earlier ones. Write `attention_step(q, k_new, v_new, k_cache, v_cache)`, one decoding step of one
+# attention layer. The new token's query `q` has shape (batch, heads, 1, d); its key and value `k_new`, `v_new` are
+# (batch, kv_heads, 1, d); the cache holds the keys and values of the S earlier positions, (batch, kv_heads, S, d),
+# and S may be 0. Append the new key and value to the cache, attend with the new query to all S + 1 positions, and
+# return `(output, k_cache, v_cache)`: the output (batch, heads, 1, d) and the grown cache.
 #
 # With grouped-query attention, kv_heads divides heads, and key/value head j serves the query heads
 # j·g .. j·g + g − 1, where g = heads / kv_heads. The check decodes whole sequences with your function, token by
 # token from an empty cache, and compares every step with full causal attention over the sequence: the
-# cached computation must equal the full one, as in section 9.
+# cached computation must equal the full one.
 
 # %%
 def attention_step(q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor, k_cache: torch.Tensor,
@@ -1192,8 +1156,7 @@ def attention_step(q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor, k_
     k = k_cache.repeat_interleave(group, dim=1)  # key/value head j serves query heads j*g .. j*g + g - 1
     v = v_cache.repeat_interleave(group, dim=1)
     # The new token is the last position: it may see every key, so no mask is needed.
-    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
-    return weights @ v, k_cache, v_cache
+    return attention(q, k, v), k_cache, v_cache
     ### END SOLUTION
 
 
@@ -1202,6 +1165,146 @@ from minilm.exercises.model import check_attention_step
 
 check_attention_step(attention_step)
 
+
 # %% [markdown]
+# ### Exercise 4: a transformer block
+#
+# You will have built the heart of the model: one block of GPT-2, or of LLaMA, as its config says. The skeleton's
+# `__init__` makes the block's parameters with the package's names and shapes, so that the weights of the package's
+# `Block` load into yours; you write `forward(x)`: `x` is the residual stream (batch, T, n_embd); return the new stream,
+# the same shape, as a tensor. The block is pre-norm (section 5). The package's conventions, which you cannot guess:
+#
+# * `attn.c_attn` computes the queries, keys and values side by side: first `n_head × head_dim` numbers for the
+#   queries, then `kv_heads × head_dim` for the keys, then as many for the values; within each, head h has the numbers
+#   h × head_dim to (h + 1) × head_dim − 1 (as in section 2). With fewer key/value heads than query heads
+#   (`config.kv_heads < config.n_head`), key/value head j serves query heads j·g .. j·g + g − 1 (as in exercise 3).
+# * With `config.position == "rope"`, rotate the queries and the keys (not the values) of every head at the positions
+#   0, 1, ..., T − 1 with your `rotate`, by `config.rope_theta`, before attention. Learned and sinusoidal positions are
+#   added by the model, not in the block.
+# * Attention is causal, with your `attention` (so solve exercises 1 and 2 first); the heads' outputs side by side
+#   again, (batch, T, n_embd), go through `attn.c_proj`.
+# * The MLP is `mlp.c_fc`, GELU in GPT-2's tanh approximation (`F.gelu(h, approximate="tanh")`), then `mlp.c_proj`.
+#   With `config.mlp == "swiglu"`, `mlp.c_fc` computes the gate and the up projection side by side, [gate | up], and
+#   the MLP is `c_proj(silu(gate) × up)`.
+# * `ln_1` and `ln_2` are the package's LayerNorm or RMSNorm (section 5): call them as they are.
+#
+# The check builds the package's `Block` for a dozen random small configs (LayerNorm or RMSNorm, GELU or SwiGLU, with
+# or without biases, grouped-query heads, rotary positions or none), draws all its weights at random (biases and norm
+# gains too), loads them into yours with `load_state_dict(strict=True)`, and compares the two outputs on random
+# streams: they must agree within a relative tolerance of 1e-4 and an absolute one of 1e-5 (float32 sums taken in
+# another order differ by about 1e-6).
+
+# %%
+class MyBlock(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.ln_1 = make_norm(config)  # LayerNorm or RMSNorm, as the config says
+        self.attn = nn.ModuleDict(dict(
+            c_attn=nn.Linear(config.n_embd, (config.n_head + 2 * config.kv_heads) * config.head_dim, bias=config.bias),
+            c_proj=nn.Linear(config.n_embd, config.n_embd, bias=config.bias)))
+        self.ln_2 = make_norm(config)
+        first = 2 * config.hidden if config.mlp == "swiglu" else config.hidden  # SwiGLU: [gate | up]
+        self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(config.n_embd, first, bias=config.bias),
+                                      c_proj=nn.Linear(config.hidden, config.n_embd, bias=config.bias)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
+        c = self.config
+        batch, length, width = x.shape
+        # Attention, reading the normalised stream.
+        h = self.ln_1(x)
+        q, k, v = self.attn.c_attn(h).split([c.n_head * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim],
+                                            dim=-1)
+        q = q.view(batch, length, c.n_head, c.head_dim)  # (B, T, heads, head_dim)
+        k = k.view(batch, length, c.kv_heads, c.head_dim)
+        v = v.view(batch, length, c.kv_heads, c.head_dim)
+        if c.position == "rope":
+            positions = torch.arange(length)
+            q, k = rotate(q, positions, c.rope_theta), rotate(k, positions, c.rope_theta)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, head_dim)
+        group = c.n_head // c.kv_heads
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        mask = torch.ones(length, length, dtype=torch.bool).tril()  # causal: query t sees keys 0..t
+        y = attention(q, k, v, mask).transpose(1, 2).reshape(batch, length, width)  # the heads side by side
+        x = x + self.attn.c_proj(y)
+        # The MLP, reading the normalised new stream.
+        h = self.mlp.c_fc(self.ln_2(x))
+        if c.mlp == "swiglu":
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate="tanh")
+        return x + self.mlp.c_proj(h)
+        ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.model import check_block
+
+check_block(MyBlock)
+
+
+# %% [markdown]
+# ### Exercise 5: the model's forward pass
+#
+# You will have built a whole GPT: token ids in, one logit per token of the vocabulary out, at every position. The
+# skeleton's `__init__` names the parts as the package's `GPT` does (section 5 printed them), with your blocks of
+# exercise 4; you write `forward(idx)`: `idx` holds token ids, (batch, T) with T ≤ `config.context`; return the logits,
+# (batch, T, vocab_size). The tokens stand at positions 0, 1, ..., T − 1. The conventions:
+#
+# * learned positions (`config.position == "learned"`) are a table, `transformer.wpe`, added to the token embeddings;
+#   sinusoidal ones are 0.02 × `sinusoid_table(config.context, config.n_embd)` (section 4; the package's function, use
+#   it), added the same way; rotary ones add nothing, your blocks rotate;
+# * after the blocks comes the final norm `transformer.ln_f`;
+# * the head: with tied weights (`config.tie_weights`, and then `lm_head` is None) it is the token embedding matrix
+#   itself, (vocab_size, n_embd); otherwise `lm_head`, a linear layer without bias.
+#
+# The check builds the package's `GPT` for ten random small configs of 1 to 3 blocks (every kind of position, tied and
+# untied heads, and the block's switches of exercise 4), draws all its weights at random, loads them into yours
+# (strict), and compares the logits on random token ids within the tolerance of exercise 4. Check exercise 4 first:
+# the model is only as right as its blocks.
+
+# %%
+class MyGPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            h=nn.ModuleList(MyBlock(config) for _ in range(config.n_layer)),
+            ln_f=make_norm(config)))
+        if config.position == "learned":
+            self.transformer["wpe"] = nn.Embedding(config.context, config.n_embd)
+        self.lm_head = None if config.tie_weights else nn.Linear(config.n_embd, config.vocab_size, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
+        c = self.config
+        positions = torch.arange(idx.size(1))
+        x = self.transformer.wte(idx)  # (B, T, n_embd)
+        if c.position == "learned":
+            x = x + self.transformer.wpe(positions)
+        elif c.position == "sinusoidal":
+            x = x + 0.02 * sinusoid_table(c.context, c.n_embd)[positions]
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        head = self.transformer.wte.weight if self.lm_head is None else self.lm_head.weight  # (vocab, n_embd)
+        return x @ head.T
+        ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.model import check_gpt
+
+check_gpt(MyGPT)
+
+# %% [markdown]
+# Your model computes what the package's does. The package's own block, `Block.forward` in `minilm/model/gpt.py`, is
+# three lines, because its attention is a module of its own (`CausalSelfAttention` in `minilm/model/attention.py`),
+# and it runs PyTorch's fused `scaled_dot_product_attention` where you wrote the attention out; it also takes a KV
+# cache, a padding mask and positions from its caller, which generation needs (section 9).
+#
 # **Next:** notebook 04 pretrains this model on the token shards of stage 2, on one CPU or several GPUs, and measures
 # how well it learned.

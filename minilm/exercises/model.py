@@ -1,25 +1,27 @@
-"""Checkers for the exercises of notebook 03 (transformer): scaled dot-product attention, the causal
-mask, rotary positions, the parameters of a block, and one step of attention with a KV cache.
+"""Checkers for the exercises of notebook 03 (transformer): scaled dot-product attention, rotary positions,
+one step of attention with a KV cache, a transformer block, and the model's forward pass.
 
-Each checker draws fresh random tensors (from a new seed every run, named in a failure), runs the
-learner's function and the package's own, and passes or fails on the first input where they differ. The
-inputs are made to land where a first attempt usually goes wrong: more keys than queries (a mask that
-must be offset), heads of 64 dimensions (where forgetting the 1/sqrt(d) scale shows), positions that
-are not 0, 1, 2, ..., configs without biases or with fewer key/value heads than query heads, and an
-empty cache.
+Each checker draws fresh random inputs (from a new seed every run, named in a failure), runs the learner's
+code and the package's own, and passes or fails on the first input where they differ. The inputs are made to
+land where a first attempt usually goes wrong: more keys than queries (a mask that must be offset), heads of 64
+dimensions (where forgetting the 1/sqrt(d) scale shows), positions that are not 0, 1, 2, ..., configs without
+biases or with fewer key/value heads than query heads, and an empty cache. The block and the model are checked
+by loading the weights of the package's module, drawn at random (biases and norm gains included, so that a
+forgotten one shows), into the learner's module, and comparing what the two compute on the same input.
 """
 
 from __future__ import annotations
 
-import numbers
+import math
 import random
 
 import torch
+from torch import nn
 
-from minilm.exercises import ExerciseFailed, _short, call_learner, checker, failure, passed, torch_generator
-from minilm.model.accounting import parameter_counts
+from minilm.exercises import _short, call_learner, checker, failure, passed, torch_generator
 from minilm.model.attention import attention_by_hand, causal_mask
-from minilm.model.config import SIZES, GPTConfig
+from minilm.model.config import GPTConfig
+from minilm.model.gpt import GPT, Block
 from minilm.model.layers import RotaryEmbedding, apply_rotary
 
 # --- shared helpers ----------------------------------------------------------------------------------
@@ -113,41 +115,7 @@ def check_attention(attention, rng: random.Random) -> None:
     passed(title, f"{len(cases)} cases")
 
 
-# --- Exercise 2: the causal mask -------------------------------------------------------------------------
-
-
-@checker
-def check_causal_mask(make_causal_mask, rng: random.Random) -> None:
-    """Exercise 2: the (T, S) booleans of who may see whom, the T queries being the last of S positions."""
-    title = "Exercise 2 (the causal mask)"
-    hint = ("query i sits at position i + (S - T) (the queries are the last T of the S positions) and may see "
-            "the keys at positions 0 .. i + (S - T), itself included; True means 'may see'")
-    cases = [(1, 1), (4, 4), (1, 5), (3, 7)] + [
-        (t, t + rng.choice([0, 0, rng.randint(1, 9)])) for t in (rng.randint(1, 12) for _ in range(30))
-    ]
-    for queries, keys in cases:
-        inputs = f"query_length={queries}, key_length={keys}"
-        got = call_learner(title, make_causal_mask, queries, keys)
-        want = causal_mask(queries, keys)
-        if not isinstance(got, torch.Tensor) or got.dtype != torch.bool:
-            raise failure(title, f"return a torch.Tensor of booleans (dtype torch.bool), got {_summary(got)}", inputs, hint)
-        if tuple(got.shape) != (queries, keys):
-            raise failure(title, f"the mask has shape {tuple(got.shape)}, expected {(queries, keys)}", inputs, hint)
-        if not torch.equal(got, want):
-            raise ExerciseFailed(
-                f"❌ {title}: wrong mask\n   on input: {inputs}\n   expected (1 = may see):\n{_rows(want)}\n"
-                f"   got:\n{_rows(got)}\n   hint: {hint}")
-    passed(title, f"{len(cases)} cases")
-
-
-def _rows(mask: torch.Tensor, limit: int = 8) -> str:
-    lines = ["     " + "".join(str(v) for v in row) for row in mask.int().tolist()[:limit]]
-    if mask.size(0) > limit:
-        lines.append("     ...")
-    return "\n".join(lines)
-
-
-# --- Exercise 3: rotary positions ------------------------------------------------------------------------
+# --- Exercise 2: rotary positions ------------------------------------------------------------------------
 
 
 def reference_rotate(x: torch.Tensor, positions: torch.Tensor, theta: float = 10_000.0) -> torch.Tensor:
@@ -161,8 +129,8 @@ def reference_rotate(x: torch.Tensor, positions: torch.Tensor, theta: float = 10
 
 @checker
 def check_rotate(rotate, rng: random.Random) -> None:
-    """Exercise 3: rotate each pair (i, i + d/2) of a query or key at position p by p * theta^(-2i/d)."""
-    title = "Exercise 3 (rotary positions)"
+    """Exercise 2: rotate each pair (i, i + d/2) of a query or key at position p by p * theta^(-2i/d)."""
+    title = "Exercise 2 (rotary positions)"
     generator = torch_generator(rng)
     hint = ("split the last dimension into halves x1, x2 (pair i is (x1[i], x2[i])); angle[p, i] = p * theta ** (-2 * i / d) "
             "for i = 0 .. d/2 - 1; return cat(x1 * cos - x2 * sin, x1 * sin + x2 * cos); use the given positions, "
@@ -187,72 +155,18 @@ def check_rotate(rotate, rng: random.Random) -> None:
     passed(title, f"{len(cases)} cases")
 
 
-# --- Exercise 4: the parameters of a block ---------------------------------------------------------------
-
-
-def reference_block_parameters(config: GPTConfig) -> int:
-    """Parameters of one transformer block (two norms, attention, MLP), from `minilm.model.accounting`."""
-    counts = parameter_counts(config)
-    per_norm = counts["norms"] // (2 * config.n_layer + 1)
-    return (counts["attention"] + counts["mlp"]) // config.n_layer + 2 * per_norm
-
-
-def _block_configs(rng: random.Random) -> list[GPTConfig]:
-    gpt2 = [GPTConfig(**SIZES[name]) for name in ("gpt2", "gpt2-medium", "gpt2-xl")]
-    llama_like = GPTConfig(n_layer=16, n_head=32, n_kv_head=8, n_embd=2048, norm="rmsnorm", mlp="swiglu",
-                           bias=False, position="rope", tie_weights=False)
-    configs = gpt2 + [llama_like, GPTConfig(n_layer=2, n_head=4, n_embd=64, bias=False)]
-    for _ in range(40):
-        n_head = rng.choice([1, 2, 3, 4, 6, 8, 12])
-        n_embd = n_head * rng.choice([8, 16, 32, 64])
-        divisors = [d for d in range(1, n_head + 1) if n_head % d == 0]
-        configs.append(GPTConfig(
-            vocab_size=rng.choice([512, 4096, 50257]), n_layer=rng.randint(1, 24), n_head=n_head, n_embd=n_embd,
-            n_kv_head=rng.choice([None, None, rng.choice(divisors)]),
-            mlp_hidden=rng.choice([None, None, None, rng.randint(1, 10) * 32]),
-            norm=rng.choice(["layernorm", "rmsnorm"]), mlp=rng.choice(["gelu", "swiglu"]), bias=rng.random() < 0.6,
-            position=rng.choice(["learned", "rope"]) if (n_embd // n_head) % 2 == 0 else "learned",
-        ))
-    return configs
-
-
-def _config_summary(config: GPTConfig) -> str:
-    shown = ("n_embd", "n_head", "n_kv_head", "mlp", "mlp_hidden", "norm", "bias", "n_layer", "vocab_size")
-    return "GPTConfig(" + ", ".join(f"{name}={getattr(config, name)!r}" for name in shown) + f") [hidden={config.hidden}]"
-
-
-@checker
-def check_block_parameters(block_parameters, rng: random.Random) -> None:
-    """Exercise 4: the parameters of one transformer block, from its config alone."""
-    title = "Exercise 4 (the parameters of a block)"
-    hint = ("count ln_1, attention (c_attn makes q for n_head heads and k, v for kv_heads heads of head_dim each; "
-            "c_proj is n_embd x n_embd), ln_2 and the MLP (config.hidden wide; SwiGLU has gate and up: twice the "
-            "first matrix); a bias is one number per output and exists only when config.bias; LayerNorm has a "
-            "weight (and a bias when config.bias), RMSNorm only a weight; the embeddings are not in a block")
-    configs = _block_configs(rng)
-    for config in configs:
-        got = call_learner(title, block_parameters, config)
-        want = reference_block_parameters(config)
-        if isinstance(got, bool) or not isinstance(got, numbers.Integral) or got != want:
-            raise ExerciseFailed(
-                f"❌ {title}: wrong count\n   on input: {_config_summary(config)}\n"
-                f"   expected: {want:,}\n   got:      {f'{got:,}' if isinstance(got, numbers.Integral) else _short(got)}\n"
-                f"   hint: {hint}")
-    passed(title, f"{len(configs)} configs, GPT-2's and LLaMA's shapes included")
-
-
-# --- Exercise 5: one step of attention with a KV cache ---------------------------------------------------
+# --- Exercise 3: one step of attention with a KV cache ---------------------------------------------------
 
 
 @checker
 def check_attention_step(attention_step, rng: random.Random) -> None:
-    """Exercise 5: append one token's key and value to the cache and attend to every position so far.
+    """Exercise 3: append one token's key and value to the cache and attend to every position so far.
 
     The learner's step decodes whole sequences token by token, from an empty cache; each step's output
     must equal the same position of full causal attention over the sequence, and the cache must hold
     the keys and values of every position so far.
     """
-    title = "Exercise 5 (one step of attention with a KV cache)"
+    title = "Exercise 3 (one step of attention with a KV cache)"
     generator = torch_generator(rng)
     hint = ("k_cache = torch.cat([k_cache, k_new], dim=2) (the same for v): the new position goes last; the new "
             "query is the last position, so it may see every key and needs no mask; with fewer key/value heads "
@@ -285,3 +199,150 @@ def check_attention_step(attention_step, rng: random.Random) -> None:
                             what="the output (compared with full causal attention at this position)")
         sequences += 1
     passed(title, f"{sequences} sequences decoded token by token, grouped-query heads included")
+
+
+# --- Exercises 4 and 5: a transformer block and the whole model, against the package's weights ---------------
+# The learner's module is built from a config, the package's module of the same config gets random weights, and
+# its state dict is loaded into the learner's with strict=True: the same parameter names and shapes, nothing more.
+# Both run on the same input, in float32; the outputs must agree within rtol 1e-4 and atol 1e-5, the tolerance of
+# float32 sums done in another order (by-hand attention against PyTorch's fused kernel differs by about 1e-6).
+
+BLOCK_RTOL, BLOCK_ATOL = 1e-4, 1e-5
+
+
+def _random_weights(module: nn.Module, generator: torch.Generator) -> None:
+    """Every parameter of `module` drawn afresh, the biases and norm gains too: at GPT-2's initialisation the biases
+    are 0 and the gains 1, and an answer that forgot them would agree with the package."""
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if name.endswith("wte.weight"):
+                param.copy_(noise)  # the token embeddings, also the tied head: logits of a few units
+            elif name.endswith("wpe.weight"):
+                param.copy_(0.5 * noise)
+            elif param.dim() >= 2:  # a linear layer's (out, in) matrix: outputs of about the size of its inputs
+                param.copy_(noise / math.sqrt(param.shape[1]))
+            elif name.endswith("bias"):
+                param.copy_(0.2 * noise)
+            else:  # a norm's gain
+                param.copy_(1.0 + 0.2 * noise)
+
+
+def _model_configs(rng: random.Random, count: int, whole_model: bool) -> list[GPTConfig]:
+    """GPT-2's kind of config, LLaMA's kind, then random mixes of every switch a block (or the model) has."""
+    gpt2 = GPTConfig(vocab_size=rng.randint(20, 60), context=16, n_layer=2, n_head=4, n_embd=32)
+    llama = GPTConfig(vocab_size=rng.randint(20, 60), context=16, n_layer=2, n_head=4, n_kv_head=2, n_embd=32,
+                      norm="rmsnorm", mlp="swiglu", bias=False, position="rope", tie_weights=False)
+    configs = [gpt2, llama]
+    if whole_model:  # the model adds positions: learned, sinusoidal or none (the blocks rotate)
+        configs.append(gpt2.replace(position="sinusoidal", tie_weights=False))
+    while len(configs) < count:
+        n_head = rng.choice([1, 2, 4, 6])
+        head_dim = rng.choice([4, 8, 16])
+        divisors = [d for d in range(1, n_head + 1) if n_head % d == 0]
+        positions = ["learned", "sinusoidal", "rope"] if whole_model else ["learned", "rope"]
+        configs.append(GPTConfig(
+            vocab_size=rng.randint(10, 80), context=rng.randint(8, 24), n_layer=rng.randint(1, 3) if whole_model else 1,
+            n_head=n_head, n_embd=n_head * head_dim, n_kv_head=rng.choice([None, rng.choice(divisors)]),
+            mlp_hidden=rng.choice([None, None, rng.randint(1, 6) * 8]), position=rng.choice(positions),
+            norm=rng.choice(["layernorm", "rmsnorm"]), mlp=rng.choice(["gelu", "swiglu"]), bias=rng.random() < 0.5,
+            tie_weights=rng.random() < 0.5, rope_theta=rng.choice([10_000.0, 100.0]),
+        ))
+    return configs
+
+
+def _describe(config: GPTConfig, whole_model: bool) -> str:
+    shown = ["n_embd", "n_head", "n_kv_head", "norm", "mlp", "mlp_hidden", "bias", "position"]
+    if config.position == "rope":
+        shown.append("rope_theta")
+    if whole_model:
+        shown = ["vocab_size", "context", "n_layer", *shown, "tie_weights"]
+    return "GPTConfig(" + ", ".join(f"{name}={getattr(config, name)!r}" for name in shown) + ")"
+
+
+def _load_package_weights(title: str, module, reference: nn.Module, shown: str, hint: str) -> None:
+    """Load `reference`'s state dict into the learner's `module` (strict), failing with the names that differ."""
+    if not isinstance(module, nn.Module):
+        raise failure(title, f"your class must make a torch.nn.Module, got {_short(module)}", shown, hint)
+    want = {name: tuple(t.shape) for name, t in reference.state_dict().items()}
+    got = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    problems = [f"{name} has shape {got[name]}, the package's {want[name]}"
+                for name in want if name in got and got[name] != want[name]]
+    missing, unexpected = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
+    if missing:
+        problems.append(f"missing {missing[:4]}{' ...' if len(missing) > 4 else ''}")
+    if unexpected:
+        buffers = set(unexpected) - {name for name, _ in module.named_parameters()}
+        problems.append(f"not in the package's module {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}"
+                        + (" (a buffer that is not a weight is registered with persistent=False)" if buffers else ""))
+    if problems:
+        raise failure(title, "your module's parameters do not match the package's: " + "; ".join(problems), shown,
+                      "keep the names and shapes of the skeleton's __init__; the package's names are "
+                      + ", ".join(sorted(want)[:6]) + (" ..." if len(want) > 6 else ""))
+    call_learner(title, module.load_state_dict, reference.state_dict())
+    module.eval()
+
+
+def _compare_outputs(title: str, module, reference_output: torch.Tensor, given: torch.Tensor, shown: str, hint: str,
+                     what: str) -> None:
+    with torch.no_grad():
+        got = call_learner(title, module, given.clone())
+    if isinstance(got, (tuple, list)):
+        raise failure(title, f"forward must return one tensor, {what}, not a {type(got).__name__}", shown, hint)
+    _compare_tensor(title, got, reference_output, shown, hint, what=what, atol=BLOCK_ATOL, rtol=BLOCK_RTOL)
+
+
+@checker
+def check_block(TransformerBlock, rng: random.Random) -> None:
+    """Exercise 4: a transformer block whose output equals `minilm.model.gpt.Block`'s, with its weights loaded."""
+    title = "Exercise 4 (a transformer block)"
+    hint = ("pre-norm: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)). attn: c_attn(h) splits into q (n_head * "
+            "head_dim), k and v (kv_heads * head_dim each), each viewed as (B, T, heads, head_dim); with position "
+            "'rope' rotate q and k at positions 0..T-1 (your rotate, config.rope_theta); (B, heads, T, head_dim); "
+            "key/value head j serves query heads j*g .. j*g+g-1 (repeat_interleave); causal attention; heads side "
+            "by side again, (B, T, n_embd), then c_proj. mlp: gelu with approximate='tanh' between c_fc and c_proj; "
+            "SwiGLU: c_fc's output is [gate | up], c_proj(silu(gate) * up)")
+    generator = torch_generator(rng)
+    configs = _model_configs(rng, 12, whole_model=False)
+    for config in configs:
+        reference = Block(config, 0).eval()
+        _random_weights(reference, generator)
+        module = call_learner(title, TransformerBlock, config)
+        _load_package_weights(title, module, reference, _describe(config, False), hint)
+        for _ in range(2):
+            batch, length = rng.randint(1, 3), rng.randint(1, config.context)
+            x = torch.randn(batch, length, config.n_embd, generator=generator)
+            rotary = RotaryEmbedding(config)(torch.arange(length)) if config.position == "rope" else None
+            with torch.no_grad():
+                want, _ = reference(x, rotary)
+            shown = f"{_describe(config, False)}, x={_summary(x)}"
+            _compare_outputs(title, module, want, x, shown, hint, what="the block's output")
+    passed(title, f"{len(configs)} configs, GPT-2's and LLaMA's kinds included, "
+                  f"within rtol {BLOCK_RTOL:g} and atol {BLOCK_ATOL:g}")
+
+
+@checker
+def check_gpt(TransformerModel, rng: random.Random) -> None:
+    """Exercise 5: the model's forward pass, token ids to logits, equal to `minilm.model.GPT`'s with its weights loaded."""
+    title = "Exercise 5 (the model's forward pass)"
+    hint = ("x = transformer.wte(idx); add the positions 0..T-1: transformer.wpe(positions) when position is "
+            "'learned', 0.02 * sinusoid_table(config.context, config.n_embd)[positions] when 'sinusoidal', nothing "
+            "when 'rope' (the blocks rotate); every block of transformer.h in turn; transformer.ln_f; then the head: "
+            "x @ W.T with W = transformer.wte.weight when tied (lm_head is None), lm_head.weight when not. Check "
+            "exercise 4 first: the model is only as right as its blocks")
+    generator = torch_generator(rng)
+    configs = _model_configs(rng, 10, whole_model=True)
+    for config in configs:
+        reference = GPT(config).eval()
+        _random_weights(reference, generator)
+        module = call_learner(title, TransformerModel, config)
+        _load_package_weights(title, module, reference, _describe(config, True), hint)
+        for _ in range(2):
+            batch, length = rng.randint(1, 3), rng.randint(1, config.context)
+            idx = torch.randint(config.vocab_size, (batch, length), generator=generator)
+            with torch.no_grad():
+                want, _ = reference(idx)
+            shown = f"{_describe(config, True)}, idx={_summary(idx)}"
+            _compare_outputs(title, module, want, idx, shown, hint, what="the output (the logits)")
+    passed(title, f"{len(configs)} configs: learned, sinusoidal and rotary positions, tied and untied heads; "
+                  f"logits within rtol {BLOCK_RTOL:g} and atol {BLOCK_ATOL:g}")
