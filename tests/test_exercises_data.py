@@ -10,7 +10,10 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from minilm.data.filters import balance, dedup, pii, quality
+import math
+
+from minilm.data import real
+from minilm.data.filters import dedup, pii, quality
 from minilm.exercises import ExerciseFailed
 from minilm.exercises import data as checks
 
@@ -45,10 +48,20 @@ def written_mean_word_length_rule(text):
     return None if 3 <= mean <= 10 else "gopher:mean_word_length"
 
 
-def written_temperature_weights(sizes, temperature):
-    powered = {d: s ** (1 / temperature) for d, s in sizes.items()}
-    total = sum(powered.values())
-    return {d: p / total for d, p in powered.items()}
+def package_precision_interval(flags, labels):
+    judged = [label for flag, label in zip(flags, labels) if flag and label is not None]
+    return (sum(judged) / len(judged) if judged else math.nan, *real.wilson_interval(sum(judged), len(judged)))
+
+
+def written_precision_interval(flags, labels, z=1.96):
+    judged = [label for flag, label in zip(flags, labels) if flag and label is not None]
+    n, k = len(judged), sum(judged)
+    if n == 0:
+        return math.nan, 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -100,8 +113,23 @@ def wrong_punctuation_kept(text):  # "word," counts 5 characters, "—" counts a
     return None if 3 <= mean <= 10 else "gopher:mean_word_length"
 
 
-def wrong_temperature_unnormalised(sizes, temperature):  # forgets to divide by the total
-    return {d: s ** (1 / temperature) for d, s in sizes.items()}
+def wrong_precision_wald(flags, labels, z=1.96):  # the normal approximation: an interval of width 0 at p = 1
+    judged = [label for flag, label in zip(flags, labels) if flag and label is not None]
+    if not judged:
+        return math.nan, 0.0, 1.0
+    p = sum(judged) / len(judged)
+    half = z * math.sqrt(p * (1 - p) / len(judged))
+    return p, max(0.0, p - half), min(1.0, p + half)
+
+
+def wrong_precision_unlabelled_as_wrong(flags, labels):  # an item nobody labelled counts as a false alarm
+    judged = [bool(label) for flag, label in zip(flags, labels) if flag]
+    return (sum(judged) / len(judged) if judged else math.nan, *real.wilson_interval(sum(judged), len(judged)))
+
+
+def wrong_precision_all_items(flags, labels):  # counts the labels of items the rule did not fire on
+    judged = [label for label in labels if label is not None]
+    return (sum(judged) / len(judged) if judged else math.nan, *real.wilson_interval(sum(judged), len(judged)))
 
 
 def wrong_ipv4_no_range(text):  # any 1-3 digits, word boundaries
@@ -149,7 +177,8 @@ def wrong_lsh_any_column(signatures, bands, rows):  # one equal value is not a w
 CHECKS = [
     (checks.check_mean_word_length_rule, [package_mean_word_length_rule, written_mean_word_length_rule],
      [wrong_strict_limits, wrong_punctuation_kept]),
-    (checks.check_temperature_weights, [balance.temperature_weights, written_temperature_weights], [wrong_temperature_unnormalised]),
+    (checks.check_precision_interval, [package_precision_interval, written_precision_interval],
+     [wrong_precision_wald, wrong_precision_unlabelled_as_wrong, wrong_precision_all_items]),
     (checks.check_find_ipv4, [package_find_ipv4, written_find_ipv4], [wrong_ipv4_no_range, wrong_ipv4_word_boundaries]),
     (checks.check_shingle_hashes, [package_shingles, written_shingles], [wrong_shingles_python_hash, wrong_shingles_no_wrap]),
     (checks.check_lsh_candidates, [package_lsh, written_lsh], [wrong_lsh_interleaved, wrong_lsh_any_column]),
@@ -159,7 +188,7 @@ test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsol
 
 # The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
 TOLERANCES = [
-    (checks.check_temperature_weights, functools.partial(nudged, balance.temperature_weights), 1e-9, 1e-12),
+    (checks.check_precision_interval, functools.partial(nudged, package_precision_interval), 1e-9, 1e-12),
 ]
 test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
     tolerance_tests(TOLERANCES))

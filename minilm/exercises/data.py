@@ -1,11 +1,11 @@
-"""Checkers for the exercises of notebook 01 (data): a quality rule, mixture weights, a PII pattern,
-shingles for near dedup, and LSH banding.
+"""Checkers for the exercises of notebook 01 (data): a quality rule, a rule's precision on hand labels
+with its Wilson interval, a PII pattern, shingles for near dedup, and LSH banding.
 
 Each checker draws fresh inputs (from a new seed every run, named in a failure), runs the learner's
 function and the package's own, and passes or fails on the first input where they differ. The inputs
 are made to land on the cases where a first attempt usually goes wrong: a mean word length of exactly
-3, a dotted number with five parts, a text shorter than one shingle, signature columns that no band
-uses.
+3, a rule that fired on nothing labelled, a dotted number with five parts, a text shorter than one
+shingle, signature columns that no band uses.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import random
 
 import numpy as np
 
-from minilm.data.filters import balance, dedup, pii, quality
+from minilm.data import real
+from minilm.data.filters import dedup, pii, quality
 from minilm.exercises import ExerciseFailed, _short, call_learner, check_cases, checker, passed
 
 # --- Exercise 1: Gopher's mean word length rule ------------------------------------------------------------
@@ -65,29 +66,47 @@ def check_mean_word_length_rule(mean_word_length_rule, rng: random.Random) -> No
                      "that become empty; both limits are allowed (3.0 and 10.0 pass); no words at all: mean 0, so the text fails")
 
 
-# --- Exercise 2: temperature sampling weights ---------------------------------------------------------------
+# --- Exercise 2: a rule's precision on hand labels, with its Wilson interval --------------------------------
+
+
+def _flags_and_labels(rng: random.Random) -> tuple[list[bool], list[bool | None]]:
+    """What a rule decided on n items, and a reader's labels: True (the rule was right to fire),
+    False, or None (not labelled). Sizes from 0 to a few hundred, precisions from 0 to 1."""
+    n = rng.choice([0, 1, 2, 3, 5, 8, 13, 30, 80, 300])
+    fire_rate, right_rate, labelled_rate = rng.random(), rng.choice([0.0, 1.0, rng.random()]), rng.choice([1.0, 0.9, 0.6])
+    flags = [rng.random() < fire_rate for _ in range(n)]
+    labels = [(rng.random() < right_rate) if rng.random() < labelled_rate else None for _ in range(n)]
+    return flags, labels
+
+
+def _reference_precision_interval(flags: list[bool], labels: list[bool | None]) -> tuple[float, float, float]:
+    judged = [label for flag, label in zip(flags, labels) if flag and label is not None]
+    low, high = real.wilson_interval(sum(judged), len(judged))
+    return (sum(judged) / len(judged) if judged else math.nan), low, high
 
 
 @checker
-def check_temperature_weights(temperature_weights, rng: random.Random) -> None:
-    """Exercise 2: mixture weights proportional to size ** (1 / temperature)."""
-    title = "Exercise 2 (temperature sampling weights)"
-    domains = ["books", "web", "docs", "code", "math", "wiki"]
-    cases = []
-    for _ in range(60):
-        names = rng.sample(domains, rng.randint(1, 5))
-        sizes = {name: rng.choice([rng.randint(1, 10**8), rng.randint(1, 1000)]) for name in names}
-        if len(sizes) > 1 and rng.random() < 0.2:
-            sizes[names[0]] = 0  # an empty domain gets weight 0
-        cases.append((sizes, rng.choice([0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0])))
+def check_precision_interval(precision_interval, rng: random.Random) -> None:
+    """Exercise 2: a rule's precision on the items it fired on that carry a label, with a Wilson 95% interval."""
+    title = "Exercise 2 (precision with a Wilson interval)"
+    fixed = [([True] * 10, [True] * 10), ([True] * 10, [False] * 10), ([True, True, False], [True, None, True]),
+             ([False, False], [True, False]), ([], []), ([True] * 4, [True, False, None, True])]
+    cases = fixed + [_flags_and_labels(rng) for _ in range(150)]
 
     def same(got, want) -> bool:
-        return (isinstance(got, dict) and set(got) == set(want)
-                and all(isinstance(got[k], (int, float)) and math.isclose(got[k], want[k], rel_tol=1e-9, abs_tol=1e-12)
-                        for k in want))
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            return False
+        try:
+            got = [float(x) for x in got]
+        except (TypeError, ValueError):
+            return False
+        return all((math.isnan(w) and math.isnan(g)) or math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-12)
+                   for g, w in zip(got, want))
 
-    check_cases(title, temperature_weights, balance.temperature_weights, cases, same=same,
-                hint="weight[d] = size[d] ** (1 / T) / sum over all domains of size ** (1 / T); return a dict with every domain")
+    check_cases(title, precision_interval, _reference_precision_interval, cases, same=same,
+                hint="count only the items where the rule fired AND a label exists (None is not labelled); precision = "
+                     "right / labelled; the Wilson interval with z = 1.96 is (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n), "
+                     "clipped to [0, 1]; with nothing labelled: (nan, 0.0, 1.0)")
 
 
 # --- Exercise 3: IPv4 addresses -----------------------------------------------------------------------------
