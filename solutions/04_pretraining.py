@@ -18,9 +18,12 @@
 # shards of stage 2, the same way GPT-2, LLaMA and every other base model were made: show it text, ask it to predict
 # each next token, nudge every weight to make the right token a little more likely, and repeat a few million times.
 #
-# **You will build** the loss by hand on one batch; the training loop, written out in twenty lines and checked
-# against the package's; then the real run of stage 4 (a model that writes stories); checkpoints that resume exactly;
-# an encoder trained the BERT way next to a decoder trained the GPT way; and a small scaling study.
+# **You will build** the central pieces yourself, in the exercises at the end: the loss of a batch, BERT's masking
+# rule, gradient accumulation, AdamW as a PyTorch optimizer (checked step by step against `torch.optim.AdamW`) and the
+# training loop (checked against the package's on the same batches). Before them the notebook runs the package's
+# versions: the real run of stage 4 (a model that writes stories); checkpoints that resume exactly; an encoder trained
+# the BERT way next to a decoder trained the GPT way; and a small scaling study. After the exercises it writes the
+# loss, an AdamW step and the loop out by hand, next to the package's.
 #
 # **You will learn**
 # * what pretraining asks the model to predict: the next token (GPT), or hidden tokens from both sides (BERT);
@@ -31,12 +34,13 @@
 #   world makes possible;
 # * why a checkpoint must hold the optimizer and the random generators, not only the weights;
 # * what an encoder is good at and what a decoder is good at, measured;
-# * how loss falls with model size and data: the power laws behind scaling.
+# * how loss falls with model size and data: the power laws behind scaling;
+# * what each layer has learnt: the logit lens and linear probes of facts about a story.
 #
 # | preset | the real run (stage 4) | the rest of this notebook (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 2 layers × 64 wide, 60 steps: seconds | about 15 seconds |
-# | `cpu` | 4 layers × 128 wide (1.3M parameters), 1,000 steps of 4,096 tokens: minutes the first time (section 5 prints how long), then cached | about 5 minutes |
+# | `cpu` | 4 layers × 128 wide (1.3M parameters), 1,000 steps of 4,096 tokens: minutes the first time (section 5 prints how long), then cached | about 7 minutes |
 # | `gpu` | 12 layers × 768 wide, 1,500 steps of 32,768 tokens, bf16, compiled: minutes | a minute or two |
 #
 # The run of stage 4 is cached in `data/runs/<preset>/pretrain/`: run this notebook again, or the speedrun, and it
@@ -167,39 +171,34 @@ display(Markdown("".join(shown)))
 # learn faster per token of data (section 7 comes back to it). What the decoder gains is a model that can *write*:
 # predict a token, append it, predict the next. That is why every large language model since GPT-2 is a decoder.
 #
-# ## 2. The loss, by hand
+# ## 2. The loss
 #
 # For each position the model outputs one score (logit) per vocabulary token. Softmax turns them into probabilities;
 # the loss is the **cross-entropy**: minus the log of the probability given to the true next token, averaged over
 # positions (in nats, natural logs). A model that gives the right token probability 1 has loss 0; a fresh model
 # spreads its bets evenly over V tokens and has loss ln V. `exp(loss)` is the **perplexity**: the number of tokens the
-# model is, on average, as unsure as a uniform choice among.
+# model is, on average, as unsure as a uniform choice among. The model computes it when it is given the targets
+# (exercise 1 has you write it from the logits; section 11 shows it by hand, after the exercises):
 
 # %%
 model = GPT(config.model_config(tokenizer.vocab_size), seed=config.seed)
 with torch.no_grad():
-    logits, loss = model(inputs, targets)  # logits (batch, context, vocabulary)
-
-log_probs = logits - logits.logsumexp(dim=-1, keepdim=True)  # log softmax: stable even for large logits
-picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # the log-probability of each true next token
-by_hand = -picked.mean()
-print(f"loss by hand {by_hand:.6f}, the model's {loss:.6f}; ln(vocabulary) = {math.log(tokenizer.vocab_size):.6f}; "
-      f"perplexity {by_hand.exp():,.0f}")
-
-# %%
-# NBVAL_CHECK_OUTPUT
-print(torch.allclose(by_hand, loss, atol=1e-5))
+    logits, loss_fresh = model(inputs, targets)  # logits (batch, context, vocabulary)
+print(f"logits {tuple(logits.shape)}; the fresh model's loss {loss_fresh:.6f}, ln(vocabulary) = "
+      f"{math.log(tokenizer.vocab_size):.6f}; perplexity {loss_fresh.exp():,.0f}")
 
 # %% [markdown]
 # The fresh model's loss is within a hair of ln V: GPT-2's initialisation (small weights) makes the logits nearly
 # equal, so the model starts with no opinion. Anything that pushes the loss below ln V is learned from the data.
 #
-# ## 3. The training loop, written out
+# ## 3. The training loop
 #
 # One step: draw the step's windows, compute the loss, backpropagate, clip the gradient's norm to 1 (a rare bad batch
-# cannot throw the weights far), set the step's learning rate, and let AdamW update the weights. The loop below is
-# the whole algorithm; everything else in `minilm.train` (mixed precision, several processes, gradient accumulation,
-# checkpoints, evaluation, logs) is bookkeeping around it. We run it for a handful of steps of a small model:
+# cannot throw the weights far), set the step's learning rate, and let AdamW update the weights. That loop is the
+# whole algorithm; everything else in `minilm.train` (mixed precision, several processes, gradient accumulation,
+# checkpoints, evaluation, logs) is bookkeeping around it. You will write the loop in exercise 5 (section 11 then
+# writes it out and checks it against the package's). Here `minilm.train.train` runs it for a handful of steps of a
+# small model (it also evaluates on the validation split at the end, and writes a checkpoint):
 
 # %%
 SMALL = {"ci": dict(n_layer=2, n_head=2, n_embd=32, context=32, batch_size=8),
@@ -209,41 +208,12 @@ SMALL["position"] = "rope"  # rotary positions: a briefly trained model knows wo
 LOOKING = dict(log_every=1, eval_every=10_000, sample_every=10_000, checkpoint_every=10_000, final_samples=0,
                eval_tokens=4096, precision="fp32", device="cpu")  # quiet: no evaluation, samples or checkpoints
 small = TrainConfig(**SMALL, **LOOKING, max_steps=20, warmup_steps=5, lr=3e-3, min_lr=3e-4)
-
-
-def train_by_hand(config: TrainConfig, steps: int) -> tuple[GPT, list[float]]:
-    model = GPT(config.model_config(tokenizer.vocab_size), seed=config.seed)
-    optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
-    losses = []
-    for step in range(steps):
-        x, y = step_windows(train_shards, config, step)  # this step's windows, seeded by (seed, step)
-        inputs, targets = make_batch(x, y, "causal")
-        _, loss = model(inputs, targets)
-        loss.backward()  # the gradient of the loss with respect to every weight
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr)
-        optimizer.step()  # AdamW: move every weight a little against its gradient
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    return model, losses
-
-
 started = time.perf_counter()
-hand_model, hand_losses = train_by_hand(small, small.max_steps)
-print(f"{small.max_steps} steps in {time.perf_counter() - started:.1f} s; loss: "
-      + " ".join(f"{l:.2f}" for l in hand_losses))
-
-# %% [markdown]
-# `minilm.train.train` runs the same steps, with the same windows and the same initial weights, so its log must show
-# the same losses (it also evaluates on the validation split at the end, and writes a checkpoint):
-
-# %%
 with tempfile.TemporaryDirectory() as folder:
     summary = train(small, train_shards, val_shards, tokenizer, folder, progress=False)
     package_losses = [r["loss"] for r in read_log(Path(folder) / "log.jsonl") if r["kind"] == "train"]
-print("the package's losses:", " ".join(f"{l:.2f}" for l in package_losses))
-print("the same as ours:", np.allclose(hand_losses, package_losses, rtol=1e-4))
+print(f"{small.max_steps} steps in {time.perf_counter() - started:.1f} s; the loss at each step:",
+      " ".join(f"{l:.2f}" for l in package_losses))
 print(f"validation loss {summary['val_loss']:.3f} (perplexity {summary['val_perplexity']:.0f}) after "
       f"{summary['tokens']:,} tokens")
 
@@ -258,25 +228,19 @@ print(f"validation loss {summary['val_loss']:.3f} (perplexity {summary['val_perp
 # 0, so early on they are divided by `1 − βᵗ` to undo that bias. **AdamW** adds weight decay, decoupled from the
 # gradient: each step also shrinks each weight by `lr × weight_decay × w`, which keeps weights small.
 #
-# One AdamW step by hand, for one weight matrix, against PyTorch's:
+# You will write AdamW in exercise 4 (section 11 then takes one step by hand). Here is what one step of PyTorch's
+# does to one weight matrix of a fresh model, whose gradients are of very different sizes:
 
 # %%
 tiny = GPT(small.model_config(tokenizer.vocab_size), seed=0)
 optimizer = make_optimizer(tiny, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95))
 weight = tiny.transformer.h[0].mlp.c_fc.weight
-before = weight.detach().clone()
+weight_before = weight.detach().clone()
 _, loss = tiny(inputs[:, :small.context], targets[:, :small.context])
 loss.backward()
 g = weight.grad.clone()
 optimizer.step()
-
-lr, wd, (beta1, beta2), eps, t = 1e-2, 0.1, (0.9, 0.95), 1e-8, 1
-m = (1 - beta1) * g  # the moments start at 0: after one step they hold (1 - beta) times the gradient
-v = (1 - beta2) * g**2
-m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)  # bias correction: both become exactly g and g²
-by_hand = before * (1 - lr * wd) - lr * m_hat / (v_hat.sqrt() + eps)
-print("AdamW by hand equals torch's step:", torch.allclose(by_hand, weight.detach(), atol=1e-7))
-move = (weight.detach() - before * (1 - lr * wd)).abs() / lr
+move = (weight.detach() - weight_before * (1 - 1e-2 * 0.1)).abs() / 1e-2  # how far each weight moved, decay aside, in lr
 print(f"gradients span {g.abs().min():.1e} .. {g.abs().max():.1e}; yet the weights moved by {move.median():.3f} × lr "
       f"(median), {move.min():.3f} × lr at the least")
 
@@ -602,8 +566,8 @@ print("resuming gives the same losses and the same weights as not stopping:", sa
 # * **continue a text**: the next-token loss at the end of a prefix. The decoder was trained for it; the encoder can
 #   be asked by putting a mask token after the prefix.
 #
-# Both are trained with the loop of section 3, built from the package's pieces (the same batches, masks and steps
-# that `train` uses), and evaluated by `minilm.train.evaluate` along the way. The encoder uses rotary positions
+# Both are trained step by step with the package's `train_step`, on the same batches, masks and steps that `train`
+# uses, and evaluated by `minilm.train.evaluate` along the way. The encoder uses rotary positions
 # too: with learned position embeddings it starts knowing nothing of word order (a decoder's causal mask gives it
 # some for free), and in a budget this small it stays stuck at guessing frequent words.
 
@@ -844,25 +808,165 @@ print("along each run:", ", ".join(along_runs))
 # compare the exponents along each run (the last line above): with the `cpu` preset the narrowest model's is the
 # smallest, its curve the flattest: with too few parameters, more data helps less.
 
+# %% [markdown]
+# ## 9. What the layers learn
+#
+# Articles about language models say that their layers capture different levels of meaning, low layers the words
+# and high layers the sense. Our stage-4 model is small enough to check. Each block reads the **residual stream**
+# (notebook 03, section 5: one vector per position, to which every block adds its result) and the head reads the
+# stream only at the very end, after the final norm. So we stop the stream after each block and ask it two things,
+# with the three functions of `minilm.interpret`:
+#
+# * **the logit lens** (nostalgebraist, 2020): decode the stream after block *i* as if it were the last one, through
+#   the final norm and the tied output head (`decode`), and score its next-token predictions (`logit_lens`). The
+#   last layer's decoding *is* the model's output, bit for bit (a test checks it); the earlier ones show how far
+#   each block has brought the prediction.
+# * **linear probes** (Alain and Bengio, 2016): fit a logistic regression that reads one fact about a story from
+#   the stream at one position, on some stories, and score it on others (`linear_probe`). If it beats the baseline,
+#   always guessing the most frequent answer, the fact is written in the stream in a form a straight line can read.
+#
+# `residual_streams` records the stream after the embedding and after each block with forward hooks during one
+# ordinary forward pass, so it reads exactly what `model(tokens)` computes. First the lens, on windows of the
+# validation split:
+
 # %%
-print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
+from minilm.interpret import decode, linear_probe, logit_lens, residual_streams
+from minilm.world import split_stories
+
+lens_model = pretrained.eval()
+lens_device = next(lens_model.parameters()).device
+lens_context = lens_model.config.context
+lens_starts = np.linspace(0, len(val_shards) - lens_context - 2, max(1, 8192 // lens_context)).astype(int)
+lens_windows = np.stack([val_shards.read(int(s), int(s) + lens_context + 1) for s in lens_starts])
+lens_windows = torch.from_numpy(lens_windows.astype(np.int64)).to(lens_device)
+lens_inputs, lens_targets = lens_windows[:, :-1], lens_windows[:, 1:]
+lens = logit_lens(lens_model, lens_inputs, lens_targets)
+with torch.no_grad():
+    lens_streams = residual_streams(lens_model, lens_inputs)
+    lens_exact = torch.equal(decode(lens_model, lens_streams[-1]), lens_model(lens_inputs)[0])
+    for row, stream in zip(lens, lens_streams):
+        row["itself"] = (decode(lens_model, stream).argmax(-1) == lens_inputs).float().mean().item()
+        row["size"] = stream.norm(dim=-1).mean().item()
+print(f"{lens_targets.numel():,} next-token predictions; the last layer, decoded, equals the model's logits: "
+      f"{lens_exact}")
+show_table([{"layer": r["layer"], "the stream after": "the embedding" if r["layer"] == 0 else f"block {r['layer'] - 1}",
+             "next-token accuracy": f"{r['accuracy']:.1%}", "loss (nats)": f"{r['loss']:.2f}",
+             "predicts the token it reads": f"{r['itself']:.1%}", "size of the stream": f"{r['size']:.1f}"}
+            for r in lens])
+
+lens_layers = [r["layer"] for r in lens]
+fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 2.8))
+ax_acc.plot(lens_layers, [r["accuracy"] for r in lens], "o-")
+ax_acc.set(xlabel="layer (0 = the embedding)", ylabel="next-token accuracy", title="logit lens: accuracy",
+           xticks=lens_layers)
+ax_loss.plot(lens_layers, [r["loss"] for r in lens], "o-", color="#d62728", label="the layer, decoded")
+ax_loss.axhline(math.log(lens_model.config.vocab_size), ls=":", color="grey", label="a uniform guess: ln(vocabulary)")
+ax_loss.set(xlabel="layer (0 = the embedding)", ylabel="loss (nats, log scale)", yscale="log", title="logit lens: loss",
+            xticks=lens_layers)
+ax_loss.set_yticks([1, 2, 5, 10, 20], ["1", "2", "5", "10", "20"])
+ax_loss.minorticks_off()
+ax_loss.legend(fontsize=8)
+show(fig)
 
 
 # %% [markdown]
-# ## 9. Exercises
+# With the `cpu` preset (4 blocks, 128 wide) the embedding decoded directly is useless: its accuracy is near zero
+# and its loss about 22 nats, far above a uniform guess's ln(4,096) ≈ 8.3 (the dotted line). The head shares its
+# matrix with the embedding, so the embedding of a token scores highest against that very token: the lens at layer 0
+# "predicts" the token it is reading (99% of the time, in the table), and the next token is rarely the same. **The
+# first block does most of the work**: after it the lens already gets 45% of next tokens right, at 3.2 nats; each
+# later block adds less (51%, then 56%, then the model's own 59% and 2.0 nats). Each block also writes more into the
+# stream: its size grows from about 1 after the embedding to 24 at the top, which is one reason the final norm must
+# come before the head. (The `ci` preset's model has 2 blocks and has barely learned: its lens is poor at every
+# layer.)
 #
-# Each exercise is a function for you to write, followed by a check cell that runs it on fresh random inputs against
-# the package's own version and prints a pass, or shows the input where they differ with a hint. The checks of
-# unsolved exercises show a red error: that is expected. Solutions are in `solutions/04_pretraining.ipynb` (try
-# first!).
+# Next-token accuracy says how well each layer *predicts*, not what it *knows*. For that we probe it with facts we
+# know for certain: the stories come from a generator, which knows each hero's gender and job. We write 1,500
+# stories from the held-out `test` split, which no training stage reads, with the job-gender stereotype turned off
+# (`bias=0.0`: in the training stories most nurses are women, and a probe could then read the gender off the job).
+# From each we take the first sentence alone ("Once upon a time, there was a doctor named Finn."), run the model on
+# it after `<|endoftext|>`, as stories start in training, and keep the stream at its last token, the full stop, at
+# every layer. The full stop is the same token in every story: whatever the stream holds there about the story, the
+# blocks have brought from the words before it. Three facts:
+#
+# * the hero's **job**, a word of the sentence;
+# * the hero's **gender**, which no word of this sentence states: only the name tells it, and the model must have
+#   learned which names are whose from the pronouns that follow them in its training stories;
+# * the story's **event** (a storm, a race, a lost pet, ...), which the first sentence does not tell at all: a
+#   control. A probe that beat the baseline here would be reading noise, or something we did not mean to leave in.
+
+# %%
+@torch.no_grad()
+def first_sentence_streams(model: GPT, texts: list[str]) -> tuple[list[torch.Tensor], bool]:
+    # The stream at the last token of each story's first sentence, read after <|endoftext|> as in training: one
+    # (stories, n_embd) tensor per layer; and whether every first sentence ends on the same token, ".".
+    eot = tokenizer.special_id("<|endoftext|>")
+    ids = [[eot] + tokenizer.encode_ordinary(story_sentences(text)[0]) for text in texts]
+    longest = max(map(len, ids))
+    # Padding on the right changes nothing before it: a position sees only the tokens up to itself.
+    on = next(model.parameters()).device
+    batch = torch.tensor([row + [eot] * (longest - len(row)) for row in ids], device=on)
+    last = torch.tensor([len(row) - 1 for row in ids], device=on)
+    rows = torch.arange(len(ids), device=on)
+    return [stream[rows, last] for stream in residual_streams(model, batch)], all(row[-1] == ids[0][-1] for row in ids)
+
+
+probe_stories = split_stories("test", 1500, bias=0.0)  # (text, facts) pairs
+probe_features, same_last_token = first_sentence_streams(lens_model, [text for text, _ in probe_stories])
+probes = {name: [linear_probe(layer, [facts[key] for _, facts in probe_stories], seed=0) for layer in probe_features]
+          for name, key in (("job", "job"), ("gender", "gender"), ("event (control)", "event"))}
+print(f"{len(probe_stories):,} first sentences, all ending on the same token: {same_last_token}; each probe is "
+      f"fitted on {probes['job'][0]['n_train']} stories and scored on the other {probes['job'][0]['n_test']}")
+show_table([{"layer": layer, **{f"{name}: accuracy (baseline {results[0]['baseline']:.0%})":
+                                f"{results[layer]['accuracy']:.1%}" for name, results in probes.items()}}
+            for layer in lens_layers])
+
+fig, ax = plt.subplots(figsize=(6, 3))
+for (name, results), colour in zip(probes.items(), ("#1f77b4", "#ff7f0e", "#7f7f7f")):
+    ax.plot(lens_layers, [r["accuracy"] for r in results], "o-", color=colour, label=name)
+    ax.plot(lens_layers, [r["baseline"] for r in results], ":", color=colour)
+ax.set(xlabel="layer (0 = the embedding)", ylabel="held-out accuracy", ylim=(0, 1.05), xticks=lens_layers,
+       title="what a linear probe reads at the full stop (dotted: baselines)")
+ax.legend(fontsize=8, loc="center right")
+show(fig)
+
+
+# %% [markdown]
+# With the `cpu` preset the three facts arrive at three different depths. At layer 0 the stream is only the full
+# stop's embedding plus its position, so the probes are close to their baselines: gender 52% against 50%, the event
+# 12% against 14%; the job a little above its 5% (11%), since the position of the full stop depends on the sentence's
+# template and on the job ("police officer" is two tokens). **The job is there from the first block on** (98% of 18
+# jobs, 97% at the top): one attention layer can copy a word of the sentence to the full stop. **The gender takes
+# longer**: still at chance after the first block (53%), 94% after the second, 97% after the third and 100% at the
+# top. It is not a word to copy but a property of the name that the model has to work out, and it pays the model to
+# work it out: the next sentence often begins "She ..." or "Every morning he ...". **The event stays near its
+# baseline at every layer** (12% to 16% against 14%), as it must: the control shows that the probes find what is in
+# the stream, not what they can fit on 900 stories.
+#
+# So in this small model the layers do hold different things: the words of the context are gathered early, and facts
+# that have to be computed from them appear higher up. Two cautions. A probe shows that a fact can be *read* from a
+# layer, not that the model *uses* it there; to show use, one changes the stream and watches the output (activation
+# patching). And the "levels of meaning" of models a thousand times larger are looked for the same way, layer by
+# layer with lenses and probes; there the layers are many more and the facts far subtler. (The `ci` preset's model
+# is trained for seconds: its probes read far less, and the numbers above are not its numbers.)
+
+# %% [markdown]
+# ## 10. Exercises
+#
+# Each exercise is code for you to write, followed by a check cell that runs it on fresh random inputs against a
+# reference (the package's own version, or PyTorch's) and prints a pass, or shows the input where they differ with a
+# hint. The checks of unsolved exercises show a red error: that is expected. They rise in difficulty: the loss of a
+# batch, the masking that makes an encoder's targets, gradient accumulation, the optimizer, and last the training
+# loop, which puts them together. Section 11, after them, shows the package's versions. Solutions are in
+# `solutions/04_pretraining.ipynb` (try first!).
 #
 # ### Exercise 1: the cross-entropy of a batch
 #
-# Write `cross_entropy(logits, targets)`: `logits` has shape (batch, T, vocabulary), `targets` (batch, T) holds token
-# ids, or −100 where there is nothing to predict. Return the mean, over the positions whose target is not −100, of
-# minus the log-probability that the softmax of the logits gives the target: a 0-dimensional tensor, equal to
-# `F.cross_entropy` (which you may not call; `log_softmax` neither). The check uses large logits too: compute the
-# log-softmax in a way that cannot overflow.
+# You will have built the loss that every language model minimises. Write `cross_entropy(logits, targets)`: `logits`
+# has shape (batch, T, vocabulary), `targets` (batch, T) holds token ids, or −100 where there is nothing to predict.
+# Return the mean, over the positions whose target is not −100, of minus the log-probability that the softmax of the
+# logits gives the target: a 0-dimensional tensor, equal to `F.cross_entropy` (which you may not call; `log_softmax`
+# and `logsumexp` neither). The check uses large logits too: compute the log-softmax in a way that cannot overflow.
 
 # %%
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -882,40 +986,15 @@ check_cross_entropy(cross_entropy)
 
 
 # %% [markdown]
-# ### Exercise 2: the learning-rate schedule
+# ### Exercise 2: BERT's masking rule
 #
-# Write `lr_at(step, max_lr, warmup_steps, total_steps, min_lr)`, the schedule of section 4: during warmup
-# (step < warmup_steps) the rate is `max_lr × (step + 1) / warmup_steps`, so that step 0 already moves the weights;
-# then a half cosine from `max_lr` at step `warmup_steps` down to `min_lr` at step `total_steps`; after that,
-# `min_lr`. Steps count from 0. It must equal `minilm.train.schedule.learning_rate`.
-
-# %%
-def lr_at(step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float) -> float:
-    ### BEGIN SOLUTION
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    if step >= total_steps:
-        return min_lr
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
-    ### END SOLUTION
-
-
-# %% tags=["check"]
-from minilm.exercises.pretraining import check_learning_rate
-
-check_learning_rate(lr_at)
-
-
-# %% [markdown]
-# ### Exercise 3: BERT's masking rule
-#
-# Write `mask(ids, mask_id, vocab_size, generator, rate=0.15)`, for a (batch, T) tensor of token ids. Choose each
-# position independently with probability `rate`. Return `(inputs, targets)`: `targets` holds the original id at the
-# chosen positions and −100 elsewhere; in `inputs` the positions that were not chosen keep their id, and of the
-# chosen ones 80% become `mask_id`, 10% a random token drawn uniformly from `0 .. vocab_size − 1`, and 10% keep their
-# id. Draw every random number from `generator` (a `torch.Generator`), and leave `ids` unchanged. The check runs it
-# on half a million tokens and tests the proportions statistically.
+# You will have built the batches an encoder learns from (section 1 showed the package's). Write
+# `mask(ids, mask_id, vocab_size, generator, rate=0.15)`, for a (batch, T) tensor of token ids. Choose each position
+# independently with probability `rate`. Return `(inputs, targets)`: `targets` holds the original id at the chosen
+# positions and −100 elsewhere; in `inputs` the positions that were not chosen keep their id, and of the chosen ones
+# 80% become `mask_id`, 10% a random token drawn uniformly from `0 .. vocab_size − 1`, and 10% keep their id. Draw
+# every random number from `generator` (a `torch.Generator`), and leave `ids` unchanged. The check runs it on half a
+# million tokens and tests the proportions statistically.
 
 # %%
 def mask(ids: torch.Tensor, mask_id: int, vocab_size: int, generator: torch.Generator,
@@ -940,16 +1019,17 @@ check_masking(mask)
 
 
 # %% [markdown]
-# ### Exercise 4: gradient accumulation
+# ### Exercise 3: gradient accumulation
 #
-# A batch too big for memory is split into micro-batches whose gradients add up in `.grad`. Write
-# `accumulate(model, inputs, targets, k)`: split `inputs` and `targets` (batch, T) into `k` micro-batches along the
-# batch dimension with `torch.chunk` (the last ones may be smaller), run `model(x, y)` on each (it returns
-# `(logits, loss)`, the loss being the mean over that micro-batch's targets that are not −100) and call `backward`,
-# so that afterwards every parameter's `.grad` equals the gradient of the **whole batch's** loss: the mean over all
-# its counted targets. Return that loss as a float. Do not zero the gradients or step an optimizer. Careful: the
-# micro-batches may differ in size and in how many targets they count (masked language modelling), so dividing
-# each loss by k is not enough. (Every micro-batch counts at least one target.)
+# You will have built what lets a small machine train on a big batch. A batch too big for memory is split into
+# micro-batches whose gradients add up in `.grad`. Write `accumulate(model, inputs, targets, k)`: split `inputs` and
+# `targets` (batch, T) into `k` micro-batches along the batch dimension with `torch.chunk` (the last ones may be
+# smaller), run `model(x, y)` on each (it returns `(logits, loss)`, the loss being the mean over that micro-batch's
+# targets that are not −100) and call `backward`, so that afterwards every parameter's `.grad` equals the gradient of
+# the **whole batch's** loss: the mean over all its counted targets. Return that loss as a float. Do not zero the
+# gradients or step an optimizer. Careful: the micro-batches may differ in size and in how many targets they count
+# (masked language modelling), so dividing each loss by k is not enough. (Every micro-batch counts at least one
+# target.)
 
 # %%
 def accumulate(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, k: int) -> float:
@@ -969,6 +1049,185 @@ def accumulate(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tens
 from minilm.exercises.pretraining import check_gradient_accumulation
 
 check_gradient_accumulation(accumulate)
+
+
+# %% [markdown]
+# ### Exercise 4: AdamW, as a PyTorch optimizer
+#
+# You will have built the optimizer that trains nearly every language model, as a drop-in replacement for
+# `torch.optim.AdamW`. Section 4 said what it does; here are the conventions of a `torch.optim.Optimizer` that you
+# need. The constructor below is written: `super().__init__` stores the parameters in `self.param_groups`, a list of
+# dicts, each with its `"params"` (a list of tensors) and its own `"lr"`, `"betas"` (β₁, β₂), `"eps"` and
+# `"weight_decay"` (a group's own value wins over the constructor's, as in `make_optimizer`'s group of biases and
+# gains, whose weight decay is 0). Write `step()`, which moves every parameter once:
+#
+# * read each group's settings at every step, not once: a schedule changes `group["lr"]` before each step;
+# * keep each parameter's state in `self.state[p]`, a dict that is empty before its first step: its moments m and v
+#   (zeros at first, of the parameter's shape) and its own step count t;
+# * skip a parameter whose `.grad` is None (it got no gradient this step), without counting a step for it;
+# * the update is section 4's: m and v are running averages of g and g² (β₁ and β₂ the weights of their old
+#   values), each divided by 1 − βᵗ at the parameter's step t (from 1) for its start at 0, and the move is
+#   lr · m̂ / (√v̂ + ε) against the gradient, ε added to the root, not under it; the weight decay is decoupled: the
+#   weight is multiplied by (1 − lr · weight_decay) before that move, and the decay never enters m or v;
+# * change the parameters in place (`p.mul_`, `p.sub_`, ...): `@torch.no_grad()` keeps autograd out of it.
+#
+# The check runs your optimizer and `torch.optim.AdamW` side by side for 6 to 10 steps on random float64 parameters
+# and gradients, with random hyperparameters, two groups (with and without weight decay), a new learning rate before
+# every step and a parameter left without a gradient at one step, and compares every parameter after every step to
+# a relative 10⁻⁹.
+
+# %%
+class AdamW(torch.optim.Optimizer):
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self) -> None:
+        ### BEGIN SOLUTION
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:  # the first step of this parameter: the moments start at 0
+                    state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                state["t"] += 1
+                t, m, v, g = state["t"], state["m"], state["v"], p.grad
+                m.mul_(beta1).add_(g, alpha=1 - beta1)  # the mean gradient
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # the mean squared gradient
+                m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)  # undo the start at 0
+                p.mul_(1 - lr * decay)  # decoupled weight decay
+                p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
+        ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.pretraining import check_adamw
+
+check_adamw(AdamW)
+
+
+# %% [markdown]
+# ### Exercise 5: the training loop
+#
+# You will have built the loop that trains the model: what `minilm.train.train` does at every step, without its
+# bookkeeping (logs, evaluation, checkpoints, mixed precision, several processes). Write
+# `train_loop(model, optimizer, steps, lr, warmup_steps, min_lr, grad_clip)`, which returns the list of the steps'
+# losses (floats). `steps` holds one entry per optimizer step, each a list of micro-batches `(inputs, targets)` (what
+# `micro_batches` gives for one step; their sizes and counted targets may differ). `model(x, y)` returns
+# `(logits, loss)`; `optimizer` is AdamW from `make_optimizer` (yours from exercise 4 would do too). At step s,
+# counted from 0:
+#
+# * set every param group's `"lr"` to `learning_rate(s, lr, warmup_steps, len(steps), min_lr)` (the package's
+#   schedule of section 4, imported at the top: the run ends after `len(steps)` steps);
+# * accumulate the gradient of the step's loss over its micro-batches as in exercise 3: the step's loss is the mean
+#   over all its counted targets (the one to return for that step);
+# * once all micro-batches are done, clip the norm of all the gradients together to `grad_clip`
+#   (`torch.nn.utils.clip_grad_norm_`), then `optimizer.step()`, then `optimizer.zero_grad()`.
+#
+# The check trains three tiny models (decoders and an encoder with masked targets, one run clipping every step) with
+# your loop and, from the same initial weights on the same batches, with the package's `train_step`, and compares
+# the losses of every step and the final weights.
+
+# %%
+def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               steps: list[list[tuple[torch.Tensor, torch.Tensor]]], lr: float, warmup_steps: int, min_lr: float,
+               grad_clip: float) -> list[float]:
+    ### BEGIN SOLUTION
+    losses = []
+    for step, batches in enumerate(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, lr, warmup_steps, len(steps), min_lr)
+        total = sum(int((y != -100).sum()) for _, y in batches)  # the targets the whole step counts
+        step_loss = 0.0
+        for x, y in batches:
+            _, loss = model(x, y)
+            loss = loss * int((y != -100).sum()) / total  # its share of the step's mean
+            loss.backward()
+            step_loss += loss.item()
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)  # after the last micro-batch: the step's whole gradient
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(step_loss)
+    return losses
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.pretraining import check_training_loop
+
+check_training_loop(train_loop)
+
+# %% [markdown]
+# ## 11. Behind the exercises: the package's versions, by hand
+#
+# Now that you have written them, here are the pieces of sections 2 to 4 written out, each checked against what the
+# package uses. **The loss**, on the batch of section 2: the log-softmax as logits minus their logsumexp (which
+# PyTorch computes stably, as exercise 1 did by hand), then minus the mean log-probability of the true next tokens:
+
+# %%
+log_probs = logits - logits.logsumexp(dim=-1, keepdim=True)  # log softmax: stable even for large logits
+picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # the log-probability of each true next token
+by_hand = -picked.mean()
+print(f"loss by hand {by_hand:.6f}, the model's {loss_fresh:.6f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(torch.allclose(by_hand, loss_fresh, atol=1e-5))
+
+# %% [markdown]
+# **One AdamW step**, the step of section 4 again, by hand: after one step the moments hold (1 − β) times the
+# gradient and its square, and bias correction makes them exactly g and g², so m̂/√v̂ is the sign of g:
+
+# %%
+lr, wd, (beta1, beta2), eps, t = 1e-2, 0.1, (0.9, 0.95), 1e-8, 1
+m = (1 - beta1) * g  # the moments start at 0: after one step they hold (1 - beta) times the gradient
+v = (1 - beta2) * g**2
+m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)  # bias correction: both become exactly g and g²
+adamw_by_hand = weight_before * (1 - lr * wd) - lr * m_hat / (v_hat.sqrt() + eps)
+print("AdamW by hand equals torch's step:", torch.allclose(adamw_by_hand, weight.detach(), atol=1e-7))
+
+
+# %% [markdown]
+# **The loop**, written out for the run of section 3: the same windows (seeded by the step), the same initial weights
+# and the same schedule, so it must give the losses that `train` logged there. With one micro-batch per step there is
+# nothing to weight; the package's `train_step` (printed after) also weights micro-batches, scales the loss for
+# 16-bit training and lets several processes average their gradients.
+
+# %%
+def train_by_hand(config: TrainConfig, steps: int) -> tuple[GPT, list[float]]:
+    model = GPT(config.model_config(tokenizer.vocab_size), seed=config.seed)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2))
+    losses = []
+    for step in range(steps):
+        x, y = step_windows(train_shards, config, step)  # this step's windows, seeded by (seed, step)
+        inputs, targets = make_batch(x, y, "causal")
+        _, loss = model(inputs, targets)
+        loss.backward()  # the gradient of the loss with respect to every weight
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config.lr, config.warmup_steps, config.max_steps, config.min_lr)
+        optimizer.step()  # AdamW: move every weight a little against its gradient
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return model, losses
+
+
+hand_model, hand_losses = train_by_hand(small, small.max_steps)
+print("our losses:          ", " ".join(f"{l:.2f}" for l in hand_losses))
+print("the package's losses:", " ".join(f"{l:.2f}" for l in package_losses))
+print("the same:", np.allclose(hand_losses, package_losses, rtol=1e-4))
+
+# %%
+import inspect
+
+print(inspect.getsource(train_step))
+
+# %%
+print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
 
 # %% [markdown]
 # **Next:** notebook 05 looks at what this notebook took for granted: the number formats (the run above used the one

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 from minilm.exercises import pretraining as checks
 from minilm.model import mask_tokens
+from minilm.train.loop import train_step
 from minilm.train.schedule import learning_rate
 
-from exercise_checks import assert_fails, assert_passes, nudge, nudged, stub, tolerance_tests
+from exercise_checks import assert_fails, assert_not_solved, assert_passes, nudge, nudged, stub, tolerance_tests
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -59,45 +60,6 @@ def test_cross_entropy_fails_wrong_answers(answer):
 
 
 # --- Exercise 2 ------------------------------------------------------------------------------------------------
-
-
-def written_lr(step, max_lr, warmup_steps, total_steps, min_lr):
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    if step >= total_steps:
-        return min_lr
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
-
-
-def warmup_from_zero(step, max_lr, warmup_steps, total_steps, min_lr):  # step 0 would not move the weights
-    if step < warmup_steps:
-        return max_lr * step / warmup_steps
-    return learning_rate(step, max_lr, warmup_steps, total_steps, min_lr)
-
-
-def cosine_to_zero(step, max_lr, warmup_steps, total_steps, min_lr):  # forgets the floor
-    return learning_rate(step, max_lr, warmup_steps, total_steps, 0.0)
-
-
-def cosine_over_all_steps(step, max_lr, warmup_steps, total_steps, min_lr):  # the decay ignores the warmup
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    progress = min(step / total_steps, 1.0)
-    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
-
-
-@pytest.mark.parametrize("answer", [learning_rate, written_lr])
-def test_learning_rate_passes_right_answers(answer, capsys):
-    assert_passes(checks.check_learning_rate, answer, capsys)
-
-
-@pytest.mark.parametrize("answer", [warmup_from_zero, cosine_to_zero, cosine_over_all_steps, stub])
-def test_learning_rate_fails_wrong_answers(answer):
-    assert_fails(checks.check_learning_rate, answer)
-
-
-# --- Exercise 3 ------------------------------------------------------------------------------------------------
 
 
 def written_mask(ids, mask_id, vocab_size, generator, rate=0.15):
@@ -189,7 +151,7 @@ def test_masking_well_inside_every_tolerance_passes(capsys):
     assert_passes(checks.check_masking, answer, capsys, times=2)
 
 
-# --- Exercise 4 ------------------------------------------------------------------------------------------------
+# --- Exercise 3 ------------------------------------------------------------------------------------------------
 
 
 def written_accumulate(model, inputs, targets, k):
@@ -248,6 +210,244 @@ def test_gradient_accumulation_fails_wrong_answers(answer):
     assert_fails(checks.check_gradient_accumulation, answer)
 
 
+# --- Exercise 4 ------------------------------------------------------------------------------------------------
+
+
+class WrittenAdamW(torch.optim.Optimizer):
+    """AdamW as the notebook's solution writes it: moments and a step count per parameter, the group's settings."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def update(self, p, g, state, lr, beta1, beta2, eps, weight_decay):
+        t, m, v = state["step"], state["m"], state["v"]
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+        p.mul_(1 - lr * weight_decay)
+        p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            (beta1, beta2) = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                state["step"] += 1
+                self.update(p, p.grad, state, group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+
+
+class NoBiasCorrection(WrittenAdamW):
+    def update(self, p, g, state, lr, beta1, beta2, eps, weight_decay):
+        m, v = state["m"], state["v"]
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p.mul_(1 - lr * weight_decay)
+        p.sub_(lr * m / (v.sqrt() + eps))
+
+
+class EpsInsideTheRoot(WrittenAdamW):
+    def update(self, p, g, state, lr, beta1, beta2, eps, weight_decay):
+        t, m, v = state["step"], state["m"], state["v"]
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p.mul_(1 - lr * weight_decay)
+        p.sub_(lr * (m / (1 - beta1**t)) / (v / (1 - beta2**t) + eps).sqrt())
+
+
+class CoupledDecay(WrittenAdamW):  # Adam with L2: the decay goes into the gradient, and through the moments
+    def update(self, p, g, state, lr, beta1, beta2, eps, weight_decay):
+        super().update(p, g + weight_decay * p, state, lr, beta1, beta2, eps, 0.0)
+
+
+class DecayEverywhere(WrittenAdamW):  # the constructor's weight decay on every group, biases too
+    def update(self, p, g, state, lr, beta1, beta2, eps, weight_decay):
+        super().update(p, g, state, lr, beta1, beta2, eps, self.defaults["weight_decay"])
+
+
+class LearningRateOfTheStart(WrittenAdamW):  # ignores the schedule's changes to group["lr"]
+    def update(self, p, g, state, lr, beta1, beta2, eps, weight_decay):
+        super().update(p, g, state, self.defaults["lr"], beta1, beta2, eps, weight_decay)
+
+
+class OneStepCount(WrittenAdamW):  # counts the optimizer's steps, not each parameter's: wrong once a grad is None
+    @torch.no_grad()
+    def step(self):
+        self.steps = getattr(self, "steps", 0) + 1
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    state = self.state[p]
+                    if not state:
+                        state.update(m=torch.zeros_like(p), v=torch.zeros_like(p))
+                    state["step"] = self.steps
+                    self.update(p, p.grad, state, group["lr"], *group["betas"], group["eps"], group["weight_decay"])
+
+
+class StubAdamW(torch.optim.Optimizer):  # the learner's notebook before the exercise is done
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def step(self):
+        raise NotImplementedError("Exercise: write your code here")
+
+
+def torch_adamw(params, lr, betas, eps, weight_decay):  # the reference itself, in its default (foreach) form
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+@pytest.mark.parametrize("answer", [WrittenAdamW, torch_adamw])
+def test_adamw_passes_right_answers(answer, capsys):
+    assert_passes(checks.check_adamw, answer, capsys, times=2)
+
+
+@pytest.mark.parametrize("answer", [NoBiasCorrection, EpsInsideTheRoot, CoupledDecay, DecayEverywhere,
+                                    LearningRateOfTheStart, OneStepCount])
+def test_adamw_fails_wrong_answers(answer):
+    message = assert_fails(checks.check_adamw, answer)
+    assert message.startswith("❌") and "hint:" in message and "on input:" in message, message
+
+
+@pytest.mark.parametrize("answer", [stub, StubAdamW])
+def test_adamw_unsolved_says_not_solved(answer):
+    assert_fails(checks.check_adamw, answer, match="not solved yet")
+
+
+# --- Exercise 5 ------------------------------------------------------------------------------------------------
+
+
+def counted(targets):
+    return int((targets != -100).sum())
+
+
+def written_loop(model, optimizer, steps, lr, warmup_steps, min_lr, grad_clip, *, rate_of=None, weigh=None,
+                 clip_each=False, zero=True, clip=True):
+    """The notebook's solution; the keywords turn it into the wrong answers below."""
+    losses = []
+    for step, batches in enumerate(steps):
+        rate = (rate_of or learning_rate)(step, lr, warmup_steps, len(steps), min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        total = sum(counted(y) for _, y in batches)
+        step_loss = 0.0
+        for x, y in batches:
+            _, loss = model(x, y)
+            loss = loss * (weigh(y, total, len(batches)) if weigh else counted(y) / total)
+            loss.backward()
+            step_loss += loss.item()
+            if clip_each:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if clip and not clip_each:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if zero:
+            optimizer.zero_grad()
+        losses.append(step_loss)
+    return losses
+
+
+def package_loop(model, optimizer, steps, lr, warmup_steps, min_lr, grad_clip):  # train_step itself
+    scaler, losses = torch.amp.GradScaler("cpu", enabled=False), []
+    for step, batches in enumerate(steps):
+        rate = learning_rate(step, lr, warmup_steps, len(steps), min_lr)
+        losses.append(train_step(model, optimizer, scaler, batches, rate, grad_clip, "cpu")[0].item())
+    return losses
+
+
+def sum_then_divide_loop(model, optimizer, steps, lr, warmup_steps, min_lr, grad_clip):  # per-token sums: right too
+    losses = []
+    for step, batches in enumerate(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, lr, warmup_steps, len(steps), min_lr)
+        total = sum(counted(y) for _, y in batches)
+        step_loss = 0.0
+        for x, y in batches:
+            logits, _ = model(x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="sum") / total
+            loss.backward()
+            step_loss += loss.item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+    return losses
+
+
+def no_clipping(*args):
+    return written_loop(*args, clip=False)
+
+
+def clip_each_micro_batch(*args):
+    return written_loop(*args, clip_each=True)
+
+
+def never_zeroed(*args):
+    return written_loop(*args, zero=False)
+
+
+def divide_by_k(*args):  # right for equal micro-batches only
+    return written_loop(*args, weigh=lambda y, total, k: 1 / k)
+
+
+def schedule_one_step_late(*args):  # the rate of step + 1
+    return written_loop(*args, rate_of=lambda step, *rest: learning_rate(step + 1, *rest))
+
+
+def schedule_without_warmup(*args):
+    return written_loop(*args, rate_of=lambda step, lr, warmup, total, min_lr: learning_rate(step, lr, 0, total, min_lr))
+
+
+@pytest.mark.parametrize("answer", [written_loop, package_loop, sum_then_divide_loop])
+def test_training_loop_passes_right_answers(answer, capsys):
+    assert_passes(checks.check_training_loop, answer, capsys, times=2)
+
+
+@pytest.mark.parametrize("answer", [no_clipping, clip_each_micro_batch, never_zeroed, divide_by_k,
+                                    schedule_one_step_late, schedule_without_warmup])
+def test_training_loop_fails_wrong_answers(answer):
+    message = assert_fails(checks.check_training_loop, answer)
+    assert message.startswith("❌") and "hint:" in message and "on input:" in message, message
+
+
+def test_training_loop_unsolved_says_not_solved():
+    assert_not_solved(checks.check_training_loop)
+
+
+def adamw_nudged(rel, abs_):  # AdamW right, its parameters shown off by a fixed amount after every step
+    class Nudged(WrittenAdamW):
+        @torch.no_grad()
+        def step(self):
+            params = [p for group in self.param_groups for p in group["params"]]
+            for p in params:  # the right values, kept aside, so that the nudges do not add up over the steps
+                p.copy_(self.state[p].get("right", p))
+            super().step()
+            for p in params:
+                self.state[p]["right"] = p.clone()
+                p.copy_(nudge(p, rel, abs_))
+    return Nudged
+
+
+def loop_losses_nudged(rel, abs_):  # the weights right, the losses returned off
+    def loop(*args):
+        return nudge(written_loop(*args), rel, abs_)
+    return loop
+
+
+def loop_weights_nudged(rel, abs_):  # the losses right, the final weights off
+    def loop(model, *args):
+        losses = written_loop(model, *args)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(nudge(p, rel, abs_))
+        return losses
+    return loop
+
+
+
 # --- the tolerances ---------------------------------------------------------------------------------------------
 
 
@@ -273,9 +473,11 @@ def gradients_nudged(rel, abs_):  # the returned loss right, the gradients off
 # The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
 TOLERANCES = [
     (checks.check_cross_entropy, functools.partial(nudged, package_cross_entropy), 1e-4, 1e-4),
-    (checks.check_learning_rate, functools.partial(nudged, learning_rate), 1e-6, 1e-12),
     (checks.check_gradient_accumulation, loss_nudged, 1e-6, 0.0),  # abs_tol=1e-9: no loss comes near 0
     (checks.check_gradient_accumulation, gradients_nudged, 1e-5, 1e-8),
+    (checks.check_adamw, adamw_nudged, 1e-9, 0.0),  # atol=1e-12: no parameter comes near 0
+    (checks.check_training_loop, loop_losses_nudged, 1e-5, 0.0),  # no loss comes near 0
+    (checks.check_training_loop, loop_weights_nudged, 1e-4, 1e-7),
 ]
 test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
     tolerance_tests(TOLERANCES))

@@ -1,16 +1,19 @@
-"""Checkers for the exercises of notebook 04 (pretraining): the cross-entropy of a batch, the
-learning-rate schedule, BERT's masking rule, and gradient accumulation.
+"""Checkers for the exercises of notebook 04 (pretraining): the cross-entropy of a batch, BERT's
+masking rule, gradient accumulation, AdamW as a `torch.optim.Optimizer`, and the training loop.
 
 Each checker draws fresh inputs (from a new seed every run, named in a failure), runs the learner's
-function and the package's own, and passes or fails on the first input where they differ. The inputs
-are made to land where a first attempt usually goes wrong: ignored targets (-100) and logits large
-enough to overflow a naive softmax; schedules without warmup or run past their end; a masking rule that
-is checked by its proportions over half a million tokens, since its output is random; micro-batches of
-unequal sizes that count unequal numbers of targets.
+code and the reference, and passes or fails on the first input where they differ. The inputs are made
+to land where a first attempt usually goes wrong: ignored targets (-100) and logits large enough to
+overflow a naive softmax; a masking rule that is checked by its proportions over half a million tokens,
+since its output is random; micro-batches of unequal sizes that count unequal numbers of targets; an
+optimizer whose learning rate changes before every step, with a group that has no weight decay and a
+parameter that gets no gradient at one step; a loop whose first run clips every step's gradient.
+AdamW is checked against `torch.optim.AdamW`, the loop against the package's `train_step`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import random
@@ -19,8 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from minilm.exercises import _short, call_learner, checker, failure, passed, torch_generator
+from minilm.hardware import grad_scaler
 from minilm.model.config import GPTConfig
-from minilm.model.gpt import GPT, IGNORE_INDEX
+from minilm.model.gpt import GPT, IGNORE_INDEX, make_optimizer
+from minilm.train.loop import train_step
 from minilm.train.schedule import learning_rate
 
 
@@ -63,34 +68,7 @@ def check_cross_entropy(cross_entropy, rng: random.Random) -> None:
     passed(title, f"{count} batches")
 
 
-# --- Exercise 2: the learning-rate schedule ---------------------------------------------------------------
-
-
-@checker
-def check_learning_rate(lr_at, rng: random.Random) -> None:
-    """Exercise 2: warmup, cosine, floor: equal to `minilm.train.schedule.learning_rate` at every step."""
-    title = "Exercise 2 (the learning-rate schedule)"
-    schedules = [(6e-4, 10, 100, 6e-5), (1e-3, 0, 50, 1e-4), (3e-3, 1, 20, 0.0), (1e-2, 30, 30, 1e-3)]
-    for _ in range(8):
-        total = rng.randint(1, 400)
-        max_lr = 10 ** rng.uniform(-4, -2)
-        schedules.append((max_lr, rng.randint(0, total), total, max_lr * rng.choice([0.0, 0.1, 0.5, 1.0])))
-    hint = ("warmup: max_lr * (step + 1) / warmup_steps while step < warmup_steps; then progress = (step - warmup) / "
-            "(total - warmup) from 0 to 1, and lr = min_lr + 0.5 * (1 + cos(pi * progress)) * (max_lr - min_lr); "
-            "min_lr from total_steps on")
-    count = 0
-    for max_lr, warmup, total, min_lr in schedules:
-        for step in range(total + 5):  # a few steps past the end too
-            got = call_learner(title, lr_at, step, max_lr, warmup, total, min_lr)
-            want = learning_rate(step, max_lr, warmup, total, min_lr)
-            shown = f"step={step}, max_lr={max_lr:.3g}, warmup_steps={warmup}, total_steps={total}, min_lr={min_lr:.3g}"
-            if not isinstance(got, numbers.Real) or not math.isclose(float(got), want, rel_tol=1e-6, abs_tol=1e-12):
-                raise failure(title, f"expected {want:.6g}, got {_short(got)}", shown, hint)
-            count += 1
-    passed(title, f"{len(schedules)} schedules, {count} steps")
-
-
-# --- Exercise 3: BERT's masking rule ----------------------------------------------------------------------
+# --- Exercise 2: BERT's masking rule ----------------------------------------------------------------------
 
 
 def _share(part: torch.Tensor, whole: torch.Tensor) -> float:
@@ -99,8 +77,8 @@ def _share(part: torch.Tensor, whole: torch.Tensor) -> float:
 
 @checker
 def check_masking(mask, rng: random.Random) -> None:
-    """Exercise 3: `rate` of the positions chosen, 80/10/10 among them, targets -100 elsewhere; checked statistically."""
-    title = "Exercise 3 (BERT's masking rule)"
+    """Exercise 2: `rate` of the positions chosen, 80/10/10 among them, targets -100 elsewhere; checked statistically."""
+    title = "Exercise 2 (BERT's masking rule)"
     hint = ("choose each position with probability rate (torch.rand(..., generator=generator) < rate); targets = ids "
             "where chosen, -100 elsewhere; among the chosen, 80% -> mask_id, 10% -> torch.randint(vocab_size, ...), "
             "10% unchanged; draw everything from `generator`")
@@ -167,7 +145,7 @@ def check_masking(mask, rng: random.Random) -> None:
     passed(title, f"{count} batches of 250,000 tokens")
 
 
-# --- Exercise 4: gradient accumulation --------------------------------------------------------------------
+# --- Exercise 3: gradient accumulation --------------------------------------------------------------------
 
 
 def _tiny_model(rng: random.Random, causal: bool) -> GPT:
@@ -199,8 +177,8 @@ def _accumulation_cases(rng: random.Random):
 
 @checker
 def check_gradient_accumulation(accumulate, rng: random.Random) -> None:
-    """Exercise 4: k micro-batches whose accumulated gradient equals the whole batch's, weighted by counted targets."""
-    title = "Exercise 4 (gradient accumulation)"
+    """Exercise 3: k micro-batches whose accumulated gradient equals the whole batch's, weighted by counted targets."""
+    title = "Exercise 3 (gradient accumulation)"
     hint = ("each micro-batch's loss is a mean over its own counted targets; weight it by (its counted targets) / "
             "(the whole batch's counted targets) before backward(), so the weighted losses add up to the whole mean; "
             "do not zero the gradients between micro-batches")
@@ -229,3 +207,148 @@ def check_gradient_accumulation(accumulate, rng: random.Random) -> None:
                             f"the expected one)", shown, hint)
         count += 1
     passed(title, f"{count} batches")
+
+
+# --- Exercise 4: AdamW as a torch.optim.Optimizer --------------------------------------------------------
+
+
+def _adamw_setup(rng: random.Random):
+    """Random float64 parameters in two groups (2-D with weight decay, 1-D without) and random hyperparameters."""
+    generator = torch_generator(rng)
+    shapes = [(rng.randint(2, 6), rng.randint(2, 6)) for _ in range(rng.randint(1, 3))] + \
+             [(rng.randint(1, 7),) for _ in range(rng.randint(1, 2))]
+    values = [torch.randn(shape, generator=generator, dtype=torch.float64) for shape in shapes]
+    hyper = dict(lr=10 ** rng.uniform(-3, -1.3), betas=(rng.uniform(0.8, 0.95), rng.uniform(0.95, 0.999)),
+                 eps=10 ** rng.uniform(-8, -3), weight_decay=rng.uniform(0.05, 0.3))
+    return generator, values, hyper
+
+
+def _adamw_groups(values: list[torch.Tensor], weight_decay: float) -> list[dict]:
+    params = [torch.nn.Parameter(v.clone()) for v in values]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+@checker
+def check_adamw(AdamW, rng: random.Random) -> None:
+    """Exercise 4: an Optimizer subclass that moves parameters as torch.optim.AdamW does, step after step."""
+    title = "Exercise 4 (AdamW)"
+    hint = ("per parameter keep m and v (zeros at first) and the step count t; each step: p *= 1 - lr * weight_decay "
+            "(the group's), m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g², m̂ = m / (1 - b1^t), v̂ = v / (1 - b2^t), "
+            "p -= lr * m̂ / (sqrt(v̂) + eps); read lr, betas, eps, weight_decay from each group at every step; skip "
+            "parameters whose grad is None; no gradient tracking (torch.no_grad)")
+    count = 0
+    for case in range(3):
+        generator, values, hyper = _adamw_setup(rng)
+        steps = rng.randint(6, 10)
+        theirs, ours = _adamw_groups(values, hyper["weight_decay"]), _adamw_groups(values, hyper["weight_decay"])
+        shown = (f"parameters of shapes {[tuple(v.shape) for v in values]} (float64), groups: 2-D with weight_decay="
+                 f"{hyper['weight_decay']:.3g}, 1-D with 0; lr={hyper['lr']:.3g}, betas=({hyper['betas'][0]:.3f}, "
+                 f"{hyper['betas'][1]:.4f}), eps={hyper['eps']:.2g}; {steps} steps, the lr changed before each")
+        optimizer = call_learner(title, AdamW, theirs, hyper["lr"], hyper["betas"], hyper["eps"], hyper["weight_decay"])
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise failure(title, f"AdamW(...) must make a torch.optim.Optimizer, got {_short(optimizer)}", shown, hint)
+        reference = torch.optim.AdamW(ours, lr=hyper["lr"], betas=hyper["betas"], eps=hyper["eps"],
+                                      weight_decay=hyper["weight_decay"], foreach=False)
+        mine = [p for group in theirs for p in group["params"]]
+        want = [p for group in ours for p in group["params"]]
+        for step in range(steps):
+            lr = hyper["lr"] * rng.uniform(0.3, 1.0)  # as a schedule does: a new rate in every group before the step
+            skipped = rng.randrange(len(mine)) if step == steps // 2 else None  # a parameter with no gradient
+            for index, (p, q) in enumerate(zip(mine, want)):
+                grad = None if index == skipped else torch.randn(p.shape, generator=generator, dtype=torch.float64) * \
+                    10 ** rng.uniform(-4, 1)
+                p.grad, q.grad = (None, None) if grad is None else (grad.clone(), grad.clone())
+            for group in (*optimizer.param_groups, *reference.param_groups):
+                group["lr"] = lr
+            call_learner(title, optimizer.step)
+            reference.step()
+            for index, (p, q) in enumerate(zip(mine, want)):
+                if not torch.allclose(p.detach(), q.detach(), rtol=1e-9, atol=1e-12):
+                    kind = "2-D, weight decay" if p.dim() >= 2 else "1-D, no weight decay"
+                    gap = (p.detach() - q.detach()).abs().max().item()
+                    none = " (its grad was None at this step)" if index == skipped else ""
+                    raise failure(title, f"after step {step + 1}, parameter {index} ({kind}{none}) differs from "
+                                  f"torch.optim.AdamW's by up to {gap:.3g} (lr {lr:.3g} at this step)", shown, hint)
+        count += 1
+    passed(title, f"{count} runs of 6 to 10 steps, equal to torch.optim.AdamW")
+
+
+# --- Exercise 5: the training loop ------------------------------------------------------------------------
+
+
+def _loop_case(rng: random.Random, index: int):
+    """A tiny model, its steps of micro-batches (targets counted unequally) and the loop's settings."""
+    generator = torch_generator(rng)
+    causal = index != 1
+    model = _tiny_model(rng, causal)
+    vocab = model.config.vocab_size
+    n_steps, k = rng.randint(5, 8), rng.randint(1, 3) if index else 2
+    steps = []
+    for _ in range(n_steps):
+        batches = []
+        for _ in range(k):
+            rows, length = rng.randint(1, 4), rng.randint(4, 12)
+            inputs = torch.randint(vocab, (rows, length), generator=generator)
+            targets = torch.randint(vocab, (rows, length), generator=generator)
+            drop = torch.rand(rows, length, generator=generator) < (0.85 if not causal else rng.choice([0.0, 0.5]))
+            drop.view(-1)[rng.randrange(rows * length)] = False  # every micro-batch counts a target
+            targets[drop] = IGNORE_INDEX
+            batches.append((inputs, targets))
+        steps.append(batches)
+    lr = 10 ** rng.uniform(-2.5, -1.5)
+    clip = [0.05, rng.uniform(0.5, 2.0), 1e3][index % 3]  # the first run clips every step, the last none
+    return model, steps, dict(lr=lr, warmup_steps=rng.randint(1, n_steps // 2), min_lr=lr / 10, grad_clip=clip)
+
+
+def _package_loop(model: GPT, steps, lr: float, warmup_steps: int, min_lr: float, grad_clip: float) -> list[float]:
+    """What `minilm.train.train` does per step, on given micro-batches: `train_step` at the schedule's rate."""
+    optimizer = make_optimizer(model, lr, weight_decay=0.1)
+    scaler, losses = grad_scaler("cpu", "fp32"), []
+    for step, batches in enumerate(steps):
+        rate = learning_rate(step, lr, warmup_steps, len(steps), min_lr)
+        loss, _ = train_step(model, optimizer, scaler, batches, rate, grad_clip, "cpu")
+        losses.append(loss.item())
+    return losses
+
+
+@checker
+def check_training_loop(train_loop, rng: random.Random) -> None:
+    """Exercise 5: the loop's losses and final weights equal those of the package's `train_step` on the same batches."""
+    title = "Exercise 5 (the training loop)"
+    hint = ("for each step: set every group's lr to learning_rate(step, lr, warmup_steps, len(steps), min_lr); weight "
+            "each micro-batch's loss by its counted targets / the step's, backward() each; then clip the norm of all "
+            "the gradients together to grad_clip (torch.nn.utils.clip_grad_norm_), optimizer.step(), "
+            "optimizer.zero_grad(); the step's loss is the sum of the weighted losses")
+    count = 0
+    for index in range(3):
+        model, steps, s = _loop_case(rng, index)
+        reference = copy.deepcopy(model)
+        want = _package_loop(reference, steps, s["lr"], s["warmup_steps"], s["min_lr"], s["grad_clip"])
+        kind = "decoder" if model.config.causal else "encoder (masked targets)"
+        shown = (f"{kind}, {len(steps)} steps of {len(steps[0])} micro-batches counting "
+                 f"{[int((t != IGNORE_INDEX).sum()) for _, t in steps[0]]} targets at step 0, lr={s['lr']:.3g}, "
+                 f"warmup_steps={s['warmup_steps']}, min_lr={s['min_lr']:.3g}, grad_clip={s['grad_clip']:.3g}")
+        optimizer = make_optimizer(model, s["lr"], weight_decay=0.1)
+        copied = [[(x.clone(), y.clone()) for x, y in batches] for batches in steps]
+        got = call_learner(title, train_loop, model, optimizer, copied, s["lr"], s["warmup_steps"], s["min_lr"],
+                           s["grad_clip"])
+        if not isinstance(got, (list, tuple)) or len(got) != len(steps):
+            raise failure(title, f"return a list of {len(steps)} losses (one float per step), got {_short(got)}", shown, hint)
+        for step, (loss, expected) in enumerate(zip(got, want)):
+            loss = float(loss)
+            if not math.isclose(loss, expected, rel_tol=1e-5, abs_tol=0.0):
+                raise failure(title, f"the loss of step {step} is {loss:.8g}, expected {expected:.8g} (losses expected: "
+                              f"{', '.join(f'{w:.5f}' for w in want)}; got: {', '.join(f'{float(g):.5f}' for g in got)})",
+                              shown, hint)
+        mine, theirs = dict(model.named_parameters()), dict(reference.named_parameters())
+        for name, param in theirs.items():
+            if not torch.allclose(mine[name].detach(), param.detach(), rtol=1e-4, atol=1e-7):
+                gap = (mine[name].detach() - param.detach()).abs().max().item()
+                raise failure(title, f"the losses match but the final {name} differs from the package's by up to "
+                              f"{gap:.3g}: check what happens after the last backward of each step", shown, hint)
+        if any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()):
+            raise failure(title, "gradients are left in .grad after the last step: zero them after every optimizer step",
+                          shown, hint)
+        count += 1
+    passed(title, f"{count} runs, the same losses and weights as minilm's train_step")
