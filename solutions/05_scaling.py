@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Scaling up: devices, number formats, compilation, MFU and many processes
+# # 05 · Scaling up: devices, number formats, compilation, MFU, many processes and sharded optimizers
 #
 # Notebook 04 trained our model in one process, in float32 or bfloat16, on whatever this machine has. Real language
 # models are trained on thousands of GPUs, in 16-bit numbers, with compiled kernels, and every percent of the
@@ -20,8 +20,11 @@
 # changes between a laptop run and a large one, measures each piece on this machine, and runs our training loop in
 # several processes for real.
 #
-# **You will build** nothing new in the package: it already has all of this (`minilm.train.distributed`,
-# `minilm.train.loop`). You will measure it, break it on purpose, and launch it with `torchrun`.
+# **You will build**, in the exercises, three pieces of a large run by hand: the dynamic loss scaling that lets float16
+# train, data parallelism's averaged gradients, and **ZeRO-1**, data parallelism with the optimizer's state sharded
+# across the processes, run in two real processes and checked against PyTorch's DDP. The package already has the rest
+# (`minilm.train.distributed`, `minilm.train.loop`): you will measure it, break it on purpose, and launch it with
+# `torchrun`.
 #
 # **You will learn**
 # * how the code picks a device (CUDA GPU, Apple GPU, CPU), and what changes on a GPU;
@@ -33,16 +36,23 @@
 # * how to count the FLOPs of a step, measure the machine's peak, and compute the **MFU** of a run;
 # * how data parallelism works (disjoint data, gradients averaged by an all-reduce, identical copies, `no_sync` for
 #   gradient accumulation), by running two processes with `torchrun` and checking that they train as one process on
-#   their two batches put together, to float32 rounding; and how the same command scales to many machines.
+#   their two batches put together, to float32 rounding; and how the same command scales to many machines;
+# * what to do when the model no longer fits on one GPU: ZeRO and FSDP shard the optimizer state, the gradients and
+#   the weights; tensor and pipeline parallelism split the model itself; and which engines do each.
+#
+# This notebook runs on a CPU. Where a cell needs a CUDA GPU and finds none, it shows instead the figures that
+# `benchmarks/gpu_check.sh` measured on a real GPU (`docs/gpu_reference.json`, with the GPU and the date), once such a
+# run has filled them in.
 #
 # | preset | what runs here | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
-# | `ci` | step times of the 2-block, 64-wide model; torchrun: 2 processes × 8 steps | under a minute |
-# | `cpu` | step times of the preset's model (4 blocks × 128 wide); torchrun: 2 processes × 8 steps | under a minute |
-# | `gpu` | the same on one GPU, plus TF32, CUDA timing and `torch.compile` | not measured |
+# | `ci` | step times of the 2-block, 64-wide model; torchrun: 2 processes × 8 steps; ZeRO-1 in 2 processes | under 2 minutes |
+# | `cpu` | step times of the preset's model (4 blocks × 128 wide); torchrun: 2 processes × 8 steps; ZeRO-1 in 2 processes | under 3 minutes |
+# | `gpu` | the same on one GPU, plus TF32, CUDA timing and `torch.compile` | not measured (no GPU yet) |
 #
-# The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. Its
-# last cell prints how long it took. The
+# The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. They
+# were measured on 2 CPU cores shared with other work (the `cpu` preset: 154 s to the end of section 8, then a few
+# seconds of exercises); the last cell before the exercises prints how long it took. The
 # model trained by `torchrun` here is the `ci` size in every preset: the point is to see two processes agree, not to
 # train a good model.
 
@@ -84,8 +94,8 @@ print(f"preset {PRESET!r}: a model of {config.n_layer} blocks x {config.n_embd} 
 
 
 # %% [markdown]
-# Figures are shown by `minilm.display`; two helpers show tables with numbers to three figures, and paths relative to
-# the course folder:
+# Figures are shown by `minilm.display`; helpers show tables with numbers to three figures, paths relative to the
+# course folder, and, in the cells that need a GPU, the figures measured on one:
 
 # %%
 def _cell(value) -> str:
@@ -103,6 +113,21 @@ def course_path(path) -> str:
     # Paths are shown relative to the course folder.
     path = Path(path).resolve()
     return path.relative_to(COURSE).as_posix() if path.is_relative_to(COURSE) else path.name
+
+
+GPU_REFERENCE = json.loads((COURSE / "docs" / "gpu_reference.json").read_text(encoding="utf-8"))
+
+
+def show_gpu_reference(section: str) -> None:
+    # Where a cell needs a CUDA GPU and this machine has none: the figures benchmarks/gpu_check.sh measured for this
+    # section on a real one (docs/gpu_reference.json), or, until a GPU has run it, a line that says there are none.
+    if not GPU_REFERENCE["measured"]:
+        print(GPU_REFERENCE["note"] if section == "1" else "(no GPU reference figures yet: see section 1)")
+        return
+    print(f"measured on {GPU_REFERENCE['gpu']} on {GPU_REFERENCE['date']} (PyTorch {GPU_REFERENCE['torch']}, "
+          f"commit {GPU_REFERENCE['commit']}) by benchmarks/gpu_check.sh:")
+    show_table([{"on a GPU": figure["figure"], "measured": figure["value"]}
+                for figure in GPU_REFERENCE["figures"] if figure["section"] == section])
 
 
 def show_source(obj, lines: slice | None = None) -> None:
@@ -149,7 +174,8 @@ show_source(hardware.pick_device)
 #   reads the loss with `.item()` only when it logs, which waits for the GPU, so the time it reports is true and the
 #   GPU is never kept waiting for Python in between.
 #
-# The cell below shows that trap on a GPU; on this machine it only says what it would do.
+# The cell below shows that trap on a GPU; on a machine without one it says what it would do and shows what it
+# measured on a real GPU, if the project has run it on one yet.
 
 # %%
 if torch.cuda.is_available():
@@ -167,7 +193,8 @@ if torch.cuda.is_available():
           f"(peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB)")
 else:
     print("no CUDA GPU here: on one, this cell times a large matmul with and without torch.cuda.synchronize() "
-          "(without it the time is that of queueing the kernel, often 100x too short) and reports GPU memory")
+          "(without it the time is that of queueing the kernel, often 100x too short) and reports GPU memory\n")
+    show_gpu_reference("1")
 
 # %% [markdown]
 # ## 2. Number formats: what 16 bits can and cannot hold
@@ -303,7 +330,7 @@ show(fig)
 # PyTorch's `GradScaler` finds it as it goes (**dynamic loss scaling**): it starts high (65,536); when a step produces
 # `inf` or `nan` it *skips that step* and halves *S*; after every 2,000 good steps in a row it doubles *S*, to try a
 # larger one again. Here it is on a real run of the `ci`-size model in float16, started too high (2²⁴) and allowed
-# to grow after every 4 good steps, so that it moves within a few dozen steps (exercise 3 writes the rule):
+# to grow after every 4 good steps, so that it moves within a few dozen steps (exercise 1 writes the rule):
 
 # %%
 model = GPT(small_model_config, seed=0)
@@ -441,9 +468,9 @@ if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.8 * os.cpu_count():
 
 # %% [markdown]
 # Whether bfloat16 is faster depends on the hardware and on the size of the matmuls. A CPU with AMX (recent Xeons)
-# or AVX512-BF16 multiplies bfloat16 several times faster than float32, but only when the matrices are large enough to
-# keep it busy; for small ones the casts and the other operations of the step dominate. Here is the speed of square
-# matmuls of growing size on this machine, in each format:
+# or AVX512-BF16 multiplies bfloat16 twice as fast as float32 or more, but only when the matrices are large enough
+# to keep it busy; for small ones the casts and the other operations of the step dominate. Here is the speed of
+# square matmuls of growing size on this machine, in each format:
 
 # %%
 sizes = [128, 256, 512, 1024, 2048] if PRESET != "ci" else [128, 256, 512, 1024]
@@ -466,7 +493,9 @@ print(f"our model's largest matmul in a step: ({config.batch_size * config.conte
 # On a GPU the picture is the same, with larger numbers: an H100 multiplies bfloat16 at up to 989 TFLOP/s, float32 at
 # 67, and float32 matmuls may use **TF32** (float32's range, a 10-bit mantissa, about 7x faster), which
 # `hardware.allow_tf32` turns on. Older GPUs without bfloat16 (before Ampere, such as the T4 or V100) use float16
-# with a `GradScaler`, which `choose_precision` picks for them. The cell below measures TF32 on a GPU:
+# with a `GradScaler`, which `choose_precision` picks for them. The cell below measures TF32 on a GPU; without one,
+# it shows the reference figures for this section: TF32, and the training step of the `gpu` preset's model in each
+# format.
 
 # %%
 if torch.cuda.is_available():
@@ -484,7 +513,8 @@ if torch.cuda.is_available():
     hardware.allow_tf32("cuda")
 else:
     print("no CUDA GPU here: on one, this cell times float32 matmuls with TF32 off and on "
-          "(on an A100 or H100 TF32 is several times faster)")
+          "(on an A100 or H100 TF32 is several times faster)\n")
+    show_gpu_reference("3")
 
 # %% [markdown]
 # ## 4. `torch.compile`: capture the graph, fuse the kernels
@@ -561,7 +591,9 @@ if torch.cuda.is_available() or COMPILE_ON_CPU:
 else:
     print("skipped: compiling for this CPU takes about a minute here and gives this small model no speed-up; "
           "on a GPU this cell compiles the model and compares its step time with eager mode "
-          "(set COMPILE_ON_CPU = True to try it here)")
+          "(set COMPILE_ON_CPU = True to try it here)\n")
+    if not torch.cuda.is_available():
+        show_gpu_reference("4")
 
 # %% [markdown]
 # ## 5. Throughput and MFU: how much of the machine a run uses
@@ -618,15 +650,18 @@ if measured:
 if "bf16" in peaks:
     print(f"bfloat16's peak is {peaks['bf16'] / peaks['fp32']:.1f}x float32's on this machine "
           f"({peaks['bf16'] / 1e9:,.0f} against {peaks['fp32'] / 1e9:,.0f} GFLOP/s)")
+if not torch.cuda.is_available():
+    print("\nthe MFU of a training step on a GPU:")
+    show_gpu_reference("5")
 
 # %% [markdown]
 # A good GPU run of a model with hundreds of millions of parameters or more reaches 35-55% MFU (nanoGPT's GPT-2 on
 # A100s: about 40%; large runs on thousands of GPUs report 40-60%). Compare the two rows above: the higher the
 # hardware's peak, the harder it is to reach. A CPU's float32 peak is low, so even our small matmuls get a fair share
 # of it. Where the CPU has bfloat16 in hardware (section 1's table says whether this one does), its bfloat16 peak is
-# several times higher (the ratio is printed under the table), and our step leaves most of it unused, for reasons that
-# are easy to see here: the matrices are small (the figure of section 3), the optimizer and the elementwise
-# operations are not matmuls at all, and Python runs between every operation. A GPU's peak is higher still. Making a
+# twice float32's or more (the ratio is printed under the table), and our step leaves most of it unused, for
+# reasons that are easy to see here: the matrices are small (the figure of section 3), the optimizer and the
+# elementwise operations are not matmuls at all, and Python runs between every operation. A GPU's peak is higher still. Making a
 # run fast is making these shrink: larger matrices per kernel, fewer trips to memory (fusion, section 4), 16-bit
 # formats, and a GPU kept busy.
 #
@@ -664,7 +699,8 @@ for name, peak, _ in hardware.KNOWN_PEAKS:
 #
 # Three promises make it work:
 # 1. **Each process trains on its own data.** Our loop cuts the token stream into `world_size` contiguous parts and
-#    process `rank` draws its windows only from part `rank` (exercise 2 writes it):
+#    process `rank` draws its windows only from part `rank`: rank r's part runs from token r · n // world_size to
+#    token (r + 1) · n // world_size, so the parts differ in size by one token at most:
 
 # %%
 for world_size in (1, 2, 4):
@@ -675,7 +711,7 @@ for world_size in (1, 2, 4):
 # 2. **Gradients are averaged.** After the backward pass, an **all-reduce** leaves on every process the sum of all
 #    processes' gradients, which DDP divides by `world_size`. When every process predicts as many tokens (next-token
 #    prediction), the mean of the per-process mean losses is the mean loss over the whole global batch, so the
-#    averaged gradient is exactly the gradient of one big batch (exercise 4 checks this by hand). With masked language
+#    averaged gradient is exactly the gradient of one big batch (exercise 2 checks this by hand). With masked language
 #    modelling each process has its own random number of masked tokens; `train_step` then weights each loss by its
 #    share of all the step's predicted tokens (`loss_weights`, one more all-reduce of a single number), and the
 #    result is again exactly the big batch's gradient. DDP does not wait for the end of the backward pass: it groups gradients into *buckets* and sends
@@ -855,6 +891,9 @@ for label, other in [("1 process, both ranks' windows per step", together), ("1 
     rows.append({"2 processes (torchrun) compared with": label, "largest difference: all weights but the keys' bias": f"{others:.1g}",
                  "in the keys' bias": f"{key_bias:.1g}"})
 show_table(rows)
+if not torch.cuda.is_available():
+    print("torchrun with 2 processes on 2 GPUs:")
+    show_gpu_reference("6")
 
 # %% [markdown]
 # The two-process run and the one-process run on the same global batch agree to float32 rounding (the sums are done in
@@ -914,10 +953,56 @@ for name, model_config_ in models.items():
 
 # %% [markdown]
 # DDP hides much of this by sending buckets during the backward pass, and gradients can be sent in bfloat16 to halve
-# the bytes. When the model itself no longer fits on one GPU (weights, gradients and AdamW's moments take 16 bytes per
-# parameter, 24 GB for a 1.5B model), data parallelism alone is not enough: **ZeRO / FSDP** shards the optimizer state,
-# gradients and weights across the processes, **tensor parallelism** splits each matmul across GPUs of one machine,
-# and **pipeline parallelism** gives each group of GPUs a slice of the layers. Large runs combine all of them.
+# the bytes.
+#
+# ## 8. When the model no longer fits: ZeRO, FSDP, tensor and pipeline parallelism
+#
+# Data parallelism keeps a whole copy of everything on every GPU: the weights, the gradients and AdamW's two moments,
+# 4 + 4 + 8 = 16 bytes per parameter in float32, before any activation. Every GPU holds the same optimizer state, and
+# each uses it only to update the same weights as all the others. **ZeRO** (*Zero Redundancy Optimizer*, Rajbhandari
+# et al., 2020, the heart of DeepSpeed) removes that redundancy in three stages: each of N processes keeps and updates
+# only 1/N of the optimizer state (stage 1), also of the gradients (stage 2), and also of the weights (stage 3, what
+# PyTorch's **FSDP**, *fully sharded data parallel*, does). What it costs is communication: after each step the
+# updated weights travel from the process that owns them to all the others (stages 1 and 2: an all-gather, which,
+# with a reduce-scatter in place of DDP's all-reduce, sends no more than DDP does), and stage 3 gathers each layer's
+# weights just before it runs and frees them after (about 1.5 times DDP's traffic). What one GPU must hold for the
+# models of the table above, on 8 GPUs:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+BYTES = {"weights": 4, "gradients": 4, "AdamW's moments": 8}  # float32, per parameter
+SHARDED = {"DDP (nothing sharded)": [], "ZeRO-1 (optimizer state)": ["AdamW's moments"],
+           "ZeRO-2 (+ gradients)": ["AdamW's moments", "gradients"], "ZeRO-3 / FSDP (+ weights)": list(BYTES)}
+
+
+def gigabytes_per_gpu(n_parameters: int, n_gpus: int, sharded: list[str]) -> float:
+    # The memory one GPU needs for the weights, gradients and optimizer state (activations not counted), when the
+    # parts in `sharded` are split between the GPUs and the others are whole on each.
+    return sum(size / (n_gpus if part in sharded else 1) for part, size in BYTES.items()) * n_parameters / 1e9
+
+
+print(f"GB per GPU, 8 GPUs, float32 training with AdamW, activations not counted\n\n{'':<27}"
+      + "".join(f"{name:>19}" for name in models))
+for stage, sharded in SHARDED.items():
+    print(f"{stage:<27}" + "".join(f"{gigabytes_per_gpu(parameter_counts(c)['total'], 8, sharded):>19.1f}"
+                                   for c in models.values()))
+
+# %% [markdown]
+# ZeRO-1 alone cuts what the Llama-2-7B shape needs per GPU from 108 GB to 61 GB, and ZeRO-3 to 13.5 GB: the same
+# training, the same result, in memory that shrinks with the number of GPUs. Exercise 3 writes ZeRO-1 by hand and
+# runs it in two processes, and its check measures what each rank's optimizer holds.
+#
+# Sharding the state is not the only way. A very wide model can split each matmul across the GPUs of a machine
+# (**tensor parallelism**: Megatron-LM cuts the MLP's first weight by columns and its second by rows, and attention
+# by heads, so that a block's forward pass needs just two all-reduces; there are so many of them that tensor
+# parallelism stays inside a machine, on NVLink), and a very deep one can give each group of GPUs
+# a slice of the layers, micro-batches flowing through them like an assembly line (**pipeline parallelism**, with
+# schedules such as GPipe or 1F1B that keep the stages busy). Large runs combine all of them ("3D parallelism":
+# tensor inside a machine, pipeline across a few, data parallelism with ZeRO across the rest). The engines that do it:
+# PyTorch's own **FSDP** (`torch.distributed.fsdp.fully_shard`), its `ZeroRedundancyOptimizer` (ZeRO-1) and its
+# `torch.distributed.tensor.parallel` and `torch.distributed.pipelining` modules; **DeepSpeed** (ZeRO stages 1-3,
+# with offloading to CPU memory and NVMe, and pipelines); and NVIDIA's **Megatron-LM** (tensor, pipeline, sequence
+# and expert parallelism). Our model is small enough for plain DDP, which is why `minilm` stops there.
 #
 # ## Summary
 #
@@ -931,6 +1016,8 @@ for name, model_config_ in models.items():
 # * Data parallelism: disjoint data, an all-reduce of the gradients (once per step, thanks to `no_sync`), identical
 #   copies. Two processes here trained as one process on their batches put together, to float32 rounding; `torchrun`
 #   launches the same program on many machines.
+# * When the model no longer fits, ZeRO shards the optimizer state (1), the gradients (2) and the weights (3, FSDP)
+#   across the processes; tensor and pipeline parallelism split the model; FSDP, DeepSpeed and Megatron-LM do it.
 
 # %%
 print(f"this notebook ran in {time.perf_counter() - notebook_started:.0f} s with the {PRESET!r} preset")
@@ -939,50 +1026,10 @@ print(f"this notebook ran in {time.perf_counter() - notebook_started:.0f} s with
 # %% [markdown]
 # ## Exercises
 #
-# ### Exercise 1: MFU
+# ### Exercise 1: dynamic loss scaling
 #
-# Write `model_flops_utilization(config, context, tokens_per_second, peak_flops, n_devices=1)`: the MFU of a training
-# run of a model of `config` at `context` tokens, which processes `tokens_per_second` tokens per second in total on
-# `n_devices` devices of `peak_flops` FLOP/s each. Count the FLOPs per token as in section 5 (you may use
-# `matmul_parameters(config)`), not by calling `accounting.mfu` or `flops_per_token`.
-
-# %%
-def model_flops_utilization(config: GPTConfig, context: int, tokens_per_second: float, peak_flops: float,
-                            n_devices: int = 1) -> float:
-    ### BEGIN SOLUTION
-    flops_per_token = 6 * matmul_parameters(config) + 12 * config.n_layer * context * config.n_embd
-    return flops_per_token * tokens_per_second / (peak_flops * n_devices)
-    ### END SOLUTION
-
-
-# %% tags=["check"]
-from minilm.exercises.scaling import check_mfu
-
-check_mfu(model_flops_utilization)
-
-
-# %% [markdown]
-# ### Exercise 2: each process's part of the data
-#
-# Write `rank_part(n_tokens, rank, world_size)`: the positions `(start, stop)` of the part of a stream of `n_tokens`
-# tokens that process `rank` of `world_size` trains on. The parts must be contiguous, in rank order, never overlap,
-# cover every token, and differ in size by at most one token (a stream may even have fewer tokens than processes).
-
-# %%
-def rank_part(n_tokens: int, rank: int, world_size: int) -> tuple[int, int]:
-    ### BEGIN SOLUTION
-    return rank * n_tokens // world_size, (rank + 1) * n_tokens // world_size
-    ### END SOLUTION
-
-
-# %% tags=["check"]
-from minilm.exercises.scaling import check_rank_part
-
-check_rank_part(rank_part)
-
-
-# %% [markdown]
-# ### Exercise 3: dynamic loss scaling
+# You will have built the rule that lets float16 train without losing its small gradients (section 2): how PyTorch's
+# `GradScaler` finds its scale as the run goes.
 #
 # Write `update_scale(scale, good_steps, found_inf, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000)`,
 # the rule `GradScaler.update` applies after every step, returning the new `(scale, good_steps)`:
@@ -1015,7 +1062,10 @@ check_update_scale(update_scale)
 
 
 # %% [markdown]
-# ### Exercise 4: data parallelism by hand
+# ### Exercise 2: data parallelism by hand
+#
+# You will have built what DDP computes in each step, in one process: the gradients of several processes and their
+# all-reduce, and seen that they give exactly the gradient of the whole batch.
 #
 # Write `data_parallel_gradients(model, inputs, targets, world_size)`, which simulates DDP in one process. The batch
 # (`inputs`, `targets`: (batch, T) token ids; the batch divides by `world_size`, and every target counts) is split into
@@ -1045,11 +1095,96 @@ from minilm.exercises.scaling import check_data_parallel_gradients
 
 check_data_parallel_gradients(data_parallel_gradients)
 
+
 # %% [markdown]
 # Why must every target count, and every rank have the same number of rows? Each rank averages over *its own*
 # tokens, and the all-reduce then averages the ranks equally. If one rank had more counted tokens than another (uneven
 # batches, or padding positions ignored by the loss, as in fine-tuning on conversations of different lengths), the
 # average of the averages would weigh the tokens unequally. The fix is to all-reduce the *sums* of the losses and the
 # number of counted tokens, and divide once.
+#
+# ### Exercise 3: ZeRO-1 by hand, in two processes
+#
+# You will have built the first stage of ZeRO (section 8), the optimizer sharding of DeepSpeed and of PyTorch's
+# `ZeroRedundancyOptimizer`: the same training as data parallelism, with each process keeping AdamW's moments for
+# its share of the parameters only, and you will have run it in two real processes.
+#
+# Write `zero1_train(model, batches, adamw, rank, world_size)`. It runs in each of `world_size` processes, which are
+# already joined in a process group (gloo), as under `torchrun`; `rank` is this process's number. It trains this
+# process's copy of `model` for one optimizer step per `(inputs, targets)` in `batches`, this rank's part of each
+# global batch:
+# * the parameters are split into `world_size` shards, each owned by one rank (any split, as long as every parameter
+#   has exactly one owner and every rank owns some); this rank's optimizer is `adamw(the parameters it owns)` (the
+#   check's `torch.optim.AdamW`, with its learning rate and weight decay), so that it keeps state for those only;
+# * in each step: the forward and backward pass on this rank's batch, the gradients averaged over the ranks, this
+#   rank's shard stepped, and then every rank given the new values of the parameters it does not own.
+#
+# Return this rank's optimizer. The collectives are in `torch.distributed` (imported as `dist`): `dist.all_reduce`,
+# `dist.reduce`, `dist.broadcast`, `dist.all_gather`... Each one must be called by every rank, in the same order.
+#
+# The check starts two processes with `multiprocessing`'s *fork*, which makes each a copy of this kernel, your
+# function included (*spawn*, a fresh Python, could not import a function defined in a notebook; Windows has no
+# fork). On three small models it runs your function for a few steps and, from the same weights and batches,
+# PyTorch's `DistributedDataParallel` with a whole AdamW on each rank; the weights must agree, and the optimizer
+# states of the two ranks must add up to one whole AdamW's, not twice it. A rank that waits more than 20 seconds
+# in a collective stops with an error.
+
+# %%
+def zero1_train(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], adamw, rank: int,
+                world_size: int) -> torch.optim.Optimizer:
+    ### BEGIN SOLUTION
+    parameters = list(model.parameters())
+    owner = [index % world_size for index in range(len(parameters))]  # rank r owns parameters r, r + world_size, ...
+    optimizer = adamw([p for p, o in zip(parameters, owner) if o == rank])  # AdamW's moments for this shard only
+    for inputs, targets in batches:
+        model.zero_grad(set_to_none=True)
+        _, loss = model(inputs, targets)
+        loss.backward()
+        for p in parameters:  # the average over the ranks (only the owner needs it: dist.reduce would do as well)
+            dist.all_reduce(p.grad)
+            p.grad /= world_size
+        optimizer.step()  # updates this rank's shard; the other parameters are now stale here
+        for p, o in zip(parameters, owner):  # every rank takes part in every broadcast, in the same order
+            dist.broadcast(p.data, src=o)
+    return optimizer
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.scaling import check_zero1
+
+check_zero1(zero1_train)
+
+# %% [markdown]
+# PyTorch's own ZeRO-1 passes the same check. `ZeroRedundancyOptimizer` wraps any optimizer (here the check's
+# `adamw`), gives each rank a shard, steps it and broadcasts it; DDP averages the gradients. It assigns the parameters
+# by size, largest first, each to the rank that holds the fewest numbers so far, so that the shards come out about
+# even whatever the order of the parameters (here, on the models of seed 0, its two ranks hold the same number of
+# bytes for the last one):
+
+# %%
+from torch.distributed.optim import ZeroRedundancyOptimizer
+
+
+def pytorch_zero1(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], adamw, rank: int,
+                  world_size: int) -> torch.optim.Optimizer:
+    replica = DistributedDataParallel(model)  # averages the gradients during the backward pass
+    optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=adamw)  # shards, steps, broadcasts
+    for inputs, targets in batches:
+        optimizer.zero_grad(set_to_none=True)
+        _, loss = replica(inputs, targets)
+        loss.backward()
+        optimizer.step()
+    return optimizer
+
+
+check_zero1(pytorch_zero1, seed=0)
+
+# %% [markdown]
+# The memory saved here is a few kilobytes; on 8 GPUs training the Llama-2-7B shape it is 47 GB per GPU (section 8).
+# What it costs: after every step, each parameter travels from its owner to every other rank, as many bytes as the
+# all-reduce of the gradients sent, so ZeRO-1 communicates about 1.5 times what DDP does (real implementations
+# replace the all-reduce with a *reduce-scatter*, each rank receiving only its shard's summed gradients, and the
+# broadcasts with one *all-gather*: then ZeRO-1 sends exactly as much as DDP).
 #
 # **Next:** [notebook 06](06_finetuning.ipynb) fine-tunes the pretrained model to follow instructions (SFT), in full and with LoRA, and into a classifier.

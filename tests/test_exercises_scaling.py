@@ -7,27 +7,19 @@ import math
 
 import pytest
 import torch
+import torch.distributed as dist
+from torch.distributed.optim import ZeroRedundancyOptimizer
+from torch.nn.parallel import DistributedDataParallel
 
 from minilm.exercises import scaling as checks
-from minilm.model.accounting import matmul_parameters, mfu, parameter_counts
-from minilm.tokenizer.shards import TokenShards
 
-from exercise_checks import assert_fails, assert_not_solved, assert_passes, nudged, tolerance_tests
+from exercise_checks import assert_fails, assert_not_solved, assert_passes, nudge, nudged, tolerance_tests
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- answers written out, as a learner would (the notebook's solutions) ---------------------------------------
-
-
-def written_mfu(config, context, tokens_per_second, peak_flops, n_devices=1):
-    flops_per_token = 6 * matmul_parameters(config) + 12 * config.n_layer * context * config.n_embd
-    return flops_per_token * tokens_per_second / (peak_flops * n_devices)
-
-
-def written_rank_part(n_tokens, rank, world_size):
-    return rank * n_tokens // world_size, (rank + 1) * n_tokens // world_size
 
 
 def written_update_scale(scale, good_steps, found_inf, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000):
@@ -53,38 +45,56 @@ def written_data_parallel_gradients(model, inputs, targets, world_size):
     return {name: g / world_size for name, g in summed.items()}
 
 
+def written_zero1(model, batches, adamw, rank, world_size):
+    parameters = list(model.parameters())
+    owner = [index % world_size for index in range(len(parameters))]
+    optimizer = adamw([p for p, o in zip(parameters, owner) if o == rank])
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        _, loss = model(x, y)
+        loss.backward()
+        for p in parameters:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size
+        optimizer.step()
+        for p, o in zip(parameters, owner):
+            dist.broadcast(p.data, src=o)
+    return optimizer
+
+
+def reduce_to_owner_zero1(model, batches, adamw, rank, world_size):  # right too: only the owner needs the sum
+    parameters = list(model.parameters())
+    sizes = [0] * world_size  # balance the shards by size, largest tensors first, as ZeroRedundancyOptimizer does
+    owner = {}
+    for p in sorted(parameters, key=lambda p: -p.numel()):
+        owner[p] = min(range(world_size), key=sizes.__getitem__)
+        sizes[owner[p]] += p.numel()
+    optimizer = adamw([p for p in parameters if owner[p] == rank])
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        _, loss = model(x, y)
+        loss.backward()
+        for p in parameters:
+            dist.reduce(p.grad, dst=owner[p])
+            p.grad /= world_size
+        optimizer.step()
+        for p in parameters:
+            dist.broadcast(p.data, src=owner[p])
+    return optimizer
+
+
+def pytorch_zero1(model, batches, adamw, rank, world_size):  # the peer: DDP averages, ZeroRedundancyOptimizer shards
+    replica = DistributedDataParallel(model)
+    optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=adamw)
+    for x, y in batches:
+        optimizer.zero_grad(set_to_none=True)
+        _, loss = replica(x, y)
+        loss.backward()
+        optimizer.step()
+    return optimizer
+
+
 # --- plausible wrong answers ----------------------------------------------------------------------------------
-
-
-def forward_only_mfu(config, context, tokens_per_second, peak_flops, n_devices=1):
-    return written_mfu(config, context, tokens_per_second, peak_flops, n_devices) / 3
-
-
-def six_n_mfu(config, context, tokens_per_second, peak_flops, n_devices=1):  # forgets attention's dot products
-    return 6 * matmul_parameters(config) * tokens_per_second / (peak_flops * n_devices)
-
-
-def all_parameters_mfu(config, context, tokens_per_second, peak_flops, n_devices=1):
-    flops = 6 * parameter_counts(config)["total"] + 12 * config.n_layer * context * config.n_embd
-    return flops * tokens_per_second / (peak_flops * n_devices)
-
-
-def one_device_mfu(config, context, tokens_per_second, peak_flops, n_devices=1):
-    return written_mfu(config, context, tokens_per_second, peak_flops, 1)
-
-
-def floor_rank_part(n_tokens, rank, world_size):  # drops the remainder
-    size = n_tokens // world_size
-    return rank * size, (rank + 1) * size
-
-
-def last_takes_rest_rank_part(n_tokens, rank, world_size):  # covers everything, but the last part is too big
-    size = n_tokens // world_size
-    return rank * size, n_tokens if rank == world_size - 1 else (rank + 1) * size
-
-
-def strided_rank_part(n_tokens, rank, world_size):
-    return rank, n_tokens
 
 
 def never_reset_update_scale(scale, good_steps, found_inf, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000):
@@ -122,37 +132,64 @@ def stepping_data_parallel_gradients(model, inputs, targets, world_size):  # rig
     return grads
 
 
+def stale_zero1(model, batches, adamw, rank, world_size):  # steps its shard, never sends it: the copies drift apart
+    parameters = list(model.parameters())
+    optimizer = adamw(parameters[rank::world_size])
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        _, loss = model(x, y)
+        loss.backward()
+        for p in parameters:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size
+        optimizer.step()
+    return optimizer
+
+
+def local_gradient_zero1(model, batches, adamw, rank, world_size):  # no all-reduce: each shard steps on one rank's data
+    parameters = list(model.parameters())
+    optimizer = adamw(parameters[rank::world_size])
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        _, loss = model(x, y)
+        loss.backward()
+        optimizer.step()
+        for index, p in enumerate(parameters):
+            dist.broadcast(p.data, src=index % world_size)
+    return optimizer
+
+
+def unsharded_zero1(model, batches, adamw, rank, world_size):  # plain data parallelism: every rank keeps all the state
+    parameters = list(model.parameters())
+    optimizer = adamw(parameters)
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        _, loss = model(x, y)
+        loss.backward()
+        for p in parameters:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size
+        optimizer.step()
+    return optimizer
+
+
+def owner_sends_alone_zero1(model, batches, adamw, rank, world_size):  # only the owner calls broadcast: the ranks wait
+    parameters = list(model.parameters())
+    optimizer = adamw(parameters[rank::world_size])
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        _, loss = model(x, y)
+        loss.backward()
+        for p in parameters:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size
+        optimizer.step()
+        for p in parameters[rank::world_size]:
+            dist.broadcast(p.data, src=rank)
+    return optimizer
+
+
 # --- the tests ------------------------------------------------------------------------------------------------
-
-
-def test_the_written_answers_agree_with_the_package():
-    config = checks.GPTConfig(n_layer=2, n_head=2, n_embd=64, context=64, vocab_size=512)
-    assert math.isclose(written_mfu(config, 64, 1e4, 1e11, 2), mfu(config, 1e4, 2e11, 64))
-    assert written_rank_part(10, 2, 3) == TokenShards.part(checks._Stream(10), 2, 3) == (6, 10)
-
-
-@pytest.mark.parametrize("answer", [mfu_answer for mfu_answer in (written_mfu, checks._reference_mfu)])
-def test_mfu_checker_passes_right_answers(answer, capsys):
-    assert_passes(checks.check_mfu, answer, capsys)
-
-
-@pytest.mark.parametrize("answer", [forward_only_mfu, six_n_mfu, all_parameters_mfu, one_device_mfu])
-def test_mfu_checker_fails_wrong_answers(answer):
-    assert_fails(checks.check_mfu, answer, match="(?s)wrong answer.*hint")
-
-
-@pytest.mark.parametrize("answer", [written_rank_part, checks._reference_part])
-def test_rank_part_checker_passes_right_answers(answer, capsys):
-    assert_passes(checks.check_rank_part, answer, capsys)
-
-
-@pytest.mark.parametrize("answer", [floor_rank_part, last_takes_rest_rank_part, strided_rank_part])
-def test_rank_part_checker_fails_wrong_answers(answer):
-    assert_fails(checks.check_rank_part, answer, match="(?s)wrong answer.*hint")
-
-
-def test_rank_part_checker_explains_a_bad_return_type():
-    assert_fails(checks.check_rank_part, lambda n, r, w: None, match="pair")
 
 
 @pytest.mark.parametrize("answer", [written_update_scale, checks._reference_update_scale])
@@ -196,8 +233,36 @@ def test_data_parallel_checker_fails_wrong_answers(answer, message):
     assert_fails(checks.check_data_parallel_gradients, answer, match=message)
 
 
-@pytest.mark.parametrize("checker", [checks.check_mfu, checks.check_rank_part, checks.check_update_scale,
-                                     checks.check_data_parallel_gradients])
+@pytest.mark.parametrize("answer", [written_zero1, reduce_to_owner_zero1, pytorch_zero1])
+def test_zero1_checker_passes_right_answers_and_pytorchs_own(answer, capsys):
+    assert_passes(checks.check_zero1, answer, capsys)
+
+
+@pytest.mark.parametrize("answer, message", [
+    (stale_zero1, "rank 0's and rank 1's .* differ"),
+    (local_gradient_zero1, "differs from plain data parallelism's"),
+    (unsharded_zero1, "ZeRO-1 shares that out"),
+])
+def test_zero1_checker_fails_wrong_answers(answer, message):
+    message = assert_fails(checks.check_zero1, answer, match=message)
+    assert "hint:" in message and "on input:" in message
+
+
+def test_zero1_checker_stops_ranks_that_wait_for_each_other(monkeypatch):
+    monkeypatch.setattr(checks, "COLLECTIVE_TIMEOUT", 3)
+    message = assert_fails(checks.check_zero1, owner_sends_alone_zero1, match="(?i)timed out|did not finish")
+    assert "never called" in message
+
+
+def test_zero1_checker_measures_the_state_of_pytorchs_sharded_optimizer():
+    parameters = [torch.nn.Parameter(torch.ones(5)), torch.nn.Parameter(torch.ones(3, 2))]
+    whole = torch.optim.AdamW(parameters)
+    sum(p.sum() for p in parameters).backward()
+    whole.step()
+    assert checks._state_bytes(whole) == 2 * 4 * 11  # two moments of 11 float32 numbers; the step counts aside
+
+
+@pytest.mark.parametrize("checker", [checks.check_update_scale, checks.check_data_parallel_gradients, checks.check_zero1])
 def test_checkers_fail_on_stubs(checker):
     assert_not_solved(checker)
 
@@ -209,12 +274,23 @@ def big_batch_gradients(model, inputs, targets, world_size):  # right, on one pr
     return checks._big_batch_gradients(model, inputs, targets)
 
 
+def nudged_zero1(rel, abs_):
+    """A right ZeRO-1 whose weights end off by rel * |w| + abs_ (the same on both ranks)."""
+    def off(model, batches, adamw, rank, world_size):
+        optimizer = written_zero1(model, batches, adamw, rank, world_size)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(nudge(p, rel, abs_))
+        return optimizer
+    return off
+
+
 # The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
-# The scale of exercise 3 is compared within rel_tol=1e-6 (its count of good steps exactly: `nudge` leaves ints alone).
+# The scale of exercise 1 is compared within rel_tol=1e-6 (its count of good steps exactly: `nudge` leaves ints alone).
 TOLERANCES = [
-    (checks.check_mfu, functools.partial(nudged, checks._reference_mfu), 1e-9, 0.0),
     (checks.check_update_scale, functools.partial(nudged, checks._reference_update_scale), 1e-6, 0.0),
     (checks.check_data_parallel_gradients, functools.partial(nudged, big_batch_gradients), 1e-4, 1e-6),
+    (checks.check_zero1, nudged_zero1, 1e-5, 1e-7),
 ]
 test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
     tolerance_tests(TOLERANCES))

@@ -1,30 +1,38 @@
-"""Checkers for the exercises of notebook 05 (scaling up): MFU, the part of the data each process
-trains on, dynamic loss scaling, and data parallelism's averaged gradients.
+"""Checkers for the exercises of notebook 05 (scaling up): dynamic loss scaling, data parallelism's
+averaged gradients, and ZeRO-1's sharded optimizer in two real processes.
 
 Each checker draws fresh inputs (from a new seed every run, named in a failure), runs the learner's
 function and the package's own (or PyTorch's), and passes or fails on the first input where they
-differ. The inputs are made to land where a first attempt usually goes wrong: long contexts (where
-attention's FLOPs matter), jobs on many GPUs, streams that do not divide evenly between processes (or
-have fewer tokens than processes), growth intervals of 1, a scale that would overflow float32, and
-world sizes of 1 and 3.
+differ. The inputs are made to land where a first attempt usually goes wrong: growth intervals of 1, a
+scale that would overflow float32, world sizes of 1 and 3, models of every kind (biases or not, tied
+embeddings or not), and several optimizer steps, so that a parameter left stale on one rank shows.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import multiprocessing
 import numbers
 import random
+import socket
+import tempfile
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch.distributed.optim import ZeroRedundancyOptimizer
+from torch.nn.parallel import DistributedDataParallel
 
 from minilm.exercises import ExerciseFailed, _short, call_learner, checker, passed
-from minilm.model.accounting import matmul_parameters, mfu
-from minilm.model.config import SIZES, GPTConfig
+from minilm.model.config import GPTConfig
 from minilm.model.gpt import GPT
-from minilm.tokenizer.shards import TokenShards
 
-# --- Exercise 1: MFU ----------------------------------------------------------------------------------
+# --- inputs ---------------------------------------------------------------------------------------------
 
 
 def _random_config(rng: random.Random, small: bool = False) -> GPTConfig:
@@ -47,82 +55,8 @@ def _random_config(rng: random.Random, small: bool = False) -> GPTConfig:
     )
 
 
-def _reference_mfu(config: GPTConfig, context: int, tokens_per_second: float, peak_flops: float, n_devices: int) -> float:
-    return mfu(config, tokens_per_second, peak_flops * n_devices, context)
 
-
-@checker
-def check_mfu(model_flops_utilization, rng: random.Random) -> None:
-    """Exercise 1: MFU from tokens/s, the model's shape, the context and the peak FLOP/s of each device."""
-    title = "Exercise 1 (MFU)"
-    gpt2 = GPTConfig(**SIZES["gpt2"], vocab_size=50257, context=1024)
-    cases = [(gpt2, 1024, 1.0e6, 989e12, 8), (gpt2, 1024, 150_000.0, 989e12, 1), (gpt2, 64, 2_000.0, 1e11, 1)]
-    for _ in range(200):
-        config = _random_config(rng)
-        context = rng.choice([1, config.context, rng.randint(1, config.context)])
-        cases.append((config, context, 10 ** rng.uniform(1, 7), 10 ** rng.uniform(10, 15), rng.choice([1, 1, 2, 8, 64, 1024])))
-
-    for case in cases:
-        got = call_learner(title, model_flops_utilization, *case)
-        want = _reference_mfu(*case)
-        config, context, tokens_per_second, peak, n_devices = case
-        shown = (f"config={_short(config, 400)}, context={context}, tokens_per_second={tokens_per_second:,.1f}, "
-                 f"peak_flops={peak:.3g}, n_devices={n_devices}")
-        if not isinstance(got, numbers.Real) or not math.isclose(float(got), want, rel_tol=1e-9):
-            raise ExerciseFailed(
-                f"❌ {title}: wrong answer\n   on input: {shown}\n   expected: {want!r}\n   got:      {_short(got)}\n"
-                f"   hint: training FLOPs per token = 6 x matmul_parameters(config) + 12 x n_layer x context x n_embd "
-                f"(3 x the forward pass: the backward costs twice the forward; attention's dot products are not "
-                f"weights); MFU = FLOPs per token x tokens/s (of the whole job) / (peak_flops x n_devices)"
-            )
-    passed(title, f"{len(cases)} cases")
-
-
-# --- Exercise 2: each process's part of the stream ----------------------------------------------------
-
-
-class _Stream:
-    """Something of a given length, to call the package's `TokenShards.part` without token files."""
-
-    def __init__(self, length: int):
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-
-def _reference_part(n_tokens: int, rank: int, world_size: int) -> tuple[int, int]:
-    return TokenShards.part(_Stream(n_tokens), rank, world_size)
-
-
-@checker
-def check_rank_part(rank_part, rng: random.Random) -> None:
-    """Exercise 2: the contiguous, nearly equal part [start, stop) of a stream that process `rank` trains on."""
-    title = "Exercise 2 (each process's part of the data)"
-    streams = [(10, 3), (7, 4), (2, 4), (0, 2), (1, 1), (100, 1), (2_732_843, 2), (2_732_843, 8), (1000, 7)]
-    streams += [(rng.choice([rng.randint(0, 50), rng.randint(50, 10**6), rng.randint(10**8, 10**10)]),
-                 rng.choice([1, 2, 3, 4, 6, 7, 8, 16, 64, 1000])) for _ in range(150)]
-    count = 0
-    for n_tokens, world_size in streams:
-        for rank in range(world_size):
-            got = call_learner(title, rank_part, n_tokens, rank, world_size)
-            want = _reference_part(n_tokens, rank, world_size)
-            try:
-                got = tuple(int(x) for x in got)
-            except (TypeError, ValueError):
-                raise ExerciseFailed(f"❌ {title}: return a pair (start, stop) of ints, got {_short(got)}") from None
-            if got != want:
-                raise ExerciseFailed(
-                    f"❌ {title}: wrong answer\n   on input: n_tokens={n_tokens:,}, rank={rank}, world_size={world_size}\n"
-                    f"   expected: {want}\n   got:      {got}\n"
-                    f"   hint: the parts must cover every token, never overlap, and differ in size by at most one token: "
-                    f"rank r starts at r * n_tokens // world_size and stops where rank r + 1 starts"
-                )
-            count += 1
-    passed(title, f"{count} cases, {len(streams)} streams")
-
-
-# --- Exercise 3: dynamic loss scaling -----------------------------------------------------------------
+# --- Exercise 1: dynamic loss scaling -----------------------------------------------------------------
 
 
 def _reference_update_scale(scale: float, good_steps: int, found_inf: bool, growth_factor: float,
@@ -137,8 +71,8 @@ def _reference_update_scale(scale: float, good_steps: int, found_inf: bool, grow
 
 @checker
 def check_update_scale(update_scale, rng: random.Random) -> None:
-    """Exercise 3: GradScaler's update: back off on an overflow, grow after `growth_interval` good steps in a row."""
-    title = "Exercise 3 (dynamic loss scaling)"
+    """Exercise 1: GradScaler's update: back off on an overflow, grow after `growth_interval` good steps in a row."""
+    title = "Exercise 1 (dynamic loss scaling)"
     float32_max = torch.finfo(torch.float32).max
     runs = [(2.0**16, 2.0, 0.5, 2000, [False] * 5 + [True] + [False] * 3),
             (2.0**16, 2.0, 0.5, 1, [False, False, True, False, True, True, False]),
@@ -176,7 +110,7 @@ def check_update_scale(update_scale, rng: random.Random) -> None:
     passed(title, f"{steps} updates in {len(runs)} runs")
 
 
-# --- Exercise 4: data parallelism by hand -------------------------------------------------------------
+# --- Exercise 2: data parallelism by hand -------------------------------------------------------------
 
 
 def _big_batch_gradients(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -189,8 +123,8 @@ def _big_batch_gradients(model: GPT, inputs: torch.Tensor, targets: torch.Tensor
 
 @checker
 def check_data_parallel_gradients(data_parallel_gradients, rng: random.Random) -> None:
-    """Exercise 4: the average of the gradients of `world_size` simulated processes equals the big batch's gradient."""
-    title = "Exercise 4 (data parallelism by hand)"
+    """Exercise 2: the average of the gradients of `world_size` simulated processes equals the big batch's gradient."""
+    title = "Exercise 2 (data parallelism by hand)"
     hint = ("give rank r the rows r*b .. (r+1)*b - 1 (b = batch / world_size), compute on a copy of the model the "
             "gradient of the mean loss of its rows, then all-reduce: add the ranks' gradients and divide by world_size; "
             "return {name: gradient} for every name of model.named_parameters()")
@@ -231,3 +165,191 @@ def check_data_parallel_gradients(data_parallel_gradients, rng: random.Random) -
                 )
         cases += 1
     passed(title, f"{cases} models, world sizes 1 to 4")
+
+
+# --- Exercise 3: ZeRO-1 by hand, in two real processes ----------------------------------------------------
+# The learner's function runs in two processes joined by a gloo process group, as under torchrun. They are started
+# with fork: the function is defined in the notebook (in the kernel's __main__), which a process started with spawn
+# (a fresh Python that imports its target by name) could not find, while a forked child is a copy of the kernel and
+# has it. Fork exists on Linux and macOS, not on Windows.
+
+ZERO_WORLD_SIZE = 2
+ZERO_TIMEOUT = 60  # seconds for both processes to run every case (they take a few)
+COLLECTIVE_TIMEOUT = 20  # seconds a rank waits in one collective before gloo gives up: one the other rank never calls
+ZERO_HINT = ("On every rank: forward and backward on its own batches; average the gradients over the ranks "
+             "(dist.all_reduce, then divide by world_size); step an optimizer made by adamw(...) over this rank's shard "
+             "only (rank r owns, say, parameters r, r + world_size, ...); then send every parameter from the rank that "
+             "owns it to all the others (dist.broadcast(p.data, src=owner)). Every rank calls every collective, in the "
+             "same order")
+
+
+WAITING = ("a rank waited in a collective that another rank never called (a broadcast or all_reduce made only by "
+           "the rank that owns a parameter, say). ")
+
+
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """The bytes of the tensors an optimizer keeps per parameter (AdamW: its two moments), its step counts aside.
+
+    PyTorch's ZeroRedundancyOptimizer keeps its shard's optimizer in `.optim` (its own `.state` stays empty)."""
+    local = optimizer.optim if isinstance(optimizer, ZeroRedundancyOptimizer) else optimizer
+    return sum(value.numel() * value.element_size() for state in local.state.values()
+               for key, value in state.items() if torch.is_tensor(value) and key != "step")
+
+
+def _learner_lines(error: BaseException) -> str:
+    """Where the learner's code raised: the lines of its frames, the checker's own left out."""
+    here, library = Path(__file__).resolve(), Path(torch.__file__).resolve().parent
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if Path(frame.filename).resolve() != here and not Path(frame.filename).resolve().is_relative_to(library)]
+    return "".join(f"\n      line {frame.lineno}: {frame.line}" for frame in frames[-3:] if frame.line)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _zero1_rank(answer, rank: int, port: int, cases: list, folder: Path) -> None:
+    """One process of the check: join the group, then on every case run the learner's ZeRO-1 and, from the same
+    weights and batches, plain data parallelism (DDP, a whole AdamW on every rank); save what both left."""
+    torch.set_num_threads(1)  # a forked child has no copy of the parent's OpenMP threads: one thread never needs them
+    result: dict = {"cases": []}
+    try:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=ZERO_WORLD_SIZE,
+                                timeout=timedelta(seconds=COLLECTIVE_TIMEOUT))
+        for config, seed, batches, hyperparameters in cases:
+            model = GPT(config, seed=seed).train()
+            rows = len(batches[0][0]) // ZERO_WORLD_SIZE
+            mine = [(x[rank * rows:(rank + 1) * rows], y[rank * rows:(rank + 1) * rows]) for x, y in batches]
+            adamw = functools.partial(torch.optim.AdamW, **hyperparameters)
+            learner_model = copy.deepcopy(model)
+            try:
+                optimizer = answer(learner_model, [(x.clone(), y.clone()) for x, y in mine], adamw, rank, ZERO_WORLD_SIZE)
+            except NotImplementedError:
+                result["error"] = "not solved"
+                break
+            except Exception as error:
+                result["error"] = f"your function raised {type(error).__name__}: {error}{_learner_lines(error)}"
+                break
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                result["error"] = f"return this rank's optimizer (the one adamw(...) made), got {_short(optimizer)}"
+                break
+            reference = DistributedDataParallel(copy.deepcopy(model))
+            whole = adamw(reference.parameters())
+            for x, y in mine:
+                whole.zero_grad(set_to_none=True)
+                _, loss = reference(x, y)
+                loss.backward()
+                whole.step()
+            result["cases"].append({
+                "got": {name: p.detach().clone() for name, p in learner_model.named_parameters()},
+                "want": {name: p.detach().clone() for name, p in reference.module.named_parameters()},
+                "state_bytes": _state_bytes(optimizer), "whole_bytes": _state_bytes(whole)})
+    except Exception as error:  # the group could not be joined, or another rank went away mid-collective
+        result["error"] = f"{type(error).__name__}: {error}"
+    finally:
+        torch.save(result, folder / f"rank{rank}.tmp")
+        (folder / f"rank{rank}.tmp").rename(folder / f"rank{rank}.pt")  # whole, or not there
+
+
+def _run_ranks(answer, cases: list) -> tuple[list[dict | None], float]:
+    """Run `_zero1_rank` in ZERO_WORLD_SIZE forked processes; their results (None for a rank that never finished)
+    and the seconds they took. When one rank ends and another is still running 10 s later, that one waits in a
+    collective the first never reached: it is stopped. A port another program took in the meantime is tried again."""
+    for attempt in range(3):
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="minilm-zero1-") as folder:
+            context = multiprocessing.get_context("fork")
+            port = _free_port()
+            processes = [context.Process(target=_zero1_rank, args=(answer, rank, port, cases, Path(folder)), daemon=True)
+                         for rank in range(ZERO_WORLD_SIZE)]
+            for process in processes:
+                process.start()
+            first_exit = None
+            while any(p.is_alive() for p in processes) and time.monotonic() - started < ZERO_TIMEOUT:
+                if first_exit is None and any(not p.is_alive() for p in processes):
+                    first_exit = time.monotonic()
+                if first_exit is not None and time.monotonic() - first_exit > 10:
+                    break
+                time.sleep(0.02)
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
+                process.join()
+            files = [Path(folder) / f"rank{rank}.pt" for rank in range(ZERO_WORLD_SIZE)]
+            results = [torch.load(file, weights_only=False) if file.exists() else None for file in files]
+        if not any(result and "address already in use" in result.get("error", "").lower() for result in results):
+            break
+    return results, time.monotonic() - started
+
+
+def _not_solved() -> None:
+    raise NotImplementedError("the learner's function raised this in the processes")
+
+
+@checker
+def check_zero1(zero1_train, rng: random.Random) -> None:
+    """Exercise 3: ZeRO-1 in two gloo processes trains as plain data parallelism does, each rank holding the
+    optimizer state of its shard only."""
+    title = "Exercise 3 (ZeRO-1 by hand)"
+    cases = []
+    for _ in range(3):
+        config = _random_config(rng, small=True)
+        generator = torch.Generator().manual_seed(rng.randrange(2**62))
+        steps, rows, length = rng.randint(3, 5), ZERO_WORLD_SIZE * rng.randint(1, 2), rng.randint(2, config.context)
+        batches = [tuple(torch.randint(0, config.vocab_size, (rows, length), generator=generator) for _ in range(2))
+                   for _ in range(steps)]
+        hyperparameters = dict(lr=10 ** rng.uniform(-3, -2), betas=(0.9, 0.95), weight_decay=rng.choice([0.0, 0.1]))
+        cases.append((config, rng.randrange(2**31), batches, hyperparameters))
+    results, seconds = _run_ranks(zero1_train, cases)
+
+    def shown(index: int) -> str:
+        config, seed, batches, hyper = cases[index]
+        size = sum(p.numel() for p in GPT(config, seed=seed).parameters())
+        return (f"a GPT of {size:,} parameters ({len(list(GPT(config).parameters()))} tensors), {len(batches)} steps of "
+                f"AdamW(lr={hyper['lr']:.3g}, weight_decay={hyper['weight_decay']}), each rank's batches "
+                f"{tuple(batches[0][0][:len(batches[0][0]) // ZERO_WORLD_SIZE].shape)}, {ZERO_WORLD_SIZE} processes")
+
+    if any(result is not None and result.get("error") == "not solved" for result in results):
+        call_learner(title, _not_solved)  # fails as for any stub, "not solved yet"
+    for rank, result in enumerate(results):
+        if result is not None and "error" in result:
+            waited = "timed out" in result["error"].lower()
+            raise ExerciseFailed(f"❌ {title}: on rank {rank}, {result['error']}\n   on input: {shown(len(result['cases']))}\n"
+                                 f"   hint: {WAITING if waited else ''}{ZERO_HINT}")
+    for rank, result in enumerate(results):
+        if result is None:
+            raise ExerciseFailed(
+                f"❌ {title}: rank {rank} did not finish (stopped after {seconds:.0f} s)\n   on input: {shown(0)}\n"
+                f"   hint: {WAITING}{ZERO_HINT}")
+
+    for index in range(len(cases)):
+        got = [result["cases"][index]["got"] for result in results]
+        want = results[0]["cases"][index]["want"]
+        for name, value in want.items():
+            if not torch.equal(got[0][name], got[1][name]):
+                raise ExerciseFailed(
+                    f"❌ {title}: after training, rank 0's and rank 1's {name} differ (largest difference "
+                    f"{(got[0][name] - got[1][name]).abs().max().item():.3g}): the copies of the model drifted apart\n"
+                    f"   on input: {shown(index)}\n   hint: after each step every rank must receive the parameters it "
+                    f"does not own, from the rank that stepped them. {ZERO_HINT}")
+            if not torch.allclose(got[0][name], value, rtol=1e-5, atol=1e-7):
+                raise ExerciseFailed(
+                    f"❌ {title}: after training, {name} differs from plain data parallelism's (DDP with a whole AdamW on "
+                    f"each rank; largest difference {(got[0][name] - value).abs().max().item():.3g})\n"
+                    f"   on input: {shown(index)}\n   hint: {ZERO_HINT}")
+        held = [result["cases"][index]["state_bytes"] for result in results]
+        whole = results[0]["cases"][index]["whole_bytes"]
+        if sum(held) != whole or min(held) == 0:
+            raise ExerciseFailed(
+                f"❌ {title}: the optimizer states hold {' + '.join(f'{b:,}' for b in held)} bytes on ranks "
+                f"{', '.join(map(str, range(ZERO_WORLD_SIZE)))}; one AdamW over every parameter holds {whole:,}: "
+                f"ZeRO-1 shares that out, each rank keeping the state of its shard only\n   on input: {shown(index)}\n"
+                f"   hint: make the optimizer with adamw(my_parameters), over this rank's shard, not over every "
+                f"parameter; every parameter must be in exactly one rank's shard, and every rank must own some")
+    kib = lambda b: f"{b / 1024:,.1f} KiB"
+    held = [result["cases"][-1]["state_bytes"] for result in results]
+    passed(title, f"{len(cases)} models trained by 2 gloo processes in {seconds:.1f} s: the weights of DDP; the last "
+                  f"one's AdamW state {' + '.join(kib(b) for b in held)} on ranks 0 and 1, "
+                  f"{kib(results[0]['cases'][-1]['whole_bytes'])} on each rank under DDP")
