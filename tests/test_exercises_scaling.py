@@ -3,7 +3,6 @@ and fail, with the input and a hint, on plausible wrong answers and on unsolved 
 
 import copy
 import functools
-import math
 
 import pytest
 import torch

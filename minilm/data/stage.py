@@ -37,12 +37,11 @@ from minilm.files import atomic_write_json
 from minilm.presets import config_for, preset_name
 from minilm.world import NAME_SWAPS
 
-# The stage's code: every module of minilm/data/ and the world; report.py only shows results, so editing it rebuilds nothing.
-# The stage's code, for its fingerprint: not report.py (it describes a built stage) nor real/ (measurements of the
-# rules on real text, shown beside the pipeline: they change nothing the stage produces).
-CODE = [*sorted(path for path in Path(__file__).parent.rglob("*.py")
-                if path != Path(__file__).parent / "report.py" and "real" not in path.relative_to(Path(__file__).parent).parts[:1]),
-        Path(__file__).parent.parent / "world.py"]
+# The stage's code, for its fingerprint: every module of minilm/data/ and the world, but not report.py (it describes
+# a built stage) nor real/ (the rules measured on real text, beside the pipeline: they change nothing the stage makes).
+_HERE = Path(__file__).parent
+CODE = [*sorted(path for path in _HERE.rglob("*.py") if path != _HERE / "report.py" and not path.is_relative_to(_HERE / "real")),
+        _HERE.parent / "world.py"]
 
 
 @dataclass

@@ -278,7 +278,7 @@ def _run_ranks(answer, cases: list) -> tuple[list[dict | None], float]:
                     process.kill()
                 process.join()
             files = [Path(folder) / f"rank{rank}.pt" for rank in range(ZERO_WORLD_SIZE)]
-            results = [torch.load(file, weights_only=False) if file.exists() else None for file in files]
+            results = [torch.load(file, weights_only=True) if file.exists() else None for file in files]
         if not any(result and "address already in use" in result.get("error", "").lower() for result in results):
             break
     return results, time.monotonic() - started
@@ -306,8 +306,9 @@ def check_zero1(zero1_train, rng: random.Random) -> None:
 
     def shown(index: int) -> str:
         config, seed, batches, hyper = cases[index]
-        size = sum(p.numel() for p in GPT(config, seed=seed).parameters())
-        return (f"a GPT of {size:,} parameters ({len(list(GPT(config).parameters()))} tensors), {len(batches)} steps of "
+        parameters = list(GPT(config, seed=seed).parameters())
+        size = sum(p.numel() for p in parameters)
+        return (f"a GPT of {size:,} parameters ({len(parameters)} tensors), {len(batches)} steps of "
                 f"AdamW(lr={hyper['lr']:.3g}, weight_decay={hyper['weight_decay']}), each rank's batches "
                 f"{tuple(batches[0][0][:len(batches[0][0]) // ZERO_WORLD_SIZE].shape)}, {ZERO_WORLD_SIZE} processes")
 

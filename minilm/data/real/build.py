@@ -18,6 +18,7 @@ import email
 import gzip
 import json
 import random
+import sysconfig
 from pathlib import Path
 
 from minilm.data.sources import extract
@@ -25,7 +26,7 @@ from minilm.data.sources import extract
 RUST = Path("/root/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/share/doc/rust/html")
 NODE = Path("/usr/share/doc/nodejs")
 XSLT = Path("/usr/share/doc/libxslt1-dev/html")
-SITE = Path("/work/main/.venv/lib/python3.11/site-packages")
+SITE = Path(sysconfig.get_paths()["purelib"])  # the site-packages of the Python that runs this script
 OUT = Path(__file__).with_name("sample.jsonl.gz")
 MAX_CHARS = 8_000
 SEED = 2026

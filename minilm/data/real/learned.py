@@ -20,7 +20,6 @@ A sparse matrix is three arrays (CSR): the nonzero values `data`, their columns 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 
