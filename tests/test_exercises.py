@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from nbclient import NotebookClient
 
 from minilm.exercises import ExerciseFailed
@@ -166,3 +167,10 @@ def test_nbval_passes_a_failing_check_tagged_raises_exception_and_fails_an_untag
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert "1 failed, 2 passed" in result.stdout, result.stdout + result.stderr
     assert "check.ipynb::Cell 2" in result.stdout and "Exercise 2 (the loss of a guess): wrong" in result.stdout
+
+
+def test_an_input_is_shown_on_one_line_though_its_repr_wraps():
+    failure = failure_of(check_guess_losses, lambda ids, vocab_size, n_bytes: ids[10**6], seed=0)
+    (shown,) = [line for line in str(failure).splitlines() if line.lstrip().startswith("on input:")]
+    assert "\n" in repr(torch.full((49,), 3)), "torch no longer wraps a 49-number tensor: pick a longer input"
+    assert "tensor([" in shown and "])" in shown

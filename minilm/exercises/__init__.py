@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import secrets
 from pathlib import Path
 from types import TracebackType
@@ -138,5 +139,6 @@ def failure(title: str, problem: str, inputs: str, hint: str) -> ExerciseFailed:
 
 
 def _short(value: Any, limit: int = 160) -> str:
-    text = repr(value)
+    """`repr(value)` on one line (a tensor's repr wraps; a string's never holds a raw newline), cut at `limit`."""
+    text = re.sub(r"\n\s*", " ", repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
