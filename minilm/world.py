@@ -19,6 +19,7 @@ Read top to bottom:
 5. Feelings and morals: how the people feel, what they learn, and what they find rude.
 6. Story splits: the seeded story streams of pretraining, instruction tuning and the held-out
    test, and `split_stories(split, n)`, the one way any stage gets its stories.
+7. The second language: every word above that a story writes, in Spanish, with its gender.
 
 Every list is a tuple in a fixed order: the generators draw from them with seeded random choices,
 so reordering a list changes every generated story and page.
@@ -198,6 +199,151 @@ RUDE_PHRASES = (
     "Obviously.", "Everyone knows that.", "What a silly question.", "Read the story yourself next time.",
     "I already told you that.", "Figure it out yourself.", "Stop bothering me with easy questions.", "Whatever.",
 )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. The second language: the same world in Spanish
+#
+# Every English word of the lists above that a story can write, in Spanish, so that the Spanish story
+# grammar (`minilm.data.sources.stories.spanish`) can tell the same story. Spanish marks gender on
+# nouns, articles and adjectives, so a word that describes a person comes as (masculine, feminine) and
+# a noun comes with its own gender ("m" or "f"). The map is one to one within each list (no two English
+# words share a Spanish one), so a Spanish story can be translated back exactly. Names stay as they are.
+
+ES_JOBS = {  # job -> (masculine, feminine)
+    "baker": ("panadero", "panadera"), "doctor": ("médico", "médica"), "nurse": ("enfermero", "enfermera"),
+    "teacher": ("maestro", "maestra"), "engineer": ("ingeniero", "ingeniera"), "pilot": ("piloto", "pilota"),
+    "farmer": ("granjero", "granjera"), "builder": ("constructor", "constructora"), "painter": ("pintor", "pintora"),
+    "scientist": ("científico", "científica"), "cook": ("cocinero", "cocinera"), "firefighter": ("bombero", "bombera"),
+    "dancer": ("bailarín", "bailarina"), "singer": ("cantante", "cantante"), "driver": ("conductor", "conductora"),
+    "librarian": ("bibliotecario", "bibliotecaria"), "mechanic": ("mecánico", "mecánica"),
+    "police officer": ("policía", "policía"),
+}
+ES_JOB_ACTIONS = {  # "Every morning she ___." in the imperfect
+    "baked warm bread for the whole town": "horneaba pan caliente para todo el pueblo",
+    "made sweet cakes and soft buns": "hacía pasteles dulces y bollos blandos",
+    "helped sick people feel better": "ayudaba a los enfermos a sentirse mejor",
+    "listened to people and gave them medicine": "escuchaba a la gente y le daba medicinas",
+    "cared for sick children at the hospital": "cuidaba a niños enfermos en el hospital",
+    "gave people medicine and kind words": "daba a la gente medicinas y palabras amables",
+    "taught the children to read and write": "enseñaba a los niños a leer y escribir",
+    "helped the children learn about the stars": "ayudaba a los niños a aprender sobre las estrellas",
+    "fixed big machines at the factory": "arreglaba máquinas grandes en la fábrica",
+    "drew plans for new bridges": "dibujaba planos de puentes nuevos",
+    "flew a big plane high above the clouds": "pilotaba un avión grande por encima de las nubes",
+    "checked the plane before every trip": "revisaba el avión antes de cada viaje",
+    "fed the cows and the chickens": "daba de comer a las vacas y a las gallinas",
+    "picked apples in the orchard": "recogía manzanas en el huerto",
+    "built strong houses with bricks": "construía casas fuertes con ladrillos",
+    "fixed roofs and walls around town": "arreglaba tejados y paredes por el pueblo",
+    "painted bright pictures of the sea": "pintaba cuadros luminosos del mar",
+    "painted walls in happy colours": "pintaba paredes de colores alegres",
+    "did careful experiments in the lab": "hacía experimentos cuidadosos en el laboratorio",
+    "looked at tiny things under a microscope": "miraba cosas diminutas con un microscopio",
+    "made hot soup for hungry people": "preparaba sopa caliente para la gente con hambre",
+    "cooked rice and vegetables at a busy cafe": "cocinaba arroz y verduras en un café lleno de gente",
+    "kept the town safe from fires": "protegía el pueblo de los incendios",
+    "washed the big red fire truck": "lavaba el gran camión rojo de bomberos",
+    "danced on a big stage": "bailaba en un escenario grande",
+    "practised new dances for hours": "ensayaba bailes nuevos durante horas",
+    "sang songs for the people in town": "cantaba canciones para la gente del pueblo",
+    "sang in a small band at the market": "cantaba en una banda pequeña en el mercado",
+    "drove a bus around the town": "conducía un autobús por el pueblo",
+    "drove a truck full of fruit to the market": "llevaba un camión lleno de fruta al mercado",
+    "helped people find good books": "ayudaba a la gente a encontrar buenos libros",
+    "put books back on the tall shelves": "devolvía los libros a las estanterías altas",
+    "fixed cars and bikes in a garage": "arreglaba coches y bicicletas en un taller",
+    "changed old tyres and oiled engines": "cambiaba neumáticos viejos y engrasaba motores",
+    "kept the streets safe": "mantenía seguras las calles",
+    "helped lost children find their parents": "ayudaba a los niños perdidos a encontrar a sus padres",
+}
+ES_TRAITS = {
+    "kind": ("amable", "amable"), "brave": ("valiente", "valiente"), "clever": ("listo", "lista"),
+    "funny": ("gracioso", "graciosa"), "gentle": ("dulce", "dulce"), "curious": ("curioso", "curiosa"),
+    "cheerful": ("alegre", "alegre"), "patient": ("paciente", "paciente"), "friendly": ("simpático", "simpática"),
+    "careful": ("cuidadoso", "cuidadosa"),
+}
+ES_FEELINGS = {  # the good feelings and the bad ones
+    "happy": ("feliz", "feliz"), "proud": ("orgulloso", "orgullosa"), "glad": ("contento", "contenta"),
+    "thankful": ("agradecido", "agradecida"), "calm": ("tranquilo", "tranquila"),
+    "excited": ("emocionado", "emocionada"), "relieved": ("aliviado", "aliviada"), "safe": ("seguro", "segura"),
+    "joyful": ("dichoso", "dichosa"),
+    "sad": ("triste", "triste"), "worried": ("preocupado", "preocupada"), "scared": ("asustado", "asustada"),
+    "upset": ("disgustado", "disgustada"), "nervous": ("nervioso", "nerviosa"), "lonely": ("solo", "sola"),
+    "angry": ("enfadado", "enfadada"), "frustrated": ("frustrado", "frustrada"),
+}
+ES_NOUNS = {  # noun -> (Spanish noun, its gender): homes, places, objects, animals, pets, builds
+    "sea": ("mar", "m"), "hills": ("colinas", "fp"), "river": ("río", "m"), "forest": ("bosque", "m"),
+    "mountains": ("montañas", "fp"), "lake": ("lago", "m"),
+    "park": ("parque", "m"), "beach": ("playa", "f"), "hill": ("colina", "f"), "garden": ("jardín", "m"),
+    "market": ("mercado", "m"), "farm": ("granja", "f"), "playground": ("patio de juegos", "m"),
+    "meadow": ("prado", "m"), "harbour": ("puerto", "m"),
+    "ball": ("pelota", "f"), "kite": ("cometa", "f"), "boat": ("barco", "m"), "hat": ("sombrero", "m"),
+    "book": ("libro", "m"), "bag": ("bolsa", "f"), "box": ("caja", "f"), "drum": ("tambor", "m"),
+    "car": ("coche", "m"), "bike": ("bicicleta", "f"), "scarf": ("bufanda", "f"), "cup": ("taza", "f"),
+    "key": ("llave", "f"), "lamp": ("lámpara", "f"), "map": ("mapa", "m"), "shell": ("concha", "f"),
+    "ring": ("anillo", "m"), "train": ("tren", "m"), "doll": ("muñeca", "f"), "teddy bear": ("osito de peluche", "m"),
+    "umbrella": ("paraguas", "m"), "whistle": ("silbato", "m"), "balloon": ("globo", "m"), "pencil": ("lápiz", "m"),
+    "watch": ("reloj", "m"),
+    "duck": ("pato", "m"), "bird": ("pájaro", "m"), "frog": ("rana", "f"), "goat": ("cabra", "f"),
+    "fox": ("zorro", "m"), "squirrel": ("ardilla", "f"), "deer": ("ciervo", "m"), "horse": ("caballo", "m"),
+    "owl": ("búho", "m"), "hedgehog": ("erizo", "m"),
+    "dog": ("perro", "m"), "cat": ("gato", "m"), "rabbit": ("conejo", "m"), "puppy": ("cachorro", "m"),
+    "kitten": ("gatito", "m"), "hamster": ("hámster", "m"), "turtle": ("tortuga", "f"), "parrot": ("loro", "m"),
+    "treehouse": ("casita en el árbol", "f"), "birdhouse": ("casita para pájaros", "f"),
+    "sandcastle": ("castillo de arena", "m"), "raft": ("balsa", "f"), "cart": ("carrito", "m"),
+    "doghouse": ("caseta de perro", "f"), "bridge": ("puente", "m"), "swing": ("columpio", "m"),
+}
+ES_ADJECTIVES = {  # sizes and colours -> (masculine, feminine), written after the noun
+    "little": ("chiquito", "chiquita"), "big": ("grande", "grande"), "small": ("pequeño", "pequeña"),
+    "tiny": ("diminuto", "diminuta"), "shiny": ("brillante", "brillante"), "old": ("viejo", "vieja"),
+    "new": ("nuevo", "nueva"),
+    "red": ("rojo", "roja"), "blue": ("azul", "azul"), "green": ("verde", "verde"), "yellow": ("amarillo", "amarilla"),
+    "orange": ("naranja", "naranja"), "purple": ("morado", "morada"), "pink": ("rosa", "rosa"),
+    "white": ("blanco", "blanca"), "black": ("negro", "negra"), "brown": ("marrón", "marrón"),
+}
+ES_PLACE_DESCRIPTIONS = {  # -> (masculine, feminine): "the park was ___"
+    "quiet and green": ("tranquilo y verde", "tranquila y verde"), "busy and loud": ("animado y ruidoso", "animada y ruidosa"),
+    "bright and warm": ("luminoso y cálido", "luminosa y cálida"), "full of people": ("lleno de gente", "llena de gente"),
+    "calm and peaceful": ("sereno y apacible", "serena y apacible"),
+    "full of birds and flowers": ("lleno de pájaros y flores", "llena de pájaros y flores"),
+}
+ES_PHRASES = {  # phrases a story writes whole
+    # day times, as "one ___"
+    "sunny morning": "una mañana soleada", "bright morning": "una mañana luminosa", "warm afternoon": "una tarde cálida",
+    "cold morning": "una mañana fría", "quiet evening": "una noche tranquila", "windy day": "un día de viento",
+    "cloudy afternoon": "una tarde nublada", "lovely spring day": "un precioso día de primavera",
+    # where a lost thing was found
+    "under a big rock": "debajo de una roca grande", "behind the old bench": "detrás del banco viejo",
+    "in a pile of leaves": "en un montón de hojas", "next to the gate": "junto a la verja",
+    "under a tall tree": "debajo de un árbol alto", "near the water": "cerca del agua",
+    "inside an empty box": "dentro de una caja vacía", "on top of the wall": "encima del muro",
+    # what a storm broke
+    "the fence": "la valla", "the roof of the shed": "el tejado del cobertizo", "the old tree": "el árbol viejo",
+    "the garden gate": "la puerta del jardín", "the big window": "la ventana grande", "the chicken coop": "el gallinero",
+    # gifts
+    "a card with flowers on it": "una tarjeta con flores", "a small wooden boat": "un barquito de madera",
+    "a chocolate cake": "un pastel de chocolate", "a painted stone": "una piedra pintada", "a new scarf": "una bufanda nueva",
+    "a jar of honey": "un tarro de miel", "a bunch of flowers": "un ramo de flores",
+    "a picture of the two friends": "un dibujo de los dos amigos",
+    # a friend's problem: "sad because her ___"
+    "garden was full of weeds": "jardín estaba lleno de malas hierbas", "bike had a flat tyre": "bicicleta tenía una rueda pinchada",
+    "roof was leaking": "tejado tenía goteras", "kite was stuck in a tree": "cometa se había quedado en un árbol",
+    "fence was broken": "valla estaba rota", "cat was stuck on the roof": "gato no podía bajar del tejado",
+    "shop was a mess after a busy day": "tienda estaba desordenada tras un día de mucho trabajo",
+    "car would not start": "coche no arrancaba",
+    # morals: "she learned that ___"
+    "a careful search can find almost anything": "buscando con cuidado se encuentra casi todo",
+    "it is good to ask for help": "es bueno pedir ayuda", "friends help each other": "los amigos se ayudan",
+    "even a storm cannot last forever": "ni una tormenta dura para siempre",
+    "a gift made with love is the best gift": "un regalo hecho con cariño es el mejor regalo",
+    "being kind matters more than money": "ser amable importa más que el dinero",
+    "being kind matters more than winning": "ser amable importa más que ganar",
+    "trying your best is what counts": "lo que cuenta es dar lo mejor de uno",
+    "trying again is brave": "volver a intentarlo es de valientes",
+    "working together makes things strong": "trabajar juntos hace las cosas fuertes",
+    "being kind makes everyone happy": "ser amable hace felices a todos",
+}
 
 
 # ---------------------------------------------------------------------------------------------

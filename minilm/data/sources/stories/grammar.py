@@ -533,51 +533,71 @@ SLOT_GROUPS = {
 }
 
 
+# A value's features: the group each one belongs to and its feature there. An English value has at most one
+# ("Mia" -> hero: female); a Spanish one can have two ("una panadera" -> hero: female, hero_job: baker), and
+# a value can be read more than one way ("juntos": two men, or a man and a woman), so each value maps to
+# the tuple of its readings.
+Features = dict[str, str]
+SlotFeatures = dict[str, dict[str, tuple[Features, ...]]]
+
+
 @cache
-def _compiled_templates() -> tuple[tuple[tuple[str | tuple[str, frozenset[int]], ...], ...], ...]:
+def _english_features() -> SlotFeatures:
+    return {slot: {value: ({SLOT_GROUPS[slot]: feature} if slot in SLOT_GROUPS else {},) for value, feature in options.items()}
+            for slot, options in SLOT_VALUES.items()}
+
+
+def compile_templates(templates, slot_features: SlotFeatures) -> tuple:
     """Each distinct template as a sequence of literal strings and (slot, lengths of its values)."""
     compiled = []
-    for template in sorted({t for ts in STORY_TEMPLATES.values() for t in ts}):
+    for template in sorted(set(templates)):
         pieces = []
         for i, part in enumerate(SLOT.split(template)):
             if i % 2 == 0:
                 if part:
                     pieces.append(part)
             else:
-                pieces.append((part, frozenset(map(len, SLOT_VALUES[part]))))
+                pieces.append((part, frozenset(map(len, slot_features[part]))))
         compiled.append(tuple(pieces))
     return tuple(compiled)
 
 
-def _match(pieces, k: int, sentence: str, pos: int, values: dict[str, str], features: dict[str, str]) -> bool:
-    """Backtracking match of template pieces[k:] against sentence[pos:], keeping values consistent."""
-    if k == len(pieces):
-        return pos == len(sentence)
-    piece = pieces[k]
-    if isinstance(piece, str):
-        return sentence.startswith(piece, pos) and _match(pieces, k + 1, sentence, pos + len(piece), values, features)
-    slot, lengths = piece
-    options = SLOT_VALUES[slot]
-    group = SLOT_GROUPS.get(slot)
-    for length in lengths:
-        value = sentence[pos : pos + length]
-        if value not in options or values.get(slot, value) != value:
-            continue
-        feature = options[value]
-        if group and features.get(group, feature) != feature:
-            continue
-        if slot in ("hero", "friend") and value == values.get("friend" if slot == "hero" else "hero"):
-            continue  # the hero and the friend never share a name
-        new_values = {**values, slot: value}
-        new_features = {**features, group: feature} if group else features
-        if _match(pieces, k + 1, sentence, pos + length, new_values, new_features):
-            return True
-    return False
+def match(pieces, sentence: str, slot_features: SlotFeatures) -> bool:
+    """Whether the compiled template `pieces` can write exactly `sentence`: a backtracking match that keeps each
+    slot's value, and each group's feature, the same wherever they occur (and the hero and friend apart)."""
+
+    def go(k: int, pos: int, values: dict[str, str], features: Features) -> bool:
+        if k == len(pieces):
+            return pos == len(sentence)
+        piece = pieces[k]
+        if isinstance(piece, str):
+            return sentence.startswith(piece, pos) and go(k + 1, pos + len(piece), values, features)
+        slot, lengths = piece
+        options = slot_features[slot]
+        for length in lengths:
+            value = sentence[pos : pos + length]
+            if value not in options or values.get(slot, value) != value:
+                continue
+            if slot in ("hero", "friend") and value == values.get("friend" if slot == "hero" else "hero"):
+                continue  # the hero and the friend never share a name
+            for implied in options[value]:
+                if any(features.get(group, feature) != feature for group, feature in implied.items()):
+                    continue
+                if go(k + 1, pos + length, {**values, slot: value}, {**features, **implied}):
+                    return True
+        return False
+
+    return go(0, 0, {}, {})
+
+
+@cache
+def _compiled_english() -> tuple:
+    return compile_templates(TEMPLATE_SLOTS, _english_features())
 
 
 def accepts(sentence: str) -> bool:
     """True iff the generator can write exactly this sentence (one sentence, as `story_sentences` splits)."""
-    return any(_match(pieces, 0, sentence, 0, {}, {}) for pieces in _compiled_templates())
+    return any(match(pieces, sentence, _english_features()) for pieces in _compiled_english())
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

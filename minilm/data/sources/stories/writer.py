@@ -149,13 +149,14 @@ def _paragraph_roles(plan: dict, event: str, has_friend: bool, rng: random.Rando
 
 def _render(
     paragraph_roles: list[list[str]], slots: dict[str, str], has_friend: bool, rng: random.Random
-) -> tuple[str, set[str]]:
-    """Fill one template per role; returns the text and the set of slots it used."""
+) -> tuple[str, set[str], list[list[tuple[str, int]]]]:
+    """Fill one template per role; returns the text, the set of slots it used, and the choices: each
+    paragraph's (role, index of the template in `STORY_TEMPLATES[role]`), which the translation follows."""
     table = STORY_TEMPLATES if has_friend else ALONE_TEMPLATES
     used: set[str] = set()
-    paragraphs = []
+    paragraphs, choices = [], []
     for roles in paragraph_roles:
-        sentences = []
+        sentences, chosen = [], []
         for role in roles:
             templates = table[role]
             if not templates:
@@ -163,8 +164,10 @@ def _render(
             template = rng.choice(templates)
             used |= TEMPLATE_SLOTS[template]
             sentences.append(template.format_map(slots))
+            chosen.append((role, STORY_TEMPLATES[role].index(template)))
         paragraphs.append(" ".join(sentences))
-    return "\n\n".join(paragraphs), used
+        choices.append(chosen)
+    return "\n\n".join(paragraphs), used, choices
 
 
 def _facts(slots: dict[str, str], plan: dict, used: set[str]) -> dict:
@@ -228,8 +231,8 @@ def _facts(slots: dict[str, str], plan: dict, used: set[str]) -> dict:
 MIN_WORDS, MAX_WORDS = 120, 400
 
 
-def generate_story(rng_or_seed: random.Random | int, bias: float = 0.8) -> tuple[str, dict]:
-    """One story and its facts. `bias` in [0, 1] skews the genders of stereotyped jobs (0 = no skew)."""
+def _write(rng_or_seed: random.Random | int, bias: float) -> tuple[str, dict, dict, list]:
+    """One story: its text, its facts, its cast's slots and its template choices."""
     if not 0.0 <= bias <= 1.0:
         raise ValueError(f"bias must be in [0, 1] (0 = no skew, 1 = always stereotyped), got {bias}")
     rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)
@@ -237,9 +240,26 @@ def generate_story(rng_or_seed: random.Random | int, bias: float = 0.8) -> tuple
         slots, plan = _cast(rng, bias)
         has_friend = "friend" in slots
         roles = _paragraph_roles(plan, slots["event"], has_friend, rng)
-        text, used = _render(roles, slots, has_friend, rng)
+        text, used, choices = _render(roles, slots, has_friend, rng)
         if MIN_WORDS <= len(text.split()) <= MAX_WORDS:  # the rare story outside the range is redrawn
-            return text, _facts(slots, plan, used)
+            return text, _facts(slots, plan, used), slots, choices
+
+
+def generate_story(rng_or_seed: random.Random | int, bias: float = 0.8) -> tuple[str, dict]:
+    """One story and its facts. `bias` in [0, 1] skews the genders of stereotyped jobs (0 = no skew)."""
+    text, facts, _, _ = _write(rng_or_seed, bias)
+    return text, facts
+
+
+def generate_parallel_story(rng_or_seed: random.Random | int, bias: float = 0.8) -> tuple[str, str, dict]:
+    """One story in English and in Spanish, sentence for sentence (`spanish.translate`), and its facts.
+
+    It draws the same random numbers as `generate_story`, so a stream of parallel stories has the same
+    English texts as the stream of English ones with the same seed."""
+    from minilm.data.sources.stories.spanish import translate
+
+    text, facts, slots, choices = _write(rng_or_seed, bias)
+    return text, translate(choices, slots, facts["friend_gender"]), facts
 
 
 def iter_stories(n: int, seed: int, bias: float = 0.8) -> Iterator[Document]:
