@@ -31,7 +31,8 @@
 # * exact and near-duplicate removal with MinHash and locality-sensitive hashing, written from scratch;
 # * how to *measure* every filter: the generators planted every defect on purpose, so each filter gets a precision and a recall;
 # * why those scores are upper bounds, and what the same rules (and a learned filter) score on real text labelled by hand;
-# * domain mixtures, temperature sampling, and counterfactual balancing of a job-gender stereotype.
+# * domain mixtures, temperature sampling, and counterfactual balancing of a job-gender stereotype;
+# * a second language: identifying each document's language (naive Bayes over character n-grams) and balancing languages.
 #
 # | preset | corpus | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
@@ -914,7 +915,122 @@ sizes = balance.domain_bytes(prepared)
 show_table([{"T": T, **{d: round(w, 3) for d, w in balance.temperature_weights(sizes, T).items()}} for T in (1, 2, 3, 5, 10, 100)])
 
 # %% [markdown]
-# ### 7.2 The bias audit, before and after
+# ### 7.2 Languages: identified, then balanced
+#
+# So far the corpus is English, and the quality step deletes every page in another language (`lang:not_english`,
+# section 4.2: a count of English stop words). A multilingual model does it differently: it *labels* every document
+# with its language, drops only the languages it will not train on, and then balances the rest. The world of this
+# course has a second language for that: every story can be told in Spanish, sentence for sentence
+# (`minilm.data.sources.stories.spanish`: each English template has its Spanish mirror, and the Spanish slots agree in
+# gender with the hero, the friend, the place or the thing they describe). Here is the start of one story in both:
+
+# %%
+from minilm.data.filters import language
+from minilm.data.sources.site import content
+from minilm.data.sources.stories import grammar, spanish, writer
+
+english, spanish_text, facts = writer.generate_parallel_story(random.Random(5))
+side_by_side(english.split("\n\n")[0], spanish_text.split("\n\n")[0], ("English", "Spanish"), width=52)
+sentences = grammar.story_sentences(spanish_text)
+print(f"\n{sum(map(spanish.accepts, sentences))} of the story's {len(sentences)} Spanish sentences are ones the "
+      f"Spanish grammar can write (spanish.accepts); its English ones: "
+      f"{sum(map(grammar.accepts, grammar.story_sentences(english)))} of {len(grammar.story_sentences(english))}")
+
+
+# %% [markdown]
+# Language identification, the classic way: count the character n-grams of each language's text and score a new text
+# with **naive Bayes** (`language.train_identifier`, `language.identify`). "ción", " el " and "ñ" say Spanish long
+# before any word is understood. We train it on a few documents of each language and score it on others, against
+# the generator's truth: English web pages and stories, the French, German and Spanish pages of the town website, and
+# Spanish stories (fewer of them than English ones, as in real corpora).
+
+# %%
+def labelled_documents(seed: int, n: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        english_page = [content.write_news, content.write_blog, content.write_recipe, content.write_review][i % 4](rng)
+        docs.append(("\n".join(content.block_lines(english_page.blocks)), "en"))
+        for lang in ("fr", "de", "es"):
+            docs.append(("\n".join(content.block_lines(content.write_foreign(rng, lang).blocks)), lang))
+        en_story, es_story, _ = writer.generate_parallel_story(rng)
+        docs.append((en_story, "en"))
+        if i % 3 == 0:  # a third as many Spanish stories
+            docs.append((es_story, "es"))
+    return docs
+
+
+train_docs, test_docs = labelled_documents(seed=1, n=30), labelled_documents(seed=2, n=150)
+texts_by_language = {}
+for text, lang in train_docs:
+    texts_by_language.setdefault(lang, []).append(text)
+identifier = language.train_identifier(texts_by_language)
+predicted = [label for label, _ in language.identify(identifier, [text for text, _ in test_docs])]
+truth = [lang for _, lang in test_docs]
+scores = language.identification_scores(predicted, truth)
+print(f"trained on {len(train_docs)} documents, {len(identifier.vocabulary):,} distinct n-grams; "
+      f"tested on {len(test_docs)}: accuracy {scores['accuracy']:.3f}")
+show_table([{"language": lang, "documents": truth.count(lang), "precision": scores["precision"][lang],
+             "recall": scores["recall"][lang]} for lang in identifier.languages])
+stop_word_rule = [quality.not_english(quality.TextStats(text), quality.QualityConfig()) for text, _ in test_docs]
+spanish_stories = [i for i, (text, lang) in enumerate(test_docs) if lang == "es" and text.count("\n\n") > 2]
+print(f"the stop-word rule of section 4.2 deletes {sum(stop_word_rule[i] is not None for i in spanish_stories)} "
+      f"of the {len(spanish_stories)} Spanish stories; the identifier labels "
+      f"{sum(predicted[i] == 'es' for i in spanish_stories)} of them Spanish")
+
+# %% [markdown]
+# The generated text is easy (few templates per language), so the scores are perfect or nearly; the hard cases in
+# real corpora are short texts, pages that mix two languages, and languages that are close (Spanish and Portuguese).
+# Short texts show the weakness of naive Bayes: it treats overlapping n-grams as independent evidence, so it is sure
+# of itself even when it has little to go on. `identify` answers "unknown" below 3 words or a posterior of 0.9:
+
+# %%
+for snippet in ["the", "el perro", "Mia", "Mia was", "Mia era una panadera.", "Mia was a baker."]:
+    posterior = np.exp(language.log_posteriors(identifier, [snippet])[0])
+    best = int(posterior.argmax())
+    label, _ = language.identify(identifier, [snippet])[0]
+    print(f"{snippet!r:<24} most probable: {identifier.languages[best]} ({posterior[best]:.4f})  ->  {label}")
+
+# %% [markdown]
+# **Balancing the languages.** A corpus has far more of some languages than of others. Trained on the natural
+# shares, a model sees the small language too rarely to learn it; trained on equal shares, it reads the small
+# language's data many times over. Multilingual models take the middle road with the same temperature sampling as
+# section 7.1, across languages: a language with n bytes gets a share proportional to n^(1/T) (mT5 and XLM-R write
+# the exponent α = 1/T = 0.3). The price of up-sampling is repetition: `language.repeats` says how many times each
+# language's data is read for a budget of bytes.
+
+# %%
+sizes = {"en": 20.0e6, "es": 2.0e6}  # bytes: ten times more English than Spanish
+budget = 20.0e6  # bytes the model trains on
+rows = []
+for T in (1, 2, 1 / 0.3, 5, 100):
+    shares_T = language.temperature_shares(sizes, T)
+    times = language.repeats(sizes, shares_T, budget)
+    rows.append({"T": round(T, 2), "share en": shares_T["en"], "share es": shares_T["es"],
+                 "passes over en": times["en"], "passes over es": times["es"]})
+show_table(rows)
+temperatures = np.linspace(1, 10, 50)
+fig, ax = plt.subplots(figsize=(7, 2.6))
+ax.plot(temperatures, [language.temperature_shares(sizes, T)["es"] for T in temperatures], label="share of Spanish")
+ax2 = ax.twinx()
+ax2.plot(temperatures, [language.repeats(sizes, language.temperature_shares(sizes, T), budget)["es"]
+                        for T in temperatures], color="#d1495b", label="passes over the Spanish data")
+ax.set_xlabel("temperature T")
+ax.set_ylabel("share of Spanish")
+ax2.set_ylabel("passes over the Spanish data", color="#d1495b")
+ax.axvline(1 / 0.3, color="k", linestyle="--", linewidth=1)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# At T = 1 Spanish keeps its natural share (an eleventh) and, like English, is read less than once; at mT5's T = 3.33
+# it gets a third of the budget and its data is read more than three times; towards T = 100 the two languages are
+# nearly equal and the Spanish data is read about five times. Repeating data is not free: Muennighoff et al. (2023) found that up to about 4 passes are almost as good
+# as new data and that the value of more falls quickly, which is why the exponent is a compromise. Stage 1 does not
+# mix Spanish into the pretraining corpus yet; when it does, this is the step that decides how much.
+
+# %% [markdown]
+# ### 7.3 The bias audit, before and after
 #
 # `bias.bias_audit` counts the gendered words near each job word (the same sentence and the next) across the
 # stories. Before balancing, the stereotyped jobs lean hard; after the counterfactual step they sit near one half.
@@ -1134,6 +1250,50 @@ def lsh_candidates(signatures: list[list[int]], bands: int, rows: int) -> set[tu
 from minilm.exercises.data import check_lsh_candidates
 
 check_lsh_candidates(lsh_candidates)
+
+# %% [markdown]
+# ### Exercise 6: a character n-gram language identifier
+#
+# Write `language_posteriors(train, text, alpha)`: `train` maps each language to a list of its training documents.
+# Return a dict that maps each language to log P(language | text) under multinomial naive Bayes over character
+# n-grams, normalised so that the exponentials sum to 1. Use `language.char_ngrams(t)` (a `Counter` of the n-grams of
+# `t`, 1 to 3 characters, as section 7.2's identifier counts them) for the training documents and for `text`.
+# Section 7.2 says what naive Bayes is; the details that decide the numbers:
+#
+# * the prior of a language is its share of the training documents;
+# * the vocabulary V is every n-gram seen in training, in any language; n-grams of `text` outside V are skipped;
+# * each language's n-gram probabilities are smoothed by adding `alpha` to every count of V (Lidstone smoothing);
+# * the exponential of a log-likelihood of a hundred n-grams underflows to 0.0: normalise in log space.
+
+# %%
+import math
+from collections import Counter
+
+
+def language_posteriors(train: dict[str, list[str]], text: str, alpha: float = 1.0) -> dict[str, float]:
+    ### BEGIN SOLUTION
+    counts = {lang: Counter() for lang in train}
+    for lang, docs in train.items():
+        for doc in docs:
+            counts[lang].update(language.char_ngrams(doc))
+    vocabulary = set().union(*counts.values())
+    n_docs = sum(len(docs) for docs in train.values())
+    joint = {}
+    for lang, lang_counts in counts.items():
+        denominator = sum(lang_counts.values()) + alpha * len(vocabulary)
+        joint[lang] = math.log(len(train[lang]) / n_docs) + sum(
+            count * math.log((lang_counts[gram] + alpha) / denominator)
+            for gram, count in language.char_ngrams(text).items() if gram in vocabulary)
+    top = max(joint.values())
+    log_total = top + math.log(sum(math.exp(value - top) for value in joint.values()))
+    return {lang: value - log_total for lang, value in joint.items()}
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from minilm.exercises.data import check_language_posteriors
+
+check_language_posteriors(language_posteriors)
 
 # %% [markdown]
 # **Next:** notebook 02 trains a byte-level BPE tokenizer on `train.jsonl`, the corpus you just built.

@@ -31,6 +31,7 @@
 # * the BPE training loop, merge by merge, and why the usual version is slow and how to make it fast;
 # * how the size of the vocabulary trades sequence length against model size, per domain;
 # * how our tokenizer compares with GPT-4's `cl100k_base`, and what tokenization does to numbers, code and rare words;
+# * what a tokenizer costs each language (fertility), and how its training mixture decides it;
 # * why special tokens like `<|endoftext|>` must never come out of user text;
 # * how the corpus is stored for training: flat files of token ids, read in random windows.
 #
@@ -705,6 +706,88 @@ for text in ["Once upon a time, a little girl named Mia found a shiny red ball i
                 visible_spaces=True)
     show_tokens(cl100k_encoder.encode_ordinary(text), cl100k.decode_token,
                 f"cl100k_base: {len(cl100k_encoder.encode_ordinary(text))} tokens", visible_spaces=True)
+
+# %% [markdown]
+# ### Languages: the same story costs more in one than in another
+#
+# A tokenizer learns the merges of the text it is trained on, so it serves some languages better than others. The
+# course's world can tell every story in Spanish too, sentence for sentence (`writer.generate_parallel_story`, notebook
+# 01 section 7.2), which makes the comparison fair: the same content in two languages. *Fertility* is the number of
+# tokens per word; the *premium* is how many times more tokens the Spanish story takes than its English original
+# (Petrov et al. 2023 measured premiums of 1.5 to 5 for many languages on commercial tokenizers; a model then has less
+# context, and costs more, in those languages). Ours was trained on English only:
+
+# %%
+from minilm.data.sources.stories import writer
+
+def parallel_stories(seed: int, n: int) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    pairs = [writer.generate_parallel_story(rng) for _ in range(n)]
+    return [en for en, _, _ in pairs], [es for _, es, _ in pairs]
+
+
+held_out = dict(zip(("English", "Spanish"), parallel_stories(seed=77, n=200)))  # stories no tokenizer trains on
+
+
+def language_costs(encoder, name: str) -> list[dict]:
+    tokens = {lang: sum(map(len, encoder.encode_ordinary_batch(texts, num_threads=1))) for lang, texts in held_out.items()}
+    return [{"tokenizer": name, "language": lang, "bytes/token": sum(len(t.encode()) for t in texts) / tokens[lang],
+             "tokens/word (fertility)": tokens[lang] / sum(len(t.split()) for t in texts),
+             "premium over English": tokens[lang] / tokens["English"]} for lang, texts in held_out.items()]
+
+
+show_table(language_costs(encoder, f"ours ({len(tokenizer.ranks):,} ids, English corpus)")
+           + language_costs(cl100k_encoder, "cl100k_base (100,277 ids)"))
+
+# %% [markdown]
+# Ours needs far more tokens for the Spanish story than for the same story in English: it never saw Spanish, so
+# Spanish words fall apart into pieces and single bytes (the accented letters are two bytes each in UTF-8). GPT-4's
+# tokenizer saw plenty of Spanish, and its premium is much smaller. What decides it is the language mixture of the
+# tokenizer's training text: below, tokenizers trained on the same stories with a growing share of them told in
+# Spanish, at our preset's size and at 1,024 ids, each measured on the held-out stories of both languages.
+
+# %%
+train_english, train_spanish = parallel_stories(seed=78, n={"ci": 300}.get(PRESET, 1500))
+spanish_shares = [0.0, 0.1, 0.25, 0.5, 0.75]
+vocab_sizes = sorted({1024, config.vocab_size})
+mixture_rows = []
+started = time.perf_counter()
+for vocab_size in vocab_sizes:
+    for share in spanish_shares:
+        cut = round(share * len(train_english))  # the same stories, the first `cut` of them told in Spanish
+        merges, vocab = train(train_spanish[:cut] + train_english[cut:], vocab_size)
+        english_row, spanish_row = language_costs(Tokenizer({token: i for i, token in vocab.items()}).to_tiktoken(), "")
+        mixture_rows.append({"ids": vocab_size, "Spanish share": share,
+                             "English tokens/word": english_row["tokens/word (fertility)"],
+                             "Spanish tokens/word": spanish_row["tokens/word (fertility)"],
+                             "premium": spanish_row["premium over English"]})
+print(f"{len(mixture_rows)} tokenizers trained in {time.perf_counter() - started:.1f} s")
+gpt4 = {row["language"]: row["tokens/word (fertility)"] for row in language_costs(cl100k_encoder, "")}
+fig, axes = plt.subplots(1, len(vocab_sizes), figsize=(10, 3), sharey=True, squeeze=False)
+for ax, vocab_size in zip(axes[0], vocab_sizes):
+    rows_here = [row for row in mixture_rows if row["ids"] == vocab_size]
+    for lang, colour in (("English", "#35608f"), ("Spanish", "#d1495b")):
+        ax.plot([100 * row["Spanish share"] for row in rows_here], [row[f"{lang} tokens/word"] for row in rows_here],
+                "o-", color=colour, label=f"{lang}, ours")
+        ax.axhline(gpt4[lang], color=colour, linestyle="--", linewidth=1, label=f"{lang}, cl100k_base")
+    ax.set_xlabel("Spanish share of the training stories (%)")
+    ax.set_title(f"{vocab_size:,} ids")
+axes[0][0].set_ylabel("tokens per word (held out)")
+axes[0][0].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+show_table([{**row, "Spanish share": f"{100 * row['Spanish share']:.0f}%"} for row in mixture_rows])
+
+# %% [markdown]
+# With the preset's vocabulary, a little Spanish is all it takes: a tenth of the training stories brings Spanish down
+# to English's cost, and English loses nothing. The story world is small on purpose (a few hundred words per
+# language), so a vocabulary of a few thousand ids holds every word of both languages whole. A real tokenizer is
+# never that roomy: it faces hundreds of languages, code and the whole web. With 1,024 ids our two languages compete
+# too: every merge spent on Spanish is one English does not get, so as the share of Spanish grows, Spanish gets
+# cheaper and English dearer, and they cost the same per word somewhere between half and three quarters of Spanish.
+# The first Spanish stories save the most (they bring its common endings and short words, the merges that pay most,
+# as in section 7), the later ones less and less. This is the trade-off of every multilingual tokenizer, and why
+# theirs are large (250,000 ids for XLM-R and mT5).
 
 # %% [markdown]
 # ## 9. What the model sees

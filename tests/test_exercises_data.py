@@ -5,7 +5,7 @@ import functools
 import hashlib
 import itertools
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ import pytest
 import math
 
 from minilm.data import real
-from minilm.data.filters import dedup, pii, quality
+from minilm.data.filters import dedup, language, pii, quality
 from minilm.exercises import ExerciseFailed
 from minilm.exercises import data as checks
 
@@ -174,6 +174,65 @@ def wrong_lsh_any_column(signatures, bands, rows):  # one equal value is not a w
             if any(a == b for a, b in zip(signatures[i][:bands * rows], signatures[j][:bands * rows]))}
 
 
+
+# --- Exercise 6: naive Bayes language identification, written out, and wrong in the usual ways -------------------
+
+
+def package_language_posteriors(train, text, alpha=1.0):
+    model = language.train_identifier(train, alpha=alpha)
+    return dict(zip(model.languages, language.log_posteriors(model, [text])[0].tolist()))
+
+
+def _naive_bayes(train, text, alpha=1.0, *, prior="documents", denominator="vocabulary", unseen="skip",
+                 counts_of=language.char_ngrams, normalise=True, shared_vocabulary=True):
+    counts = {lang: Counter() for lang in train}
+    for lang, docs in train.items():
+        for doc in docs:
+            counts[lang].update(counts_of(doc))
+    vocabulary = set().union(*counts.values())
+    n_docs = sum(len(docs) for docs in train.values())
+    joint = {}
+    for lang in train:
+        size = len(vocabulary) if shared_vocabulary else len(counts[lang])
+        total = sum(counts[lang].values()) + (alpha * size if denominator == "vocabulary" else 0)
+        log_prior = math.log(len(train[lang]) / n_docs) if prior == "documents" else -math.log(len(train))
+        joint[lang] = log_prior + sum(c * math.log((counts[lang][g] + alpha) / total)
+                                      for g, c in counts_of(text).items() if unseen == "keep" or g in vocabulary)
+    if not normalise:
+        return joint
+    top = max(joint.values())
+    norm = top + math.log(sum(math.exp(v - top) for v in joint.values()))
+    return {lang: v - norm for lang, v in joint.items()}
+
+
+def written_language_posteriors(train, text, alpha=1.0):
+    return _naive_bayes(train, text, alpha)
+
+
+def wrong_language_uniform_prior(train, text, alpha=1.0):
+    return _naive_bayes(train, text, alpha, prior="uniform")
+
+
+def wrong_language_no_smoothing_mass(train, text, alpha=1.0):  # alpha added above the line, not below it
+    return _naive_bayes(train, text, alpha, denominator="total")
+
+
+def wrong_language_unseen_kept(train, text, alpha=1.0):
+    return _naive_bayes(train, text, alpha, unseen="keep")
+
+
+def wrong_language_presence(train, text, alpha=1.0):  # each n-gram once, however often it occurs
+    return _naive_bayes(train, text, alpha, counts_of=lambda t: Counter(set(language.char_ngrams(t))))
+
+
+def wrong_language_not_normalised(train, text, alpha=1.0):
+    return _naive_bayes(train, text, alpha, normalise=False)
+
+
+def wrong_language_own_vocabulary(train, text, alpha=1.0):
+    return _naive_bayes(train, text, alpha, shared_vocabulary=False)
+
+
 CHECKS = [
     (checks.check_mean_word_length_rule, [package_mean_word_length_rule, written_mean_word_length_rule],
      [wrong_strict_limits, wrong_punctuation_kept]),
@@ -182,6 +241,9 @@ CHECKS = [
     (checks.check_find_ipv4, [package_find_ipv4, written_find_ipv4], [wrong_ipv4_no_range, wrong_ipv4_word_boundaries]),
     (checks.check_shingle_hashes, [package_shingles, written_shingles], [wrong_shingles_python_hash, wrong_shingles_no_wrap]),
     (checks.check_lsh_candidates, [package_lsh, written_lsh], [wrong_lsh_interleaved, wrong_lsh_any_column]),
+    (checks.check_language_posteriors, [package_language_posteriors, written_language_posteriors],
+     [wrong_language_uniform_prior, wrong_language_no_smoothing_mass, wrong_language_unseen_kept,
+      wrong_language_presence, wrong_language_not_normalised, wrong_language_own_vocabulary]),
 ]
 test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsolved_stub_says_not_solved = (
     table_tests(CHECKS, times=3, names_input=("input", "signatures")))
@@ -189,6 +251,7 @@ test_right_answers_pass, test_wrong_answers_fail_with_input_and_hint, test_unsol
 # The checkers that compare numbers with a tolerance: (checker, the right answer nudged, rel_tol, abs_tol).
 TOLERANCES = [
     (checks.check_precision_interval, functools.partial(nudged, package_precision_interval), 1e-9, 1e-12),
+    (checks.check_language_posteriors, functools.partial(nudged, package_language_posteriors), 1e-9, 1e-9),
 ]
 test_an_answer_just_outside_the_tolerance_fails, test_an_answer_well_inside_the_tolerance_passes = (
     tolerance_tests(TOLERANCES))

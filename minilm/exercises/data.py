@@ -1,5 +1,5 @@
 """Checkers for the exercises of notebook 01 (data): a quality rule, a rule's precision on hand labels
-with its Wilson interval, a PII pattern, shingles for near dedup, and LSH banding.
+with its Wilson interval, a PII pattern, shingles for near dedup, LSH banding, and a language identifier.
 
 Each checker draws fresh inputs (from a new seed every run, named in a failure), runs the learner's
 function and the package's own, and passes or fails on the first input where they differ. The inputs
@@ -266,3 +266,55 @@ def check_lsh_candidates(lsh_candidates, rng: random.Random) -> None:
                 + f"\n   hint: {hint}"
             )
     passed(title, f"{len(cases)} cases")
+
+
+# --- Exercise 6: a character n-gram language identifier ---------------------------------------------------
+
+_ALPHABETS = ["aeiounrst", "aeilnorsu", "bcdeikmouz", "aeghinrtw", "abdeijkloy"]
+
+
+def _pseudo_text(rng: random.Random, alphabet: str, words: int) -> str:
+    return " ".join("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(words))
+
+
+def _language_case(rng: random.Random) -> tuple[dict[str, list[str]], str, float]:
+    """A small training set of 2 to 4 made-up languages (each its own letters), a text, and alpha."""
+    languages = rng.sample(["xx", "yy", "zz", "ww"], rng.randint(2, 4))
+    alphabets = rng.sample(_ALPHABETS, len(languages))
+    train = {lang: [_pseudo_text(rng, alphabet, rng.randint(1, 12)) for _ in range(rng.randint(1, 5))]
+             for lang, alphabet in zip(languages, alphabets)}
+    alphabet = rng.choice(alphabets + ["abcdefghijklmnopqrstuvwxyz", "áéíñ"])  # sometimes n-grams never seen
+    text = _pseudo_text(rng, alphabet, rng.randint(1, 5)) if rng.random() < 0.9 else ""
+    return train, text, rng.choice([1.0, 0.5, 0.1, 2.0])
+
+
+def _reference_language_posteriors(train: dict[str, list[str]], text: str, alpha: float) -> dict[str, float]:
+    from minilm.data.filters import language
+
+    model = language.train_identifier(train, alpha=alpha)
+    return dict(zip(model.languages, language.log_posteriors(model, [text])[0].tolist()))
+
+
+@checker
+def check_language_posteriors(language_posteriors, rng: random.Random) -> None:
+    """Exercise 6: naive Bayes over character n-grams, as `minilm.data.filters.language` computes it."""
+    title = "Exercise 6 (a character n-gram language identifier)"
+    real_train = {"en": ["The dog ran to the park.", "She was happy and tired."],
+                  "es": ["El perro corrió al parque.", "Ella estaba feliz y cansada."]}
+    cases = [(real_train, "The cat was happy.", 1.0), (real_train, "El gato estaba feliz.", 1.0),
+             (real_train, "", 1.0), (real_train, "ñ", 0.5), ({"a": ["ab ab"], "b": ["cd", "cd", "cd"]}, "ab", 1.0)]
+    cases += [_language_case(rng) for _ in range(120)]
+
+    def same(got, want) -> bool:
+        if not isinstance(got, dict) or set(got) != set(want):
+            return False
+        try:
+            return all(math.isclose(float(got[lang]), want[lang], rel_tol=1e-9, abs_tol=1e-9) for lang in want)
+        except (TypeError, ValueError):
+            return False
+
+    check_cases(title, language_posteriors, _reference_language_posteriors, cases, same=same,
+                hint="priors: each language's share of the training documents; P(g | language) = (count of g in the "
+                     "language + alpha) / (all n-grams of the language + alpha * V), V = the n-grams seen in training "
+                     "in any language; n-grams never seen in training are skipped; log P(text, language) = log prior + "
+                     "sum of count(g) * log P(g | language); normalise with log-sum-exp so the exponentials sum to 1")
