@@ -365,16 +365,19 @@ STORY_SPLITS = {
 }
 
 
-def split_stories(split: str, n: int, bias: float = 0.8) -> list[tuple[str, dict]]:
+def split_stories(split: str, n: int, bias: float = 0.8, spanish: bool = False) -> list[tuple[str, dict]]:
     """The first `n` stories of `split` (a key of `STORY_SPLITS`) as (text, facts) pairs.
 
     `split_stories("pretrain", n_stories)` is exactly the stories the data stage generates (before it
     wraps some as e-books and plants its defects); `bias` is the job-gender skew of the writer
     (the data stage's default, 0.8). Later stages ask this function for their stories:
     `split_stories("test", 200)` gives the evaluation stories and their facts (`facts["qa"]`).
+    With `spanish`, the same stories come with their Spanish translation in `facts["spanish"]`.
     """
     from minilm.data.sources.stories.writer import iter_stories  # the writer imports the world
 
     if split not in STORY_SPLITS:
         raise ValueError(f"unknown story split {split!r}; the splits are {sorted(STORY_SPLITS)}")
-    return [(doc.text, doc.labels["facts"]) for doc in iter_stories(n, STORY_SPLITS[split], bias)]
+    stories = iter_stories(n, STORY_SPLITS[split], bias, spanish=spanish)
+    return [(doc.text, {**doc.labels["facts"], "spanish": doc.labels["spanish"]} if spanish else doc.labels["facts"])
+            for doc in stories]

@@ -19,13 +19,16 @@ gender, a job, a place), and a sentence is accepted only if they agree wherever 
 One thing English says and Spanish does not: whose. "Su pelota" is his ball or her ball, so a Spanish
 sentence alone can have two English translations; within its story it has one (the hero's gender is
 known). Everything else translates back exactly: no two English templates or words share a Spanish one.
+The other way, English leaves some things to the story that Spanish must say ("They had lunch together":
+"juntos" or "juntas"?); `determined` says which sentences translate alone, in either direction, which is
+what a translation task with one exact answer needs (stage 6).
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-from minilm.data.sources.stories.grammar import STORY_TEMPLATES, SlotFeatures, compile_templates, match
+from minilm.data.sources.stories.grammar import STORY_TEMPLATES, SlotFeatures, compile_templates, match, template_slots
 from minilm.world import (
     ANIMALS, BAD_FEELINGS, BUILDS, COLOURS, DAY_TIMES, ES_ADJECTIVES, ES_FEELINGS, ES_JOB_ACTIONS, ES_JOBS, ES_NOUNS,
     ES_PHRASES, ES_PLACE_DESCRIPTIONS, ES_TRAITS, FOUND_WHERE, FRIEND_PROBLEMS, GENDERS, GIFTS, GOOD_FEELINGS, HOMES,
@@ -543,7 +546,46 @@ def translate(choices: list[list[tuple[str, int]]], slots: dict[str, str], frien
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. Reading the Spanish grammar backwards
+# 3. Which sentences translate alone
+#
+# A sentence out of its story may not say everything its translation needs. English "They had lunch together" does
+# not say whether the two friends are both women ("juntas") or not ("juntos"); Spanish "Su pelota" does not say
+# whether it is his ball or her ball. A translation is *determined* by its source sentence when every feature that
+# the target's words depend on is shown by the source's words (the names are gendered, so a name shows a gender).
+
+_NEEDED_IN_SPANISH = {  # Spanish slot -> what its form depends on
+    **{slot: {"hero"} for slot in ("o", "un", "lo", "El", "el", "a_job", "job", "trait", "feeling", "bad_feeling")},
+    **{slot: {"friend"} for slot in ("fo", "fun", "flo", "fEl", "fel", "fel_art", "a_friend_job", "friend_job",
+                                     "fbad_feeling")},
+    **{slot: {"hero", "friend"} for slot in ("os", "los", "Los")},
+    "po": {"pet_animal"}, "Lobj": {"object"}, "ao": {"animal"}, "bo": {"build"}, "home_lo": {"home"},
+}
+_NEEDED_IN_ENGLISH = {**{slot: {"hero"} for slot in ("He", "he", "His", "his", "him")},
+                      **{f"f{slot}": {"friend"} for slot in ("He", "he", "His", "his", "him")}}
+_SHOWN_BY_ENGLISH = {
+    "hero": {"hero", "He", "he", "His", "his", "him"}, "friend": {"friend", "fHe", "fhe", "fHis", "fhis", "fhim"},
+    "object": {"obj", "a_obj"}, "animal": {"animal", "a_animal"}, "pet_animal": {"pet_animal", "a_pet"},
+    "build": {"build", "a_build"}, "home": {"home"},
+}
+_SHOWN_BY_SPANISH = {"hero": {"hero", "El", "el", "lo", "o", "un", "a_job"},
+                     "friend": {"friend", "fEl", "fel", "flo", "fo", "fun", "fel_art", "a_friend_job"}}
+
+
+def determined(role: str, index: int, direction: str) -> bool:
+    """Whether template `index` of `role` translates alone in `direction` ("en_es" or "es_en"): its source sentence
+    shows every feature that its target sentence needs."""
+    if direction not in ("en_es", "es_en"):
+        raise ValueError(f"direction must be 'en_es' or 'es_en', got {direction!r}")
+    english, spanish = template_slots(STORY_TEMPLATES[role][index]), template_slots(STORY_TEMPLATES_ES[role][index])
+    source, target = (english, spanish) if direction == "en_es" else (spanish, english)
+    needs = (_NEEDED_IN_SPANISH if direction == "en_es" else _NEEDED_IN_ENGLISH)
+    shown_by = _SHOWN_BY_ENGLISH if direction == "en_es" else _SHOWN_BY_SPANISH
+    needed = set().union(*(needs.get(slot, set()) for slot in target))
+    return all(source & shown_by.get(feature, set()) for feature in needed)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Reading the Spanish grammar backwards
 
 
 @cache

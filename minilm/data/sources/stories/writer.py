@@ -255,21 +255,31 @@ def generate_parallel_story(rng_or_seed: random.Random | int, bias: float = 0.8)
     """One story in English and in Spanish, sentence for sentence (`spanish.translate`), and its facts.
 
     It draws the same random numbers as `generate_story`, so a stream of parallel stories has the same
-    English texts as the stream of English ones with the same seed."""
+    English texts as the stream of English ones with the same seed.
+    The facts gain "templates": the (role, index) of each sentence's template, in order, the same in both
+    languages (`spanish.determined` says from them which sentences translate without their story).
+    """
     from minilm.data.sources.stories.spanish import translate
 
     text, facts, slots, choices = _write(rng_or_seed, bias)
+    facts = {**facts, "templates": [choice for paragraph in choices for choice in paragraph]}
     return text, translate(choices, slots, facts["friend_gender"]), facts
 
 
-def iter_stories(n: int, seed: int, bias: float = 0.8) -> Iterator[Document]:
-    """`n` stories as documents "books-000000", ... with their facts in labels["facts"]."""
+def iter_stories(n: int, seed: int, bias: float = 0.8, spanish: bool = False) -> Iterator[Document]:
+    """`n` stories as documents "books-000000", ... with their facts in labels["facts"]; with `spanish`, each
+    also has its Spanish translation in labels["spanish"] (the English texts are the same either way)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = random.Random(seed)
     for i in range(n):
-        text, facts = generate_story(rng, bias)
-        yield Document(id=f"books-{i:06d}", domain="books", text=text, source=f"stories:seed={seed}", labels={"facts": facts})
+        if spanish:
+            text, translation, facts = generate_parallel_story(rng, bias)
+            labels = {"facts": facts, "spanish": translation}
+        else:
+            text, facts = generate_story(rng, bias)
+            labels = {"facts": facts}
+        yield Document(id=f"books-{i:06d}", domain="books", text=text, source=f"stories:seed={seed}", labels=labels)
 
 
 STORY_SEPARATOR = "\n<|endoftext|>\n"
