@@ -212,7 +212,7 @@ RUDE_PHRASES = (
 
 ES_JOBS = {  # job -> (masculine, feminine)
     "baker": ("panadero", "panadera"), "doctor": ("médico", "médica"), "nurse": ("enfermero", "enfermera"),
-    "teacher": ("maestro", "maestra"), "engineer": ("ingeniero", "ingeniera"), "pilot": ("piloto", "pilota"),
+    "teacher": ("maestro", "maestra"), "engineer": ("ingeniero", "ingeniera"), "pilot": ("piloto", "piloto"),
     "farmer": ("granjero", "granjera"), "builder": ("constructor", "constructora"), "painter": ("pintor", "pintora"),
     "scientist": ("científico", "científica"), "cook": ("cocinero", "cocinera"), "firefighter": ("bombero", "bombera"),
     "dancer": ("bailarín", "bailarina"), "singer": ("cantante", "cantante"), "driver": ("conductor", "conductora"),
