@@ -940,7 +940,9 @@ print(f"\n{sum(map(spanish.accepts, sentences))} of the story's {len(sentences)}
 # %% [markdown]
 # Language identification, the classic way: count the character n-grams of each language's text and score a new text
 # with **naive Bayes** (`language.train_identifier`, `language.identify`). "ción", " el " and "ñ" say Spanish long
-# before any word is understood. We train it on a few documents of each language and score it on others, against
+# before any word is understood. Naive Bayes asks, for each language, how probable the text's n-grams are under that
+# language's n-gram frequencies, each n-gram taken as independent evidence (that is the naive part), weighs that by
+# how common the language is, and turns the scores into probabilities that sum to one (exercise 6 has you write it). We train it on a few documents of each language and score it on others, against
 # the generator's truth: English web pages and stories, the French, German and Spanish pages of the town website, and
 # Spanish stories (fewer of them than English ones, as in real corpora).
 
@@ -1258,7 +1260,7 @@ check_lsh_candidates(lsh_candidates)
 # Return a dict that maps each language to log P(language | text) under multinomial naive Bayes over character
 # n-grams, normalised so that the exponentials sum to 1. Use `language.char_ngrams(t)` (a `Counter` of the n-grams of
 # `t`, 1 to 3 characters, as section 7.2's identifier counts them) for the training documents and for `text`.
-# Section 7.2 says what naive Bayes is; the details that decide the numbers:
+# Section 7.2 says what naive Bayes does; the details that decide the numbers:
 #
 # * the prior of a language is its share of the training documents;
 # * the vocabulary V is every n-gram seen in training, in any language; n-grams of `text` outside V are skipped;
