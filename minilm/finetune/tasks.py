@@ -33,6 +33,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+from minilm.data.sources.stories.grammar import story_sentences
+from minilm.data.sources.stories.spanish import determined
 from minilm.data.truth.defects import TOXIC_HARD_NEGATIVES, TOXIC_TEMPLATES, fill
 from minilm.finetune.chat import Message, encode_chat
 from minilm.tokenizer.tokenizer import Tokenizer
@@ -325,9 +327,6 @@ TRANSLATE_ASK = {"en_es": "Translate into Spanish: {sentence}", "es_en": "Transl
 
 def translation(text: str, facts: dict, rng: random.Random, fits: Fits) -> Example | None:
     """Translate one sentence of a story, English to Spanish or back; `facts` from `split_stories(..., spanish=True)`."""
-    from minilm.data.sources.stories.grammar import story_sentences
-    from minilm.data.sources.stories.spanish import determined
-
     english, spanish = story_sentences(text), story_sentences(facts["spanish"])
     i, direction = rng.randrange(len(english)), rng.choice(tuple(TRANSLATE_ASK))
     if not determined(*facts["templates"][i], direction):

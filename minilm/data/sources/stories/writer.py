@@ -28,6 +28,7 @@ from typing import Iterator
 
 from minilm.data.documents import Document
 from minilm.data.sources.stories.grammar import ALONE_TEMPLATES, EVENT_PLANS, EVENTS, STORY_TEMPLATES, TEMPLATE_SLOTS
+from minilm.data.sources.stories.spanish import translate
 from minilm.files import atomic_write
 from minilm.world import (
     ANIMALS, BAD_FEELINGS, BUILDS, COLOURS, DAY_TIMES, FOUND_WHERE, FRIEND_PROBLEMS, GENDERS, GIFTS, GOOD_FEELINGS,
@@ -259,8 +260,6 @@ def generate_parallel_story(rng_or_seed: random.Random | int, bias: float = 0.8)
     The facts gain "templates": the (role, index) of each sentence's template, in order, the same in both
     languages (`spanish.determined` says from them which sentences translate without their story).
     """
-    from minilm.data.sources.stories.spanish import translate
-
     text, facts, slots, choices = _write(rng_or_seed, bias)
     facts = {**facts, "templates": [choice for paragraph in choices for choice in paragraph]}
     return text, translate(choices, slots, facts["friend_gender"]), facts
