@@ -326,7 +326,7 @@ TRANSLATE_ASK = {"en_es": "Translate into Spanish: {sentence}", "es_en": "Transl
 
 
 def translation(text: str, facts: dict, rng: random.Random, fits: Fits) -> Example | None:
-    """Translate one sentence of a story, English to Spanish or back; `facts` from `split_stories(..., spanish=True)`."""
+    """Translate one sentence of a story, English to Spanish or back (`facts` from `split_stories(spanish=True)`)."""
     english, spanish = story_sentences(text), story_sentences(facts["spanish"])
     i, direction = rng.randrange(len(english)), rng.choice(tuple(TRANSLATE_ASK))
     if not determined(*facts["templates"][i], direction):

@@ -543,7 +543,10 @@ SlotFeatures = dict[str, dict[str, tuple[Features, ...]]]
 
 @cache
 def _english_features() -> SlotFeatures:
-    return {slot: {value: ({SLOT_GROUPS[slot]: feature} if slot in SLOT_GROUPS else {},) for value, feature in options.items()}
+    def readings(slot: str, feature: str) -> tuple[Features, ...]:
+        return ({SLOT_GROUPS[slot]: feature} if slot in SLOT_GROUPS else {},)
+
+    return {slot: {value: readings(slot, feature) for value, feature in options.items()}
             for slot, options in SLOT_VALUES.items()}
 
 

@@ -488,7 +488,8 @@ def _person(prefix: str, gender: str, job: str, action: str) -> dict[str, str]:
     key = "friend_job" if prefix else "job"
     return {
         f"{prefix}El": "Ella" if female else "Él", f"{prefix}el": "ella" if female else "él",
-        f"{prefix}lo": "la" if female else "lo", f"{prefix}o": _ending(gender), f"{prefix}un": "una" if female else "un",
+        f"{prefix}lo": "la" if female else "lo", f"{prefix}o": _ending(gender),
+        f"{prefix}un": "una" if female else "un",
         f"{prefix}el_art": "la" if female else "el",
         key: job_word, f"a_{key}": f"{'una' if female else 'un'} {job_word}", f"{key}_action": ES_JOB_ACTIONS[action],
     }
@@ -506,7 +507,8 @@ def spanish_slots(slots: dict[str, str], friend_gender: str | None) -> dict[str,
         out.update(_person("f", friend_gender, slots["friend_job"], slots["friend_job_action"]))
         out["fbad_feeling"] = _form(ES_FEELINGS[slots["bad_feeling"]], friend_gender)
         both_women = gender == friend_gender == "female"
-        out.update(os="as" if both_women else "os", los="las" if both_women else "los", Los="Las" if both_women else "Los")
+        out.update(os="as" if both_women else "os", los="las" if both_women else "los",
+                   Los="Las" if both_women else "Los")
     out.update(
         trait=_form(ES_TRAITS[slots["trait"]], gender),
         feeling=_form(ES_FEELINGS[slots["feeling"]], gender),
@@ -534,7 +536,8 @@ def spanish_slots(slots: dict[str, str], friend_gender: str | None) -> dict[str,
     out.update(a_pet=_with_article(pet_animal, False), el_pet=_with_article(pet_animal, True),
                po=_ending(_noun_gender(pet_animal)))
     build = slots["build"]
-    out.update(a_build=_with_article(build, False), el_build=_with_article(build, True), bo=_ending(_noun_gender(build)))
+    out.update(a_build=_with_article(build, False), el_build=_with_article(build, True),
+               bo=_ending(_noun_gender(build)))
     return out
 
 
@@ -607,7 +610,7 @@ def _features() -> SlotFeatures:
             for job in JOBS:
                 person = _person(prefix, gender, job, JOB_ACTIONS[job][0])
                 key = "friend_job" if prefix else "job"
-                for slot in (f"{prefix}El", f"{prefix}el", f"{prefix}lo", f"{prefix}o", f"{prefix}un", f"{prefix}el_art"):
+                for slot in (f"{prefix}{form}" for form in ("El", "el", "lo", "o", "un", "el_art")):
                     add(slot, person[slot], **{group: gender})
                 add(key, person[key], **{group: gender, f"{group}_job": job})
                 add(f"a_{key}", person[f"a_{key}"], **{group: gender, f"{group}_job": job})
@@ -644,8 +647,9 @@ def _features() -> SlotFeatures:
         phrase = ES_PHRASES[day_time]
         add("una_day_time", phrase, day_time=day_time)
         add("Una_day_time", phrase[0].upper() + phrase[1:], day_time=day_time)
+    morals = sorted({moral for morals_of_event in MORALS.values() for moral in morals_of_event})
     for slot, items in (("found_where", FOUND_WHERE), ("storm_damage", STORM_DAMAGE), ("gift", GIFTS),
-                        ("friend_problem", FRIEND_PROBLEMS), ("moral", sorted({m for ms in MORALS.values() for m in ms}))):
+                        ("friend_problem", FRIEND_PROBLEMS), ("moral", morals)):
         for item in items:
             add(slot, ES_PHRASES[item], **{slot: item})
     for size in (None, *SIZES):
