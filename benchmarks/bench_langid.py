@@ -4,10 +4,11 @@ Both sides learn the same model: character 1-3-grams of each word padded with sp
 theirs `CountVectorizer(analyzer="char_wb")`) and multinomial naive Bayes with alpha = 1 (ours
 `train_identifier` + `log_posteriors`, theirs `MultinomialNB` + `predict_log_proba`). The script times the
 fit and the prediction of each, checks that they give the same posteriors, and scores both against the
-generator's truth (each page's `lang`; stories are English).
+generator's truth (each page's `lang`; each story is English, and its translation Spanish).
 
-Documents: English pages (news, blogs, recipes, reviews) and stories, and French, German and Spanish pages
-from the town site's generator; the training documents come from one seed, the test documents from another.
+Documents: English pages (news, blogs, recipes, reviews), stories in English and their Spanish translations, and
+French, German and Spanish pages from the town site's generator; the training documents come from one seed, the
+test documents from another.
 Our word-to-n-grams cache is emptied before every timed run, so no run reuses the previous one's work.
 
     python benchmarks/bench_langid.py --docs 2000 --repeats 3
@@ -38,17 +39,18 @@ FOREIGN = ("fr", "de", "es")
 
 
 def generated(count: int, seed: int) -> tuple[list[str], list[str]]:
-    """About `count` documents, a fifth of each kind (English pages, stories, fr, de, es), and their languages."""
+    """About `count` documents, a sixth of each kind (English pages, English stories, their Spanish translations,
+    French, German and Spanish pages), and their languages."""
     rng = random.Random(seed)
-    per_kind = max(1, count // 5)
+    per_kind = max(1, count // 6)
     texts, langs = [], []
     for i in range(per_kind):
         for draft in [ENGLISH_WRITERS[i % len(ENGLISH_WRITERS)](rng)] + [content.write_foreign(rng, l) for l in FOREIGN]:
             texts.append("\n".join(content.block_lines(draft.blocks)))
             langs.append(draft.lang)
-    for story in iter_stories(per_kind, seed):
-        texts.append(story.text)
-        langs.append(story.labels.get("language", "en"))
+    for story in iter_stories(per_kind, seed, spanish=True):
+        texts += [story.text, story.labels["spanish"]]
+        langs += ["en", "es"]
     return texts, langs
 
 
