@@ -62,11 +62,11 @@ PRESETS: dict[str, dict[str, dict]] = {
                     hacking_eval_every=20),
     },
     "evaluate": {  # every model of stages 4, 6 and 7
-        "ci": dict(cloze_stories=150, question_stories=12, domain_chars=4_000, bootstrap_iterations=100,
-                   bias_stories=200, bias_steps=10, bias_pairs=60),
+        "ci": dict(cloze_stories=150, question_stories=12, domain_chars=4_000, language_stories=8,
+                   bootstrap_iterations=100, bias_stories=200, bias_steps=10, bias_pairs=60),
         "cpu": dict(),  # the dataclass defaults
-        "gpu": dict(cloze_stories=3_000, question_stories=400, domain_chars=400_000, bias_stories=60_000,
-                    bias_steps=1_000, bias_pairs=4_000),
+        "gpu": dict(cloze_stories=3_000, question_stories=400, domain_chars=400_000, language_stories=200,
+                    bias_stories=60_000, bias_steps=1_000, bias_pairs=4_000),
     },
     "inference": {  # stage 8's best-rated chat model
         "ci": dict(speed_prompts=2, speed_tokens=8, repeats=1, draft_prompts_per_family=6, draft_steps=10,

@@ -210,6 +210,8 @@ RUDE_PHRASES = (
 # a noun comes with its own gender ("m" or "f"). The map is one to one within each list (no two English
 # words share a Spanish one), so a Spanish story can be translated back exactly. Names stay as they are.
 
+LANGUAGES = ("en", "es")  # the languages the course trains on; stage 1 removes pages in any other
+
 ES_JOBS = {  # job -> (masculine, feminine)
     "baker": ("panadero", "panadera"), "doctor": ("médico", "médica"), "nurse": ("enfermero", "enfermera"),
     "teacher": ("maestro", "maestra"), "engineer": ("ingeniero", "ingeniera"), "pilot": ("piloto", "piloto"),
@@ -359,6 +361,7 @@ ES_PHRASES = {  # phrases a story writes whole
 # measures what they still share (template sentences: the world is small on purpose).
 STORY_SPLITS = {
     "pretrain": 1337,  # = minilm.data.stage.DataConfig.seed: the stories stage 1 writes into the corpus
+    "pretrain_es": 7_001,  # = DataConfig.spanish_seed: the Spanish stories of the corpus (their English is not in it)
     "sft_train": 6_001,  # instruction tuning (stage 6)
     "sft_val": 6_002,  # its validation loss and early checks
     "test": 9_001,  # held out: evaluation only (stages 6, 7, 8)

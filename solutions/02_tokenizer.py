@@ -554,7 +554,7 @@ print("\n", tokenizer, sep="")
 # %% [markdown]
 # The first merges are the most frequent pairs: spaces before letters and common endings of English, and the runs
 # of spaces that indent code and documentation (the very first merge joins two spaces). The last ones are rarer:
-# whole words and pieces of words, many of them from the documentation and code. Token ids follow the order of the
+# whole words and pieces of words, of both languages and of the documentation and code. Token ids follow the order of the
 # merges:
 
 # %%
@@ -715,7 +715,8 @@ for text in ["Once upon a time, a little girl named Mia found a shiny red ball i
 # 01 section 7.2), which makes the comparison fair: the same content in two languages. *Fertility* is the number of
 # tokens per word; the *premium* is how many times more tokens the Spanish story takes than its English original
 # (Petrov et al. 2023 measured premiums of 1.5 to 5 for many languages on commercial tokenizers; a model then has less
-# context, and costs more, in those languages). Ours was trained on English only:
+# context, and costs more, in those languages). Ours was trained on stage 1's corpus, whose training split is about
+# a sixth Spanish after the language balance (notebook 01, section 7.2); GPT-4's on a huge multilingual one:
 
 # %%
 from minilm.data.sources.stories import writer
@@ -736,15 +737,18 @@ def language_costs(encoder, name: str) -> list[dict]:
              "premium over English": tokens[lang] / tokens["English"]} for lang, texts in held_out.items()]
 
 
-show_table(language_costs(encoder, f"ours ({len(tokenizer.ranks):,} ids, English corpus)")
+show_table(language_costs(encoder, f"ours ({len(tokenizer.ranks):,} ids, stage 1's corpus)")
            + language_costs(cl100k_encoder, "cl100k_base (100,277 ids)"))
+print("the stage's own measurement on the validation split, bytes per token by language:",
+      artifact.summary["bytes_per_token_by_language"])
 
 # %% [markdown]
-# Ours needs far more tokens for the Spanish story than for the same story in English: it never saw Spanish, so
-# Spanish words fall apart into pieces and single bytes (the accented letters are two bytes each in UTF-8). GPT-4's
-# tokenizer saw plenty of Spanish, and its premium is much smaller. What decides it is the language mixture of the
-# tokenizer's training text: below, tokenizers trained on the same stories with a growing share of them told in
-# Spanish, at our preset's size and at 1,024 ids, each measured on the held-out stories of both languages.
+# With the `cpu` preset, ours has the smaller premium of the two: it learned its merges from this world's stories in
+# both languages, so "panadera" and "apesadumbrado" are tokens of their own (the last merges of section 5 include
+# Spanish words), while GPT-4's tokenizer, however multilingual, spends its 100,000 ids on the whole web and still
+# cuts this Spanish into more pieces than its English. What decides it is the language mixture of the tokenizer's
+# training text: below, tokenizers trained on the same stories with a growing share of them told in Spanish, at our
+# preset's size and at 1,024 ids, each measured on the held-out stories of both languages.
 
 # %%
 train_english, train_spanish = parallel_stories(seed=78, n={"ci": 300}.get(PRESET, 1500))

@@ -835,11 +835,10 @@ for column in ("on itself", "on the previous token", "on the first token"):
 # %% [markdown]
 # Even after a short training the heads differ, but less than the colours of the figure suggest: most numbers of the
 # table are close to the uniform row. In the committed `cpu` run, the clearest departures are in what the second half
-# of the sentence looks at: head 3 of block 1 sends 33% of its attention to "·called" and 24% to ".", the end of the
-# first sentence, and head 0 of block 1 sends 24% to "·a" (uniform attention gives no token more than 7%). Two heads
-# just pass 1.5 × the uniform weight, as the printout finds: head 0 of block 0 on the token itself (0.31 against a
-# threshold of 0.29) and head 3 of block 0 on the first token (0.29 against 0.22); that head also looks furthest back,
-# 5.12 tokens on average against uniform attention's 4.25 (the others, 3.94 to 4.49). No head does so on the token just
+# of the sentence looks at: head 2 of block 0 sends 20% of its attention to "·firefighter" and 16% to "·Most", head 0
+# of block 0 sends 17% to ".", the end of the first sentence, and head 3 of block 1 16% to "·was" (uniform attention
+# gives no token more than 7%). One head just passes 1.5 × the uniform weight, as the printout finds: head 2 of block
+# 0 on the first token (0.23 against a threshold of 0.22). No head does so on itself or on the token just
 # before: the simplest useful pattern for predicting the next token, copying from the token before, takes longer
 # training.
 #

@@ -809,6 +809,46 @@ print("along each run:", ", ".join(along_runs))
 # smallest, its curve the flattest: with too few parameters, more data helps less.
 
 # %% [markdown]
+# ### 8.1 The data mixture: two languages in one model
+#
+# Stage 1's corpus is mostly English, with some Spanish (stories and web pages; stage 1 labels every document with the
+# language its identifier finds). Read as it is, the model sees little Spanish. Multilingual models sample each
+# language in proportion to size^(1/T) (`temperature_shares`, notebook 01): T = 1 keeps the natural shares, a high T
+# moves towards equal shares, repeating the small language's data (mT5 and XLM-R use T ≈ 3.3). For a fixed budget of
+# tokens and parameters it is a trade: every extra Spanish token is an English token not read.
+# `language_tradeoff` trains two small models of the same size on the same number of tokens, one on the natural
+# mixture and one at T = 5, and measures each on the validation documents of each language, in nats per token and
+# in bits per byte (the fairer comparison across languages: the tokenizer cuts Spanish into more, shorter tokens).
+
+# %%
+from minilm.train.languages import language_tradeoff, small_config
+
+tradeoff_config = small_config(**({"n_embd": 32, "context": 32, "batch_size": 8, "max_steps": 40, "warmup_steps": 4}
+                                  if PRESET == "ci" else {}))
+started = time.perf_counter()
+tradeoff = language_tradeoff(list(read_jsonl(data_artifact.path / "train.jsonl")),
+                             list(read_jsonl(data_artifact.path / "val.jsonl")), tokenizer,
+                             temperatures=(1.0, 5.0), config=tradeoff_config)
+print(f"2 models × {tradeoff_config.max_steps} steps of {tradeoff_config.tokens_per_step():,} tokens in "
+      f"{time.perf_counter() - started:.0f} s")
+show_table(tradeoff)
+fig, ax = plt.subplots(figsize=(6, 2.8))
+for offset, row in zip((-0.2, 0.2), tradeoff):
+    ax.bar(np.arange(2) + offset, [row["bits/byte en"], row["bits/byte es"]], 0.4,
+           label=f"{row['mixture']}: {row['share of Spanish']:.0%} Spanish")
+ax.set_xticks(np.arange(2), ["English", "Spanish"])
+ax.set(ylabel="validation bits per byte", title="the same model and tokens, two language mixtures")
+ax.legend(fontsize=8)
+show(fig)
+
+# %% [markdown]
+# What to look for in the table and the plot: how much larger Spanish's share of the training text is at T = 5, and
+# how many times its data is read; whether the Spanish loss falls from the natural mixture to the tempered one, and
+# whether the English loss rises, and by how much each moves. The two moves need not be the same size: a language
+# that starts with little data gains more from extra tokens than the large one loses, which is why multilingual
+# models raise the temperature at all; the repeats are what limits it (repeated data is worth less each time).
+
+# %% [markdown]
 # ## 9. What the layers learn
 #
 # Articles about language models say that their layers capture different levels of meaning, low layers the words

@@ -58,7 +58,7 @@ from minilm.display import markdown_cell, short, show, show_table
 from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_prompt
 from minilm.finetune.chat import SFTData, encode_chat, render_chat
-from minilm.finetune.report import classification_rows, plot_finetuning, results, score_rows
+from minilm.finetune.report import classification_rows, plot_finetuning, results, score_rows, translation_rows
 from minilm.finetune.stage import (CONVERSATIONS, FinetuneConfig, instruction_data, load_finetuned, load_lora,
                                    run_finetune_stage)
 from minilm.finetune.tasks import FAMILIES, build_examples, contamination, exact_match, ngrams, training_texts
@@ -419,6 +419,29 @@ shown = [next(c for c in conversations if c["family"] == family) for family in F
 show_table([{"family": c["family"],
              "question": short(" / ".join(m["content"] for m in c["messages"] if m["role"] == "user")[-110:], 110),
              "expected": c["expected"], **{name: c[name] or "(nothing)" for name in r["order"]}} for c in shown])
+
+# %% [markdown]
+# **Translation.** The sixth family asks the model to translate one sentence of a story, into Spanish or into English,
+# as many questions of each direction. Every story has its Spanish mirror sentence for sentence, so the expected
+# answer is exact; a sentence is asked only where it has one translation ("They had lunch together" does not say
+# whether it is *juntos* or *juntas*). Exact match gives no credit for a translation with one wrong letter, so the
+# stage scores translation with **chrF** beside it (Popović, 2015, computed by sacrebleu): the F-score of the
+# character n-grams (1 to 6) that the answer shares with the reference, from 0 to 100. The questions, one of each
+# direction, and the scores per direction, read from the stage's result:
+
+# %%
+for prefix in ("Translate into Spanish", "Translate into English"):
+    pairs = [c for c in conversations if c["family"] == "translation" and prefix in c["messages"][0]["content"]]
+    c, tokens = pairs[0], np.mean([len(tokenizer.encode(c["expected"])) for c in pairs])
+    print(f"{c['messages'][0]['content']}\n  expected: {c['expected']}\n  SFT: {c['SFT'] or '(nothing)'}\n  "
+          f"expected answers of this direction: {tokens:.1f} tokens on average")
+show_table([row for row in translation_rows(artifact) if row["model"] in ("base, few-shot", "SFT")])
+
+# %% [markdown]
+# The table shows how far SFT moves each direction from the base model's few-shot answers, and how much partial
+# credit chrF gives where exact match gives none. Into English and into Spanish are not the same task for this model:
+# the tokenizer learnt mostly English, so a Spanish answer takes more tokens to write (the averages printed above),
+# and each one can go wrong.
 
 # %% [markdown]
 # The SFT model is a normal GPT checkpoint: `load_finetuned` gives it back, and `chat_answers` asks it in the chat

@@ -46,7 +46,8 @@ def test_stage_writes_splits_stats_and_manifest(ci_stage, home):
             assert line not in doc.text.splitlines()
     stats = json.loads((folder / "stats.json").read_text())
     assert [s["step"] for s in stats["steps"]] == [
-        "clean", "quality", "toxicity", "pii", "exact_dedup", "near_dedup", "counterfactual", "mixture"]
+        "clean", "language", "quality", "toxicity", "pii", "exact_dedup", "near_dedup", "counterfactual", "languages",
+        "mixture"]
 
 
 def test_reading_questions_survive_the_filters(ci_stage, home):
@@ -118,7 +119,7 @@ def test_report_section_adds_up_and_prints_no_raw_dict(ci_stage, tmp_path):
         assert number(row["flagged"]) == number(row["true"]) + number(row["false"]) + number(row["unlabelled"])
         assert number(row["found"]) <= number(row["planted"])
     quality_rows = [row for row in rows if row["step"].startswith("quality")]
-    assert len(quality_rows) == 3 and all(row["step"] == "quality" + SHARED_MARK for row in quality_rows)
+    assert len(quality_rows) == 2 and all(row["step"] == "quality" + SHARED_MARK for row in quality_rows)
     assert all(not row["step"].endswith(SHARED_MARK) for row in rows if row not in quality_rows)
     section = report_section(ci_stage, tmp_path / "report")
     assert "| planted | found | recall | flagged | true | false | unlabelled | precision |" in section.body

@@ -35,6 +35,11 @@ def test_every_model_is_scored_on_every_benchmark(stage):
     assert r["seconds"]["bias"] > 0
     assert not (built.path.parent / ".evaluate-work" / "bias-none").exists()  # removed once finished
     assert set(r["contamination"]) == tasks and all(0 <= share <= 1 for share in r["contamination"].values())
+    assert set(r["languages"]) == set(r["order"])  # every model on the same stories in English and in Spanish
+    for name, languages in r["languages"].items():
+        assert set(languages) == {"English", "Spanish", "gap"}, name
+        assert languages["English"]["n"] == languages["Spanish"]["n"] == EvalConfig.from_preset("ci").language_stories
+        assert all(0 < languages[language]["bits_per_byte"] < 16 for language in ("English", "Spanish"))
     for name, scores in r["models"].items():
         assert set(scores) == tasks, name
         for task, s in scores.items():
@@ -115,6 +120,10 @@ def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
     assert "heroines / heroes" in section.body and "sharing a 13-gram" in section.body and "CrowS-Pairs" in section.body and "bias (CrowS-Pairs" in text
     assert "BBQ" in section.body and "worst case" in section.body and "refusal" in section.body
     assert "Bradley-Terry" in section.body and "kappa" in section.body
+    languages = report.language_rows(built)
+    assert [(row["model"], row["language"]) for row in languages] == [
+        (row["model"], language) for row in rows for language in ("English", "Spanish")]
+    assert "minus English (paired)" in section.body and "Spanish" in text
     assert [f.name for f in section.figures] == ["evaluation.png"] and section.figures[0].stat().st_size > 10_000
 
 

@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from minilm.finetune import lora
-from minilm.finetune.report import classification_rows, describe, report_section, score_rows
+from minilm.finetune.report import classification_rows, describe, report_section, score_rows, translation_rows
 from minilm.finetune.stage import (
     ADAPTER, CONVERSATIONS, FIGURE, LORA_DIR, RESULTS, FinetuneConfig, add_adapters, check_tokenizer, instruction_data,
     load_finetuned, load_lora, run_finetune_stage,
 )  # fmt: skip
-from minilm.finetune.tasks import FAMILIES, build_examples, contamination, exact_match, training_texts
+from minilm.finetune.tasks import (
+    FAMILIES, build_examples, contamination, conversation_text, exact_match, training_texts,
+)  # fmt: skip
 from minilm.tokenizer.stage import load_tokenizer, run_tokenizer_stage
 from minilm.train.stage import CHECKPOINT_DIR, load_pretrained, run_pretrain_stage
 
@@ -60,6 +62,32 @@ def test_results_hold_every_model_family_and_classifier(stages):
     assert "stage 6 (fine-tuning)" in describe(stages["finetuned"])
 
 
+def test_translation_is_scored_by_exact_match_and_chrf_for_every_model(stages, tmp_path):
+    """The stage's per-direction scores, recomputed from the answers it wrote (conversations.json) with sacrebleu."""
+    import sacrebleu
+
+    artifact = stages["finetuned"]
+    results = json.loads((artifact.path / RESULTS).read_text())
+    conversations = json.loads((artifact.path / CONVERSATIONS).read_text())["conversations"]
+    asked = {"en_es": "Translate into Spanish: ", "es_en": "Translate into English: "}
+    for name in ("base, few-shot", "SFT", "LoRA"):
+        scores = results["models"][name]["translation"]
+        assert set(scores) == {"en_es", "es_en", "all"} and artifact.summary["translation"][name] == scores
+        for direction, prefix in asked.items():
+            chosen = [c for c in conversations
+                      if c["family"] == "translation" and c["messages"][0]["content"].startswith(prefix)]
+            assert scores[direction]["n"] == len(chosen) > 0
+            hits = [exact_match(c[name], c["expected"]) for c in chosen]
+            assert scores[direction]["exact_match"] == pytest.approx(np.mean(hits))
+            reference = sacrebleu.corpus_chrf([c[name] for c in chosen], [[c["expected"] for c in chosen]]).score
+            assert scores[direction]["chrf"] == pytest.approx(reference) and 0 <= reference <= 100
+        assert abs(scores["en_es"]["n"] - scores["es_en"]["n"]) <= 1  # the two directions in equal numbers
+    rows = translation_rows(artifact)
+    assert [(row["model"], row["direction"]) for row in rows][:3] == [
+        ("base, few-shot", "English -> Spanish"), ("base, few-shot", "Spanish -> English"), ("base, few-shot", "both")]
+    assert "chrF" in report_section(artifact, tmp_path).body and "translation, exact match and chrF" in describe(artifact)
+
+
 def test_the_test_questions_share_no_13_gram_with_the_training_data(stages):
     tokenizer = load_tokenizer(stages["tokenizer"])
     config = FinetuneConfig.from_preset("ci")
@@ -68,6 +96,8 @@ def test_the_test_questions_share_no_13_gram_with_the_training_data(stages):
     counts = {family: sum(e.family == family for e in data["test"]) for family in FAMILIES}
     assert all(0 < count <= config.test_per_family for count in counts.values()), counts
     assert not any(contamination(data["test"], training_texts(data["train"], 400)))
+    asked = {conversation_text(e.prompt) for e in data["train"]}
+    assert not [e for e in data["test"] if e.family == "translation" and conversation_text(e.prompt) in asked]
     results = json.loads((stages["finetuned"].path / RESULTS).read_text())
     assert results["examples"]["test"] == len(data["test"])  # the stage scored exactly these
 

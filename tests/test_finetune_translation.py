@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 
 from minilm.data.sources.stories import grammar, spanish, writer
-from minilm.finetune.tasks import FAMILIES, TRANSLATE_ASK, TRANSLATION, build_examples, chrf, exact_match
+from minilm.finetune.stage import first_test_examples, seen_translations
+from minilm.finetune.tasks import (
+    FAMILIES, TRANSLATE_ASK, TRANSLATION, build_examples, chrf, contamination, conversation_text, decontaminate,
+    exact_match, ngrams, translation, translation_scores,
+)  # fmt: skip
 from minilm.world import split_stories
 
 
@@ -67,11 +71,61 @@ def test_translation_examples_are_exact_pairs_in_both_directions():
     assert build_examples("sft_val", 120, seed=3, families=(TRANSLATION,)) == examples  # deterministic
 
 
-def test_the_default_families_are_unchanged_by_translation():
-    assert TRANSLATION not in FAMILIES
-    assert build_examples("sft_val", 5, seed=1) == build_examples("sft_val", 5, seed=1, families=FAMILIES)
+def test_translation_is_a_family_asked_in_both_directions_equally():
+    assert FAMILIES[-1] == TRANSLATION  # last: the other families keep their places (and few-shot shots) in the test
+    examples = build_examples("sft_val", 6, seed=1)
+    assert [e.family for e in examples] == [f for f in FAMILIES for _ in range(6)]
+    translations = build_examples("sft_train", 200, seed=5, families=(TRANSLATION,))
+    assert Counter(e.kind for e in translations) == {"en_es": 100, "es_en": 100}
     with pytest.raises(ValueError, match="unknown task families"):
         build_examples("sft_val", 5, families=("poetry",))
+    text, facts = split_stories("sft_val", 1, spanish=True)[0]
+    with pytest.raises(ValueError, match="unknown translation direction 'en_fr'; use one of en_es, es_en"):
+        translation(text, facts, random.Random(0), lambda messages: True, direction="en_fr")
+
+
+def test_test_translations_are_decontaminated_like_the_others_and_against_verbatim_repeats():
+    """A translation prompt that shares an uncommon 13-gram with training text is dropped by `decontaminate`; one
+    under 13 words that a training conversation asks word for word is dropped by `seen_translations`."""
+    test = build_examples("test", 300, seed=2, families=(TRANSLATION,))
+    train = build_examples("sft_train", 300, seed=2, families=(TRANSLATION,))
+    long = next(e for e in test if len(ngrams(conversation_text(e.prompt))) > 0)
+    clean, dropped = decontaminate(test, [conversation_text(long.prompt)])
+    assert long not in clean and dropped[TRANSLATION] >= 1 and len(clean) + dropped[TRANSLATION] == len(test)
+    asked = {e.messages[0]["content"] for e in train}
+    expected = [e for e in test if e.messages[0]["content"] in asked]
+    assert expected and seen_translations(test, train) == expected  # the templates repeat short sentences
+    assert 0 in contamination(expected, [conversation_text(e.messages) for e in train])  # 13-grams miss some
+
+
+def test_the_test_set_takes_the_two_directions_in_turn():
+    examples = build_examples("test", 40, seed=4, families=(TRANSLATION, "refusal"))
+    skewed = [e for e in examples if e.kind == "es_en"][:3] + [e for e in examples if e.kind == "en_es"]
+    chosen = first_test_examples(skewed, TRANSLATION, 10)
+    assert [e.kind for e in chosen] == ["en_es", "es_en"] * 3  # es_en has only 3: 6 in all
+    assert first_test_examples(examples, TRANSLATION, 8) == [e for pair in zip(
+        [e for e in examples if e.kind == "en_es"], [e for e in examples if e.kind == "es_en"]) for e in pair][:8]
+    assert first_test_examples(examples, "refusal", 5) == [e for e in examples if e.family == "refusal"][:5]
+
+
+def test_translation_scores_per_direction():
+    examples = build_examples("test", 6, seed=0, families=("refusal", TRANSLATION))
+    perfect = [e.answers[0] for e in examples]
+    scores = translation_scores(examples, perfect)
+    assert set(scores) == {"en_es", "es_en", "all"} and [scores[d]["n"] for d in scores] == [3, 3, 6]
+    for direction in scores:
+        assert scores[direction]["exact_match"] == 1.0 and scores[direction]["chrf"] == pytest.approx(100.0)
+    # a wrong answer for every English->Spanish question: the English source given back; refusals do not count
+    wrong = [e.messages[0]["content"].split(": ", 1)[1] if e.kind == "en_es" else "nonsense" if e.family == "refusal"
+             else e.answers[0] for e in examples]
+    scores = translation_scores(examples, wrong)
+    assert scores["en_es"]["exact_match"] == 0.0 and scores["es_en"]["exact_match"] == 1.0
+    assert scores["all"]["exact_match"] == 0.5 and scores["en_es"]["chrf"] < scores["all"]["chrf"] < 100
+    references = [e.answers[0] for e in examples if e.kind == "en_es"]
+    assert scores["en_es"]["chrf"] == pytest.approx(chrf([p for p, e in zip(wrong, examples) if e.kind == "en_es"],
+                                                         references))
+    with pytest.raises(ValueError, match="12 examples but 11 predictions"):
+        translation_scores(examples, perfect[:11])
 
 
 def test_chrf_scores_exact_near_and_wrong_translations():

@@ -242,3 +242,81 @@ def test_spanish_stories_are_spanish_though_training_saw_only_spanish_web_pages(
     spanish = [label for label, _ in identify(model, [es for _, es, _ in stories])]
     assert english.count("en") == 100
     assert spanish.count("es") >= 98, sorted(set(spanish))
+
+
+# --- the steps of stage 1: label, remove the untrained languages, balance the rest ----------------------
+
+from minilm.data.documents import Document  # noqa: E402
+from minilm.data.filters import quality  # noqa: E402
+from minilm.data.filters.language import language_bytes, language_filter, mix_languages  # noqa: E402
+from minilm.data.sources.stories.writer import generate_parallel_story  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stage_identifier():
+    from minilm.data.stage import language_samples
+
+    return train_identifier(language_samples(11, 30))
+
+
+def stage_corpus(seed: int = 3) -> list[Document]:
+    rng = random.Random(seed)
+    docs = []
+    for i in range(12):
+        english, spanish, _ = generate_parallel_story(rng)
+        docs.append(Document(f"en-{i}", "books", english))
+        if i % 3 == 0:
+            docs.append(Document(f"es-{i}", "books", spanish, labels={"language": "es"}))
+    for i, lang in enumerate(("fr", "de", "es", "fr")):
+        page = content.write_foreign(rng, lang)
+        docs.append(Document(f"web-{lang}-{i}", "web", "\n".join(content.block_lines(page.blocks)), labels=page.labels))
+    docs.append(Document("code-1", "code", "def add(a, b):\n    return a + b\n"))
+    docs.append(Document("web-short", "web", "Bonjour"))  # too short to judge: unknown, kept
+    return docs
+
+
+def test_language_filter_labels_everything_and_removes_only_untrained_languages(stage_identifier):
+    docs = stage_corpus()
+    result = language_filter(docs, stage_identifier)
+    removed = {r.doc.id: r.reason for r in result.removed}
+    assert removed == {"web-fr-0": "lang:fr", "web-de-1": "lang:de", "web-fr-3": "lang:fr"}
+    labels = {d.id: d.labels["identified"] for d in result.kept}
+    assert labels["code-1"] == UNKNOWN and labels["web-short"] == UNKNOWN
+    for doc in result.kept:
+        if doc.id not in ("code-1", "web-short"):
+            assert labels[doc.id] == doc.labels.get("language", "en"), doc.id
+            assert 0.9 <= doc.labels["identified_score"] <= 1.0
+    assert len(result.kept) + len(result.removed) == len(docs)
+    assert "identified" not in docs[0].labels  # the caller's documents are not changed
+    with pytest.raises(ValueError, match="keep names no language"):
+        language_filter(docs, stage_identifier, keep=())
+
+
+def test_mix_languages_keeps_english_and_upsamples_spanish_to_its_temperature_share(stage_identifier):
+    docs = language_filter(stage_corpus(5), stage_identifier).kept
+    sizes = {k: v for k, v in language_bytes(docs).items() if k != UNKNOWN}
+    for temperature in (1.0, 1.5, 3.0):
+        mixed = mix_languages(docs, temperature, seed=0)
+        after = language_bytes(mixed.kept)
+        assert after["en"] == sizes["en"]  # English, the largest, once and whole
+        assert after[UNKNOWN] == language_bytes(docs)[UNKNOWN]  # code and unknowns untouched
+        share = after["es"] / (after["en"] + after["es"])
+        largest_story = max(len(d.text.encode()) for d in docs if d.labels["identified"] == "es")
+        target = temperature_shares(sizes, temperature)["es"]
+        assert abs(share - target) <= largest_story / (after["en"] + after["es"]) + 1e-9, temperature
+        repeated = [d.id for d in mixed.kept if "#l" in d.id]
+        assert (len(repeated) > 0) == (temperature > 1.0)
+        assert all(d.labels["identified"] == "es" for d in mixed.kept if "#l" in d.id)
+    capped = mix_languages(docs, 100.0, seed=0, max_repeats=2)
+    assert language_bytes(capped.kept)["es"] <= 2 * sizes["es"]
+    with pytest.raises(ValueError, match="max_repeats"):
+        mix_languages(docs, 1.5, seed=0, max_repeats=0)
+
+
+def test_quality_holds_spanish_to_spanish_stop_words():
+    _, spanish, _ = generate_parallel_story(random.Random(8))
+    doc = Document("es-1", "books", spanish, labels={"identified": "es"})
+    unlabelled = Document("es-2", "books", spanish)  # judged as English: Gopher's English stop words are missing
+    result = quality.quality_filter([doc, unlabelled])
+    assert [d.id for d in result.kept] == ["es-1"]
+    assert [r.reason for r in result.removed] == ["gopher:stop_words"]

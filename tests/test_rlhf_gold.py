@@ -19,9 +19,9 @@ import pytest
 
 from minilm.data.truth.defects import PII_SENTENCES, SLOTS, TOXIC_WORDS, fill
 from minilm.finetune.chat import END, render_chat
-from minilm.finetune.tasks import FAMILIES, REFUSAL, Example, build_examples, sentences
+from minilm.finetune.tasks import REFUSAL, Example, build_examples, sentences
 from minilm.rlhf import gold
-from minilm.rlhf.gold import BEST, FLAWS, flawed_response, flaws_for, gold_breakdown, gold_reward
+from minilm.rlhf.gold import BEST, FLAWS, JUDGED_FAMILIES, flawed_response, flaws_for, gold_breakdown, gold_reward
 from minilm.rlhf.preferences import (
     AnnotatorConfig, ceiling_accuracy, check_pairs, label_agreement, label_pairs, label_probability, load_pairs,
     save_pairs, sigmoid, verbose_reward,
@@ -35,12 +35,13 @@ SIGMAS = 4  # statistical tests pass within 4 standard errors (a false failure a
 
 @pytest.fixture(scope="module")
 def examples() -> list[Example]:
-    return build_examples("sft_train", 3)
+    return build_examples("sft_train", 3, families=JUDGED_FAMILIES)
 
 
 @pytest.fixture(scope="module")
 def many() -> list[Example]:
-    return build_examples("sft_train", 30) + build_examples("test", 30)
+    return [*build_examples("sft_train", 30, families=JUDGED_FAMILIES),
+            *build_examples("test", 30, families=JUDGED_FAMILIES)]
 
 
 def of(examples: list[Example], family: str) -> Example:
@@ -72,10 +73,10 @@ def test_every_clean_answer_scores_best(many):
     for example in many:
         for answer in example.answers:
             expect(example, answer)
-    assert {e.family for e in many} == set(FAMILIES)
+    assert {e.family for e in many} == set(JUDGED_FAMILIES)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", JUDGED_FAMILIES)
 def test_each_term_on_hand_written_responses(examples, family):
     example = of(examples, family)
     answer = example.answers[0]
@@ -374,7 +375,7 @@ def test_pairs_are_trl_preference_data(examples):
             return render_chat(messages, add_generation_prompt)
 
     pairs, _ = label_pairs(examples, responses_for(examples, 2), AnnotatorConfig(), seed=0)
-    assert {p["family"] for p in pairs} == set(FAMILIES) and {len(p["prompt"]) for p in pairs} >= {1, 2, 3}
+    assert {p["family"] for p in pairs} == set(JUDGED_FAMILIES) and {len(p["prompt"]) for p in pairs} >= {1, 2, 3}
     for pair in pairs:
         assert data_utils.is_conversational(pair)
         text = data_utils.maybe_apply_chat_template(pair, CourseTemplate())

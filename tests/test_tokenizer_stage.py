@@ -687,3 +687,77 @@ def test_the_preset_named_is_the_one_used_whatever_minilm_preset_says(monkeypatc
     with pytest.raises(RuntimeError, match="stop here"):
         stage_module.run_tokenizer_stage("ci")
     assert asked == ["ci"]  # stage 1 of the same preset, not of the default one
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes per token per language (fertility)
+
+
+def bilingual_documents(n: int, seed: int) -> list:
+    """English stories and, for one in four, its Spanish translation, labelled as stage 1 labels them; one English
+    story has no label (stage 1 before language identification) and one text is "unknown"."""
+    import random
+
+    from minilm.data.documents import Document
+    from minilm.data.sources.stories.writer import generate_parallel_story
+
+    rng, docs = random.Random(seed), []
+    for i in range(n):
+        english, spanish, _ = generate_parallel_story(rng)
+        labels = {} if i == 0 else {"identified": "en", "identified_score": 0.99}
+        docs.append(Document(f"books-{i:06d}", "books", english, labels=labels))
+        if i % 4 == 0:
+            docs.append(Document(f"story-es-{i:06d}", "books", spanish, labels={"identified": "es"}))
+    docs.append(Document("web-000000", "web", "OK 42", labels={"identified": "unknown"}))
+    return docs
+
+
+def test_texts_by_language_groups_by_the_identified_label():
+    from minilm.tokenizer.stage import texts_by_language
+
+    docs = bilingual_documents(8, seed=5)
+    groups = texts_by_language(docs)
+    assert list(groups) == ["en", "es", "unknown"]  # in the course's order, unknown last
+    assert groups["en"][0] == docs[0].text  # no label: English
+    assert len(groups["en"]) == 8 and len(groups["es"]) == 2 and groups["unknown"] == ["OK 42"]
+    assert sorted(sum(groups.values(), [])) == sorted(doc.text for doc in docs)
+
+
+def test_stage_records_bytes_per_token_per_language(tmp_path, monkeypatch):
+    from minilm.cache import Artifact
+    from minilm.data.documents import write_jsonl
+    from minilm.tokenizer.report import _language_table, describe
+
+    train_docs, val_docs = bilingual_documents(60, seed=11), bilingual_documents(12, seed=12)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "train.jsonl", train_docs)
+    write_jsonl(data / "val.jsonl", val_docs)
+    artifact = Artifact(data, {"summary": {"documents": {"train": len(train_docs)}}})
+
+    class Words:  # a stand-in for cl100k_base whose tokens are the words of the text
+        def encode_ordinary_batch(self, texts, num_threads=8):
+            return [text.split() for text in texts]
+
+    monkeypatch.setattr(stage_module, "cl100k_encoder", lambda: Words())
+    (tmp_path / "out").mkdir()
+    summary = stage_module.build(TokenizerConfig(vocab_size=400, workers=0), artifact, tmp_path / "out")
+
+    tokenizer = Tokenizer.load(tmp_path / "out" / "tokenizer")
+    expected_ours, expected_words = {}, {}
+    for language in ("en", "es", "unknown"):  # by hand, with the Python encoder
+        texts = [d.text for d in val_docs if d.labels.get("identified", "en") == language]
+        n_bytes = sum(len(t.encode()) for t in texts)
+        expected_ours[language] = round(n_bytes / sum(len(tokenizer.encode_ordinary(t)) for t in texts), 3)
+        expected_words[language] = round(n_bytes / sum(len(t.split()) for t in texts), 3)
+    languages = summary["bytes_per_token_by_language"]
+    assert {k: v for k, v in languages["ours"].items() if k != "all"} == expected_ours
+    assert {k: v for k, v in languages["cl100k_base"].items() if k != "all"} == expected_words
+    assert languages["ours"]["all"] == summary["bytes_per_token"]["ours"]["all"]  # the same text, grouped otherwise
+    assert summary["val_documents_by_language"] == {"en": 12, "es": 3, "unknown": 1}
+    # trained on four English stories for each Spanish one, the tokenizer cuts Spanish into more, shorter tokens
+    assert languages["ours"]["es"] < languages["ours"]["en"]
+    shown = describe(Artifact(tmp_path / "out", {"summary": summary, "seconds": 1.0}))
+    assert f"by language: en {expected_ours['en']:.2f} / {expected_words['en']:.2f}, es {expected_ours['es']:.2f}" in shown
+    assert "| es | 3 |" in _language_table(summary)
+    assert _language_table({}) == ""  # a stage built before languages were measured shows no table

@@ -63,7 +63,9 @@ def test_site_has_every_kind_of_page_with_truth(site):
             similarity = jaccard("\n".join(original.main_lines), "\n".join(page.main_lines))
             assert 0.65 <= similarity <= 0.95, (page.path, similarity)
         if page.kind == "foreign":
-            assert defects == ["foreign"] and page.labels["language"] in ("fr", "de", "es")
+            # a page in a language the course trains on (Spanish) is text to keep, not a defect
+            assert page.labels["language"] in ("fr", "de", "es")
+            assert defects == ([] if page.labels["language"] == "es" else ["foreign"])
         if page.kind == "review":
             assert page.labels["sentiment"] == ("positive" if page.labels["rating"] >= 4 else "negative")
     assert len(site.pages["/archive/council-minutes"].body) > 2_000_000

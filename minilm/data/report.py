@@ -43,6 +43,8 @@ def describe(artifact: Artifact) -> str:
         f"stage 1 (data): {docs['gathered']} documents gathered -> {docs['train']} train (after the domain mixture, which "
         f"repeats some), {docs['val']} validation\n"
         f"  train {s['train_bytes'] / 1e6:.1f} MB, shares of its bytes: {shares}\n"
+        f"  languages: identified with accuracy {s['language_accuracy']:.3f}; train shares "
+        + ", ".join(f"{lang} {share:.1%}" for lang, share in s["language_shares"].items()) + "\n"
         f"  filters: precision >= {s['min_precision']:.3f}, recall >= {s['min_recall']:.3f} against the planted truth\n"
         f"  job-gender skew (stereotyped jobs): {s['bias_skew']['before']} -> {s['bias_skew']['after']}\n"
         f"  built in {s['seconds']} s; outputs in data/runs/{artifact.manifest['preset']}/data/"
@@ -52,8 +54,8 @@ def describe(artifact: Artifact) -> str:
 def filter_rows(scores: list[dict]) -> list[dict]:
     """The rows of the filter table from the stage's scores (`Score.row()` dicts).
 
-    The quality step answers for several kinds of defect at once (it removes junk, foreign and
-    generated documents without saying which it took them for), so its rows share one set of flags;
+    The quality step answers for two kinds of defect at once (it removes junk and generated documents
+    without saying which it took them for), so its rows share one set of flags;
     they are marked with SHARED_MARK.
     """
     rows = []

@@ -1,10 +1,11 @@
 """Stage 1 end to end: gather the sources, prepare them step by step, split, and write.
 
-    gather:  web (crawl the local site) + books (stories) + docs (pydoc) + code (stdlib),
-             then plant the defects the filters will be scored on
-    prepare: clean -> quality -> toxicity -> pii -> exact dedup -> near dedup -> counterfactual
-    score:   every step against the planted truth
-    split:   train / validation by a hash of each document's id, then the domain mixture on train
+    gather:  web (crawl the local site) + books (stories, in English and fewer in Spanish) + docs (pydoc)
+             + code (stdlib), then plant the defects the filters will be scored on
+    prepare: clean -> language -> quality -> toxicity -> pii -> exact dedup -> near dedup -> counterfactual
+    score:   every step against the planted truth, and every language label against the generator's
+    split:   train / validation by a hash of each document's id, then on train the languages (temperature
+             sampling) and the domain mixture
     write:   train.jsonl, val.jsonl and stats.json in data/runs/<preset>/data/
 
 Each part lives in its folder: the sources in `sources/`, the planted defects and the scoring in
@@ -27,9 +28,9 @@ from tqdm.auto import tqdm
 
 from minilm.cache import Artifact, cached_stage
 from minilm.data.documents import DOMAINS, Document, StepResult, write_jsonl
-from minilm.data.filters import balance, bias, clean, dedup, pii, quality, toxicity
+from minilm.data.filters import balance, bias, clean, dedup, language, pii, quality, toxicity
 from minilm.data.sources import code, crawl, extract, techdocs
-from minilm.data.sources.site import pages, server
+from minilm.data.sources.site import content, pages, server
 from minilm.data.sources.stories import books, writer
 from minilm.data.truth import defects
 from minilm.data.truth.scoring import score_pipeline
@@ -55,6 +56,8 @@ class DataConfig:
     questions_share: float = 0.5  # share of stories printed as graded readers, with reading questions after them
     questions_per_story: int = 3  # each with its answer, drawn from the story's facts
     bias: float = 0.8  # job-gender skew of the stories: 0 none, 1 always the stereotype
+    spanish_share: float = 0.1  # Spanish stories, as a share of the English ones: a second language is always smaller
+    spanish_seed: int = 7_001  # their own stream (world.STORY_SPLITS["pretrain_es"]): no story is told in both
     n_web_pages: int = 400
     n_doc_topics: int = 300
     n_code_files: int = 300
@@ -65,6 +68,8 @@ class DataConfig:
     num_perm: int = 128
     shingle_words: int = 5
     debias: str = "substitute"  # "substitute", "augment" or "none"
+    language_confidence: float = 0.9  # a language label below this posterior is "unknown" (and kept)
+    language_temperature: float | None = 1.5  # languages sampled by size^(1/T) (our choice); None keeps them as found
     # output
     val_fraction: float = 0.05
     mixture: dict[str, float] = field(default_factory=lambda: {"books": 0.7, "web": 0.1, "docs": 0.1, "code": 0.1})
@@ -75,7 +80,8 @@ class DataConfig:
                   "n_code_files": self.n_code_files}
         if any(n < 0 for n in counts.values()):
             raise ValueError(f"source sizes must be >= 0, got {counts}")
-        for name in ("book_share", "questions_share", "bias", "defect_rate", "near_dup_threshold"):
+        for name in ("book_share", "questions_share", "bias", "spanish_share", "defect_rate", "near_dup_threshold",
+                     "language_confidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if not isinstance(self.questions_per_story, int) or self.questions_per_story < 1:
@@ -84,6 +90,9 @@ class DataConfig:
             raise ValueError(f"val_fraction must be between 0 and 0.5, got {self.val_fraction}")
         if self.debias not in ("substitute", "augment", "none"):
             raise ValueError(f"debias must be 'substitute', 'augment' or 'none', got {self.debias!r}")
+        if self.language_temperature is not None and not self.language_temperature > 0:
+            raise ValueError(f"language_temperature must be > 0 (1 keeps the natural shares) or None, "
+                             f"got {self.language_temperature}")
         if unknown := set(self.mixture) - set(DOMAINS):
             raise ValueError(f"mixture names unknown domain(s) {sorted(unknown)}; the domains are {DOMAINS}")
 
@@ -127,6 +136,18 @@ def gather_books(config: DataConfig) -> list[Document]:
     return docs
 
 
+def gather_spanish_stories(config: DataConfig) -> list[Document]:
+    """Stories told in Spanish, from their own stream: `spanish_share` times as many as the English ones.
+
+    Each has its language in labels["language"] (the truth the language step is scored on). They are
+    plain stories: no questions after them and no e-book wrapping, whose words are English.
+    """
+    n = round(config.n_stories * config.spanish_share)
+    return [Document(id=f"books-es-{i:06d}", domain="books", text=doc.labels["spanish"],
+                     source=f"stories-es:seed={config.spanish_seed}", labels={"language": "es", "facts": doc.labels["facts"]})
+            for i, doc in enumerate(writer.iter_stories(n, config.spanish_seed, config.bias, spanish=True))]
+
+
 def gather(config: DataConfig, progress: bool = True) -> Gathered:
     """All four sources, then the planted defects."""
     seconds: dict[str, float] = {}
@@ -142,7 +163,7 @@ def gather(config: DataConfig, progress: bool = True) -> Gathered:
         return out
 
     web_docs, crawl_summary = timed("web", lambda: gather_web(config)) if config.n_web_pages else ([], {})
-    books = timed("books", lambda: gather_books(config))
+    books = timed("books", lambda: gather_books(config) + gather_spanish_stories(config))
     docs = timed("docs", lambda: list(techdocs.iter_tech_docs(config.n_doc_topics, config.seed, skipped=skipped["docs"])))
     code_docs = timed("code", lambda: list(code.iter_code_files(config.n_code_files, config.seed, skipped=skipped["code"])))
     sources = web_docs + books + docs + code_docs
@@ -158,8 +179,10 @@ def gather(config: DataConfig, progress: bool = True) -> Gathered:
 def prepare(docs: list[Document], config: DataConfig, seconds: dict[str, float] | None = None,
             progress: bool = True) -> list[StepResult]:
     """Run every preparation step in order, each on what the previous one kept."""
+    identifier = language.train_identifier(language_samples(config.seed + 2, 30))
     steps = [
         lambda d: clean.clean(d),
+        lambda d: language.language_filter(d, identifier, min_confidence=config.language_confidence),
         lambda d: quality.quality_filter(d),
         lambda d: toxicity.toxicity_filter(d),
         lambda d: pii.pii_filter(d),
@@ -179,10 +202,39 @@ def prepare(docs: list[Document], config: DataConfig, seconds: dict[str, float] 
     return results
 
 
+def language_samples(seed: int, n: int) -> dict[str, list[str]]:
+    """Texts of known language to train the identifier on, written by the generators from `seed`.
+
+    Per round: an English page of the town's paper, its French, German and Spanish pages, and a story
+    in English; every third round the story in Spanish too. A real pipeline trains on a labelled corpus
+    instead (fastText's lid.176 on Wikipedia, Tatoeba and SETimes); ours is small because the world is.
+    """
+    rng = random.Random(seed)
+    texts: dict[str, list[str]] = {}
+    for i in range(n):
+        english_page = [content.write_news, content.write_blog, content.write_recipe, content.write_review][i % 4](rng)
+        texts.setdefault("en", []).append("\n".join(content.block_lines(english_page.blocks)))
+        for lang in ("fr", "de", "es"):
+            texts.setdefault(lang, []).append("\n".join(content.block_lines(content.write_foreign(rng, lang).blocks)))
+        en_story, es_story, _ = writer.generate_parallel_story(rng)
+        texts["en"].append(en_story)
+        if i % 3 == 0:
+            texts["es"].append(es_story)
+    return texts
+
+
 def debias(docs: list[Document], config: DataConfig) -> StepResult:
-    """Counterfactual balance of the job-gender association in the prose domains."""
-    prose = [d for d in docs if d.domain in ("web", "books")]
-    others = [d for d in docs if d.domain not in ("web", "books")]
+    """Counterfactual balance of the job-gender association in the English prose.
+
+    Only English: swapping "he" and "she" is not enough in Spanish, where the articles, the job and
+    the adjectives agree with the person ("el panadero", "la panadera"), and the course's swap knows
+    English words only. The Spanish stories keep their skew, and the notebook says so.
+    """
+    def english_prose(doc: Document) -> bool:
+        return doc.domain in ("web", "books") and doc.labels.get("identified") != "es"
+
+    prose = [d for d in docs if english_prose(d)]
+    others = [d for d in docs if not english_prose(d)]
     result = balance.counterfactual_balance(prose, bias.job_gender, NAME_SWAPS, config.seed, config.debias)
     return StepResult(result.name, result.kept + others, result.removed, result.edits)
 
@@ -197,16 +249,23 @@ def is_validation(doc_id: str, fraction: float) -> bool:
     return bucket < fraction * 10_000
 
 
-def split_and_mix(docs: list[Document], config: DataConfig) -> tuple[list[Document], list[Document], StepResult]:
-    """Validation keeps the natural mixture (it measures); train gets the chosen mixture (it teaches)."""
+def split_and_mix(docs: list[Document], config: DataConfig) -> tuple[list[Document], list[Document], StepResult,
+                                                                     StepResult]:
+    """Validation keeps the natural mixture (it measures); train gets the chosen mixture (it teaches):
+    first the languages (temperature sampling), then the domains."""
     val = [d for d in docs if is_validation(d.id, config.val_fraction)]
     train = [d for d in docs if not is_validation(d.id, config.val_fraction)]
+    if config.language_temperature is not None:
+        languages = language.mix_languages(train, config.language_temperature, config.seed)
+    else:
+        languages = StepResult("languages", list(train))
+    train = languages.kept
     if config.mixture_temperature is not None:
         weights = balance.temperature_weights(balance.domain_bytes(train), config.mixture_temperature)
     else:
         weights = config.mixture
     mixed = balance.mix_domains(train, weights, config.seed)
-    return mixed.kept, val, mixed
+    return mixed.kept, val, languages, mixed
 
 
 # --- the stage ----------------------------------------------------------------------------------------
@@ -219,16 +278,17 @@ def build(config: DataConfig, folder: Path) -> dict:
     seconds = dict(gathered.seconds)
     steps = prepare(gathered.docs, config, seconds)
     prepared = steps[-1].kept
-    train, val, mixture = split_and_mix(prepared, config)
+    train, val, languages, mixture = split_and_mix(prepared, config)
     scores = [s.row() for s in score_pipeline(gathered.docs, steps)]
-    audit_before = bias.bias_audit([d for d in gathered.docs if d.domain == "books"])
-    audit_after = bias.bias_audit([d for d in prepared if d.domain == "books"])
+    audit_before = bias.bias_audit([d for d in gathered.docs if d.domain == "books" and is_english(d)])
+    audit_after = bias.bias_audit([d for d in prepared if d.domain == "books" and is_english(d)])
 
     n_train = write_jsonl(folder / "train.jsonl", train)
     n_val = write_jsonl(folder / "val.jsonl", val)
     stats = {
-        "steps": [s.summary() for s in steps] + [mixture.summary()],
+        "steps": [s.summary() for s in steps] + [languages.summary(), mixture.summary()],
         "scores": scores,
+        "languages": language_stats(gathered.docs, _step(steps, "language"), prepared, languages, train, val, config),
         "skipped": {k: dict(v) for k, v in gathered.skipped.items()},
         "crawl": gathered.crawl,
         "bytes": {
@@ -247,6 +307,8 @@ def build(config: DataConfig, folder: Path) -> dict:
         "train_bytes": sum(stats["bytes"]["train"].values()),
         "val_bytes": sum(stats["bytes"]["val"].values()),
         "train_shares": _shares(stats["bytes"]["train"]),
+        "language_shares": stats["languages"]["train_shares"],
+        "language_accuracy": round(stats["languages"]["identification"]["accuracy"], 4),
         "min_precision": min(s["precision"] for s in scores),
         "min_recall": min(s["recall"] for s in scores),
         "bias_skew": {"before": round(audit_before.skew_stereotyped, 3), "after": round(audit_after.skew_stereotyped, 3)},
@@ -267,6 +329,50 @@ def run_data_stage(preset: str | None = None, force: bool = False, config: DataC
 def load_stats(artifact: Artifact) -> dict:
     """The stage's stats.json: every step's counts, the scores, skips, bytes, bias tables and timings."""
     return json.loads((artifact.path / "stats.json").read_text(encoding="utf-8"))
+
+
+def is_english(doc: Document) -> bool:
+    """English by the generator's truth (labels["language"]; the English sources do not set it)."""
+    return doc.labels.get("language", "en") == "en"
+
+
+def language_stats(gathered: list[Document], step: StepResult, prepared: list[Document], languages: StepResult,
+                   train: list[Document], val: list[Document], config: DataConfig) -> dict:
+    """The language step scored against the generator's truth, and the bytes of each language along the way.
+
+    Scored on the generated prose (web pages and stories), whose language is known; the real technical
+    documents are English, but not ours to label, and code is not judged. "repeats" is how many times the
+    language balance reads each language's training data (before the domain mixture, which repeats books).
+    """
+    labelled = step.kept + [removal.doc for removal in step.removed]
+    generated = [d for d in labelled if d.domain in ("web", "books")]
+    truth = [d.labels.get("language", "en") for d in generated]
+    predicted = [d.labels["identified"] for d in generated]
+    prepared_bytes = language.language_bytes(prepared)
+    train_bytes = language.language_bytes(train)
+    trained = {lang: n for lang, n in train_bytes.items() if lang != language.UNKNOWN}
+    found = {lang: n for lang, n in prepared_bytes.items() if lang in trained}
+    prepared_train = language.language_bytes([d for d in prepared if not is_validation(d.id, config.val_fraction)])
+    balanced = language.language_bytes(languages.kept)
+    return {
+        "identification": language.identification_scores(predicted, truth),
+        "removed": dict(step.removed_by_reason()),
+        "gathered_truth": dict(Counter(d.labels.get("language", "en") for d in gathered if d.domain in ("web", "books"))),
+        "bytes": {"prepared": prepared_bytes, "train": train_bytes, "val": language.language_bytes(val)},
+        "temperature": config.language_temperature,
+        "natural_shares": _fractions(found),
+        "train_shares": _fractions(trained),
+        "repeats": {lang: round(balanced[lang] / prepared_train[lang], 3) for lang in trained},
+    }
+
+
+def _fractions(sizes: dict[str, int]) -> dict[str, float]:
+    total = sum(sizes.values()) or 1
+    return {key: round(value / total, 4) for key, value in sorted(sizes.items())}
+
+
+def _step(steps: list[StepResult], name: str) -> StepResult:
+    return next(step for step in steps if step.name == name)
 
 
 def _shares(sizes: dict[str, int]) -> dict[str, float]:

@@ -43,6 +43,29 @@ def card_rows(artifact: Artifact) -> list[dict]:
     return rows
 
 
+def language_rows(artifact: Artifact) -> list[dict]:
+    """Two rows per model, English then Spanish: bits per byte on held-out test stories with its 95% interval
+    (value +- 1.96 standard errors, as on the card), the stories and bytes scored, and on the Spanish row the
+    difference from English with its paired interval.
+
+    The stories are parallel, the Spanish one a sentence-for-sentence translation of the English one, so the two
+    rows measure the same content in two languages: the gap is what the model knows less of Spanish (what the
+    Spanish share of pretraining bought, or did not), not a difference between harder and easier stories."""
+    from minilm.eval.tasks import LANGUAGE_NAMES
+
+    r = results(artifact)
+    rows = []
+    for name in r["order"]:
+        scores = r["languages"][name]
+        for language in LANGUAGE_NAMES:
+            s, gap = scores[language], scores["gap"]
+            rows.append({"model": name, "language": language, "stories": s["n"], "bytes": f"{s['bytes']:,}",
+                         "bits per byte": f"{s['bits_per_byte']:.3f} ± {1.96 * s['stderr']:.3f}",
+                         "minus English (paired)": "" if language == LANGUAGE_NAMES[0] else
+                         f"{gap['bits_per_byte']:+.3f} ± {1.96 * gap['stderr']:.3f}"})
+    return rows
+
+
 def contamination_rows(artifact: Artifact) -> list[dict]:
     """One row per benchmark: its documents, and the share that shares an uncommon 13-gram with the corpus."""
     r = results(artifact)
@@ -192,7 +215,7 @@ def produced(summary: dict) -> str:
 
 def describe(artifact: Artifact) -> str:
     """The report card, for the terminal."""
-    lines = text_table(card_rows(artifact))
+    lines = text_table(card_rows(artifact)) + [""] + text_table(language_rows(artifact))
     crows = "; ".join(f"{row['model']} {row['CrowS-Pairs: stereotype preferred [95% CI]']}" for row in bias_rows(artifact))
     return ("stage 8 (evaluation): every model on unseen stories and documents, with 95% intervals\n"
             + "\n".join("  " + line for line in lines) + f"\n  bias (CrowS-Pairs, stereotype preferred; 50% is "
@@ -208,6 +231,9 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
     body = ("Every model the course trained, on benchmarks from stories and documents that no stage trained on, "
             "scored through log-likelihoods as lm-evaluation-harness scores them (the story questions' answers "
             "by exact match). Each score has its 95% interval.\n\n" + markdown_table(card_rows(artifact)) +
+            "\nBits per byte per language, on held-out test stories told in English and the same stories translated "
+            "into Spanish (parallel, so both rows measure the same content; the difference is paired over the "
+            "stories):\n\n" + markdown_table(language_rows(artifact)) +
             "\nThe contamination scan (GPT-3's: a benchmark document that shares an uncommon 13-gram with the "
             "pretraining corpus may have been seen in training). The world is small on purpose: a held-out story still "
             "shares whole template sentences, with the same names, with some pretraining story, so nearly every "

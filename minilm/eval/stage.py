@@ -9,6 +9,8 @@ and documents that no model trained on:
   match): a base model is asked in plain text ("Question: ... Answer:"), a chat model in the chat
   format, as stage 6 asks it;
 - bits per byte on each domain of the data stage's validation documents;
+- bits per byte per language: held-out test stories in English and the same stories in Spanish
+  (`tasks.language_docs`), so that the card shows what the Spanish share of pretraining bought;
 - stage 6's instructions: its test conversations of every task family, rebuilt from its seeded
   config (the same ones stage 6 scored), answered in the chat format (the base model few-shot, as
   stage 6 asks it) and scored by exact match;
@@ -66,6 +68,7 @@ class EvalConfig:
     cloze_stories: int = 1500  # test stories read for the cloze task (about a third name their object twice)
     question_stories: int = 150  # test stories whose questions are asked (up to four each)
     domain_chars: int = 100_000  # validation characters per domain for bits per byte
+    language_stories: int = 40  # test stories scored in English and in Spanish (about 3 s a model on cpu)
     max_new_tokens: int = 16
     batch_size: int = 32
     bootstrap_iterations: int = 1000
@@ -82,8 +85,9 @@ class EvalConfig:
     device: str | None = None
 
     def __post_init__(self):
-        for name in ("cloze_stories", "question_stories", "domain_chars", "max_new_tokens", "batch_size",
-                     "bootstrap_iterations", "bias_stories", "bias_steps", "bias_pairs", "templated_questions", "rated_prompts"):
+        for name in ("cloze_stories", "question_stories", "domain_chars", "language_stories", "max_new_tokens",
+                     "batch_size", "bootstrap_iterations", "bias_stories", "bias_steps", "bias_pairs",
+                     "templated_questions", "rated_prompts"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"EvalConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
         if not (self.rater_noise >= 0 and self.left_bias >= 0):
@@ -293,8 +297,10 @@ def run_eval_stage(preset: str | None = None, force: bool = False, config: EvalC
         started = time.perf_counter()
         results = {"models": {}, "seconds": {}, "documents": {name: len(d) for name, d in scanned.items()},
                    "order": list(evaluated), "benchmarks": list(scanned),  # the file's keys are sorted
-                   "contamination": contaminated_shares(scanned, data.path / "train.jsonl"), "robustness": {}}
+                   "contamination": contaminated_shares(scanned, data.path / "train.jsonl"), "robustness": {},
+                   "languages": {}}
         results["seconds"]["contamination scan"] = time.perf_counter() - started
+        languages = tasks.language_docs(config.language_stories)
         questions = robustness.story_questions(config.question_stories, fits=fits_context(loaded_tokenizer, context,
                                                                                           config.max_new_tokens))
         replies = {}
@@ -304,6 +310,8 @@ def run_eval_stage(preset: str | None = None, force: bool = False, config: EvalC
             results["models"][name] = evaluate(model, loaded_tokenizer, docs, config, chat)
             results["models"][name][INSTRUCTIONS], replies[name] = instructions(model, loaded_tokenizer, tests,
                                                                                 config.batch_size, chat)
+            results["languages"][name] = tasks.run_languages(model, loaded_tokenizer, languages, config.batch_size,
+                                                             config.bootstrap_iterations)
             results["robustness"][name] = robustness.run_checklist(
                 model, loaded_tokenizer, questions, config.templated_questions, chat, config.seed,
                 fits_context(loaded_tokenizer, context, config.max_new_tokens), config.max_new_tokens, config.batch_size)

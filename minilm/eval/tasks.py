@@ -18,6 +18,8 @@ which objects are common; the three wrong choices are other objects of the world
 
 Perplexity per domain reads the data stage's validation documents (stories, web pages, technical
 documents, code), which no model trained on: bits per byte shows what the model learned of each.
+Perplexity per language reads held-out test stories told in English and, the same stories, in
+Spanish (`language_docs`): bits per byte on each shows what the Spanish share of pretraining bought.
 
 The story questions ask what stage 6's reading family asks ("What was Finn's job?"), after the
 paragraph that tells it, in plain text that a base model can read: as multiple choice (the wrong
@@ -147,6 +149,51 @@ def domain_docs(validation: str | Path, max_chars: int = 100_000) -> dict[str, l
                 by_domain.setdefault(domain, []).append({"text": text})
                 size[domain] = size.get(domain, 0) + len(text)
     return by_domain
+
+
+LANGUAGE_NAMES = ("English", "Spanish")  # the languages the story world is told in (world.LANGUAGES), in order
+
+
+def language_docs(n_stories: int) -> dict[str, list[dict]]:
+    """Perplexity documents of the first `n_stories` held-out test stories, told in each of `LANGUAGE_NAMES`.
+
+    The stories are parallel (`split_stories(..., spanish=True)`: the Spanish text translates the English one
+    sentence for sentence), so the two languages' documents hold the same content, and a difference in their
+    bits per byte is what the model knows of each language, not of different stories."""
+    if not isinstance(n_stories, int) or n_stories < 1:
+        raise ValueError(f"n_stories must be a positive integer, got {n_stories!r}")
+    stories = split_stories("test", n_stories, spanish=True)
+    return {"English": [{"text": text} for text, _ in stories],
+            "Spanish": [{"text": facts["spanish"]} for _, facts in stories]}
+
+
+def run_languages(model: GPT, tokenizer: Tokenizer, docs: dict[str, list[dict]], batch_size: int = 32,
+                  bootstrap_iterations: int = 1000) -> dict:
+    """Bits per byte on the same stories in each language (`language_docs`), each with its bootstrap standard
+    error and its numbers of stories and bytes, and the Spanish minus the English figure ("gap").
+
+    Per byte, so that the two languages are compared on the same footing whatever the tokenizer makes of them
+    (Spanish is longer, and a tokenizer trained mostly on English cuts it into more tokens). The stories being
+    parallel, the gap's standard error comes from a paired bootstrap: resampling whole story pairs keeps each
+    story's difficulty in both languages, so the interval is that of the difference alone."""
+    if set(docs) != set(LANGUAGE_NAMES) or len(docs["English"]) != len(docs["Spanish"]):
+        raise ValueError(f"run_languages needs as many {' and '.join(LANGUAGE_NAMES)} documents, the same stories in "
+                         f"each (language_docs makes them), got {({k: len(v) for k, v in docs.items()})}")
+    scores, lls = {}, {}
+    for language in LANGUAGE_NAMES:
+        r = run_perplexity(model, tokenizer, docs[language], batch_size, bootstrap_iterations)
+        lls[language] = r["loglikelihoods"]
+        scores[language] = {"bits_per_byte": r["bits_per_byte"], "stderr": r["bits_per_byte_stderr"], "n": r["n"],
+                            "bytes": sum(metrics.byte_count(doc["text"]) for doc in docs[language])}
+    pairs = [(en_ll, en["text"], es_ll, es["text"])
+             for en_ll, en, es_ll, es in zip(lls["English"], docs["English"], lls["Spanish"], docs["Spanish"])]
+
+    def gap(sample: list) -> float:
+        return (metrics.bits_per_byte([p[2] for p in sample], [p[3] for p in sample])
+                - metrics.bits_per_byte([p[0] for p in sample], [p[1] for p in sample]))
+
+    scores["gap"] = {"bits_per_byte": gap(pairs), "stderr": metrics.bootstrap_stderr(gap, pairs, bootstrap_iterations)}
+    return scores
 
 
 def prompt_text(doc: dict) -> str:

@@ -60,6 +60,19 @@ def score_rows(artifact: Artifact) -> list[dict]:
     return rows
 
 
+DIRECTIONS = {"en_es": "English -> Spanish", "es_en": "Spanish -> English", "all": "both"}
+
+
+def translation_rows(artifact: Artifact) -> list[dict]:
+    """One row per model and translation direction (in `DIRECTIONS`' order; the JSON's keys are sorted): questions,
+    exact match and chrF (0 to 100)."""
+    r = results(artifact)
+    return [{"model": name, "direction": shown, "questions": s["n"], "exact match": f"{s['exact_match']:.2f}",
+             "chrF": f"{s['chrf']:.1f}"}
+            for name in r["order"] for direction, shown in DIRECTIONS.items()
+            if (s := r["models"][name].get("translation", {}).get(direction))]
+
+
 CLASSIFIERS = {"bag_of_words": "bag of words (logistic regression)", "probe": "linear probe (base frozen)",
                "last_block": "last block + head", "full": "full fine-tuning", "lora": "LoRA + head"}
 
@@ -80,7 +93,11 @@ def describe(artifact: Artifact) -> str:
     """The score table, for the terminal."""
     lines = text_table(score_rows(artifact))
     best = max(results(artifact)["classification"], key=lambda r: r["validation"])
+    rows = translation_rows(artifact)
+    translation = text_table(rows) if rows else []  # results written before translation joined have none
     return ("stage 6 (fine-tuning): exact match on unseen stories\n" + "\n".join("  " + line for line in lines) +
+            ("\n  translation, exact match and chrF:\n" + "\n".join("  " + line for line in translation)
+             if translation else "") +
             f"\n  classifier (is this sentence in story order?): {CLASSIFIERS.get(best['method'], best['method'])} "
             f"{best['test']:.3f} on the test sentences; a bag of words cannot beat 0.5"
             f"\n  outputs in {shown_path(artifact.path)}/")
@@ -99,6 +116,10 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
             f"(drawn from {examples['test_drawn']:,} candidates, of which {sum(examples['test_dropped'].values()):,} "
             f"were dropped for sharing a 13-gram with the training data). The base model is asked with solved examples in plain "
             f"text; SFT and LoRA in the chat format.\n\n" + markdown_table(score_rows(artifact)) + "\n")
+    if translation := translation_rows(artifact):
+        body += ("\nTranslation (a test sentence that a training conversation asks word for word is dropped too), "
+                 "scored by exact match and by chrF (character n-gram F-score, 0 to 100, which gives credit for a "
+                 "translation that is nearly right):\n\n" + markdown_table(translation) + "\n")
     body += ("\nClassification: is a sentence as the story grammar wrote it, or does it have two neighbouring words "
              "swapped? Both versions hold the same words, so a bag of words is at chance by construction.\n\n"
              + markdown_table(classification_rows(artifact)) + "\n")

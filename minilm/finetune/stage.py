@@ -13,8 +13,8 @@ model and stage 2's tokenizer it:
 3. fine-tunes a copy of the whole model on the conversations (supervised fine-tuning, SFT), with
    stage 4's training loop: the same AdamW, schedule, clipping, precision, checkpoints and resume;
 4. fine-tunes another copy through LoRA adapters only (`minilm.finetune.lora`), the base frozen;
-5. scores both on the test questions (exact match per task family), measures what they forgot of
-   pretraining (the validation loss on stage 4's data), and trains the classifiers
+5. scores both on the test questions (exact match per task family, and chrF beside it for translation),
+   measures what they forgot of pretraining (the validation loss on stage 4's data), and trains the classifiers
    (`minilm.finetune.classify`) beside a bag-of-words baseline.
 
 Training runs in a work folder beside the stage's, ``data/runs/<preset>/.finetune-work/``: an
@@ -31,6 +31,7 @@ import copy
 import random
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,10 @@ from minilm.files import atomic_write_json
 from minilm.finetune import classify, lora
 from minilm.finetune.answers import chat_answers, few_shot_answers, scores_by_family
 from minilm.finetune.chat import SFTData, encode_chat
-from minilm.finetune.tasks import FAMILIES, build_examples, check_scale, decontaminate, training_texts, unique_prompts
+from minilm.finetune.tasks import (
+    FAMILIES, TRANSLATE_ASK, TRANSLATION, Example, build_examples, check_scale, conversation_text, decontaminate,
+    training_texts, translation_scores, unique_prompts,
+)  # fmt: skip
 from minilm.model.accounting import count_parameters, memory_estimate
 from minilm.presets import config_for, preset_name
 from minilm.train import checkpoint as ckpt
@@ -72,7 +76,8 @@ class FinetuneConfig:
     # goal is set on. Measured on 150 test questions per family: SFT reading 0.85 -> 0.91 (0.89 with other extra
     # stories); on the cpu preset's 60, LoRA reading 0.63 -> 0.75. The yes/no questions paid for it (0.71 -> 0.49)
     # until their demonstrations were kept clean (`clean_families`, below)
-    train_scale: dict[str, int] = field(default_factory=lambda: {"reading": 2})
+    # translation (both directions, as many of each) keeps train_per_family: as many as a small family
+    train_scale: dict[str, int] = field(default_factory=lambda: {"reading": 2, TRANSLATION: 1})
     val_per_family: int = 20
     test_per_family: int = 60  # clean test questions per family, kept after decontamination
     test_oversample: int = 40  # candidates drawn per clean question wanted: the templates make most share a 13-gram
@@ -225,6 +230,8 @@ def instruction_data(config: FinetuneConfig, tokenizer, context: int, n_pretrain
     score a handful, we draw `test_oversample` candidates per question wanted, drop every one that
     shares a 13-gram with the training data (GPT-3's rule) and every repeat of a prompt already drawn, and keep
     the first `test_per_family` clean ones of each family: a test set that no training text overlaps, of a size that can tell models apart.
+    A translation question is one sentence, mostly under 13 words, so the 13-gram rule cannot see it: a test
+    translation whose prompt a training conversation asks word for word is dropped too (`seen_translations`).
     """
     from minilm.rlhf.gold import mix_in_flaws
 
@@ -238,12 +245,56 @@ def instruction_data(config: FinetuneConfig, tokenizer, context: int, n_pretrain
     val_examples = build_examples("sft_val", config.val_per_family, config.seed, tokenizer, context)
     candidates = build_examples("test", config.test_per_family * config.test_oversample, config.seed, tokenizer, context)
     clean, dropped = decontaminate(candidates, training_texts(train_examples, n_pretrain_stories))
-    unique = unique_prompts(clean)
+    seen = seen_translations(clean, train_examples)
+    dropped = Counter(dropped) + Counter(e.family for e in seen)
+    seen_ids = {id(e) for e in seen}
+    unique = unique_prompts([e for e in clean if id(e) not in seen_ids])
     test = []
     for family in FAMILIES:
-        test += [e for e in unique if e.family == family][: config.test_per_family]
+        test += first_test_examples(unique, family, config.test_per_family)
     return {"train": train_examples, "val": val_examples, "test": test, "test_drawn": len(candidates),
-            "dropped": dict(dropped), "duplicates": len(clean) - len(unique), "flawed": flawed}
+            "dropped": dict(dropped), "duplicates": len(clean) - len(seen) - len(unique), "flawed": flawed}
+
+
+def seen_translations(test: list[Example], train: list[Example]) -> list[Example]:
+    """The translation examples of `test` whose prompt is, word for word, the prompt of a training example."""
+    asked = {conversation_text(e.prompt) for e in train}
+    return [e for e in test if e.family == TRANSLATION and conversation_text(e.prompt) in asked]
+
+
+def first_test_examples(examples: list[Example], family: str, n: int) -> list[Example]:
+    """The first `n` examples of `family`; for translation, the two directions in turn, so each is asked n / 2 times
+    (decontamination drops more of one than of the other)."""
+    chosen = [e for e in examples if e.family == family]
+    if family != TRANSLATION:
+        return chosen[:n]
+    by_direction = [[e for e in chosen if e.kind == direction] for direction in TRANSLATE_ASK]
+    return [e for turn in zip(*by_direction) for e in turn][:n]
+
+
+def answer_room(tokenizer, train: list[Example], margin: int = 4) -> dict[str, int]:
+    """New tokens to let a model write per translation direction: the longest clean training answer of that direction,
+    and a margin. A sentence to translate is longer than the short answers of the other families (a base model is
+    given 24 new tokens for those), and Spanish takes more tokens than English with most tokenizers."""
+    return {direction: margin + max((len(tokenizer.encode(e.answers[0])) for e in train if e.kind == direction),
+                                    default=0) for direction in TRANSLATE_ASK}
+
+
+def base_answers(model, tokenizer, test: list[Example], shots: list[Example], k: int,
+                 room: dict[str, int]) -> list[str]:
+    """The base model's few-shot answers (`few_shot_answers`), each translation direction asked apart with room
+    for its answers (`answer_room`). The other families keep their places at the front of `test`, so their shots
+    are the ones they were given before translation joined."""
+    answers = [""] * len(test)
+    groups = {None: [i for i, e in enumerate(test) if e.family != TRANSLATION]}
+    groups.update({d: [i for i, e in enumerate(test) if e.family == TRANSLATION and e.kind == d] for d in room})
+    for direction, indices in groups.items():
+        if indices:
+            extra = {} if direction is None else {"max_new_tokens": room[direction]}
+            replies = few_shot_answers(model, tokenizer, [test[i] for i in indices], shots, k=k, **extra)
+            for i, reply in zip(indices, replies):
+                answers[i] = reply
+    return answers
 
 
 def training_memory(model_config, total: int, trainable: int, batch_size: int) -> int:
@@ -320,21 +371,24 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
 
     models: dict[str, dict] = {}
     clock = time.perf_counter()
-    base_answers = few_shot_answers(base, tokenizer, test, data["val"], k=config.shots)
+    room = answer_room(tokenizer, data["train"])
+    asked = base_answers(base, tokenizer, test, data["val"], config.shots, room)
     models["base, few-shot"] = {
-        "scores": scores_by_family(test, base_answers), "trainable": 0, "total": count_parameters(base),
+        "scores": scores_by_family(test, asked), "translation": translation_scores(test, asked),
+        "trainable": 0, "total": count_parameters(base),
         "seconds": 0.0, "eval_seconds": time.perf_counter() - clock, "pretrain_val_loss": forgetting(base),
     }
 
-    answers = {"base, few-shot": base_answers}
+    answers = {"base, few-shot": asked}
     for name, run in tuned["runs"].items():
         model, summary = run["model"], run["summary"]
         clock = time.perf_counter()
-        replies = chat_answers(model, tokenizer, [e.prompt for e in test])
+        replies = chat_answers(model, tokenizer, [e.prompt for e in test], max_new_tokens=max(48, *room.values()))
         answers[name] = replies
         trainable = lora.trainable_parameters(model)
         models[name] = {
-            "scores": scores_by_family(test, replies), "trainable": trainable, "total": count_parameters(base),
+            "scores": scores_by_family(test, replies), "translation": translation_scores(test, replies),
+            "trainable": trainable, "total": count_parameters(base),
             "seconds": summary["train_seconds"], "wall_seconds": run["seconds"], "eval_seconds": time.perf_counter() - clock,
             "sft_val_loss": summary["val_loss"], "pretrain_val_loss": forgetting(model),
             "memory_bytes": training_memory(model_config, count_parameters(base), trainable, config.batch_size),
@@ -376,6 +430,7 @@ def _build(config: FinetuneConfig, pretrained: Artifact, tokenizer_artifact: Art
                     folder / FIGURE)
     shutil.rmtree(work, ignore_errors=True)
     return {"exact_match": [[name, m["scores"]["all"]] for name, m in models.items()],
+            "translation": {name: m["translation"] for name, m in models.items()},
             "trainable": {name: m["trainable"] for name, m in models.items()},
             "classifier_test_accuracy": {r.method: r.test for r in classification},
             "test_examples": len(test), "seconds": round(time.perf_counter() - started, 2)}

@@ -2,7 +2,7 @@
 
 Instruction tuning needs conversations, and evaluating it needs answers we can check. Because the
 course writes its own stories, it knows every fact in them (`facts`, `facts["qa"]`), so every
-example here has an answer that a string comparison can score, in five families:
+example here has an answer that a string comparison can score, in six families:
 
 | family       | the user asks                                                      | the answer                   |
 | ------------ | ------------------------------------------------------------------ | ---------------------------- |
@@ -15,13 +15,16 @@ example here has an answer that a string comparison can score, in five families:
 |              | story's sentence or the same words shuffled)                       |                              |
 | `multiturn`  | a reading question, then a follow-up that needs the first answer   | the follow-up's answer       |
 | `refusal`    | the e-mail address or phone number of a person of the world        | the fixed `REFUSAL`          |
+| `translation`| a sentence of a story, into Spanish or into English (as many of     | the sentence of the story's  |
+|              | each), where the sentence has one translation                      | mirror in the other language |
 
 An example's `messages` is the whole conversation, its last turn the assistant's answer: SFT trains
 on it, and evaluation gives the model `prompt` (all but the last turn) and scores what it writes
 with `exact_match` against `answers`. Each split reads its own stories (`minilm.world.split_stories`),
 so SFT never trains on a test story; the toxic lines of the test split come from templates the
 other splits never use. `contamination` measures what the splits still share, word 13-grams as
-GPT-3 did, and `decontaminate` drops the test examples that share one.
+GPT-3 did, and `decontaminate` drops the test examples that share one. Translation is also scored with chrF
+(`chrf`, `translation_scores`), which gives credit for a translation that is nearly right.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from minilm.finetune.chat import Message, encode_chat
 from minilm.tokenizer.tokenizer import Tokenizer
 from minilm.world import ALL_NAMES, GENDER_WORDS, NAME_SWAPS, STORY_SPLITS, SURNAMES, pronouns, split_stories, with_article
 
-FAMILIES = ("reading", "transform", "classify", "multiturn", "refusal")
+TRANSLATION = "translation"
+FAMILIES = ("reading", "transform", "classify", "multiturn", "refusal", TRANSLATION)
 REFUSAL = "I'm sorry, but I can't share personal information such as e-mail addresses or phone numbers."
 CLASSIFY_SYSTEM = "Answer yes or no."
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
@@ -319,16 +323,19 @@ def refusal(text: str, facts: dict, rng: random.Random, fits: Fits) -> Example |
 
 # Translation: every story has its Spanish mirror (`minilm.data.sources.stories.spanish`), sentence for sentence, so a
 # sentence and its translation are an exact pair. Only sentences that translate alone are asked (`spanish.determined`:
-# "They had lunch together" does not say whether "juntos" or "juntas"). Not yet one of FAMILIES: the stage asks it
-# once pretraining reads Spanish (a model that has never read a language cannot be taught to write it by SFT alone).
-TRANSLATION = "translation"
+# "They had lunch together" does not say whether "juntos" or "juntas"). `build_examples` asks the two directions in
+# turn, so a split holds as many of each.
 TRANSLATE_ASK = {"en_es": "Translate into Spanish: {sentence}", "es_en": "Translate into English: {sentence}"}
 
 
-def translation(text: str, facts: dict, rng: random.Random, fits: Fits) -> Example | None:
-    """Translate one sentence of a story, English to Spanish or back (`facts` from `split_stories(spanish=True)`)."""
+def translation(text: str, facts: dict, rng: random.Random, fits: Fits, direction: str | None = None) -> Example | None:
+    """Translate one sentence of a story, English to Spanish or back (`facts` from `split_stories(spanish=True)`),
+    in `direction` ("en_es" or "es_en"; None draws one)."""
+    if direction is not None and direction not in TRANSLATE_ASK:
+        raise ValueError(f"unknown translation direction {direction!r}; use one of {', '.join(TRANSLATE_ASK)}")
     english, spanish = story_sentences(text), story_sentences(facts["spanish"])
-    i, direction = rng.randrange(len(english)), rng.choice(tuple(TRANSLATE_ASK))
+    i = rng.randrange(len(english))
+    direction = direction or rng.choice(tuple(TRANSLATE_ASK))
     if not determined(*facts["templates"][i], direction):
         return None
     source, target = (english[i], spanish[i]) if direction == "en_es" else (spanish[i], english[i])
@@ -345,6 +352,23 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     return sacrebleu.corpus_chrf(list(predictions), [list(references)]).score
+
+
+def translation_scores(examples: Sequence[Example], predictions: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Exact match and chrF of the translation examples among `examples`, per direction and "all" together:
+    {"en_es": {"exact_match": 0.4, "chrf": 71.2, "n": 30}, ...}; the other families' examples are ignored."""
+    if len(examples) != len(predictions):
+        raise ValueError(f"{len(examples)} examples but {len(predictions)} predictions")
+    pairs = [(e, p) for e, p in zip(examples, predictions) if e.family == TRANSLATION]
+    scores = {}
+    for direction in (*TRANSLATE_ASK, "all"):
+        chosen = [(e, p) for e, p in pairs if direction in ("all", e.kind)]
+        if chosen:
+            scores[direction] = {
+                "exact_match": sum(exact_match(p, e.answers) for e, p in chosen) / len(chosen),
+                "chrf": chrf([p for _, p in chosen], [e.answers[0] for e, _ in chosen]), "n": len(chosen),
+            }
+    return scores
 
 
 MAKERS = {"reading": reading, "transform": transform, "classify": classify, "multiturn": multiturn, "refusal": refusal,
@@ -392,6 +416,8 @@ def build_examples(
             index = rng.randrange(len(stories))
             text, facts = stories[index]
             extra = {"held_out": split == "test"} if family == "classify" else {}
+            if family == TRANSLATION:  # the two directions in turn: as many of each
+                extra = {"direction": tuple(TRANSLATE_ASK)[len(made) % len(TRANSLATE_ASK)]}
             example = MAKERS[family](text, facts, rng, fits, **extra)
             if example is not None:
                 example.story = index

@@ -82,7 +82,7 @@ import re
 
 from minilm.data.sources.stories.grammar import EVENT_PLANS
 from minilm.data.truth.defects import PII_SENTENCES, TOXIC_TEMPLATES, TOXIC_WORDS, fill
-from minilm.finetune.tasks import Example, exact_match, normalize_answer, people
+from minilm.finetune.tasks import FAMILIES, TRANSLATION, Example, exact_match, normalize_answer, people
 from minilm.world import (
     ALL_NAMES, ANIMALS, BAD_FEELINGS, BUILDS, COLOURS, FOUND_WHERE, GIFTS, GOOD_FEELINGS, JOBS, OBJECTS, PET_NAMES,
     PETS, PLACES, RUDE_PHRASES, SIZES, STORM_DAMAGE, with_article,
@@ -90,6 +90,10 @@ from minilm.world import (
 
 # ---------------------------------------------------------------------------------------------
 # 1. The rubric's weights and vocabulary
+
+# The families of stage 6 that the rubric judges: all but translation. Its terms read English prose (what is cut
+# off, what is rude), and a translation has one right answer, which exact match and chrF already score.
+JUDGED_FAMILIES = tuple(family for family in FAMILIES if family != TRANSLATION)
 
 CORRECT = 1.0  # a right answer
 COMPLETE = 0.5  # times the share of the answer's items given

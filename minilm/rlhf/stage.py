@@ -45,7 +45,7 @@ from minilm import hardware
 from minilm.cache import Artifact, cached_stage, load_artifact, run_dir
 from minilm.files import atomic_write_json
 from minilm.finetune.chat import END, PAD, encode_chat
-from minilm.finetune.tasks import FAMILIES, Example, build_examples
+from minilm.finetune.tasks import Example, build_examples
 from minilm.model.gpt import GPT
 from minilm.presets import config_for, preset_name
 from minilm.rlhf import gold, preferences
@@ -201,7 +201,7 @@ def training_prompts(config: RLHFConfig, tokenizer, context: int) -> Prompts:
     drawn = build_examples("sft_val", 2 * config.prompts_per_family, config.seed + 7, tokenizer, context)
     fitting = fitting_prompts(drawn, tokenizer, config.prompt_tokens)
     examples = []
-    for family in FAMILIES:
+    for family in gold.JUDGED_FAMILIES:
         examples += [e for e in fitting.examples if e.family == family][: config.prompts_per_family]
     random.Random(config.seed).shuffle(examples)
     return fitting_prompts(examples, tokenizer, config.prompt_tokens)

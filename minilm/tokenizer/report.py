@@ -1,8 +1,8 @@
 """What stage 2 shows of its result: lines for the terminal, and its section of the speedrun's report.
 
-The section compares the tokenizer's compression with GPT-4's `cl100k_base` domain by domain, and
-draws it beside the lengths of the learned tokens. Nothing here changes what the stage builds, so
-this module is left out of the stage's fingerprint: editing it rebuilds nothing.
+The section compares the tokenizer's compression with GPT-4's `cl100k_base` domain by domain and
+language by language, and draws it beside the lengths of the learned tokens. Nothing here changes
+what the stage builds, so this module is left out of the stage's fingerprint: editing it rebuilds nothing.
 """
 
 from __future__ import annotations
@@ -34,8 +34,20 @@ def describe(artifact: Artifact) -> str:
         f"  shards: train {s['tokens']['train']:,} tokens, val {s['tokens']['val']:,} tokens "
         f"({s['dtype']}, {s['shard_files']['train']} + {s['shard_files']['val']} files, written in {s['shard_seconds']} s)\n"
         f"  bytes per token on validation{versus}: {compression}\n"
-        f"  built in {artifact.build_seconds:.1f} s; outputs in {shown_path(artifact.path)}/"
+        + (f"  by language: {by_language(s)}\n" if by_language(s) else "")
+        + f"  built in {artifact.build_seconds:.1f} s; outputs in {shown_path(artifact.path)}/"
     )
+
+
+def by_language(summary: dict) -> str:
+    """Bytes per token per identified language, "en 3.91 / 4.20, es 2.10 / 3.30", or "" for a stage built before
+    languages were measured."""
+    languages = summary.get("bytes_per_token_by_language")
+    if not languages:
+        return ""
+    ours, theirs = languages["ours"], languages["cl100k_base"]
+    return ", ".join(f"{language} {ours[language]:.2f}" + (f" / {theirs[language]:.2f}" if theirs else "")
+                     for language in ours if language != "all")
 
 
 def plot_compression(artifact: Artifact, path: Path) -> Path:
@@ -87,6 +99,7 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
         describe(artifact).replace("\n", "  \n")
         + "\n\nCompression on the validation split (bytes of UTF-8 text per token; higher means shorter sequences):\n\n"
         + markdown_table(rows)
+        + _language_table(s)
         + "\nLongest learned words: " + ", ".join(f"`` {token.decode('utf-8', 'replace')!r} ``" for token in longest) + "\n"
     )
     return Section(
@@ -99,6 +112,21 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
         body=body,
         figures=[figure],
     )
+
+
+def _language_table(summary: dict) -> str:
+    """The per-language compression as a markdown table (fertility: Spanish falls apart into more tokens when the
+    tokenizer saw little of it), or "" for a stage built before languages were measured."""
+    languages = summary.get("bytes_per_token_by_language")
+    if not languages:
+        return ""
+    ours, theirs = languages["ours"], languages["cl100k_base"]
+    documents = summary.get("val_documents_by_language", {})
+    rows = [{"language (identified)": language, "documents": documents.get(language, ""),
+             "ours (bytes/token)": ours[language], "cl100k_base (bytes/token)": theirs[language] if theirs else "n/a"}
+            for language in ours if language != "all"]
+    return ("\nBy language (stage 1's identified label; a document without one counts as English):\n\n"
+            + markdown_table(rows))
 
 
 def _domains(values: dict) -> list[str]:

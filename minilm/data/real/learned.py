@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minilm.data.truth.scoring import QUALITY_DEFECTS
+from minilm.data.truth.scoring import LANGUAGE_DEFECTS, QUALITY_DEFECTS
 
 DIM = 2**18  # hash buckets
 MAX_CHARS = 3_000  # a document's first characters are enough to judge it, and keep training fast
@@ -138,9 +138,9 @@ def is_held_out(doc_id: str, share: float = 0.2) -> bool:
 
 
 def planted_junk(doc) -> bool:
-    """The planted label the classifier learns: what the quality step should drop, as section 5 scores it
-    (`scoring.QUALITY_DEFECTS`: low-quality text, another language, generated code)."""
-    return any(defect in QUALITY_DEFECTS for defect in doc.defects)
+    """The planted label the classifier learns: what the language and quality steps should drop, as section 5
+    scores it (`scoring.LANGUAGE_DEFECTS` and `QUALITY_DEFECTS`: another language, low-quality text, generated code)."""
+    return any(defect in LANGUAGE_DEFECTS + QUALITY_DEFECTS for defect in doc.defects)
 
 
 def training_set(docs, max_good: int = 2_500, seed: int = 0) -> tuple[list, list]:

@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass
 
 from minilm.data.documents import Document, StepResult
 
-# The quality step answers for three kinds of planted documents.
-QUALITY_DEFECTS = ("low_quality", "foreign", "generated_code")
+# The quality step answers for two kinds of planted documents; the language step for pages in a language the
+# course does not train on.
+QUALITY_DEFECTS = ("low_quality", "generated_code")
+LANGUAGE_DEFECTS = ("foreign",)
 
 
 @dataclass
@@ -77,7 +79,7 @@ def score_dedup(step_input: list[Document], result: StepResult, defect: str, kin
 
 
 def score_quality(step_input: list[Document], result: StepResult) -> list[Score]:
-    """The quality step answers for junk, foreign and generated documents: shared precision, recall per kind."""
+    """The quality step answers for junk and generated documents: shared precision, recall per kind."""
     kinds = QUALITY_DEFECTS
     junk = {doc.id for doc in step_input if set(doc.defects) & set(kinds)}
     removed = {r.doc.id for r in result.removed}
@@ -90,6 +92,14 @@ def score_quality(step_input: list[Document], result: StepResult) -> list[Score]
         found = sum(1 for doc_id in planted if doc_id in removed)
         scores.append(Score(kind, result.name, len(planted), found, flagged, hits, unlabelled))
     return scores
+
+
+def score_removals(step_input: list[Document], result: StepResult, defect: str) -> Score:
+    """Score a step that removes whole documents of one planted kind (the language step: foreign pages)."""
+    planted = {doc.id for doc in step_input if defect in doc.defects}
+    flagged = sum(1 for r in result.removed if r.doc.id in planted or is_generated(r.doc))
+    hits = sum(1 for r in result.removed if r.doc.id in planted)
+    return Score(defect, result.name, len(planted), hits, flagged, hits, len(result.removed) - flagged)
 
 
 def score_lines(step_input: list[Document], result: StepResult, defect: str, label: str, reasons: tuple[str, ...]) -> Score:
@@ -183,6 +193,8 @@ def score_pipeline(gathered: list[Document], steps: list[StepResult]) -> list[Sc
         step = _step(steps, "clean")
         scores.append(score_lines(inputs["clean"], step, "boilerplate", "boilerplate_lines", ("licence", "front_matter", "boilerplate")))
         scores.append(score_repairs(inputs["clean"], step))
+    if "language" in inputs:
+        scores.append(score_removals(inputs["language"], _step(steps, "language"), "foreign"))
     if "quality" in inputs:
         scores += score_quality(inputs["quality"], _step(steps, "quality"))
     if "toxicity" in inputs:

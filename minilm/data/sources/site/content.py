@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from minilm.data.filters import dedup
 from minilm.world import (
-    ALL_NAMES, BAD_FEELINGS, COLOURS, DAYS, GENDERS, GOOD_FEELINGS, JOBS, MONTHS, NAMES, OBJECTS, PLACES, RELATIVES,
-    SURNAMES, pronouns, with_article,
+    ALL_NAMES, BAD_FEELINGS, COLOURS, DAYS, GENDERS, GOOD_FEELINGS, JOBS, LANGUAGES, MONTHS, NAMES, OBJECTS, PLACES,
+    RELATIVES, SURNAMES, pronouns, with_article,
 )  # fmt: skip
 
 SITE_NAME = "Millbrook Gazette"
@@ -605,8 +605,9 @@ def write_foreign(rng: random.Random, lang: str) -> Draft:
     title = rng.choice(words["titles"]).format(**slots, **_numbers(rng))
     writer = SentenceWriter(rng, words["sentences"], slots)
     blocks: list = [("h1", title)] + [("p", writer.paragraph(2, 3)) for _ in range(rng.randint(3, 5))]
+    # A page in a language the course trains on is text to keep; in any other, a page to remove.
     return Draft(path="", kind="foreign", title=title, blocks=blocks, section="news", lang=lang,
-                  labels={"defects": ["foreign"], "language": lang})
+                  labels={"defects": [] if lang in LANGUAGES else ["foreign"], "language": lang})
 
 
 def write_spam(rng: random.Random) -> Draft:

@@ -464,7 +464,7 @@ def _counts(n_pages: int) -> dict:
     counts = {"specials": 13,  # private 3, about, and the 9 traps of _special_pages
               "tags": min(len(TAGS), 3 + n_pages // 80), "archives": min(12, 2 + n_pages // 100)}
     rest = n_pages - counts["specials"] - 6 - counts["tags"] - counts["archives"]  # 6 = home + 5 sections
-    counts["foreign"] = max(3, 3 * round(0.04 * rest / 3))
+    counts["foreign"] = max(3, 3 * round(0.07 * rest / 3))  # a third each in French, German and Spanish
     counts["spam"] = max(2, round(0.03 * rest))
     counts["near_dup"] = max(2, round(0.06 * rest))
     counts["exact_dup"] = max(2, round(0.06 * rest))
