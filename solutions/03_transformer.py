@@ -39,7 +39,7 @@
 # | preset | models trained here | this notebook takes (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 12 blocks × 32 wide for 20 steps (4 variants); 2 blocks × 64 wide for 40 steps | about 15 s |
-# | `cpu` | 12 blocks × 32 wide for 150 steps (4 variants); 2 blocks × 64 wide for 300 steps | about 75 s |
+# | `cpu` | 12 blocks × 32 wide for 150 steps (4 variants); 2 blocks × 64 wide for 300 steps | about 45 s |
 # | `gpu` | twice the `cpu` steps; the KV cache is timed on the GPU | not measured |
 #
 # The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. The

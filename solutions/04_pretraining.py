@@ -40,7 +40,7 @@
 # | preset | the real run (stage 4) | the rest of this notebook (measured, 2 CPU cores) |
 # |---|---|---|
 # | `ci` | 2 layers × 64 wide, 60 steps: seconds | about 15 seconds |
-# | `cpu` | 4 layers × 128 wide (1.3M parameters), 1,000 steps of 4,096 tokens: minutes the first time (section 5 prints how long), then cached | about 7 minutes |
+# | `cpu` | 4 layers × 128 wide (1.3M parameters), 1,000 steps of 4,096 tokens: about 10 minutes the first time (section 5 prints how long: 611 s in the run shown, its 2 cores shared with other work), then cached | 5 to 8 minutes (the last cell prints the whole notebook's time: 944 s in the run shown, stage 4's first build included) |
 # | `gpu` | 12 layers × 768 wide, 1,500 steps of 32,768 tokens, bf16, compiled: minutes | a minute or two |
 #
 # The run of stage 4 is cached in `data/runs/<preset>/pretrain/`: run this notebook again, or the speedrun, and it
@@ -315,15 +315,16 @@ show(fig)
 # and more seconds, than the same run on an idle machine.
 #
 # **Why is the validation loss above the training loss?** At the end of the run the two curves are apart (with the
-# `cpu` preset by several tenths of a nat; the numbers are printed below). A gap is often read as overfitting, the
+# `cpu` preset by about four tenths of a nat; the numbers are printed below). A gap is often read as overfitting, the
 # model doing better on text it has trained on than on new text. But here the two curves do not measure the same
 # kind of text either: stage 1 kept the validation split in the sources' natural mixture (it measures) and gave the
 # train split the mixture of `DataConfig.mixture` (it teaches): 70% books and 10% each of web pages, docs and code,
 # by bytes. Where a domain has too little text for its share, its documents are repeated, up to 4 times; where it
-# has too much, some are left out. So we measure the two causes apart: we cut each split into its four domains,
-# write each part as a token stream with stage 2's `write_shards`, and evaluate the trained model on each with
-# `evaluate`, the function the run uses on the validation split (on at most a few thousand tokens of each part, to
-# keep it quick).
+# has too much, some are left out. (Before the domains, stage 1 balanced the languages by repeating Spanish
+# documents, so a Spanish document can come more often: that is why the books' copies below are above 1 and the web
+# pages' above 4.) So we measure the two causes apart: we cut each split into its four domains, write each part as a
+# token stream with stage 2's `write_shards`, and evaluate the trained model on each with `evaluate`, the function
+# the run uses on the validation split (on at most a few thousand tokens of each part, to keep it quick).
 
 # %%
 PART_TOKENS = {"ci": 4096, "cpu": 8192, "gpu": 65_536}[PRESET]  # evaluated per split and domain
@@ -372,14 +373,14 @@ print(f"the run read {passes:.2f} times as many tokens as the train split holds"
 # *copies* column) and less code than the validation split's natural mixture. (The table counts tokens, so the train
 # shares are not quite the mixture's, which counts bytes: code and docs take more tokens per byte than prose.) With the
 # `cpu` preset the losses differ far more between domains than between the splits: the books, stories from a generator
-# with a small vocabulary and a few sentence patterns, are by far the easiest to predict, code and docs the hardest (the
-# `ci` model has learned too little for its domains to differ). The last two columns compare each domain with itself:
-# where the loss on train documents is clearly below the loss on val documents, the model has learned those very
-# documents, not only their kind. Reading a document again and again invites that (the copies, times the passes over the
-# split printed last), but it is not the only way: with the `cpu` preset the differences are largest for code and docs,
-# read not even twice, whose files each have names and phrases of their own that a reading or two can partly teach, and
-# smallest for the books, whose stories all share the generator's few patterns. (Each part is scored on a few thousand
-# tokens only, so a difference of a few hundredths is noise.)
+# with a small vocabulary and a few sentence patterns, are the easiest to predict (the web pages close behind), code and
+# docs by far the hardest (the `ci` model has learned too little for its domains to differ). The last two columns
+# compare each domain with itself: where the loss on train documents is clearly below the loss on val documents, the
+# model has learned those very documents, not only their kind. Reading a document again and again invites that (the
+# copies, times the passes over the split printed last), but it is not the only way: with the `cpu` preset the
+# differences are largest for code and docs, read not even twice, whose files each have names and phrases of their own
+# that a reading or two can partly teach, and smallest for the books, whose stories all share the generator's few
+# patterns. (Each part is scored on a few thousand tokens only, so a difference of a few hundredths is noise.)
 #
 # The lines below the table weight these losses two ways. The train documents in the train mixture come out close to
 # the end of the training curve, but not exactly on it: the curve averages the losses of the last steps, taken while
@@ -440,12 +441,16 @@ if quality_after["rejected"]:
         print("  ", sentence)
 
 # %% [markdown]
-# The untrained model writes random tokens: hardly any of its "words" are words of the story world, and it ends no
-# sentence that the grammar accepts. With the `cpu` preset, the pretrained model's words are nearly all the story
-# world's and most of its sentences are ones the generator could have written; the grammar score is the strict one
-# (one wrong pronoun or a name used twice in a row and the sentence counts as wrong), and even the generator's own
-# stories do not score 100% on it (a few sentences, such as e-book titles, are not in the grammar). The `ci`
-# preset's model trains for seconds and writes little that is right.
+# The untrained model writes random tokens: in its 5 texts it ends a single sentence, which the grammar rejects, and
+# its share of story words is counted on that one sentence's few words, so it means little (a random token is often a
+# whole common word, such as " field" or " orange"; with the `cpu` preset the share came out at about a half). With
+# the `cpu` preset, the pretrained model's words are nearly all the story world's (99.8%) and most of its sentences
+# (95.4%) are ones the generator could have written; the grammar score is the strict one (one wrong pronoun or a name
+# used twice in a row and the sentence counts as wrong), and the validation split's own stories score only 84% on it:
+# most of the sentences it rejects there are the graded readers' questions and answers ("Question: Where did Lena
+# go?"), which the story grammar does not cover, and a few are lines such as e-mail addresses, dates or e-book titles.
+# The model's samples start as stories and rarely reach a question, so they can score higher. The `ci` preset's model
+# trains for seconds and writes little that is right.
 #
 # The log also kept two samples from the middle of training at every `sample_every` steps; their scores come from
 # very few sentences, so they are rough, but they show the order in which the model learns: the words first, whole
@@ -703,8 +708,8 @@ show_table(rows)
 # %% [markdown]
 # With the `cpu` preset (1,500 steps of a 2-layer, 64-wide model) the two models split the tasks as their
 # objectives predict. **Filling a gap in a sentence, the encoder wins clearly** (in the table, about two gaps in
-# three against a little over half): the words after the gap ("… with her dog.") say a lot about it, and only the
-# encoder reads them. **Continuing text, the decoder wins by far** (its loss is lower by well over a nat): the
+# three against a little under half): the words after the gap ("… with her dog.") say a lot about it, and only the
+# encoder reads them. **Continuing text, the decoder wins by far** (its loss is lower by more than two nats): the
 # encoder was never asked to predict from one side only, and a mask with nothing after it is not a gap it has seen.
 # In running text the decoder is ahead at this budget: it reads the story so far, which often names
 # the missing word already, and it has had far more training signal (next paragraph). (With the `ci` preset the
@@ -842,11 +847,19 @@ ax.legend(fontsize=8)
 show(fig)
 
 # %% [markdown]
-# What to look for in the table and the plot: how much larger Spanish's share of the training text is at T = 5, and
-# how many times its data is read; whether the Spanish loss falls from the natural mixture to the tempered one, and
-# whether the English loss rises, and by how much each moves. The two moves need not be the same size: a language
-# that starts with little data gains more from extra tokens than the large one loses, which is why multilingual
-# models raise the temperature at all; the repeats are what limits it (repeated data is worth less each time).
+# With the `cpu` preset, at T = 5 Spanish's share of the training text grows from its natural 7.8% to 35%, and the
+# tempered mixture holds Spanish's text 6.5 times over (the column "Spanish read (times)"). The rest of the text,
+# mostly English, falls from 92% of it to 65%: English gets about 30% fewer tokens. The Spanish loss falls by a
+# third, from 5.039 to 3.445 nats per token, 1.749 to 1.196 bits per byte; the English loss rises by 6%, from 3.240
+# to 3.445 nats, 1.087 to 1.155 bits per byte. So Spanish gains about eight times what English loses (0.55 against
+# 0.07 bits per byte), and the gap between the languages shrinks from 0.66 bits per byte to 0.04. (At T = 5 the two
+# losses per token agree to three decimals by chance; per byte Spanish is still a little behind, its tokens being a
+# little shorter.) That asymmetry is why multilingual models raise the temperature at all: a language that starts
+# with little data gains more from extra tokens than the large one loses. The repeats are what limits it: repeated
+# data is worth less each time, and 6.5 copies is more than the about 4 passes that Muennighoff et al. (2023) found
+# nearly as good as new data; these short runs read only part of their mixture, so they do not reach that cost.
+# Each model is small and trained once, for 300 steps, so the sizes of the moves are rough; their directions
+# and their asymmetry are the lesson.
 
 # %% [markdown]
 # ## 9. What the layers learn
@@ -911,12 +924,12 @@ show(fig)
 
 # %% [markdown]
 # With the `cpu` preset (4 blocks, 128 wide) the embedding decoded directly is useless: its accuracy is near zero
-# and its loss about 22 nats, far above a uniform guess's ln(4,096) ≈ 8.3 (the dotted line). The head shares its
+# and its loss about 23 nats, far above a uniform guess's ln(4,096) ≈ 8.3 (the dotted line). The head shares its
 # matrix with the embedding, so the embedding of a token scores highest against that very token: the lens at layer 0
-# "predicts" the token it is reading (99% of the time, in the table), and the next token is rarely the same. **The
-# first block does most of the work**: after it the lens already gets 45% of next tokens right, at 3.2 nats; each
-# later block adds less (51%, then 56%, then the model's own 59% and 2.0 nats). Each block also writes more into the
-# stream: its size grows from about 1 after the embedding to 24 at the top, which is one reason the final norm must
+# "predicts" the token it is reading (over 99% of the time, in the table), and the next token is rarely the same.
+# **The first block does most of the work**: after it the lens already gets 41% of next tokens right, at 3.5 nats;
+# each later block adds less (49%, then 55%, then the model's own 58% and 2.1 nats). Each block also writes more into
+# the stream: its size grows from about 1 after the embedding to 23 at the top, which is one reason the final norm must
 # come before the head. (The `ci` preset's model has 2 blocks and has barely learned: its lens is poor at every
 # layer.)
 #
@@ -974,14 +987,16 @@ show(fig)
 # %% [markdown]
 # With the `cpu` preset the three facts arrive at three different depths. At layer 0 the stream is only the full
 # stop's embedding plus its position, so the probes are close to their baselines: gender 52% against 50%, the event
-# 12% against 14%; the job a little above its 5% (11%), since the position of the full stop depends on the sentence's
-# template and on the job ("police officer" is two tokens). **The job is there from the first block on** (98% of 18
-# jobs, 97% at the top): one attention layer can copy a word of the sentence to the full stop. **The gender takes
-# longer**: still at chance after the first block (53%), 94% after the second, 97% after the third and 100% at the
-# top. It is not a word to copy but a property of the name that the model has to work out, and it pays the model to
-# work it out: the next sentence often begins "She ..." or "Every morning he ...". **The event stays near its
-# baseline at every layer** (12% to 16% against 14%), as it must: the control shows that the probes find what is in
-# the stream, not what they can fit on 900 stories.
+# 12% against 14%; the job a little above its 5% (10%), since the position of the full stop depends on the sentence's
+# template and on the job ("police officer" is two tokens). **The job is there from the first block on** (90% of 18
+# jobs after it, 99% at the top): one attention layer can copy a word of the sentence to the full stop. After the
+# second block it dips to 76% before coming back to 99% after the third: a fact written into the stream can be harder
+# for a straight line to read at one layer than at the next, as the blocks add more to the same 128 numbers (and 900
+# stories are few to fit a probe of 18 answers on). **The gender takes longer**: above chance but far from sure after
+# the first block (69%), and 100% from the second block on. It is not a word to copy but a property of the name that
+# the model has to work out, and it pays the model to work it out: the next sentence often begins "She ..." or "Every
+# morning he ...". **The event stays near its baseline at every layer** (12% to 15% against 14%), as it must: the
+# control shows that the probes find what is in the stream, not what they can fit on 900 stories.
 #
 # So in this small model the layers do hold different things: the words of the context are gathered early, and facts
 # that have to be computed from them appear higher up. Two cautions. A probe shows that a fact can be *read* from a
@@ -1272,5 +1287,5 @@ print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s
 # %% [markdown]
 # **Next:** notebook 05 looks at what this notebook took for granted: the number formats (the run above used the one
 # its summary names), compilation, and several processes. The pretrained model of this notebook, cached in
-# `data/runs/<preset>/pretrain/`, is where the later stages will start, beginning with fine-tuning (notebook 06,
-# coming): `load_pretrained(run_pretrain_stage())` gives it back in one line.
+# `data/runs/<preset>/pretrain/`, is where the later stages start, beginning with fine-tuning (notebook 06):
+# `load_pretrained(run_pretrain_stage())` gives it back in one line.

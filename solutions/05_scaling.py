@@ -51,7 +51,7 @@
 # | `gpu` | the same on one GPU, plus TF32, CUDA timing and `torch.compile` | not measured (no GPU yet) |
 #
 # The times assume that stages 1 and 2 are built (notebooks 01 and 02); if not, the notebook builds them first. They
-# were measured on 2 CPU cores shared with other work (the `cpu` preset: 154 s to the end of section 8, then a few
+# were measured on 2 CPU cores shared with other work (the `cpu` preset: 79 s to the end of section 8, then a few
 # seconds of exercises); the last cell before the exercises prints how long it took. The
 # model trained by `torchrun` here is the `ci` size in every preset: the point is to see two processes agree, not to
 # train a good model.
@@ -467,6 +467,7 @@ if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.8 * os.cpu_count():
           f"programs shared the CPU, so these times are noisy (run the cell again on a quiet machine)")
 
 # %% [markdown]
+# In the run shown here (the `cpu` preset) the bfloat16 step is even slightly slower than the float32 one (0.93x).
 # Whether bfloat16 is faster depends on the hardware and on the size of the matmuls. A CPU with AMX (recent Xeons)
 # or AVX512-BF16 multiplies bfloat16 twice as fast as float32 or more, but only when the matrices are large enough
 # to keep it busy; for small ones the casts and the other operations of the step dominate. Here is the speed of
@@ -1181,7 +1182,8 @@ def pytorch_zero1(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], 
 check_zero1(pytorch_zero1, seed=0)
 
 # %% [markdown]
-# The memory saved here is a few kilobytes; on 8 GPUs training the Llama-2-7B shape it is 47 GB per GPU (section 8).
+# The memory saved here is tens of kilobytes at most (10 to 26 KiB per rank in the checks above); on 8 GPUs training
+# the Llama-2-7B shape it is 47 GB per GPU (section 8).
 # What it costs: after every step, each parameter travels from its owner to every other rank, as many bytes as the
 # all-reduce of the gradients sent, so ZeRO-1 communicates about 1.5 times what DDP does (real implementations
 # replace the all-reduce with a *reduce-scatter*, each rank receiving only its shard's summed gradients, and the
