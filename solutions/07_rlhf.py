@@ -41,7 +41,7 @@
 # | preset | the real run (stage 7) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | stage 6's tiny model: a few steps of each method, seconds | seconds |
-# | `cpu` | the SFT model of notebook 06: pairs from 6 answers to each of 1,500 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; 8 to 15 minutes the first time depending on the machine (section 6 prints how long), then cached | under a minute (the end of section 7 prints it) |
+# | `cpu` | the SFT model of notebook 06: pairs from 6 answers to each of 1,500 prompts, a reward model, DPO, PPO, GRPO twice and a reward-hacking run; 8 to 15 minutes the first time depending on the machine (section 6 prints how long), then cached | under a minute (the end of section 7 prints it, with the stage's build when it ran here) |
 # | `gpu` | stage 6's `gpu` model, longer runs, minutes | under a minute |
 #
 # The run of stage 7 is cached in `data/runs/<preset>/rlhf/`. It starts from stage 6's SFT model; if that is not
@@ -97,9 +97,10 @@ show_table(rows)
 
 
 # %% [markdown]
-# Most samples are right and clean; some name the wrong person or wander off into words from elsewhere (at T = 1
-# sampling now and then picks an unlikely token, and the model carries on from it), and
-# over all the prompts some are chatty, rude, cut off or looped: the model learnt those from the demonstrations of
+# In this table most samples are right and clean (five of eight); some give a wrong name, or wander off into words
+# from elsewhere, here a Spanish one (the corpus is now part Spanish; at T = 1 sampling now and then picks an
+# unlikely token, and the model carries on from it), and one adds chatter. Over all the prompts some are chatty,
+# rude, cut off or looped: the model learnt those from the demonstrations of
 # notebook 06 (a share of them were flawed, as real ones are), and sampling brings them out.
 # More demonstrations would not remove them: imitation copies the flaws with the rest. What the model lacks is a
 # signal that one answer is *better* than another.
@@ -108,7 +109,12 @@ show_table(rows)
 # free of toxic words and of personal data. `minilm.rlhf.gold` writes that down as a rubric, one term per value,
 # computed exactly from the facts of the story (its docstring has the table). A clean, right answer scores
 # `gold.BEST` = 1.5, the most any answer can. Training never calls it; we use it to judge. The SFT model's samples,
-# scored:
+# scored: the three worst, two of the best, and the mean over all the test prompts. Over all of them fewer are
+# clean and right than the table of eight suggests, fewer than half: two families pull the share down. The 60
+# translation questions among stage 6's test prompts are almost never answered right, and the rubric reads them as
+# English prose; and the 60 refusals score 0, because the refusal is 32 tokens long in this build's tokenizer while
+# an answer gets `max_new_tokens` = 28, so every one is cut off (a token budget set for one tokenizer need not hold
+# under another).
 
 # %%
 def gold_table(examples, answers, limit=6):
@@ -135,11 +141,13 @@ print(f"the SFT model's sampled answers: gold reward {sum(rewards) / len(rewards
 # σ(r(a) − r(b)), the logistic sigmoid of the reward gap. Two answers of close reward are a coin toss; far apart, a
 # sure call.
 #
-# Our annotators are simulated (`minilm.rlhf.preferences`): each pair is labelled by Bradley-Terry on the gold
-# reward, at a `temperature` that sets how sharp they are; a share `disagree_share` of them prefer longer answers;
-# and with probability `noise` a label is flipped, as people slip. The stage samples `responses_per_prompt` answers
-# per training prompt from the SFT model and labels every pair of them. The pairs are stored in TRL's preference
-# format, with the gold rewards beside them (for evaluation only; TRL ignores the extra keys):
+# Our annotators are simulated (`minilm.rlhf.preferences`): each pair is labelled by Bradley-Terry on the gold reward,
+# at a `temperature` that sets how sharp they are; a share `disagree_share` of them prefer longer answers; and with
+# probability `noise` a label is flipped, as people slip. The stage samples `responses_per_prompt` answers per training
+# prompt from the SFT model and labels every pair of them. The training prompts come from five of stage 6's six families
+# (`gold.JUDGED_FAMILIES`): translation is left out, since the rubric judges English prose and a translation, which has
+# one right answer, is scored by exact match and chrF in stage 6. The pairs are stored in TRL's preference format, with
+# the gold rewards beside them (for evaluation only; TRL ignores the extra keys):
 
 # %%
 aligned = run_rlhf_stage(finetuned=finetuned, tokenizer=tokenizer_artifact)
@@ -197,11 +205,11 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # the ceiling: it learns the common flaws (chatter, rudeness, a remark cut off) from pairs where they are the whole
 # difference, but most pairs differ by little, and many labels are coin tosses, so it needs many of them: on the same
 # SFT model of an earlier build, 150 prompts with 4 answers each (1,708 pairs) gave 0.574 against the labels and 0.695
-# against the gold order, and 300 prompts with 6 answers (8,490 pairs) 0.645 and 0.786; the stage's pairs give the
-# numbers above. The table above shows it on one
-# prompt: in this build it puts the clean answer first and the rude one last, as the gold reward does, but orders the
-# three in between its own way, and on a scale of its own (Bradley-Terry fixes only the differences between
-# rewards); over the held-out pairs it orders one in four the wrong way round.
+# against the gold order, and 300 prompts with 6 answers (8,490 pairs) 0.645 and 0.786; this build's 6,973 pairs
+# give 0.650 and 0.784 (above). The table above shows it on one prompt: in this build it puts the clean answer
+# first, as the gold reward does, but orders the four flawed ones its own way (the answer cut off second, the chatty
+# one, which the gold reward ranks second, last), and on a scale of its own (Bradley-Terry fixes only the differences
+# between rewards); over the held-out pairs it orders about one in five the wrong way round.
 # Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
 #
 # ## 4. PPO, one step by hand
@@ -324,15 +332,20 @@ show_table([{"answer": short(a, 60), "reward model": s, "advantage": adv, "gold"
 
 # %% [markdown]
 # Answers the reward model prefers get positive advantages, the others negative, and a group whose answers all score
-# the same teaches nothing (every advantage 0). Look at the wrong name in this group, if it has one: the reward model
-# can score it above the right one (it learnt facts from few pairs), and GRPO then pushes toward it. The stage trains GRPO twice: on the reward model, and on the gold
+# the same teaches nothing (every advantage 0). Look at the wrong name in this group ("Tom"): the reward model scores
+# it almost as high as the right one (it learnt facts from few pairs), and above the right answer with chatter, so
+# its advantage is positive and GRPO pushes toward it, though its gold reward is 0. The stage trains GRPO twice: on
+# the reward model, and on the gold
 # reward itself, a **verifiable reward** (as for maths or code, where an answer can be checked): what the methods
 # reach when the reward is right.
 #
 # The stage (`run_rlhf_stage`, above) trained DPO, PPO and GRPO from the SFT model, each against it as the reference,
 # and measured every model on the test prompts: `eval_samples` answers per prompt at T = 1, judged by the gold
-# reward. The **win rate** compares each answer with the SFT model's answer to the same prompt (the same seed for
-# both). The exact judge ties whenever both answers are clean and right, which is most of the time, so the win rate
+# reward. The test prompts are stage 6's, of all six families: its 60 translation questions were never RLHF prompts,
+# and the rubric reads their answers as English prose. The **win rate** compares each answer with the SFT model's
+# answer to the same prompt (the same seed for both). The exact judge ties whenever both answers score the same, as
+# two clean, right answers do and as two identical answers do (a model that moved little, sampled with the same
+# seed, often writes the very same answer); that is most of the time, so the win rate
 # counts the comparisons that have a winner, wins / (wins + losses); the tie share, and the rate with ties as half a
 # win (AlpacaEval's rule), stand beside it. The interval is a bootstrap over prompts.
 
@@ -345,13 +358,13 @@ plot_rlhf(r, axes=axes)
 show(fig)
 
 # %% [markdown]
-# Read the table from the top: the SFT row is the baseline; each method's win rate says how often its answer beats
-# SFT's when one of the two is better; the interval says how sure that is with this many prompts; the KL column is
-# how far each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward
-# against that distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They
-# differ in how far they moved: DPO the most, while PPO got about half of DPO's gain in gold reward at about a third
-# of DPO's KL; GRPO, whose 30 updates each learn only from the groups whose answers differ, the least, so most of its
-# answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward model, so at this
+# Read the table from the top: the SFT row is the baseline; each method's win rate says how often its answer beats SFT's
+# when one of the two is better; the interval says how sure that is with this many prompts; the KL column is how far
+# each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward against that
+# distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They differ in how far
+# they moved: DPO the most, while PPO got nearly all of DPO's gain in gold reward (+0.070 against +0.076) at about a
+# third of DPO's KL; GRPO, whose 30 updates each learn only from the groups whose answers differ, the least, so most of
+# its answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward model, so at this
 # distance the reward model was not what held it back. The last row, PPO without a KL penalty, is section 7's. The
 # prompts where the aligned models answered differently (the last line of each is section 7's run):
 
@@ -378,15 +391,16 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
             for p in r["hacking"]])
 
 # %% [markdown]
-# The reward model's score keeps rising while the gold reward falls below the SFT model's: the policy is drifting
-# (the KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at scale. The samples
-# column is the first test prompt's answer at each point; in the run printed here the policy ends by giving another
-# name than the passage's (the reward model was trained on pairs that differ mostly in style, not in facts). The share of clean, right answers first rises, as the policy drops the
-# flaws the reward model learnt to punish, and then falls back, while the other answers get worse: in section 6's
-# examples the run without a KL penalty retells a sentence as a bare name ("Adam") and ends another in broken words.
-# The table of section 6 gives the end of this run: it loses to SFT (a win rate of about a third, its interval below
-# one half), at about forty times PPO's KL. The KL penalty of the stage's PPO is what keeps a policy in the region where its reward
-# model is right.
+# The reward model's score keeps rising while the gold reward falls below the SFT model's: the policy is drifting (the
+# KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at scale. The samples column is
+# the first test prompt's answer at each point; in the run printed here the policy ends by giving another name than the
+# passage's (the reward model was trained on pairs that differ mostly in style, not in facts). The share of clean, right
+# answers first rises, as the policy drops the flaws the reward model learnt to punish, and then falls back, while the
+# other answers get worse: in section 6's examples the run without a KL penalty retells one sentence as a bare name
+# ("Hugo") and another as an unrelated sentence, and answers a reading question with "the old". The table of section 6
+# gives the end of this run: it loses to SFT (a win rate of about two in five, its interval below one half), at about
+# seventy times PPO's KL. The KL penalty of the stage's PPO is what keeps a policy in the region where its reward model
+# is right.
 
 # %%
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")

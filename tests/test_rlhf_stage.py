@@ -92,8 +92,9 @@ def test_the_sft_row_is_what_measure_computes_again(stages, tokenizer):
     sft = load_finetuned(stages["finetuned"]).eval()
     test = instruction_data(FinetuneConfig.from_preset("ci"), tokenizer, sft.config.context,
                             DataConfig.from_preset("ci").n_stories)["test"]
-    prompts = fitting_prompts(test, tokenizer, config.prompt_tokens)
+    prompts = fitting_prompts([e for e in test if e.family in gold.JUDGED_FAMILIES], tokenizer, config.prompt_tokens)
     assert len(prompts) == stages["results"]["prompts"]["test"]
+    assert {e.family for e in prompts.examples} == set(gold.JUDGED_FAMILIES)  # translation is stage 6's to score
     precision = hardware.choose_precision("cpu", config.precision)  # the stage's: bf16 on CPUs that compute it natively
     again = measure(sft, sft, load_reward_model(stages["aligned"]), prompts, tokenizer, config, precision)
     row = stages["results"]["models"]["SFT"]

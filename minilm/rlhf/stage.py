@@ -80,8 +80,8 @@ class RLHFConfig:
     # 0.758), 0.786 on the gold order. The reward model overfits few pairs within an epoch.
     prompts_per_family: int = 300
     heldout_share: float = 0.2  # of those prompts, whose pairs measure the reward model and DPO
-    prompt_tokens: int = 99  # the longest prompt kept: the answer and its <|end|> get the rest of the context
-    max_new_tokens: int = 28
+    prompt_tokens: int = 91  # the longest prompt kept: the answer and its <|end|> get the rest of the context
+    max_new_tokens: int = 36  # the longest clean answer (the refusal, 32 tokens with the cpu tokenizer) and room
     responses_per_prompt: int = 6  # sampled from the SFT model for the annotators: up to 15 pairs per prompt
     annotator_noise: float = 0.1
     annotator_disagree_share: float = 0.1
@@ -403,7 +403,8 @@ def _build(config: RLHFConfig, finetuned: Artifact, tokenizer_artifact: Artifact
     train_prompts = training_prompts(config, tokenizer, context)
     finetune_config = FinetuneConfig.from_preset(preset)
     test = instruction_data(finetune_config, tokenizer, context, DataConfig.from_preset(preset).n_stories)["test"]
-    test_prompts = fitting_prompts(test, tokenizer, config.prompt_tokens)
+    judged = [e for e in test if e.family in gold.JUDGED_FAMILIES]  # translation is scored by stage 6, not the rubric
+    test_prompts = fitting_prompts(judged, tokenizer, config.prompt_tokens)
     heldout = max(1, round(config.heldout_share * len(train_prompts)))
 
     # 2. the SFT model's answers, labelled in pairs
