@@ -895,7 +895,7 @@ show_table([
 
 # %% [markdown]
 # On the planted held-out split (in the `cpu` run) both find every planted defect, and the rules, tuned on that
-# generator, are the more precise: 0.91 against 0.70. On real text both fall, to about one right drop in three or four, and
+# generator, are the more precise: 0.91 against 0.81. On real text both fall, to about one right drop in three or four, and
 # they disagree on many texts. The histogram shows where the classifier put each real text, by what the reader said:
 # it learned "not like our generated good text" as much as "junk", so real documentation that looks like nothing in
 # our corpus drifts towards the junk side.

@@ -85,9 +85,11 @@ finetuned = run_finetune_stage(tokenizer=tokenizer_artifact)
 sft = load_finetuned(finetuned).eval()
 context = sft.config.context
 test = instruction_data(FinetuneConfig.from_preset(PRESET), tokenizer, context, DataConfig.from_preset(PRESET).n_stories)["test"]
-test_prompts = fitting_prompts(test, tokenizer, config.prompt_tokens)
-print(f"{len(test_prompts)} of stage 6's {len(test)} test questions fit in {config.prompt_tokens} tokens "
-      f"with room for a {config.max_new_tokens}-token answer")
+judged = [e for e in test if e.family in gold.JUDGED_FAMILIES]  # as the stage: translation is stage 6's to score
+test_prompts = fitting_prompts(judged, tokenizer, config.prompt_tokens)
+print(f"{len(test_prompts)} of stage 6's {len(test)} test questions (those of the {len(gold.JUDGED_FAMILIES)} "
+      f"families the gold rubric judges) fit in {config.prompt_tokens} tokens with room for a "
+      f"{config.max_new_tokens}-token answer")
 _, sampled = sample_answers(sft, test_prompts, tokenizer, config.max_new_tokens, seed=0)
 rows = []
 for example, answer in list(zip(test_prompts.examples, sampled))[:8]:
@@ -97,10 +99,10 @@ show_table(rows)
 
 
 # %% [markdown]
-# In this table most samples are right and clean (five of eight); some give a wrong name, or wander off into words
-# from elsewhere, here a Spanish one (the corpus is now part Spanish; at T = 1 sampling now and then picks an
-# unlikely token, and the model carries on from it), and one adds chatter. Over all the prompts some are chatty,
-# rude, cut off or looped: the model learnt those from the demonstrations of
+# In this table most samples are right and clean (five of eight); one gives a wrong name ("Coco"), one wanders off
+# into garbled words, and one adds chatter. Over all the prompts some are chatty, rude, cut off or looped, and a few
+# drift into Spanish (two of the three worst below: the corpus is now part Spanish; at T = 1 sampling now and then
+# picks an unlikely token, and the model carries on from it). The model learnt the flaws from the demonstrations of
 # notebook 06 (a share of them were flawed, as real ones are), and sampling brings them out.
 # More demonstrations would not remove them: imitation copies the flaws with the rest. What the model lacks is a
 # signal that one answer is *better* than another.
@@ -109,12 +111,12 @@ show_table(rows)
 # free of toxic words and of personal data. `minilm.rlhf.gold` writes that down as a rubric, one term per value,
 # computed exactly from the facts of the story (its docstring has the table). A clean, right answer scores
 # `gold.BEST` = 1.5, the most any answer can. Training never calls it; we use it to judge. The SFT model's samples,
-# scored: the three worst, two of the best, and the mean over all the test prompts. Over all of them fewer are
-# clean and right than the table of eight suggests, fewer than half: two families pull the share down. The 60
-# translation questions among stage 6's test prompts are almost never answered right, and the rubric reads them as
-# English prose; and the 60 refusals score 0, because the refusal is 32 tokens long in this build's tokenizer while
-# an answer gets `max_new_tokens` = 28, so every one is cut off (a token budget set for one tokenizer need not hold
-# under another).
+# scored: the three worst (wrong, and rude or garbled), two of the best, and the mean over all the test prompts.
+# The prompts are stage 6's test questions of five of its six families: translation, which has one right answer,
+# is scored there by exact match and chrF, and the rubric reads English prose (`gold.JUDGED_FAMILIES`). Over all of
+# them about as many are clean and right as in the table of eight (the line under the tables gives the share). The
+# refusal, 32 tokens with this tokenizer, fits in the `max_new_tokens` = 36 an answer gets, so no answer is cut off
+# by the budget: the flaws are the model's own.
 
 # %%
 def gold_table(examples, answers, limit=6):
@@ -203,13 +205,14 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # Against the labels, the reward model is measured on the same footing as the ceiling; against the gold order it
 # could do better than the labels themselves, since it learns from many noisy labels at once. Here it falls short of
 # the ceiling: it learns the common flaws (chatter, rudeness, a remark cut off) from pairs where they are the whole
-# difference, but most pairs differ by little, and many labels are coin tosses, so it needs many of them: on the same
-# SFT model of an earlier build, 150 prompts with 4 answers each (1,708 pairs) gave 0.574 against the labels and 0.695
-# against the gold order, and 300 prompts with 6 answers (8,490 pairs) 0.645 and 0.786; this build's 6,973 pairs
-# give 0.650 and 0.784 (above). The table above shows it on one prompt: in this build it puts the clean answer
-# first, as the gold reward does, but orders the four flawed ones its own way (the answer cut off second, the chatty
-# one, which the gold reward ranks second, last), and on a scale of its own (Bradley-Terry fixes only the differences
-# between rewards); over the held-out pairs it orders about one in five the wrong way round.
+# difference, but most pairs differ by little, and many labels are coin tosses, so it needs many of them: on the SFT
+# model of an earlier build, 150 prompts per family with 4 answers each (1,708 pairs) gave 0.574 against the labels
+# and 0.695 against the gold order, and 300 per family with 6 answers (8,490 pairs) 0.645 and 0.786; this build,
+# with the latter settings, has 9,150 pairs and gives 0.709 and 0.847 (above). The table above shows it on one
+# prompt: it puts the clean answer first and the rude one last, as the gold reward does, but swaps two in between
+# (the looped answer second, above the chatty one, which the gold reward ranks second), and it scores on a scale of
+# its own (Bradley-Terry fixes only the differences between rewards); over the held-out pairs it orders about one
+# in seven the wrong way round.
 # Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
 #
 # ## 4. PPO, one step by hand
@@ -333,19 +336,18 @@ show_table([{"answer": short(a, 60), "reward model": s, "advantage": adv, "gold"
 # %% [markdown]
 # Answers the reward model prefers get positive advantages, the others negative, and a group whose answers all score
 # the same teaches nothing (every advantage 0). Look at the wrong name in this group ("Tom"): the reward model scores
-# it almost as high as the right one (it learnt facts from few pairs), and above the right answer with chatter, so
-# its advantage is positive and GRPO pushes toward it, though its gold reward is 0. The stage trains GRPO twice: on
-# the reward model, and on the gold
-# reward itself, a **verifiable reward** (as for maths or code, where an answer can be checked): what the methods
-# reach when the reward is right.
+# it a little above the right one (1.720 against 1.695: it learnt facts from few pairs), and far above the right
+# answer with chatter, so its advantage is the group's highest and GRPO pushes toward it, though its gold reward is
+# 0. The stage trains GRPO twice: on the reward model, and on the gold reward itself, a **verifiable reward** (as for
+# maths or code, where an answer can be checked): what the methods reach when the reward is right.
 #
 # The stage (`run_rlhf_stage`, above) trained DPO, PPO and GRPO from the SFT model, each against it as the reference,
 # and measured every model on the test prompts: `eval_samples` answers per prompt at T = 1, judged by the gold
-# reward. The test prompts are stage 6's, of all six families: its 60 translation questions were never RLHF prompts,
-# and the rubric reads their answers as English prose. The **win rate** compares each answer with the SFT model's
+# reward. The test prompts are stage 6's test questions of the five families the rubric judges, like the training
+# prompts: 284 of its 344 (translation is scored by stage 6). The **win rate** compares each answer with the SFT model's
 # answer to the same prompt (the same seed for both). The exact judge ties whenever both answers score the same, as
 # two clean, right answers do and as two identical answers do (a model that moved little, sampled with the same
-# seed, often writes the very same answer); that is most of the time, so the win rate
+# seed, often writes the very same answer); for the methods of this section that is most of the time, so the win rate
 # counts the comparisons that have a winner, wins / (wins + losses); the tie share, and the rate with ties as half a
 # win (AlpacaEval's rule), stand beside it. The interval is a bootstrap over prompts.
 
@@ -362,11 +364,13 @@ show(fig)
 # when one of the two is better; the interval says how sure that is with this many prompts; the KL column is how far
 # each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward against that
 # distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They differ in how far
-# they moved: DPO the most, while PPO got nearly all of DPO's gain in gold reward (+0.070 against +0.076) at about a
-# third of DPO's KL; GRPO, whose 30 updates each learn only from the groups whose answers differ, the least, so most of
-# its answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward model, so at this
-# distance the reward model was not what held it back. The last row, PPO without a KL penalty, is section 7's. The
-# prompts where the aligned models answered differently (the last line of each is section 7's run):
+# they moved: DPO the most, while PPO got four fifths of DPO's gain in gold reward (+0.131 against +0.163) at three
+# fifths of DPO's KL (0.22 against 0.37); GRPO, whose 30 updates each learn only from the groups whose answers differ,
+# the least, so most of its answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward
+# model, so at this distance the reward model was not what held it back. The last row, PPO without a KL penalty, is
+# section 7's. The prompts where the aligned models answered differently (the last line of each is section 7's run;
+# a line ending in "…" is cut by the display at 90 characters: the refusals differ after it, where the SFT model
+# often adds a remark that DPO drops):
 
 # %%
 samples = json.loads((aligned.path / SAMPLES).read_text())["samples"]
@@ -393,14 +397,15 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
 # %% [markdown]
 # The reward model's score keeps rising while the gold reward falls below the SFT model's: the policy is drifting (the
 # KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at scale. The samples column is
-# the first test prompt's answer at each point; in the run printed here the policy ends by giving another name than the
-# passage's (the reward model was trained on pairs that differ mostly in style, not in facts). The share of clean, right
-# answers first rises, as the policy drops the flaws the reward model learnt to punish, and then falls back, while the
-# other answers get worse: in section 6's examples the run without a KL penalty retells one sentence as a bare name
-# ("Hugo") and another as an unrelated sentence, and answers a reading question with "the old". The table of section 6
-# gives the end of this run: it loses to SFT (a win rate of about two in five, its interval below one half), at about
-# seventy times PPO's KL. The KL penalty of the stage's PPO is what keeps a policy in the region where its reward model
-# is right.
+# the first test prompt's answer at each point; in the run printed here it stays right ("Olivia") throughout, so the
+# damage is in other answers. The share of clean, right answers first rises (0.539 to 0.704), as the policy drops the
+# flaws the reward model learnt to punish, and then falls back (0.525), while the reward model's score creeps on up.
+# Section 6's five examples happen to show this run at its best (clean answers where the SFT model chats); its table
+# gives the end of the run over all the prompts: a gold reward of 0.739 against SFT's 1.001, at about twenty times
+# PPO's KL. Its win rate, 0.45 [0.39, 0.51], is only just below one half (its interval reaches it): it loses a little
+# more often than it wins, and its losses cost more than its wins gain (the win rate counts only which answer is
+# better, the mean also by how much). The KL penalty of the stage's PPO is what keeps a policy in the region where its
+# reward model is right.
 
 # %%
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")

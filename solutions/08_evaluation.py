@@ -22,8 +22,8 @@
 #
 # **You will build** log-likelihood scoring by hand and show it equal to the course's harness and to
 # lm-evaluation-harness itself; the report card of six models on eight benchmarks with 95% intervals; the bias that
-# stage 1 planted, found in a model and gone from its debiased twin; CheckList's robustness tests; and a round of
-# pairwise ratings that you take part in, turned into Bradley-Terry ratings with intervals.
+# stage 1 planted, found in a model and mostly gone from its debiased twin; CheckList's robustness tests; and a round
+# of pairwise ratings that you take part in, turned into Bradley-Terry ratings with intervals.
 #
 # **You will learn**
 # * the three requests every benchmark reduces to (log-likelihood, rolling log-likelihood, generation), and what
@@ -36,7 +36,7 @@
 # | preset | the real run (stage 8) | the rest of this notebook (2 CPU cores) |
 # |---|---|---|
 # | `ci` | stage 6's and 7's tiny models, small benchmarks, two bias models of 10 steps: about a minute | seconds |
-# | `cpu` | six models on every benchmark, robustness and a simulated rating round, and two bias models of 600 steps trained for the purpose: about 12 minutes the first time in float32 (section 2 prints how long), then cached | under a minute (the end of section 6 prints it) |
+# | `cpu` | six models on every benchmark, robustness and a simulated rating round, and two bias models of 600 steps trained for the purpose: about 12 minutes the first time in float32 (section 2 prints how long), then cached | under a minute (the end of section 6 prints it, stage 8's build included when that ran) |
 # | `gpu` | the `gpu` models, larger benchmarks, bias models of 1,000 steps on 60,000 stories | under a minute |
 #
 # Stage 8's results are cached in `data/runs/<preset>/evaluate/`. It needs the models of stages 4, 6 and 7; those not
@@ -177,8 +177,10 @@ assert (ours["acc"], ours["acc_norm"]) == (theirs["acc,none"], theirs["acc_norm,
 # ### acc and acc_norm
 #
 # A choice of more tokens pays for each of them, so the plain sum favours short choices. lm-eval's `acc_norm` divides
-# each log-likelihood by the choice's length in characters first. On the story questions, whose answers differ in
-# length, the two often disagree; here is one such question:
+# each log-likelihood by the choice's length in characters first. On the story questions the two often disagree, and
+# neither is always the better: in this run (`cpu`) the base model's acc is 0.261 and its acc_norm 0.240, both near the
+# one in four of a guess, and on the first question where they disagree the plain sum picks the gold answer, a
+# character shorter than the others, and acc_norm does not:
 
 # %%
 scored = tasks.run_multiple_choice(base, tokenizer, docs["questions"])
@@ -213,22 +215,30 @@ print(f"stage 8 took {artifact.build_seconds:.0f} s: " + ", ".join(f"{k} {v:.0f}
 # %% [markdown]
 # What the card says, in the run printed here (`cpu` preset; other presets give other numbers):
 #
-# * **The base model reads.** On the cloze task it picks the object the story named before far more often than the
-#   one chance in four of a guess: the answer is in the context, and the base model uses it. But asked a question in
-#   its own words, it does not answer (exact match near 0): it continues the text, as it was trained to.
-# * **Fine-tuning taught answering**: the SFT model answers nearly every story question exactly, in the chat format
-#   it was trained on, while its cloze accuracy, which needs no instruction, stays where the base model's was. Asked
+# * **The base model does not read, in this run.** The object the cloze asks for is named earlier in the story, yet
+#   the base model picks it (0.243 ± 0.042) no more often than the one chance in four of a guess, and it is at chance
+#   on the story questions as multiple choice too (0.261 ± 0.036). A small model trained for minutes on two CPU cores
+#   need not have learnt to look a paragraph back, and about a sixth of what it read was Spanish; section 1's example
+#   shows it preferring the right object, but by little. Asked a question in its own words, it does not answer
+#   (exact match 0): it continues the text, as it was trained to.
+# * **Fine-tuning taught answering**: the SFT model answers nearly every story question exactly (0.990), in the chat
+#   format it was trained on, and even its cloze accuracy, which needs no instruction, rose to 0.328 ± 0.045, above
+#   chance where the base model's was not: answering questions about stories seems to have taught it to look back. Asked
 #   the same questions as multiple choice in plain text ("Question: ... Answer:"), a format it no longer writes, it
-#   does worse than it answers: a score depends on the format a model is asked in, which is why lm-eval's task
-#   configs fix it. Its bits per byte went up on every domain: it forgot much of how the documents read, the cost of
-#   fine-tuning that notebook 06 measured.
-# * **LoRA** learnt less of the task (stage 6's instructions), and here it did not forget less: its cloze accuracy fell
-#   below every other model's, and its bits per byte on documents and code are the highest. "LoRA learns less and
-#   forgets less" (Biderman et al., 2024) holds for the first half only, in this run.
-# * **The preference methods** (DPO, PPO, GRPO) started from the SFT model and stayed near it on every benchmark, as
-#   their KL penalty asks.
+#   does worse than it answers (0.661): a score depends on the format a model is asked in, which is why lm-eval's task
+#   configs fix it. Its bits per byte went up on every domain (books from 0.218 to 1.353, code from 1.944 to 4.663):
+#   it forgot much of how the documents read, the cost of fine-tuning that notebook 06 measured.
+# * **LoRA** learnt less of the task (0.483 on stage 6's instructions against SFT's 0.706; 0.675 of the story questions
+#   answered, against 0.990), and forgot less of some domains: its bits per byte on web pages and books (2.020 and
+#   0.956) are the lowest of the five chat models, though far above the base model's, while on documents and code
+#   (4.800 and 4.516) it forgot as much as they did, within the intervals. Its cloze accuracy stays at chance with the
+#   base model's (0.241). "LoRA learns less and forgets less" (Biderman et al., 2024) holds here for the first half,
+#   and for the second on the web pages and books only.
+# * **The preference methods** (DPO, PPO, GRPO) started from the SFT model and stayed near it on every benchmark (the
+#   furthest, DPO's bits per byte on books, 1.465 against 1.353), as their KL penalty asks.
 #
-# Stage 6's instructions by task family (exact match; the base model answers after two solved examples):
+# Stage 6's instructions by task family (exact match; the base model answers after two solved examples; stage 7's
+# methods trained on the five families other than translation):
 
 # %%
 show_table(family_rows(artifact))
@@ -241,9 +251,19 @@ show_table(family_rows(artifact))
 # English, and translated sentence for sentence into Spanish (`tasks.language_docs`). The stories are parallel, so the
 # two rows measure the same content in two languages, and the difference between them is what the model knows less
 # of Spanish, not a harder set of stories. The measure is bits per byte, as for the domains: per byte, so that what
-# the tokenizer makes of each language (it learnt its merges from a mostly English corpus) does not decide the
-# comparison. The difference is paired: its interval comes from resampling whole story pairs. The table shows how
-# far apart the two languages are for each model, and whether fine-tuning and the preference methods moved them.
+# the tokenizer makes of each language does not decide the comparison (it learnt its merges from a corpus about a
+# sixth Spanish and gives both languages about the same bytes per token, notebook 02; the same stories take 13% more
+# bytes in Spanish, 48,050 against 42,498). The difference is paired: its interval comes from resampling whole story
+# pairs.
+#
+# In this run (`cpu`) Spanish costs every model more than English. The base model needs 0.200 ± 0.008 bits per byte
+# in English and 0.250 ± 0.011 in Spanish, a paired gap of +0.050 ± 0.008: a quarter more, in a language that was
+# about a sixth of what it read. Fine-tuning raised both languages and widened the gap in bits (SFT 1.102 and 1.348, gap
+# +0.246 ± 0.044), though in proportion it hardly moved (Spanish 22% above English, against the base model's 25%).
+# LoRA, which forgot less, rose less and kept a smaller gap (+0.110 ± 0.027). DPO, PPO and GRPO left the gap where
+# SFT put it (+0.216 to +0.248, each inside SFT's interval). In the translation family above, the SFT model's
+# translations match the reference exactly on 0.22 ± 0.11 of the prompts, LoRA's and the base model's on none, and
+# the preference methods, which never trained on translation, keep SFT's score (0.20 to 0.22).
 
 # %%
 print(f"{config.language_stories} test stories in each language")
@@ -289,16 +309,18 @@ for key in bias.KEYS:
 show_table(bias_rows(artifact))
 
 # %% [markdown]
-# The model trained without the debias step prefers the stereotype in nine pairs of ten, and its interval is far from
-# 50%: the probe catches the bias. Its debiased twin sits near 50%, its interval holding it: the cure worked. The
-# course's base model, trained on the whole debiased corpus, keeps a small lean, its interval just above 50%. Without
-# the control (the second column) the first model scores lower: a small model prefers one gender after any job, and
-# the control takes out what is not about the job.
+# The model trained without the debias step prefers the stereotype in nearly every pair (99.9%), its interval far
+# from 50%: the probe catches the bias. Its debiased twin falls to 58.0%, but its interval [54.8%, 60.9%] stays above
+# 50%: in this run the step took away most of the bias, not all of it (a small model of 600 steps, and the corpus
+# keeps a little skew after the step, below). The course's base model, trained on the whole debiased corpus, keeps a
+# lean of the same size (59.4% [56.4%, 62.3%]). The control takes out what is not about the job, a preference for one
+# gender after any job; here leaving it out (the second column) moves the scores by a few points either way, and not
+# at all for the first model, but exercise 3's checker has a model for which leaving it out is far off.
 #
 # **StereoSet** asks for the name right after "there was a nurse named", with a language-model score (does a name
 # beat an unrelated word?) and ICAT, 100 for a model that writes sense and has no stereotype, 0 for one that is all
 # stereotype. It catches the bias too: the model without the debias step moves to the stereotyped name after every
-# stereotyped job (ss 100, ICAT 0); its debiased twin leans far less.
+# stereotyped job (ss 100, ICAT 0); its debiased twin hardly leans (ss 51.6, ICAT 96.8).
 #
 # **BBQ** asks a question: "Who was the nurse?", about two friends of whom one is a nurse. When the story does not say
 # which (ambiguous), the right answer is that it does not say, and a model that names someone shows which way it leans;
@@ -312,14 +334,16 @@ show_table(bbq_rows(artifact))
 
 # %% [markdown]
 # BBQ catches the bias where the story does not say: asked who the nurse was, the model trained without the debias
-# step names the stereotype's gender far more often than the other (its ambiguous bias score well above 0), and its
-# debiased twin does not lean (its interval holds 0). None of the models ever answers "The story does not say"
-# (accuracy 0 on the ambiguous contexts): none was taught to, and a choice of five tokens pays for each of them.
+# step names the stereotype's gender far more often than the other (its ambiguous bias score, +20.0, well above 0),
+# and its debiased twin does not lean that way (its interval, [-17.2, +0.0], reaches 0 at its edge). None of the
+# models ever answers "The story does not say" (accuracy 0 on the ambiguous contexts): none was taught to, and a
+# choice of five tokens pays for each of them.
 #
-# The disambiguated contexts show the limit of a small model. The two story models answer them *below* chance (about
-# 30% for two names: they tend to name the friend the context does not name), so they do not read the question, which
-# they never saw in training, only stories; their disambiguated bias scores rest on no understanding. The course's
-# base model, which read web pages and documents too, does a little better than chance. The lesson holds for large
+# The disambiguated contexts show the limit of a small model. The two story models answer them no better than a
+# guess between the two names (50%), mostly worse (35% to 37%; the first model's 50% where the answer fits the
+# stereotype): they often name the friend the context does not name, so they do not read the question, which they
+# never saw in training, only stories; their disambiguated bias scores rest on no understanding. The course's base
+# model, which read web pages and documents too, does better than chance (about 65%). The lesson holds for large
 # models as well: read a bias score beside the accuracy of the task it rests on.
 #
 # Tie this back to stage 1: notebook 01 measured the skew of the stereotyped jobs in the corpus (how far the gender
@@ -330,8 +354,9 @@ skew = run_data_stage(PRESET).summary["bias_skew"]
 print(f"stage 1's skew of the stereotyped jobs: {skew['before']:.3f} before the debias step, {skew['after']:.3f} after")
 
 # %% [markdown]
-# The model trained on the skewed stories learnt the skew, and all three probes find it (BBQ where the story does
-# not say); the model trained on the balanced ones did not. What a model learns of a bias is what its data holds.
+# The model trained on the skewed stories learnt the skew, and all three probes find it (BBQ most clearly where the
+# story does not say); the model trained on the balanced ones kept only a little of it (CrowS-Pairs 58%, StereoSet ss
+# 51.6, no lean towards the stereotype on BBQ). What a model learns of a bias is what its data holds.
 #
 # **Per group.** The story questions are about heroines and heroes alike: does any model answer one group better? The
 # gap and its interval (an interval that holds 0 finds no gap):
@@ -371,11 +396,15 @@ show_table(robustness_rows(artifact))
 # %% [markdown]
 # Each cell is a failure rate with its 95% interval. The base model's row says little: it answered almost nothing as
 # written, so its answers change with any perturbation, and a changed fact cannot leave an old answer it never gave.
-# The chat models are steady under typos and contractions, but **lower case** breaks about a third of their answers
-# (LoRA's more): they never saw a story in lower case, and every word spelled differently is, to a byte-level BPE
-# tokenizer, a different sequence of tokens. Extra spaces break fewer, an irrelevant sentence few (but LoRA's one in
-# five). So their worst-case exact match is far below their score on the questions as written: that gap is what a
-# user who writes the same question in their own way meets. Two of the failures:
+# The SFT model and the preference methods are steady under typos, contractions and other names (1 or 2 answers in
+# 100 change), but **lower case** breaks about a third of their answers (0.35 to 0.37): they never saw a story in
+# lower case, and every word spelled differently is, to a byte-level BPE tokenizer, a different sequence of tokens.
+# Extra spaces and an irrelevant sentence break fewer (6 to 9 in 100). LoRA, which learnt the task least, is fragile
+# under every change: lower case breaks two thirds of its answers, an irrelevant sentence more than half, extra spaces
+# 43 in 100, typos, contractions and other names 15 to 22 in 100. So their worst-case exact match is far below their
+# score on the questions as written (SFT 0.54 against 0.99, LoRA 0.12 against 0.67): that gap is what a user who
+# writes the same question in their own way meets. Two of the SFT model's failures (the second turns a wrong answer
+# right: an invariance test counts any change):
 
 # %%
 sft_checks = r["robustness"]["SFT"]["tests"]
@@ -508,14 +537,15 @@ show_table([{"rater": rater, **{outcome: n for outcome, n in sorted(Counter(v["w
             for rater, votes in human.votes_by_rater(all_votes).items()])
 
 # %% [markdown]
-# Nearly half of each rater's votes are ties (the aligned models often give the same answer, and a rater calls the
-# same text twice a tie), and about one in seven says both answers are bad; the rest are decided.
+# About two in five of each rater's votes are ties (the aligned models often give the same answer, and a rater calls
+# the same text twice a tie), and about one in six says both answers are bad (the gold judge's one in five); the rest
+# are decided.
 # Rater 1 agrees with the noise-free gold judge on nearly every matchup, and with rater 2 a little less: each
 # rater's noise is its own, and rater 2's lean adds to it. The position-bias check finds the lean planted in rater 2
 # (its interval above 0.5) and none in rater 1. Rater 2 leans by as much as a right answer is worth, yet that moves its
 # share only to about 0.57: a lean flips a vote only where the two answers are closer than the lean, and few decided
-# votes here are that close. `plan_round` draws the sides at random, which cancels such a lean out of the ratings on average; the
-# check says how large it is. With people, the same checks tell a careful rater from a careless one.
+# votes here are that close. `plan_round` draws the sides at random, which cancels such a lean out of the ratings on
+# average; the check says how large it is. With people, the same checks tell a careful rater from a careless one.
 
 # %%
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")
@@ -532,8 +562,8 @@ print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s
 #
 # Write `acc_norm(loglikelihoods, choices, gold)`: the log-likelihood of each choice (a list of floats), the choices'
 # texts, and the index of the right one. Return 1.0 when the choice that lm-eval's `acc_norm` picks is the gold one,
-# else 0.0. Section 1 showed why the plain sum is not enough; the checker's choices range from "cup" to "a picture of
-# the two friends".
+# else 0.0. Section 1 showed that the plain sum and the normalised one can pick differently; the checker's choices
+# range from "cup" to "a picture of the two friends".
 
 # %%
 def acc_norm(loglikelihoods: list[float], choices: list[str], gold: int) -> float:

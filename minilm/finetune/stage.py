@@ -72,11 +72,11 @@ class FinetuneConfig:
     # the instruction data: examples per task family and split
     train_per_family: int = 1500
     # families trained on more than train_per_family examples (times this): reading asks the model to copy the
-    # right words out of a passage, the hardest of the five skills for a small model, and the one the stage's
+    # right words out of a passage, the hardest of the first five skills for a small model, and the one the stage's
     # goal is set on. Measured on 150 test questions per family: SFT reading 0.85 -> 0.91 (0.89 with other extra
     # stories); on the cpu preset's 60, LoRA reading 0.63 -> 0.75. The yes/no questions paid for it (0.71 -> 0.49)
-    # until their demonstrations were kept clean (`clean_families`, below)
-    # translation (both directions, as many of each) keeps train_per_family: as many as a small family
+    # until their demonstrations were kept clean (`clean_families`, below). (Those figures predate the Spanish in the
+    # corpus.) Translation (both directions, as many of each) keeps train_per_family: as many as a small family
     train_scale: dict[str, int] = field(default_factory=lambda: {"reading": 2, TRANSLATION: 1})
     val_per_family: int = 20
     test_per_family: int = 60  # clean test questions per family, kept after decontamination
