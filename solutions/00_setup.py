@@ -305,11 +305,11 @@ print(f"validation split: {val_bytes:,} bytes in {len(val_shards):,} tokens, "
       f"{val_bytes / len(val_shards):.2f} bytes per token")
 
 # %% [markdown]
-# The tokenizer was trained on this course's English text, so English costs it far fewer tokens than bytes. French
-# costs more per byte, and text it has never seen (Japanese, emoji) falls back to about one token per byte, more
-# than one per character. The model's context is counted in tokens (128 in the `cpu` preset): at the 4.02 bytes per
-# token printed above (the `cpu` preset's tokenizer; the `ci` preset's smaller vocabulary compresses less), it holds
-# four times the text that a byte-level model of the same context would see, and attention's cost grows with the
+# The tokenizer was trained on this course's text (English, and some Spanish), so English costs it far fewer tokens
+# than bytes. French costs more per byte, and text it has never seen (Japanese, emoji) falls back to about one token
+# per byte, more than one per character. The model's context is counted in tokens (128 in the `cpu` preset): at the
+# 3.93 bytes per token printed above (the `cpu` preset's tokenizer; the `ci` preset's smaller vocabulary compresses
+# less), it holds four times the text that a byte-level model of the same context would see, and attention's cost grows with the
 # square of the context.
 #
 # Next, the scores. The bigram model is fitted on the train split for a few values of `k`, and every loss is
