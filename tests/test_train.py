@@ -658,6 +658,19 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(corpus, uninterrupted,
     assert draws() == uninterrupted["draws"]
 
 
+def test_a_run_resumed_at_its_last_checkpoint_reports_the_speed_of_the_whole_run(corpus, tmp_path):
+    """A run stopped after its final checkpoint (before a stage moved its files) has no step left to time: its
+    summary takes the windows of its log, as the run that never stopped did, rather than reporting no speed."""
+    seed_globals(0)
+    finished = run(corpus, tmp_path)
+    logged = [r["tokens_per_s"] for r in read_log(tmp_path / "log.jsonl") if r["kind"] == "train"]
+    assert len(logged) > 1 and finished["tokens_per_s"] == float(np.median(logged))
+    resumed = run(corpus, tmp_path)
+    assert resumed["finished"] and resumed["steps"] == finished["steps"]
+    assert resumed["tokens_per_s"] == finished["tokens_per_s"]
+    assert 0 < resumed["mfu"] <= 1
+
+
 def test_a_checkpoint_restores_the_global_random_generators(tmp_path):
     seed_globals(0)
     random.gauss(0, 1)  # Python and NumPy now each hold a cached Gaussian

@@ -451,6 +451,17 @@ class Log:
             self.file.close()
 
 
+def logged_speed(path: Path, until_step: int) -> tuple[list[float], list[float]]:
+    """The tokens/s and FLOP/s of each train record of the log at `path` up to `until_step`.
+
+    A resumed run counts them in its summary, so that a run stopped after its last checkpoint and
+    resumed reports the speed of the run that never stopped, not none (it has no window left to time).
+    """
+    records = [r for r in read_log(path) if r.get("kind") == "train" and r.get("step", 0) <= until_step]
+    timed = [r for r in records if "tokens_per_s" in r and "flop_per_s" in r]
+    return [r["tokens_per_s"] for r in timed], [r["flop_per_s"] for r in timed]
+
+
 # --- the loop -------------------------------------------------------------------------------------
 
 
@@ -526,7 +537,10 @@ def train(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=last_step, initial=step, desc=stage, unit="step", disable=not (progress and world.is_main))
-    throughput, achieved_flops = [], []
+    # a resumed run's speed is the median over every window of the run, those logged before the stop too
+    throughput, achieved_flops = logged_speed(out_dir / LOG, step) if world.is_main and step else ([], [])
+    for achieved in achieved_flops:
+        peak = peak.at_least(achieved)
     run_started = time.perf_counter() - elapsed  # wall time, counting the attempts before a resume
     # The steps since the last log line: their summed loss (on the device: no wait per step) and time.
     window_loss = torch.tensor(window["loss"] if world.is_main else 0.0, device=device)  # the sum over processes
@@ -563,7 +577,7 @@ def train(
             achieved_flops.append(achieved)
             peak = peak.at_least(achieved)
             log.write({"kind": "train", "step": step, "loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm),
-                       "tokens_per_s": tokens_per_s, "mfu": achieved / peak.flops,
+                       "tokens_per_s": tokens_per_s, "flop_per_s": achieved, "mfu": achieved / peak.flops,
                        "tokens": step * tokens_per_step, "elapsed": time.perf_counter() - run_started})
             bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)  # shown at the next redraw
         if step % config.eval_every == 0 and step < config.max_steps:
