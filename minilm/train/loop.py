@@ -435,10 +435,11 @@ class Log:
     """Appends one JSON object per line to log.jsonl (rank 0 only); flushed at once, so a crash loses nothing written."""
 
     def __init__(self, path: Path, enabled: bool, keep_until_step: int):
-        self.path, self.enabled = path, enabled
+        self.path, self.enabled, self.kept = path, enabled, []
         if enabled:  # a resumed run continues the log from its checkpoint's step; a fresh run starts it anew
             kept = [r for r in read_log(path) if r.get("step", 0) <= keep_until_step] if keep_until_step else []
             atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))
+            self.kept = kept  # the records before the resume, for the summary's speed (`logged_speed`)
             self.file = open(path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
@@ -451,14 +452,13 @@ class Log:
             self.file.close()
 
 
-def logged_speed(path: Path, until_step: int) -> tuple[list[float], list[float]]:
-    """The tokens/s and FLOP/s of each train record of the log at `path` up to `until_step`.
+def logged_speed(records: list[dict]) -> tuple[list[float], list[float]]:
+    """The tokens/s and FLOP/s of each timed train record among `records` (a log's, before a resume).
 
     A resumed run counts them in its summary, so that a run stopped after its last checkpoint and
     resumed reports the speed of the run that never stopped, not none (it has no window left to time).
     """
-    records = [r for r in read_log(path) if r.get("kind") == "train" and r.get("step", 0) <= until_step]
-    timed = [r for r in records if "tokens_per_s" in r and "flop_per_s" in r]
+    timed = [r for r in records if r.get("kind") == "train" and "flop_per_s" in r]
     return [r["tokens_per_s"] for r in timed], [r["flop_per_s"] for r in timed]
 
 
@@ -538,7 +538,7 @@ def train(
 
     bar = tqdm(total=last_step, initial=step, desc=stage, unit="step", disable=not (progress and world.is_main))
     # a resumed run's speed is the median over every window of the run, those logged before the stop too
-    throughput, achieved_flops = logged_speed(out_dir / LOG, step) if world.is_main and step else ([], [])
+    throughput, achieved_flops = logged_speed(log.kept)  # none on a fresh run, or on a rank that keeps no log
     for achieved in achieved_flops:
         peak = peak.at_least(achieved)
     run_started = time.perf_counter() - elapsed  # wall time, counting the attempts before a resume
