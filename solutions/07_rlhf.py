@@ -99,10 +99,12 @@ show_table(rows)
 
 
 # %% [markdown]
-# In this table most samples are right and clean (five of eight); one gives a wrong name ("Coco"), one wanders off
-# into garbled words, and one adds chatter. Over all the prompts some are chatty, rude, cut off or looped, and a few
-# drift into Spanish (two of the three worst below: the corpus is now part Spanish; at T = 1 sampling now and then
-# picks an unlikely token, and the model carries on from it). The model learnt the flaws from the demonstrations of
+# In this table three of eight samples are right and clean; two are right but rude ("Obviously."), two name the wrong
+# thing (a kite for a pencil, another friend), and one wanders off into garbled words. Over all the prompts some are
+# chatty, rude, cut off or looped (the three worst below: a wrong retelling with a rude remark, a garbled answer,
+# and one that runs on into another sentence of the stories: at T = 1 sampling now and then picks an unlikely token,
+# and the model carries on from it). The model learnt the flaws
+# from the demonstrations of
 # notebook 06 (a share of them were flawed, as real ones are), and sampling brings them out.
 # More demonstrations would not remove them: imitation copies the flaws with the rest. What the model lacks is a
 # signal that one answer is *better* than another.
@@ -208,11 +210,12 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # difference, but most pairs differ by little, and many labels are coin tosses, so it needs many of them: on the SFT
 # model of an earlier build, 150 prompts per family with 4 answers each (1,708 pairs) gave 0.574 against the labels
 # and 0.695 against the gold order, and 300 per family with 6 answers (8,490 pairs) 0.645 and 0.786; this build,
-# with the latter settings, has 9,150 pairs and gives 0.709 and 0.847 (above). The table above shows it on one
-# prompt: it puts the clean answer first and the rude one last, as the gold reward does, but swaps two in between
-# (the looped answer second, above the chatty one, which the gold reward ranks second), and it scores on a scale of
-# its own (Bradley-Terry fixes only the differences between rewards); over the held-out pairs it orders about one
-# in seven the wrong way round.
+# with the latter settings, has 9,095 pairs and gives 0.673 and 0.820 (above; on the SFT model of the build before
+# this one, whose learning rate was larger, 0.709 and 0.847: the reward model starts from the SFT model, and inherits
+# what it reads well and what it does not). The table above shows it on one prompt: it puts the clean answer first
+# and the chatty ones next, in the gold reward's order, but swaps the last two (the rude answer and the looped one, at
+# nearly the same score), and it scores on a scale of its own (Bradley-Terry fixes only the differences between
+# rewards); over the held-out pairs it orders about one in five the wrong way round.
 # Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
 #
 # ## 4. PPO, one step by hand
@@ -335,16 +338,18 @@ show_table([{"answer": short(a, 60), "reward model": s, "advantage": adv, "gold"
 
 # %% [markdown]
 # Answers the reward model prefers get positive advantages, the others negative, and a group whose answers all score
-# the same teaches nothing (every advantage 0). Look at the wrong name in this group ("Tom"): the reward model scores
-# it a little above the right one (1.720 against 1.695: it learnt facts from few pairs), and far above the right
-# answer with chatter, so its advantage is the group's highest and GRPO pushes toward it, though its gold reward is
-# 0. The stage trains GRPO twice: on the reward model, and on the gold reward itself, a **verifiable reward** (as for
+# the same teaches nothing (every advantage 0). In this group no answer is right: the question asks for Jamal's
+# green pencil, and the eight samples name a car, a bike, a ball, a boat, music. The gold reward gives them all 0 (and the
+# garbled one with chatter less); the reward model, which cannot check the passage as the rubric does, spreads them
+# out ("his green car" highest, "his yellow ball" lowest), so GRPO pushes toward some wrong answers and away from
+# others, and learns nothing true from the difference. Only the garbled answer gets the large negative advantage it
+# deserves. The stage trains GRPO twice: on the reward model, and on the gold reward itself, a **verifiable reward** (as for
 # maths or code, where an answer can be checked): what the methods reach when the reward is right.
 #
 # The stage (`run_rlhf_stage`, above) trained DPO, PPO and GRPO from the SFT model, each against it as the reference,
 # and measured every model on the test prompts: `eval_samples` answers per prompt at T = 1, judged by the gold
 # reward. The test prompts are stage 6's test questions of the five families the rubric judges, like the training
-# prompts: 284 of its 344 (translation is scored by stage 6). The **win rate** compares each answer with the SFT model's
+# prompts: 280 of its 341 (translation is scored by stage 6). The **win rate** compares each answer with the SFT model's
 # answer to the same prompt (the same seed for both). The exact judge ties whenever both answers score the same, as
 # two clean, right answers do and as two identical answers do (a model that moved little, sampled with the same
 # seed, often writes the very same answer); for the methods of this section that is most of the time, so the win rate
@@ -364,13 +369,14 @@ show(fig)
 # when one of the two is better; the interval says how sure that is with this many prompts; the KL column is how far
 # each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward against that
 # distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They differ in how far
-# they moved: DPO the most, while PPO got four fifths of DPO's gain in gold reward (+0.131 against +0.163) at three
-# fifths of DPO's KL (0.22 against 0.37); GRPO, whose 30 updates each learn only from the groups whose answers differ,
-# the least, so most of its answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward
-# model, so at this distance the reward model was not what held it back. The last row, PPO without a KL penalty, is
-# section 7's. The prompts where the aligned models answered differently (the last line of each is section 7's run;
-# a line ending in "…" is cut by the display at 90 characters: the refusals differ after it, where the SFT model
-# often adds a remark that DPO drops):
+# they moved: DPO the most, while PPO got as much gain in gold reward (+0.110 against DPO's +0.104) at half of DPO's KL
+# (0.30 against 0.61); GRPO, whose 30 updates each learn only from the groups whose answers differ, the least, so most
+# of its answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward model, so at this
+# distance the reward model was not what held it back. The last row, PPO without a KL penalty, is section 7's. The
+# prompts where the aligned models answered differently (the last line of each is section 7's run): where the SFT
+# model adds a remark or loops ("Obviously.", "a pilot. a pilotar a pilot."), the aligned models drop it; a wrong name
+# in a retelling mostly stays wrong (preferences between the SFT model's own answers rarely teach a fact it lacks),
+# and once DPO, the method that moved furthest, answers with another sentence of the stories:
 
 # %%
 samples = json.loads((aligned.path / SAMPLES).read_text())["samples"]
@@ -397,14 +403,16 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
 # %% [markdown]
 # The reward model's score keeps rising while the gold reward falls below the SFT model's: the policy is drifting (the
 # KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at scale. The samples column is
-# the first test prompt's answer at each point; in the run printed here it stays right ("Olivia") throughout, so the
-# damage is in other answers. The share of clean, right answers first rises (0.539 to 0.704), as the policy drops the
-# flaws the reward model learnt to punish, and then falls back (0.525), while the reward model's score creeps on up.
-# Section 6's five examples happen to show this run at its best (clean answers where the SFT model chats); its table
-# gives the end of the run over all the prompts: a gold reward of 0.739 against SFT's 1.001, at about twenty times
-# PPO's KL. Its win rate, 0.45 [0.39, 0.51], is only just below one half (its interval reaches it): it loses a little
-# more often than it wins, and its losses cost more than its wins gain (the win rate counts only which answer is
-# better, the mean also by how much). The KL penalty of the stage's PPO is what keeps a policy in the region where its
+# the first test prompt's answer at each point; in the run printed here it is the same wrong, garbled answer
+# throughout (greedy decoding does not move on this prompt), so the damage is in other answers. The share of clean,
+# right answers first rises a little (0.607 to 0.625), as the policy drops the flaws the reward model learnt to
+# punish, and then falls (0.425), while the reward model's score creeps on up; the mean gold reward falls from the
+# first measurement on (this reward model is less accurate than the one of the build before, 0.82 against 0.85 on the
+# gold order, and the policy found its errors sooner: there the mean first rose, 0.97 to 1.06). Section 6's five
+# examples show the run at its end: garbled words and wrong names, and once the right answer. Its table gives the end of
+# the run over all the prompts: a gold reward of 0.587 against SFT's 1.029, at about twenty-five times PPO's KL. Its
+# win rate, 0.33 [0.27, 0.39], is well below one half: it loses twice as often as it wins, and its losses cost more
+# than its wins gain (the win rate counts only which answer is better, the mean also by how much). The KL penalty of the stage's PPO is what keeps a policy in the region where its
 # reward model is right.
 
 # %%
