@@ -165,7 +165,7 @@ for penalty in (1.0, 1.3):
     print(f"penalty {penalty}: {len(set(words))} different words of {len(words)}\n  {text!r}\n")
 
 # %% [markdown]
-# This model does not loop here: at both penalties it says "." and then an end token, and stops. It gives "." 66% of the
+# This model does not loop here: at both penalties it says "." and then an end token, and stops. It gives "." 41% of the
 # mass (the plot above), so dividing that logit by 1.3 ("." is already in the prompt) leaves it first; this chat model,
 # fine-tuned to answer briefly and end its turn, ends the plain text too. On a model that does loop (greedy, it repeats
 # one phrase until the 60 tokens run out), the penalty breaks the loop by making each repeated token less likely. It is
@@ -296,9 +296,9 @@ show(fig)
 # %% [markdown]
 # The tokens are the chat model's own at every lookahead. The further ahead the draft guesses, the smaller the share of
 # its guesses kept (a guess counts only if every guess before it was right), but the fewer passes of the chat model each
-# token takes: from 0.58 at a lookahead of 1 to about a third at 4 and 6. The wall clock does not follow on this CPU:
-# the last column is under 1 at every lookahead, from 0.56x to 0.76x, with no trend (it moves from run to run; the best
-# here is at a lookahead of 3, not at the fewest passes). A pass of a model this small costs mostly fixed overhead
+# token takes: from 0.57 at a lookahead of 1 to about a third at 4 and 6. The wall clock does not follow on this CPU:
+# the last column is under 1 at every lookahead, from 0.53x to 0.82x, with no trend (it moves from run to run; the best
+# here is at a lookahead of 2, not at the fewest passes). A pass of a model this small costs mostly fixed overhead
 # (Python, kernel launches), so the draft's pass costs nearly as much as the chat model's, and its guesses eat what the
 # saved passes give back. Speculative decoding pays when the target's pass is expensive and the draft's cheap: a large
 # model on a GPU, where a pass is bound by reading billions of weights, and a draft a tenth of its size.
@@ -337,12 +337,13 @@ show_table(quantization_rows(artifact))
 print(f"this machine computes bfloat16 in hardware: {r['quantization']['bf16_native']}")
 
 # %% [markdown]
-# The bits per byte move by at most 0.0015 (in the third decimal, on figures of 1.35 to 4.72), and every answer to
-# the test prompts stays the same: int8 costs this model nothing measurable. The whole model shrinks to about 56% of
+# The bits per byte move by at most 0.0007 (in the fourth decimal, on figures of 1.20 to 4.65), and the answers to
+# the test prompts stay the same, but for one in a hundred with int8 weights and bfloat16 activations, which moves
+# exact match by half a point, far inside its interval: int8 costs this model nothing measurable. The whole model shrinks to about 56% of
 # its float32 bytes, not 25% (question 2 asks why). Speed is another matter: int8 weights save time only where a kernel
 # multiplies them without first turning them back into floats. PyTorch's int8 kernel is slower with float32
-# activations (515 tokens/s) than with bfloat16 activations (652) on a CPU with bfloat16 in hardware, as this one has;
-# in this run both stay behind float32's 973, and so does bfloat16 (495): at this size a step costs mostly fixed
+# activations (535 tokens/s) than with bfloat16 activations (799) on a CPU with bfloat16 in hardware, as this one has;
+# in this run both stay behind float32's 830, and so does bfloat16 (592): at this size a step costs mostly fixed
 # overhead (Python, kernel launches) rather than reading weights, and these timings move from run to run. On a laptop
 # without bfloat16 in hardware, int8 saves memory and not time.
 
