@@ -103,9 +103,8 @@ show_table(rows)
 # thing (a kite for a pencil, another friend), and one wanders off into garbled words. Over all the prompts some are
 # chatty, rude, cut off or looped (the three worst below: a wrong retelling with a rude remark, a garbled answer,
 # and one that runs on into another sentence of the stories: at T = 1 sampling now and then picks an unlikely token,
-# and the model carries on from it). The model learnt the flaws
-# from the demonstrations of
-# notebook 06 (a share of them were flawed, as real ones are), and sampling brings them out.
+# and the model carries on from it). The model learnt the flaws from the demonstrations of notebook 06 (a share of
+# them were flawed, as real ones are), and sampling brings them out.
 # More demonstrations would not remove them: imitation copies the flaws with the rest. What the model lacks is a
 # signal that one answer is *better* than another.
 #
@@ -339,12 +338,13 @@ show_table([{"answer": short(a, 60), "reward model": s, "advantage": adv, "gold"
 # %% [markdown]
 # Answers the reward model prefers get positive advantages, the others negative, and a group whose answers all score
 # the same teaches nothing (every advantage 0). In this group no answer is right: the question asks for Jamal's
-# green pencil, and the eight samples name a car, a bike, a ball, a boat, music. The gold reward gives them all 0 (and the
-# garbled one with chatter less); the reward model, which cannot check the passage as the rubric does, spreads them
-# out ("his green car" highest, "his yellow ball" lowest), so GRPO pushes toward some wrong answers and away from
-# others, and learns nothing true from the difference. Only the garbled answer gets the large negative advantage it
-# deserves. The stage trains GRPO twice: on the reward model, and on the gold reward itself, a **verifiable reward** (as for
-# maths or code, where an answer can be checked): what the methods reach when the reward is right.
+# green pencil, and the eight samples name a car, a bike, a ball, a boat, music. The gold reward gives them all 0
+# (and the garbled one with chatter less); the reward model, which cannot check the passage as the rubric does,
+# spreads them out (of the plain answers, "his green car" highest, "his yellow ball" lowest), so GRPO pushes toward
+# some wrong answers and away from others, and learns nothing true from the difference. Only the garbled answer gets
+# the large negative advantage it deserves. The stage trains GRPO twice: on the reward model, and on the gold reward
+# itself, a **verifiable reward** (as for maths or code, where an answer can be checked): what the methods reach when
+# the reward is right.
 #
 # The stage (`run_rlhf_stage`, above) trained DPO, PPO and GRPO from the SFT model, each against it as the reference,
 # and measured every model on the test prompts: `eval_samples` answers per prompt at T = 1, judged by the gold
