@@ -412,8 +412,8 @@ print(f"SFT's best family: {max(sft_scores, key=sft_scores.get)}, its weakest: {
 # questions. Two more choices brought it back, measured on those 60 (one question is 1.7 points): three times as many
 # reading examples instead of twice (12,000 training conversations instead of 10,500), 0.88; and a smaller learning
 # rate, 2e-3 instead of 3e-3, 0.90 (1.5e-3 gave 0.93, but the sentence-writing families paid for it: transform 0.67
-# to 0.52 in those trials). A smaller rate moves the weights less far from the base model, which keeps more of what pretraining
-# learnt, and learns less of what is new. This run, on those settings: reading 0.90, yes/no 0.87, and 0.85 of the
+# to 0.52 in those trials). A smaller rate moves the weights less far from the base model, which keeps more of what
+# pretraining learnt, and learns less of what is new. This run, on those settings: reading 0.90, yes/no 0.87, and 0.85 of the
 # questions of the five older families (0.73 with translation). Each family's score moves by several points from one
 # run to the next, so read the table as this run's. The LoRA row shows what training only the share of the weights in
 # its "trained parameters" column buys against training them all: here 0.51 against 0.73 overall; it nearly matches
