@@ -110,6 +110,28 @@ def test_reward_model_accuracy_is_recomputed_from_the_saved_pairs(stages, tokeni
         assert measured[key] == pytest.approx(saved[key]), key
 
 
+def test_likelihood_baseline_is_the_sft_models_answer_log_probability(stages, tokenizer):
+    """Recomputed here from the model's logits, one conversation at a time, without the batched DPO helper."""
+    sft = load_finetuned(stages["finetuned"]).eval()
+    heldout = preferences.load_pairs(stages["aligned"].path / f"heldout_{PAIRS}")
+    ordered = [pair for pair in heldout if pair["gold_chosen"] != pair["gold_rejected"]]
+    precision = hardware.choose_precision("cpu", RLHFConfig.from_preset("ci").precision)
+
+    def logp(pair: dict, side: str) -> float:
+        ids, trained = encode_chat(tokenizer, [*pair["prompt"], *pair[side]])
+        start = len(trained) - trained[::-1].index(False)
+        with torch.no_grad(), hardware.autocast("cpu", precision):  # the stage's precision
+            logits, _ = sft(torch.tensor([ids]))
+        logprobs = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+        return sum(float(logprobs[t - 1, ids[t]]) for t in range(start, len(ids)))
+
+    scored = [(logp(pair, "chosen"), logp(pair, "rejected"), pair["gold_chosen"] > pair["gold_rejected"]) for pair in ordered]
+    saved = stages["results"]["reward_model"]["likelihood"]
+    assert saved["accuracy"] == pytest.approx(sum(c > r for c, r, _ in scored) / len(scored), abs=1.01 / len(scored))
+    gold = sum((c > r) if first else (r > c) for c, r, first in scored) / len(scored)
+    assert saved["gold_order_accuracy"] == pytest.approx(gold, abs=1.01 / len(scored))
+
+
 # ---------------------------------------------------------------------------------------------
 # The parts
 

@@ -83,7 +83,9 @@ def _reward_line(r: dict) -> str:
     rm = r["reward_model"]
     return (f"reward model: held-out accuracy {_number(rm['accuracy'], 3)} against the annotators' labels (ceiling "
             f"{_number(rm['ceiling'], 3)}), {_number(rm['gold_order_accuracy'], 3)} against the gold order, on "
-            f"{rm['ordered_heldout_pairs']} held-out pairs with a gold order")  # fmt: skip
+            f"{rm['ordered_heldout_pairs']} held-out pairs with a gold order; the SFT model's log-likelihood of the "
+            f"answer, untrained: {_number(rm['likelihood']['accuracy'], 3)} and "
+            f"{_number(rm['likelihood']['gold_order_accuracy'], 3)}")  # fmt: skip
 
 
 def describe(artifact: Artifact) -> str:

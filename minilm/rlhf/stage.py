@@ -12,7 +12,8 @@ model (the reference of every method, and the start of every policy) it:
    and lets the simulated annotators label every pair (`preferences.label_pairs`); the pairs of a
    held-out share of the prompts are kept apart, to measure the reward model and DPO;
 3. trains the *reward model* on the pairs (`reward_model`): held-out accuracy against the annotators'
-   labels beside the ceiling their noise allows, and against the gold order;
+   labels beside the ceiling their noise allows, and against the gold order, beside a scorer that is not
+   trained at all, the SFT model's log-likelihood of each answer (`likelihood_accuracy`);
 4. trains four *policies*, each a copy of the SFT model held near it: DPO on the pairs, PPO and GRPO on
    the reward model's score, and GRPO on the gold reward itself (a verifiable reward, as a comparison:
    what the methods could reach if the reward model were perfect);
@@ -49,7 +50,7 @@ from minilm.finetune.tasks import Example, build_examples
 from minilm.model.gpt import GPT
 from minilm.presets import config_for, preset_name
 from minilm.rlhf import gold, preferences
-from minilm.rlhf.dpo import DPOConfig, train_dpo
+from minilm.rlhf.dpo import DPOConfig, all_answer_logprobs, train_dpo
 from minilm.rlhf.grpo import GRPOConfig, train_grpo
 from minilm.rlhf.ppo import PPOConfig, train_ppo
 from minilm.rlhf.reward_model import RewardConfig, RewardModel, accuracy, encode_pairs, train_reward_model
@@ -440,7 +441,8 @@ def _build(config: RLHFConfig, finetuned: Artifact, tokenizer_artifact: Artifact
     reward_model.eval().requires_grad_(False)
     reward_results = {"train_pairs": len(train_pairs), "heldout_pairs": len(heldout_pairs), "skipped": skipped,
                       "history": reward_history,
-                      **reward_model_accuracy(reward_model, heldout_pairs, annotators, tokenizer, context)}  # fmt: skip
+                      **reward_model_accuracy(reward_model, heldout_pairs, annotators, tokenizer, context),
+                      "likelihood": likelihood_accuracy(sft, heldout_pairs, tokenizer, context, precision)}  # fmt: skip
     _save_reward_model(reward_model, folder / REWARD_DIR)
     timings["reward model"] = time.perf_counter() - clock
 
@@ -534,6 +536,24 @@ def reward_model_accuracy(reward_model: RewardModel, pairs: list[dict], annotato
             "ceiling": preferences.ceiling_accuracy(ordered, annotators),
             "label_agreement": preferences.label_agreement(ordered),
             "gold_order_accuracy": accuracy(reward_model, encode_pairs(tokenizer, gold_order, context))}  # fmt: skip
+
+
+def likelihood_accuracy(model: GPT, pairs: list[dict], tokenizer, context: int, precision: str = "fp32") -> dict:
+    """The scorer a reward model must beat, untrained: each answer's summed log-probability under `model`
+    (the SFT model), log pi(y | x), on the held-out pairs that have a gold order.
+
+    The SFT model has read the passages and learnt the clean answers, and a longer answer has more tokens to
+    pay for, so its likelihood already prefers right, short answers. It knows nothing of what the annotators
+    want beyond what the demonstrations showed. Returns its "accuracy" against the labels and its
+    "gold_order_accuracy", counted as `reward_model_accuracy` counts them (a tie is a miss)."""
+    ordered = [pair for pair in pairs if pair["gold_chosen"] != pair["gold_rejected"]]
+    if not ordered:
+        return {"accuracy": None, "gold_order_accuracy": None}
+    logps = all_answer_logprobs(model, encode_pairs(tokenizer, ordered, context), precision).cpu()
+    gold_first = torch.tensor([pair["gold_chosen"] > pair["gold_rejected"] for pair in ordered])
+    better, worse = torch.where(gold_first, logps[:, 0], logps[:, 1]), torch.where(gold_first, logps[:, 1], logps[:, 0])
+    return {"accuracy": float((logps[:, 0] > logps[:, 1]).float().mean()),
+            "gold_order_accuracy": float((better > worse).float().mean())}  # fmt: skip
 
 
 def _hacking_point(iteration: int, policy: GPT, reference: GPT, reward_model: RewardModel, prompts: Prompts, tokenizer,
