@@ -342,11 +342,12 @@ def check_training_loop(train_loop, rng: random.Random) -> None:
                               f"{', '.join(f'{w:.5f}' for w in want)}; got: {', '.join(f'{float(g):.5f}' for g in got)})",
                               shown, hint)
         mine, theirs = dict(model.named_parameters()), dict(reference.named_parameters())
-        # A wrong loop moves a weight by about a step's size, lr >= 3e-3 here; rounding, by far less. But Adam divides
-        # each gradient by its own root mean square, so a weight whose gradients are near zero can carry a rounding
-        # difference of the summation order up to a few 1e-7 (measured: 2.6e-7 at lr 0.0117, seed 994055)
+        # A wrong last step moves weights by about its rate, min_lr >= 3e-4 here. Rounding moves them far less, but
+        # not nothing: Adam divides each gradient by its own root mean square, so a weight whose gradients are near
+        # zero magnifies a difference of summation order between two right loops (measured: 2.6e-7 at lr 0.0117,
+        # seed 994055; 8.8e-6 at lr 0.0231 with every step clipped, seed 822683)
         for name, param in theirs.items():
-            if not torch.allclose(mine[name].detach(), param.detach(), rtol=1e-4, atol=2e-6):
+            if not torch.allclose(mine[name].detach(), param.detach(), rtol=1e-4, atol=5e-5):
                 gap = (mine[name].detach() - param.detach()).abs().max().item()
                 raise failure(title, f"the losses match but the final {name} differs from the package's by up to "
                               f"{gap:.3g}: check what happens after the last backward of each step", shown, hint)
