@@ -298,8 +298,8 @@ show(fig)
 # its guesses kept (a guess counts only if every guess before it was right), but the fewer passes of the chat model each
 # token takes: from 0.57 at a lookahead of 1 to about a third at 4 and 6. The wall clock does not follow on this CPU:
 # the last column is under 1 at every lookahead, from 0.54x to 0.76x (it moves from run to run; in this run it is best
-# at a lookahead of 1 and worst at 6, the opposite of the passes saved). A pass of a model this small costs mostly fixed overhead
-# (Python, kernel launches), so the draft's pass costs nearly as much as the chat model's, and its guesses eat what the
+# at a lookahead of 1 and worst at 6: the more passes saved, the slower). A pass of a model this small costs mostly
+# fixed overhead (Python, kernel launches), so the draft's pass costs nearly as much as the chat model's, and its guesses eat what the
 # saved passes give back. Speculative decoding pays when the target's pass is expensive and the draft's cheap: a large
 # model on a GPU, where a pass is bound by reading billions of weights, and a draft a tenth of its size.
 
