@@ -111,8 +111,12 @@ class FinetuneConfig:
     lora_embedding_alpha: float = 11.0
     # Read these single runs with their spread: at 3e-3 three seeds gave reading 0.48 / 0.75 / 0.75, and 5e-3 gave
     # 0.70, which those seeds cannot tell apart from 3e-3; a larger rate on the zero-started matrices (LoRA+) gave
-    # 0.15. LoRA still underfits at 1,600 steps (validation loss 0.44 against full SFT's 0.23): 2,400 steps gave
-    # 0.77 and 0.73 on two seeds (validation loss 0.39), and take some 100 s more than the stage's 10 minutes allow
+    # 0.15. LoRA underfits at 1,600 steps (validation loss 0.44 against full SFT's 0.23), and only more tokens closed
+    # that: on two seeds, 2,400 steps gave reading 0.77 / 0.73, 3,200 steps 0.78 / 0.78 and 4,800 steps 0.87 / 0.87
+    # (validation loss 0.39, 0.36, 0.32-0.35), where the stage's 10 minutes (float32, 2 cores) leave room for about
+    # 1,800. On the same tokens, none of these did better than the seeds' spread: PiSSA's start (A and B from W's
+    # top singular vectors), DoRA (validation loss 0.41, reading 0.68), the blocks' adapters at 3 or 10 times the
+    # rate, LoRA+ on the blocks alone, the embedding at rank 22 on the 2,146 rows the data uses (as many weights)
     lora_steps: int = 1600
     lora_lr: float = 3e-3
     # classification (`minilm.finetune.classify`): the word-order task, the methods compared

@@ -520,12 +520,24 @@ def _pair_length(tokenizer, pair: dict) -> int:
     return max(len(encode_chat(tokenizer, [*pair["prompt"], *pair[side]])[0]) for side in ("chosen", "rejected"))
 
 
+def gold_ordered(pairs: list[dict]) -> list[dict]:
+    """The pairs that have a gold order (gold rewards not tied), as the annotators labelled them: the pairs both
+    accuracies below are counted on (a tie has no right answer to get)."""
+    return [pair for pair in pairs if pair["gold_chosen"] != pair["gold_rejected"]]
+
+
+def turned_to_gold(pairs: list[dict]) -> list[dict]:
+    """`pairs` (gold-ordered) turned where needed so that the answer with the higher gold reward is "chosen"."""
+    return [pair if pair["gold_chosen"] > pair["gold_rejected"] else
+            {**pair, "chosen": pair["rejected"], "rejected": pair["chosen"]} for pair in pairs]  # fmt: skip
+
+
 def reward_model_accuracy(reward_model: RewardModel, pairs: list[dict], annotators: preferences.AnnotatorConfig,
                           tokenizer, context: int) -> dict:
     """The reward model's accuracy on the held-out pairs that have a gold order (gold rewards not tied): against
     the annotators' labels, beside the ceiling their noise allows (`preferences.ceiling_accuracy`) and the
     labels' own agreement with the gold order; and against the gold order itself (ceiling 1)."""
-    ordered, gold_order = gold_ordered(pairs)
+    ordered = gold_ordered(pairs)
     if not ordered:
         return {"ordered_heldout_pairs": 0, "accuracy": None, "ceiling": None, "label_agreement": None,
                 "gold_order_accuracy": None}  # fmt: skip
@@ -533,7 +545,7 @@ def reward_model_accuracy(reward_model: RewardModel, pairs: list[dict], annotato
             "accuracy": accuracy(reward_model, encode_pairs(tokenizer, ordered, context)),
             "ceiling": preferences.ceiling_accuracy(ordered, annotators),
             "label_agreement": preferences.label_agreement(ordered),
-            "gold_order_accuracy": accuracy(reward_model, encode_pairs(tokenizer, gold_order, context))}  # fmt: skip
+            "gold_order_accuracy": accuracy(reward_model, encode_pairs(tokenizer, turned_to_gold(ordered), context))}  # fmt: skip
 
 
 def likelihood_accuracy(model: GPT, pairs: list[dict], tokenizer, context: int, precision: str = "fp32") -> dict:
@@ -544,7 +556,7 @@ def likelihood_accuracy(model: GPT, pairs: list[dict], tokenizer, context: int, 
     pay for, so its likelihood already prefers right, short answers. It knows nothing of what the annotators
     want beyond what the demonstrations showed. Returns its "accuracy" against the labels and its
     "gold_order_accuracy", counted as `reward_model_accuracy` counts them (a tie is a miss)."""
-    ordered, _ = gold_ordered(pairs)
+    ordered = gold_ordered(pairs)
     if not ordered:
         return {"accuracy": None, "gold_order_accuracy": None}
     logps = all_answer_logprobs(model, encode_pairs(tokenizer, ordered, context), precision).cpu()  # one pass, then turned
@@ -552,15 +564,6 @@ def likelihood_accuracy(model: GPT, pairs: list[dict], tokenizer, context: int, 
     better, worse = torch.where(gold_first, logps[:, 0], logps[:, 1]), torch.where(gold_first, logps[:, 1], logps[:, 0])
     return {"accuracy": float((logps[:, 0] > logps[:, 1]).float().mean()),
             "gold_order_accuracy": float((better > worse).float().mean())}  # fmt: skip
-
-
-def gold_ordered(pairs: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The pairs that have a gold order (gold rewards not tied), as the annotators labelled them, and the same
-    pairs turned so that the answer with the higher gold reward is "chosen": what both accuracies are counted on."""
-    ordered = [pair for pair in pairs if pair["gold_chosen"] != pair["gold_rejected"]]
-    gold_order = [pair if pair["gold_chosen"] > pair["gold_rejected"] else
-                  {**pair, "chosen": pair["rejected"], "rejected": pair["chosen"]} for pair in ordered]  # fmt: skip
-    return ordered, gold_order
 
 
 def _hacking_point(iteration: int, policy: GPT, reference: GPT, reward_model: RewardModel, prompts: Prompts, tokenizer,
