@@ -60,7 +60,7 @@ from minilm.finetune.answers import chat_answers, few_shot_prompt
 from minilm.finetune.chat import SFTData, encode_chat, render_chat
 from minilm.finetune.report import classification_rows, plot_finetuning, results, score_rows, translation_rows
 from minilm.finetune.stage import (CONVERSATIONS, FinetuneConfig, instruction_data, load_finetuned, load_lora,
-                                   run_finetune_stage, seen_translations)
+                                   run_finetune_stage, seen_tokens, seen_translations)
 from minilm.finetune.tasks import FAMILIES, build_examples, contamination, exact_match, ngrams, training_texts
 from minilm.rlhf.gold import gold_breakdown
 from minilm.model import count_parameters
@@ -584,11 +584,14 @@ print(f"at rank {ranks[1]}: the embedding's change {shares['wte'][ranks[1]]:.0%}
 # freezes everything else. The share of the model's weights that it trains:
 
 # %%
+seen = seen_tokens(SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train"))  # the rows fine-tuning feeds in
 adapted = lora.add_lora(copy.deepcopy(base), rank, alpha, config.lora_targets,
-                        embedding_rank=config.lora_embedding_rank, embedding_alpha=config.lora_embedding_alpha)
+                        embedding_rank=config.lora_embedding_rank, embedding_alpha=config.lora_embedding_alpha,
+                        embedding_rows=seen)
 trainable = lora.trainable_parameters(adapted)
 print(f"targets {list(config.lora_targets)} in {base.config.n_layer} blocks at rank {rank}, and the embedding at rank "
-      f"{config.lora_embedding_rank}: {trainable:,} trainable of {count_parameters(base):,} "
+      f"{config.lora_embedding_rank} on the {len(seen):,} rows of the tokens the training conversations contain "
+      f"(of {base.config.vocab_size:,}): {trainable:,} trainable of {count_parameters(base):,} "
       f"({trainable / count_parameters(base):.1%})")
 with torch.no_grad():
     unchanged = torch.equal(adapted(torch.tensor([ids]))[0], base(torch.tensor([ids]))[0])

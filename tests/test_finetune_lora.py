@@ -94,7 +94,7 @@ def peft_copy(base: GPT, model: GPT, targets: tuple[str, ...]):
             peft_layers[name].lora_B["default"].weight.copy_(layer.lora_B)
         if embedding:  # the head's adapter is a view of these (A^T, B^T), so it follows
             wte = peft_model.get_input_embeddings()
-            wte.lora_embedding_A["default"].copy_(embedding.lora_A)
+            wte.lora_embedding_A["default"].copy_(embedding.vocabulary_A())  # zero in the rows not adapted
             wte.lora_embedding_B["default"].copy_(embedding.lora_B)
     return peft_model
 
@@ -303,7 +303,7 @@ def test_missing_or_damaged_files_fail_clearly(tmp_path):
         load_adapter(copy.deepcopy(base), flipped)
     foreign = tmp_path / "foreign.safetensors"
     foreign.write_bytes(save_safetensors({"x": torch.zeros(2)}))  # a safetensors file, but not an adapter
-    with pytest.raises(AdapterError, match="has no minilm.lora version 2 header"):
+    with pytest.raises(AdapterError, match="has no minilm.lora version 3 header"):
         load_adapter(copy.deepcopy(base), foreign)
     pickled = tmp_path / "pickled.safetensors"
     torch.save({"x": torch.zeros(2)}, pickled)
@@ -386,6 +386,74 @@ def test_embedding_adapter_starts_at_the_base_trains_its_rows_and_round_trips(tm
         load_adapter(other, tmp_path / "adapter.safetensors")
     with pytest.raises(ValueError, match="rank 33 is larger than the embedding it adapts"):
         add_lora(copy.deepcopy(base), embedding_rank=33)
+
+
+ROWS = torch.tensor([0, 3, 4, 9, 17, 40, 41, 42, 77, 95])  # the tokens a fine-tuning set would contain
+
+
+def test_embedding_adapter_on_some_rows_equals_peft_with_zeros_in_the_other_columns():
+    """With `rows`, A has a column per adapted token only. To PEFT that is its embedding LoRA with A zero in
+    the other columns (`vocabulary_A`): same logits, same merged matrix, and our gradient is PEFT's on the
+    adapted columns (PEFT would also train the others, which the restriction leaves out)."""
+    base = base_model()
+    model = with_random_adapters(base, targets=BLOCK_LINEARS, embedding_rank=3, embedding_alpha=5.0, embedding_rows=ROWS)
+    embedding = model.transformer.wte
+    assert embedding.lora_A.shape == (3, len(ROWS)) and torch.equal(embedding.rows, ROWS)
+    untouched = torch.ones(VOCAB, dtype=torch.bool)
+    untouched[ROWS] = False
+    with torch.no_grad():
+        assert torch.all(embedding.delta()[untouched] == 0) and torch.all(embedding.delta()[ROWS].abs().sum(1) > 0)
+    peft_model = peft_copy(base, model, BLOCK_LINEARS)
+    x, y = tokens(1), tokens(2)
+    ours, loss = model(x, y)
+    theirs = peft_model(x).logits
+    assert (ours - theirs).abs().max() <= 1e-5
+    delta = peft_model.get_input_embeddings().get_delta_weight("default")
+    assert (merge_lora(model).transformer.wte.weight - (base.transformer.wte.weight + delta)).abs().max() <= 1e-6
+
+    loss.backward()
+    F.cross_entropy(theirs.view(-1, VOCAB), y.view(-1)).backward()
+    peft_embedding, head = peft_model.get_input_embeddings(), peft_model.base_model.model.lm_head
+    expected_a = peft_embedding.lora_embedding_A["default"].grad + head.lora_B["default"].weight.grad.T
+    expected_b = peft_embedding.lora_embedding_B["default"].grad + head.lora_A["default"].weight.grad.T
+    assert (embedding.lora_A.grad - expected_a[:, ROWS]).abs().max() <= 1e-5
+    assert (embedding.lora_B.grad - expected_b).abs().max() <= 1e-5
+
+
+def test_embedding_adapter_on_some_rows_counts_its_weights_round_trips_and_refuses_other_rows(tmp_path):
+    base = base_model()
+    model = with_random_adapters(base, rank=2, alpha=4.0, embedding_rank=3, embedding_rows=ROWS.flip(0))  # any order
+    assert torch.equal(model.transformer.wte.rows, ROWS)  # kept sorted
+    assert trainable_parameters(model) == 3 * (len(ROWS) + CONFIG.n_embd) + sum(
+        p.numel() for n, p in model.named_parameters() if "lora_" in n and not n.startswith("transformer.wte"))
+    assert "transformer.wte.rows" not in model.state_dict()  # the base's fingerprint and checkpoints ignore it
+    save_adapter(model, tmp_path / "adapter.safetensors")
+    loaded = load_adapter(copy.deepcopy(base), tmp_path / "adapter.safetensors")
+    assert torch.equal(loaded.transformer.wte.rows, ROWS)
+    with torch.no_grad():
+        assert torch.equal(loaded(tokens())[0], model(tokens())[0])
+    for other in (ROWS[:-1], None):  # other rows, or every row: the columns of A would mean other tokens
+        target = add_lora(copy.deepcopy(base), rank=2, alpha=4.0, embedding_rank=3, embedding_rows=other)
+        with pytest.raises(AdapterError, match="adapts other rows of the embedding"):
+            load_adapter(target, tmp_path / "adapter.safetensors")
+    everything = with_random_adapters(base, rank=2, alpha=4.0, embedding_rank=3)
+    save_adapter(everything, tmp_path / "every_row.safetensors")
+    with pytest.raises(AdapterError, match="adapts other rows of the embedding"):
+        load_adapter(add_lora(copy.deepcopy(base), rank=2, alpha=4.0, embedding_rank=3, embedding_rows=ROWS),
+                     tmp_path / "every_row.safetensors")
+
+
+@pytest.mark.parametrize("rows, message", [
+    (torch.tensor([], dtype=torch.long), "non-empty 1-D tensor of token ids"),
+    (torch.tensor([1.0, 2.0]), "non-empty 1-D tensor of token ids"),
+    (torch.tensor([[1, 2]]), "non-empty 1-D tensor of token ids"),
+    (torch.tensor([3, VOCAB]), rf"token ids in \[0, {VOCAB}\)"),
+    (torch.tensor([-1, 3]), rf"token ids in \[0, {VOCAB}\)"),
+    (torch.tensor([1, 2]), "rank 3 is larger than the embedding it adapts \\(2 x 32\\)"),
+])  # fmt: skip
+def test_embedding_rows_that_cannot_be_adapted_are_refused(rows, message):
+    with pytest.raises(ValueError, match=message):
+        add_lora(copy.deepcopy(base_model()), embedding_rank=3, embedding_rows=rows)
 
 
 # --- the rank of a fine-tuning update ------------------------------------------------------------

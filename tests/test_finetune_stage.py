@@ -14,7 +14,7 @@ from minilm.finetune import lora
 from minilm.finetune.report import classification_rows, describe, report_section, score_rows, translation_rows
 from minilm.finetune.stage import (
     ADAPTER, CONVERSATIONS, FIGURE, LORA_DIR, RESULTS, FinetuneConfig, add_adapters, check_tokenizer, instruction_data,
-    load_finetuned, load_lora, run_finetune_stage,
+    load_finetuned, load_lora, run_finetune_stage, seen_tokens,
 )  # fmt: skip
 from minilm.finetune.tasks import (
     FAMILIES, build_examples, contamination, conversation_text, exact_match, training_texts,
@@ -60,6 +60,31 @@ def test_results_hold_every_model_family_and_classifier(stages):
     rows = score_rows(stages["finetuned"])
     assert [row["model"] for row in rows] == results["order"] and len(classification_rows(stages["finetuned"])) == 5
     assert "stage 6 (fine-tuning)" in describe(stages["finetuned"])
+
+
+def test_the_lora_embedding_adapts_the_rows_of_the_tokens_the_training_conversations_contain(stages):
+    """Stage 6's embedding adapter has a column of A for each token of the training data and none other: the
+    unseen tokens' rows are the base model's, and the trained count is what those rows cost."""
+    from minilm.data.stage import DataConfig
+    from minilm.finetune.chat import SFTData
+
+    config = FinetuneConfig.from_preset("ci")
+    tokenizer = load_tokenizer(stages["tokenizer"])
+    base = load_pretrained(stages["pretrained"])
+    data = instruction_data(config, tokenizer, base.config.context, DataConfig.from_preset("ci").n_stories)
+    seen = seen_tokens(SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=config.pack))
+    assert 0 < len(seen) < base.config.vocab_size
+    adapted = load_lora(stages["finetuned"], stages["pretrained"])
+    embedding = adapted.transformer.wte
+    assert torch.equal(embedding.rows, seen) and embedding.rank == config.lora_embedding_rank
+    unseen = torch.ones(base.config.vocab_size, dtype=torch.bool)
+    unseen[seen] = False
+    with torch.no_grad():
+        assert torch.equal(embedding.weight[unseen], base.transformer.wte.weight[unseen])
+        assert not torch.equal(embedding.weight[seen], base.transformer.wte.weight[seen])  # trained
+    results = json.loads((stages["finetuned"].path / RESULTS).read_text())
+    blocks = sum(p.numel() for n, p in adapted.named_parameters() if "lora_" in n and not n.startswith("transformer.wte"))
+    assert results["models"]["LoRA"]["trainable"] == config.lora_embedding_rank * (len(seen) + base.config.n_embd) + blocks
 
 
 def test_translation_is_scored_by_exact_match_and_chrf_for_every_model(stages, tmp_path):
@@ -216,7 +241,7 @@ def one_process_reference(stages, config: FinetuneConfig, lora_run: bool, world_
     train_data = SFTData(tokenizer, [e.messages for e in data["train"]], "sft_train", pack=config.pack)
     model = copy.deepcopy(base)
     if lora_run:
-        add_adapters(model, config)
+        add_adapters(model, config, seen_tokens(train_data))
     train_config = config.train_config(base.config, lora_run)
     optimizer = make_optimizer(model, train_config.lr, train_config.weight_decay, (train_config.beta1, train_config.beta2))
     for step in range(train_config.max_steps):

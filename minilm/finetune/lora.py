@@ -19,7 +19,8 @@ Three things make LoRA practical beyond the parameter count:
 Where to spend the rank: `low_rank_share` measures how much of what full fine-tuning changed in a weight
 a change of rank r can hold. For stage 6 the token embedding (which is also the output head: the weights
 are tied) changes the most and in few directions, the blocks' weights in many, so the stage adapts the
-embedding too (`LoRAEmbedding`, PEFT's LoRA for embeddings) at a larger rank than the blocks.
+embedding too (`LoRAEmbedding`, PEFT's LoRA for embeddings) at a larger rank than the blocks, and on the
+rows of the tokens that the fine-tuning data contains only, which buys twice the rank for the same weights.
 
 The course's layer names are GPT-2's, so the same target names select the same layers in Hugging Face's
 PEFT (`LoraConfig(target_modules=[...])`), against which tests/test_finetune_lora.py checks this module.
@@ -49,7 +50,8 @@ from minilm.model.gpt import GPT
 # projection, the attention's output projection, and the MLP's two layers. "lm_head" also exists when the
 # head is not tied to the embedding.
 BLOCK_LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-FORMAT, VERSION = "minilm.lora", "2"  # version 2: the embedding adapter (version 1 had trainable token rows)
+ROWS = "transformer.wte.rows"  # in an adapter file: the token ids of the embedding adapter's rows, if not all
+FORMAT, VERSION = "minilm.lora", "3"  # 3: the embedding adapter's rows; 2: the embedding adapter; 1: trainable token rows
 
 
 class AdapterError(ValueError):
@@ -66,6 +68,20 @@ def _check_rank(rank: int, alpha: float, rows: int, columns: int, what: str) -> 
         )
     if alpha <= 0:
         raise ValueError(f"LoRA alpha must be positive, got {alpha!r}")
+
+
+def _check_rows(rows: torch.Tensor | None, vocab_size: int) -> torch.Tensor | None:
+    """`rows` as sorted unique int64 token ids, checked to be in the vocabulary (None stays None: every row)."""
+    if rows is None:
+        return None
+    rows = torch.as_tensor(rows)
+    if rows.dim() != 1 or rows.numel() == 0 or rows.is_floating_point() or rows.dtype == torch.bool:
+        raise ValueError(f"embedding rows must be a non-empty 1-D tensor of token ids, got shape {tuple(rows.shape)} "
+                         f"and dtype {rows.dtype}; pass None to adapt every row")
+    rows = torch.unique(rows.long())  # sorted
+    if rows[0] < 0 or rows[-1] >= vocab_size:
+        raise ValueError(f"embedding rows must be token ids in [0, {vocab_size}), got {int(rows[0])} to {int(rows[-1])}")
+    return rows
 
 
 class LowRankChange(nn.Module):
@@ -144,23 +160,40 @@ class LoRAEmbedding(LowRankChange):
     model starts equal to the base. Under tied weights the same matrix is the output head's, so `weight`
     serves both, as `GPT.output_weight` reads it; PEFT ties the head's adapter to the embedding's the same
     way (`LoraConfig(ensure_weight_tying=True)`: the head's A is B^T and its B is A^T).
+
+    `rows` (token ids) confines the change to those rows: A has a column for each of them only, and the
+    other rows stay the base's. Stage 6 passes the tokens its training conversations contain. A row of a token
+    the data never shows gets no gradient through the input, only through the head, where all it learns is
+    to be pushed down with the other unseen tokens; its columns of A would cost weights and buy almost
+    nothing. With about half the vocabulary seen, the same number of weights buys twice the rank. To PEFT
+    this is its LoRA with zeros in A's other columns (`vocabulary_A`).
     """
 
-    def __init__(self, base: nn.Embedding, rank: int, alpha: float, generator: torch.Generator | None = None):
+    def __init__(self, base: nn.Embedding, rank: int, alpha: float, generator: torch.Generator | None = None,
+                 rows: torch.Tensor | None = None):
         super().__init__()
-        _check_rank(rank, alpha, base.num_embeddings, base.embedding_dim, "embedding")
+        rows = _check_rows(rows, base.num_embeddings)
+        _check_rank(rank, alpha, base.num_embeddings if rows is None else len(rows), base.embedding_dim, "embedding")
         self.base = base.requires_grad_(False)
         self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        self.register_buffer("rows", rows, persistent=False)  # None: every row; kept out of the state dict
         weight = base.weight
         b = torch.randn(base.embedding_dim, rank, generator=generator)
-        self.lora_A = nn.Parameter(torch.zeros(rank, base.num_embeddings, device=weight.device, dtype=weight.dtype))
+        columns = base.num_embeddings if rows is None else len(rows)
+        self.lora_A = nn.Parameter(torch.zeros(rank, columns, device=weight.device, dtype=weight.dtype))
         self.lora_B = nn.Parameter(b.to(weight.device, weight.dtype))
         self.merged = False
         self.train(base.training)
 
     def delta(self) -> torch.Tensor:
-        """The change to the embedding matrix, (vocab, n_embd): (alpha / rank) (B A)^T."""
-        return (self.lora_B @ self.lora_A).T * self.scaling
+        """The change to the embedding matrix, (vocab, n_embd): (alpha / rank) (B A)^T, zero in the rows not adapted."""
+        return (self.lora_B @ self.vocabulary_A()).T * self.scaling
+
+    def vocabulary_A(self) -> torch.Tensor:
+        """A over the whole vocabulary, (rank, vocab): PEFT's layout, zero in the columns of the rows not adapted."""
+        if self.rows is None:
+            return self.lora_A
+        return self.lora_A.new_zeros(self.rank, self.base.num_embeddings).index_copy(1, self.rows, self.lora_A)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -193,6 +226,7 @@ def add_lora(
     seed: int = 0,
     embedding_rank: int = 0,
     embedding_alpha: float | None = None,
+    embedding_rows: torch.Tensor | None = None,
 ) -> GPT:
     """Replace the linear layers named by `targets` with `LoRALinear`s and freeze every other weight.
 
@@ -201,7 +235,8 @@ def add_lora(
     matrices are drawn from `seed`, so the same call gives the same adapters. `embedding_rank` > 0 also
     adapts the token embedding (`LoRAEmbedding`, alpha `embedding_alpha`, default `embedding_rank`), which
     under tied weights is the output head too; PEFT does the same with the target "wte" and
-    `rank_pattern={"wte": embedding_rank}`.
+    `rank_pattern={"wte": embedding_rank}`. `embedding_rows` (token ids) confines that change to those rows
+    (`LoRAEmbedding`); None adapts every row.
     """
     if lora_layers(model):
         raise ValueError("this model already has LoRA layers; add them once, to the plain pretrained GPT")
@@ -228,7 +263,7 @@ def add_lora(
         setattr(parent, child, lora)
     if embedding_rank:
         alpha = embedding_rank if embedding_alpha is None else embedding_alpha
-        model.transformer.wte = LoRAEmbedding(model.transformer.wte, embedding_rank, alpha, generator)
+        model.transformer.wte = LoRAEmbedding(model.transformer.wte, embedding_rank, alpha, generator, embedding_rows)
     model.lora_targets = targets  # recorded for `save_adapter`: the adapter file names them
     return model
 
@@ -296,6 +331,8 @@ def _adapter_tensors(model: GPT) -> dict[str, torch.Tensor]:
     if isinstance(embedding := model.transformer.wte, LoRAEmbedding):
         tensors.update({f"transformer.wte.{part}": getattr(embedding, part).detach().to("cpu").contiguous()
                         for part in ("lora_A", "lora_B")})
+        if embedding.rows is not None:  # which token each column of A is for
+            tensors[ROWS] = embedding.rows.to("cpu").contiguous()
     return tensors
 
 
@@ -318,7 +355,7 @@ def _shape(model: GPT) -> dict:
 
 
 def save_adapter(model: GPT, path: str | os.PathLike) -> Path:
-    """Write only the adapter weights (every A and B) to a safetensors file, atomically.
+    """Write only the adapter weights (every A and B, and the embedding adapter's rows) to a safetensors file, atomically.
 
     The header records the rank, alpha and targets (and the embedding adapter's rank and alpha), the base
     model's fingerprint and config, and a sha256 of the tensors, so `load_adapter` can refuse a file made for another model or damaged on disk.
@@ -402,15 +439,21 @@ def load_adapter(model: GPT, path: str | os.PathLike) -> GPT:
     merged = [name for name, module in model.named_modules() if isinstance(module, LowRankChange) and module.merged]
     if merged:
         raise AdapterError(f"the LoRA layers of this model are merged ({merged[0]}, ...); unmerge() them before loading an adapter")
+    rows = tensors.get(ROWS)
     if not lora_layers(model):
-        add_lora(model, **shape)
+        add_lora(model, **shape, embedding_rows=rows)
+    elif (have_rows := _adapter_tensors(model).get(ROWS)) is not None or rows is not None:
+        if have_rows is None or rows is None or not torch.equal(have_rows, rows):
+            raise AdapterError(f"the adapter in {path} adapts other rows of the embedding than this model's LoRA "
+                               f"embedding does; load it onto the plain base model (load_adapter adds matching layers)")
     expected = {name: tuple(t.shape) for name, t in _adapter_tensors(model).items()}
     given = {name: tuple(t.shape) for name, t in tensors.items()}
     if expected != given:
         raise AdapterError(f"{path} does not hold the adapter tensors its header describes (edited by hand?); save it again")
     with torch.no_grad():
-        for name, tensor in _adapter_tensors(model).items():
-            model.get_parameter(name).copy_(tensors[name])
+        for name in _adapter_tensors(model):
+            if name != ROWS:
+                model.get_parameter(name).copy_(tensors[name])
     return model
 
 
