@@ -111,17 +111,15 @@ class FinetuneConfig:
     # and in few directions (`lora.LoRAEmbedding`); 0 leaves it frozen
     lora_embedding_rank: int = 22
     lora_embedding_alpha: float = 22.0
-    # only the rows of the tokens the training conversations contain (`lora.LoRAEmbedding`'s rows): 2,146 of the
-    # 4,096 with the cpu preset, so rank 22 costs the weights that rank 11 on every row did
+    # only the rows of the tokens the training conversations contain (`seen_tokens`): 2,146 of the 4,096 with the
+    # cpu preset, so rank 22 costs the weights that rank 11 on every row did (4.98% of the model in all)
     lora_embedding_seen_rows: bool = True
-    # Read these single runs with their spread: at 3e-3 three seeds gave reading 0.48 / 0.75 / 0.75, and 5e-3 gave
-    # 0.70, which those seeds cannot tell apart from 3e-3; a larger rate on the zero-started matrices (LoRA+) gave
-    # 0.15. LoRA underfits at 1,600 steps (validation loss 0.44 against full SFT's 0.23), and only more tokens closed
-    # that: on two seeds, 2,400 steps gave reading 0.77 / 0.73, 3,200 steps 0.78 / 0.78 and 4,800 steps 0.87 / 0.87
-    # (validation loss 0.39, 0.36, 0.32-0.35), where the stage's 10 minutes (float32, 2 cores) leave room for about
-    # 1,800. On the same tokens, none of these did better than the seeds' spread: PiSSA's start (A and B from W's
-    # top singular vectors), DoRA (validation loss 0.41, reading 0.68), the blocks' adapters at 3 or 10 times the
-    # rate, LoRA+ on the blocks alone, the embedding at rank 22 on the 2,146 rows the data uses (as many weights)
+    # Measured on the cpu preset's 60 reading questions at 3e-3 and 1,600 steps; read single runs with their spread.
+    # Rank 11 on every row: 0.48 / 0.75 / 0.75 over three seeds, underfitting (validation loss 0.44 to 0.47 against
+    # full SFT's 0.23); more steps closed that (2,400: 0.77 / 0.73; 4,800: 0.87 / 0.87) but do not fit the stage's
+    # 10 minutes. Rank 22 on the seen rows: 0.85 / 0.78 / 0.82 (validation loss 0.39 / 0.42 / 0.38), 0.83 in
+    # float32, about what rank 11 reached in 2,400 steps. Worse, or no better than the seeds' spread: 5e-3, LoRA+,
+    # PiSSA's start, DoRA, the blocks' adapters at 3 or 10 times the rate, rank 25 with the blocks at rank 1
     lora_steps: int = 1600
     lora_lr: float = 3e-3
     # classification (`minilm.finetune.classify`): the word-order task, the methods compared
