@@ -416,10 +416,10 @@ print(f"SFT's best family: {max(sft_scores, key=sft_scores.get)}, its weakest: {
 # pretraining learnt, and learns less of what is new. This run, on those settings: reading 0.90, yes/no 0.87, and 0.85 of the
 # questions of the five older families (0.73 with translation). Each family's score moves by several points from one
 # run to the next, so read the table as this run's. The LoRA row shows what training only the share of the weights in
-# its "trained parameters" column buys against training them all: here 0.55 against 0.73 overall; it reads almost as
-# well (0.87 against 0.90: within the 5 points the course aims for, with 5% of the weights; section 5 says how, and
-# how much that moves from run to run) and nearly matches SFT on the yes/no questions (0.82 against 0.87), but writes
-# almost no sentence right (transform 0.03, translation 0.00).
+# its "trained parameters" column buys against training them all: here 0.55 against 0.73 overall; it reads almost
+# as well (0.87 against 0.90: within the 5 points the course aims for, training under 5% of the weights; section 5
+# says how, and how much that moves from run to run) and nearly matches SFT on the yes/no questions (0.82 against
+# 0.87), but writes almost no sentence right (transform 0.03, translation 0.00).
 # (With the `ci` preset the model is tiny and trains for seconds: every score is near 0, and the table only shows
 # that the machinery runs.)
 #
