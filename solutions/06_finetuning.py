@@ -596,13 +596,13 @@ for r in ranks:
 # that answers it read no better (0.06; fine-tuned from it, SFT 0.89 and LoRA 0.70). A model of 1.3 million weights that
 # has read 4 million tokens has not learnt to find a fact in a passage. Full fine-tuning builds the skill; LoRA changes
 # the model in a few directions, and learns a new skill more slowly (Biderman et al., 2024, "LoRA Learns Less and
-# Forgets Less"). On a large model, LoRA mostly steers skills the base model already has. Its wrong answers show it: the
-# right kind of answer from the wrong place ("near the water" for "next to the gate", another child's name), where SFT's
-# few misses are near ones ("his brown pencil" for "his brown book"). Tried, and no better than the spread of seeds or
-# worse: other learning rates, LoRA+ (a larger rate for the matrices that start at zero; for the embedding's A, 4 and 16
-# times the rate: much worse), half the rate for the embedding's A (validation loss 0.36 against 0.39, reading 0.78),
-# PiSSA's start (A and B from the top singular vectors of W), DoRA, the adapters on the attention only, and other splits
-# of the budget between the embedding and the blocks.
+# Forgets Less"). LoRA's wrong answers show it: the right kind of answer from the wrong place ("near the water" for
+# "next to the gate", another child's name), where SFT's few misses are near ones ("his brown pencil" for "his brown
+# book"). On a large model, LoRA mostly steers skills the base model already has. Tried, and no better than the spread
+# of seeds or worse: other learning rates, LoRA+ (a larger rate for the matrices that start at zero; for the embedding's
+# A, 4 and 16 times the rate: much worse), half the rate for the embedding's A (validation loss 0.36 against 0.39,
+# reading 0.78), PiSSA's start (A and B from the top singular vectors of W), DoRA, the adapters on the attention only,
+# and other splits of the budget between the embedding and the blocks.
 #
 # `add_lora` puts the adapters on the linear layers the stage targets, in every block, and on the embedding, and
 # freezes everything else. The share of the model's weights that it trains:
