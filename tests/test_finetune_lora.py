@@ -152,21 +152,29 @@ def test_initialisation_is_peft_default():
 # --- the layer ----------------------------------------------------------------------------------
 
 
+# Merged (one matmul with W + B A) and factored (W x + B A x) sums round differently in float32: on some CPUs the
+# logits (of size about 3) differ by 1e-5. A merge applied twice, or not undone, moves them by the adapters' whole
+# effect (about 6 here; the first test checks that it is over 100 times the tolerance).
+ROUNDING = 1e-4
+
+
 def test_merge_and_unmerge_round_trip():
-    model = with_random_adapters(base_model())
+    base = base_model()
+    model = with_random_adapters(base)
     x = tokens()
     before = model(x)[0]
+    assert (before - base(x)[0]).abs().max() > 100 * ROUNDING  # the adapters change the logits
     weights = {name: layer.base.weight.clone() for name, layer in lora_layers(model).items()}
     for layer in lora_layers(model).values():
         layer.merge()
         layer.merge()  # a second merge does nothing
-    assert (model(x)[0] - before).abs().max() <= 1e-5  # forward does not add the adapters a second time
+    assert (model(x)[0] - before).abs().max() <= ROUNDING  # forward does not add the adapters a second time
     for name, layer in lora_layers(model).items():
         assert not torch.equal(layer.base.weight, weights[name])
         layer.unmerge()
         layer.unmerge()
         assert (layer.base.weight - weights[name]).abs().max() <= 1e-6
-    assert (model(x)[0] - before).abs().max() <= 1e-5
+    assert (model(x)[0] - before).abs().max() <= ROUNDING
 
 
 def test_merge_lora_gives_a_plain_gpt_and_leaves_the_model():
@@ -177,7 +185,7 @@ def test_merge_lora_gives_a_plain_gpt_and_leaves_the_model():
     assert not any(layer.merged for layer in lora_layers(model).values())
     plain = GPT(CONFIG)
     plain.load_state_dict(merged.state_dict())  # strict: the keys and shapes of a GPT
-    assert (plain.eval()(x)[0] - model(x)[0]).abs().max() <= 1e-5
+    assert (plain.eval()(x)[0] - model(x)[0]).abs().max() <= ROUNDING
     assert trainable_parameters(merged) == sum(p.numel() for p in plain.parameters())
 
 

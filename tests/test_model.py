@@ -219,6 +219,17 @@ def test_sampling_is_seeded_and_top_k_top_p_restrict_the_choice():
     assert cold[1] > 0.85  # low temperature sharpens towards the best token
 
 
+def test_sampling_refuses_scores_that_are_not_finite_and_accepts_ruled_out_tokens():
+    ruled_out = torch.tensor([[float("-inf"), 0.0, 1.0, float("-inf")]])
+    assert sample(ruled_out, generator=torch.Generator().manual_seed(0)).item() in (1, 2)
+    assert sample(ruled_out, temperature=0).item() == 2
+    for bad in (float("nan"), float("inf")):
+        logits = torch.tensor([[0.0, 1.0, bad, 2.0]])
+        for temperature in (1.0, 0):  # greedy too: argmax would silently pick the NaN
+            with pytest.raises(FloatingPointError, match="not finite.*diverged"):
+                sample(logits, temperature=temperature)
+
+
 def test_generation_stops_at_the_stop_token_per_sequence():
     model = lively(tiny())
     prompts = [[3, 1, 4], [9, 9]]

@@ -31,7 +31,13 @@ def sample(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Choose one token per row of `logits` (B, vocab); returns (B,) token ids."""
+    """Choose one token per row of `logits` (B, vocab); returns (B,) token ids.
+
+    Scores of -inf are tokens ruled out; a NaN or +inf score means the model's weights have blown up, and
+    is a FloatingPointError here rather than a wrong token or an unreadable error from `torch.multinomial`."""
+    if not bool((logits < float("inf")).all()):  # false for NaN as well as for +inf
+        raise FloatingPointError("the model's next-token scores are not finite (NaN or +inf): its weights have "
+                                 "diverged or overflowed; sample from a model whose weights and scores are finite")
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature

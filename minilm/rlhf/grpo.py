@@ -56,7 +56,6 @@ from minilm.rlhf.trainer import (
     batch_rows,
     check_reference,
     rollout_rows,
-    sample_and_score,
 )
 
 
@@ -148,7 +147,7 @@ def train_grpo(
         iteration = run.step
         chosen = batch_rows(len(prompts), config.prompts_per_iteration, iteration, config.seed)
         groups = [prompts[i] for i in chosen for _ in range(config.num_generations)]  # each group in consecutive rows
-        rollout, scores = sample_and_score(policy, groups, reward_fn, config, iteration, run.precision)
+        rollout, scores = run.sample_and_score(groups, reward_fn)
         with torch.no_grad(), hardware.autocast(run.device, run.precision):
             ref_logprobs = completion_logprobs(reference, rollout)
             old_logprobs = completion_logprobs(policy, rollout) if config.epochs > 1 or size < config.answers else None

@@ -78,7 +78,6 @@ from minilm.rlhf.trainer import (
     batch_rows,
     check_reference,
     rollout_rows,
-    sample_and_score,
 )
 
 
@@ -184,7 +183,7 @@ def train_ppo(
         iteration = run.step
         chosen = batch_rows(len(prompts), config.rollout_batch_size, iteration, config.seed)
         batch_prompts = [prompts[i] for i in chosen]
-        rollout, scores = sample_and_score(policy, batch_prompts, reward_fn, config, iteration, run.precision)
+        rollout, scores = run.sample_and_score(batch_prompts, reward_fn)
         if config.missing_eos_penalty is not None:
             scores = scores - config.missing_eos_penalty * (~rollout.stopped).float()
         mask = rollout.completion_mask

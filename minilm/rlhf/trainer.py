@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from typing import NoReturn
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -278,8 +279,21 @@ class Run:
             reasons.append(f"the KL to the reference is {kl:.4g} nats per token ({kl_name}; max_kl={config.max_kl})")
         if not math.isfinite(grad_norm) and self.precision != "fp16":  # fp16's scaler skips such steps itself
             reasons.append(f"the gradient norm is {grad_norm}")
-        if not reasons:
-            return
+        if reasons:
+            self._diverged(reasons, record)
+
+    def sample_and_score(self, prompts: Sequence[Sequence[int]],
+                         reward_fn: RewardFunction) -> tuple[Rollout, torch.Tensor]:
+        """This step's `sample_and_score` from the policy. Weights wrecked by the last update can give scores that are
+        no longer finite (`minilm.model.generate.sample`): that is a divergence too, caught before the guard sees it."""
+        try:
+            return sample_and_score(self.policy, prompts, reward_fn, self.config, self.step, self.precision)
+        except FloatingPointError as error:
+            self._diverged([f"sampling failed ({error})"], {"step": self.step + 1, "lr": self.lr()})
+
+    def _diverged(self, reasons: list[str], record: dict) -> NoReturn:
+        """Remove the checkpoints whose weights may be the diverged ones and raise the `DivergenceError`."""
+        config = self.config
         for path in ckpt.list_checkpoints(self.folder):  # their weights are those the numbers above describe, or later
             if int(ckpt.STEP_FOLDER.fullmatch(path.name).group(1)) >= self.step:
                 shutil.rmtree(path)
