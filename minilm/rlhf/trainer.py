@@ -29,7 +29,8 @@ inside `compute_loss`.
 - the *divergence guard*. After each step it checks the loss, the gradient norm and the KL to the
   reference (per token: each trainer says what it measures). A non-finite value, or a KL above
   `max_kl`, stops the run with a `DivergenceError` that names beta and the learning rate, the two
-  settings that cause it. The step's numbers describe the weights the step started from, which the
+  settings that cause it; so does a policy whose next-token scores are no longer finite when the
+  next step samples from it (`Run.sample_and_score`). The step's numbers describe the weights the step started from, which the
   last checkpoint may hold: the guard removes every checkpoint from that step on, and the newest
   one left is the last whose weights were measured good. Only the newest checkpoint can be
   unmeasured, so keeping two (`keep_checkpoints` >= 2) always leaves a good one once two are written.
@@ -44,9 +45,9 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from torch import nn
