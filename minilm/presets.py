@@ -53,11 +53,13 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "rlhf": {  # the model is stage 6's
         "ci": dict(prompts_per_family=4, max_new_tokens=12, prompt_tokens=115, responses_per_prompt=3, reward_steps=6,
-                   reward_batch_size=8, dpo_steps=4, dpo_batch_size=4, ppo_iterations=2, ppo_rollout_batch_size=8,
+                   reward_prompts_per_step=8, dpo_steps=4, dpo_batch_size=4, ppo_iterations=2, ppo_rollout_batch_size=8,
                    ppo_minibatch_size=4, grpo_iterations=2, grpo_prompts=2, grpo_generations=4, hacking_iterations=4,
                    hacking_eval_every=2, eval_samples=1, bootstrap=200),
         "cpu": dict(),  # the dataclass defaults: sized for the cpu model, within 15 minutes on 2 cores
-        "gpu": dict(prompt_tokens=448, max_new_tokens=64, reward_steps=1000,
+        # gpu: the reward model keeps the default 300 steps of 10 prompts, about three passes over the pairs (on the
+        # cpu model, twice the steps did not help: `RLHFConfig.reward_prompts_per_step`)
+        "gpu": dict(prompt_tokens=448, max_new_tokens=64,
                     dpo_steps=500, ppo_iterations=100, grpo_iterations=100, hacking_iterations=120,
                     hacking_eval_every=20),
     },

@@ -99,10 +99,10 @@ show_table(rows)
 
 
 # %% [markdown]
-# In this table three of eight samples are right and clean; two are right but rude ("Obviously."), two name the wrong
-# thing (a kite for a pencil, another friend), and one wanders off into garbled words. Over all the prompts some are
-# chatty, rude, cut off or looped (the three worst below: a wrong retelling with a rude remark, a garbled answer,
-# and one that runs on into another sentence of the stories: at T = 1 sampling now and then picks an unlikely token,
+# In this table five of eight samples are right and clean; two are right but rude ("What a silly question.",
+# "Obviously."), and one names the wrong thing (a kite for a pencil). Over all the prompts some are chatty, rude, cut
+# off or looped (the three worst below: a wrong, garbled sentence with a rude remark, a wrong retelling that starts
+# over, and one that drifts into garbled words and Spanish: at T = 1 sampling now and then picks an unlikely token,
 # and the model carries on from it). The model learnt the flaws from the demonstrations of notebook 06 (a share of
 # them were flawed, as real ones are), and sampling brings them out.
 # More demonstrations would not remove them: imitation copies the flaws with the rest. What the model lacks is a
@@ -183,10 +183,16 @@ print(f"held-out labels that agree with the gold order: {preferences.label_agree
 # ## 3. The reward model
 #
 # The reward model is the SFT model with a linear head that reads the final hidden state of the last token (the
-# `<|end|>` that closes the answer) and gives one number, r(x, y). It is trained with the negative log-likelihood
-# of the labels under Bradley-Terry, −log σ(r(chosen) − r(rejected)) (exercise 1), exactly the loss of TRL's
-# `RewardTrainer` (a test checks it on the same model and pairs). Its held-out accuracy, on the pairs that have a
-# gold order, beside two scorers it does not train (the second row is explained below):
+# `<|end|>` that closes the answer) and gives one number, r(x, y). It is trained with the negative log-likelihood of
+# the labels under Bradley-Terry, −log σ(r(chosen) − r(rejected)) (exercise 1), exactly the loss of TRL's
+# `RewardTrainer` (a test checks it on the same model and pairs). Its batches are InstructGPT's rather than TRL's: a
+# step draws ten prompts and takes every pair of their answers, and the model scores each distinct answer once,
+# however many pairs it is in. The SFT model's six answers to a prompt hold three or four distinct ones, so ten
+# prompts bring about 37 conversations and 104 pairs, where 32 random pairs cost 64 conversations; measured on the
+# pairs of a build beside this one, float32, seeds 1337 and 1, the held-out accuracy against the labels was the same
+# (0.683 and 0.694, against 0.682 and 0.692 for 32 random pairs a step) in a third to a half of the time. Its held-out
+# accuracy, on the pairs that have a gold order, beside two scorers it does not train (the second row is explained
+# below):
 
 # %%
 rm = r["reward_model"]
@@ -206,32 +212,39 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
             for c, s in zip(candidates, scores.tolist())])
 
 # %% [markdown]
-# Against the labels, the reward model is measured on the same footing as the ceiling; against the gold order it
-# could do better than the labels themselves, since it learns from many noisy labels at once. Here it falls short of
-# the ceiling: it learns the common flaws (chatter, rudeness, a remark cut off) from pairs where they are the whole
+# Against the labels, the reward model is measured on the same footing as the ceiling; against the gold order it could
+# do better than the labels themselves, since it learns from many noisy labels at once. Here it falls short of the
+# ceiling: it learns the common flaws (chatter, rudeness, a remark cut off) from pairs where they are the whole
 # difference, but most pairs differ by little, and many labels are coin tosses, so it needs many of them: on the SFT
-# model of an earlier build, 150 prompts per family with 4 answers each (1,708 pairs) gave 0.574 against the labels
-# and 0.695 against the gold order, and 300 per family with 6 answers (8,490 pairs) 0.645 and 0.786; this build,
-# with the latter settings, has 9,095 pairs and gives 0.673 and 0.820 (above; on the SFT model of the build before
-# this one, whose learning rate was larger, 0.709 and 0.847: the reward model starts from the SFT model, and inherits
-# what it reads well and what it does not). The table above shows it on one prompt: it puts the clean answer first
-# and the chatty ones next, in the gold reward's order, but swaps the last two (the rude answer and the looped one, at
-# nearly the same score), and it scores on a scale of its own (Bradley-Terry fixes only the differences between
-# rewards); over the held-out pairs it orders about one in five the wrong way round.
-# Wherever a reward model is wrong, a policy trained on it can learn the wrong lesson (section 7).
+# model of an earlier build (drawing 32 random pairs a step), 150 prompts per family with 4 answers each (1,708 pairs)
+# gave 0.574 against the labels and 0.695 against the gold order, and 300 per family with 6 answers (8,490 pairs)
+# 0.645 and 0.786; this build, with the latter settings, has 9,196 pairs and gives 0.684 and 0.804 (above). Twice the
+# prompts again, measured beside this build, gave 0.693 against labels whose ceiling was 0.771: past a few thousand
+# pairs, more of them buy little. The table above shows it on one prompt: it puts the five answers in the gold
+# reward's order (the clean one, the chatty one, the one cut off, the looped one, the rude one last), and it scores on
+# a scale of its own (Bradley-Terry fixes only the differences between rewards); over the held-out pairs it orders
+# about one in five the wrong way round. Wherever a reward model is wrong, a policy trained on it can learn the wrong
+# lesson (section 7).
 #
 # The second row is a scorer with no training at all: the SFT model's own log-probability of each answer, summed over
-# its tokens (`likelihood_accuracy`). It orders the held-out pairs better than the reward model: 0.711 against the
-# labels and 0.845 against the gold order, against 0.673 and 0.820. The SFT model has read the passage, so the right
+# its tokens (`likelihood_accuracy`). It orders the held-out pairs better than the reward model: 0.714 against the
+# labels and 0.848 against the gold order, against 0.684 and 0.804. The SFT model has read the passage, so the right
 # name is likely and a wrong one is not; and every word of chatter, of a looped phrase or of padding costs
 # probability, so the short, clean answer wins, as the gold rubric wants. The reward model starts from the same model,
 # but what it learns from about 9,000 labels, a tenth of them flipped and many close calls, is worse than what it
-# starts with: measured beside this build, a reward model whose score was the head's plus a learnt multiple of log
-# π(y|x), and which therefore started at the likelihood's accuracy, fell to between 0.68 and 0.70 against the labels
-# once trained on them (six variants: the whole model or the head alone, at learning rates from 1e-4 to 3e-3). A
-# reward model still earns its place: the likelihood knows only what the demonstrations showed (the labels could ask
-# for anything else), and the answer that maximises it is the SFT model's single most probable one, whatever that is
-# worth.
+# starts with: measured beside an earlier build, a reward model whose score was the head's plus a learnt multiple of
+# log π(y|x), and which therefore started at the likelihood's accuracy, fell to between 0.68 and 0.70 against the
+# labels once trained on them (six variants: the whole model or the head alone, at learning rates from 1e-4 to 3e-3).
+#
+# Where it falls short is where the SFT model is weak. Split by task family (this build's held-out pairs, against the
+# labels, the ceiling in brackets): refusals 0.785 (0.762), multi-turn 0.695 (0.756), reading 0.700 (0.772), yes/no
+# classification 0.598 (0.898, on 92 pairs only), and retellings 0.627 (0.759), the largest family, where the two
+# answers are often both wrong in different ways and telling which is less wrong means doing the retelling, which the
+# SFT model itself often gets wrong (notebook 06). The likelihood does little better there (0.663). Taking, family by
+# family, the better of the two scorers would reach 0.717: a reward model started from this SFT model has little room
+# left below the ceiling, where a stronger SFT model would have more. A reward model still earns its place over the
+# likelihood: the likelihood knows only what the demonstrations showed (the labels could ask for anything else), and
+# the answer that maximises it is the SFT model's single most probable one, whatever that is worth.
 #
 # ## 4. PPO, one step by hand
 #
@@ -353,14 +366,14 @@ show_table([{"answer": short(a, 60), "reward model": s, "advantage": adv, "gold"
 
 # %% [markdown]
 # Answers the reward model prefers get positive advantages, the others negative, and a group whose answers all score
-# the same teaches nothing (every advantage 0). In this group no answer is right: the question asks for Jamal's
-# green pencil, and the eight samples name a car, a bike, a ball, a boat, music. The gold reward gives them all 0
-# (and the garbled one with chatter less); the reward model, which cannot check the passage as the rubric does,
-# spreads them out (of the plain answers, "his green car" highest, "his yellow ball" lowest), so GRPO pushes toward
-# some wrong answers and away from others, and learns nothing true from the difference. Only the garbled answer gets
-# the large negative advantage it deserves. The stage trains GRPO twice: on the reward model, and on the gold reward
-# itself, a **verifiable reward** (as for maths or code, where an answer can be checked): what the methods reach when
-# the reward is right.
+# the same teaches nothing (every advantage 0). In this group no answer is right: the question asks for Jamal's green
+# pencil, and the eight samples name a car, a drum, air, a fence, a chicken coop, a baker, a purple pencil. The gold
+# reward gives them all 0 or nearly (and the one with chatter less); the reward model, which cannot check the passage
+# as the rubric does, spreads them out ("his green fence" highest, "his brown azul", half Spanish, lowest), so GRPO
+# pushes toward some wrong answers and away from others, and learns nothing true from the difference. Worse, the
+# chatty answer, which the gold reward ranks last, gets the second largest advantage. The stage trains GRPO twice: on
+# the reward model, and on the gold reward itself, a **verifiable reward** (as for maths or code, where an answer can
+# be checked): what the methods reach when the reward is right.
 #
 # The stage (`run_rlhf_stage`, above) trained DPO, PPO and GRPO from the SFT model, each against it as the reference,
 # and measured every model on the test prompts: `eval_samples` answers per prompt at T = 1, judged by the gold
@@ -385,14 +398,15 @@ show(fig)
 # when one of the two is better; the interval says how sure that is with this many prompts; the KL column is how far
 # each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward against that
 # distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They differ in how far
-# they moved: DPO the most, while PPO got as much gain in gold reward (+0.110 against DPO's +0.104) at half of DPO's KL
-# (0.30 against 0.61); GRPO, whose 30 updates each learn only from the groups whose answers differ, the least, so most
-# of its answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward model, so at this
-# distance the reward model was not what held it back. The last row, PPO without a KL penalty, is section 7's. The
-# prompts where the aligned models answered differently (the last line of each is section 7's run): where the SFT
-# model adds a remark or loops ("Obviously.", "a pilot. a pilotar a pilot."), the aligned models drop it; a wrong name
-# in a retelling mostly stays wrong (preferences between the SFT model's own answers rarely teach a fact it lacks),
-# and once DPO, the method that moved furthest, answers with another sentence of the stories:
+# they moved: DPO the most, while PPO got twice DPO's gain in gold reward (+0.109 against +0.051) at under a third of
+# DPO's KL (0.25 against 0.80); GRPO, whose 30 updates each learn only from the groups whose answers differ, the least,
+# so most of its answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward model, so
+# at this distance the reward model was not what held it back. The last row, PPO without a KL penalty, is section 7's.
+# The prompts where the aligned models answered differently (the last line of each is section 7's run): where the SFT
+# model loops or adds a remark ("a pilot. a pilot. a pilot.", "What a silly question."), the aligned models drop it;
+# a wrong name in a retelling stays wrong (Adam for Oscar, Mateo for Max: preferences between the SFT model's own
+# answers rarely teach a fact it lacks); and DPO, the method that moved furthest, once names the wrong place where SFT
+# was right, and with PPO turns a wrong retelling into garbled words:
 
 # %%
 samples = json.loads((aligned.path / SAMPLES).read_text())["samples"]
@@ -419,17 +433,17 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
 # %% [markdown]
 # The reward model's score keeps rising while the gold reward falls below the SFT model's: the policy is drifting (the
 # KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at scale. The samples column is
-# the first test prompt's answer at each point; in the run printed here it is the same wrong, garbled answer
-# throughout (greedy decoding does not move on this prompt), so the damage is in other answers. The share of clean,
-# right answers first rises a little (0.607 to 0.625), as the policy drops the flaws the reward model learnt to
-# punish, and then falls (0.425), while the reward model's score creeps on up; the mean gold reward falls from the
-# first measurement on (this reward model is less accurate than the one of the build before, 0.82 against 0.85 on the
-# gold order, and the policy found its errors sooner: there the mean first rose, 0.97 to 1.06). Section 6's five
-# examples show the run at its end: garbled words and wrong names, and once the right answer. Its table gives the end of
-# the run over all the prompts: a gold reward of 0.587 against SFT's 1.029, at about twenty-five times PPO's KL. Its
-# win rate, 0.33 [0.27, 0.39], is well below one half: it loses twice as often as it wins, and its losses cost more
-# than its wins gain (the win rate counts only which answer is better, the mean also by how much). The KL penalty of the stage's PPO is what keeps a policy in the region where its
-# reward model is right.
+# the first test prompt's answer at each point; in the run printed here it is a wrong, garbled answer throughout
+# (greedy decoding barely moves on this prompt), so the damage is in other answers. The share of clean, right answers
+# first rises a little (0.589 to 0.614), as the policy drops the flaws the reward model learnt to punish, and then
+# falls (0.514), while the reward model's score creeps on up; the mean gold reward falls from the first measurement on
+# (in an earlier build, whose reward model ordered 0.85 of the held-out pairs as the gold reward does, against this
+# one's 0.80, the mean first rose, 0.97 to 1.06, before it fell). Section 6's five examples show the run at its end:
+# garbled fragments, a wrong job, and once the right answer. Its table gives the end of the run over all the prompts:
+# a gold reward of 0.784 against SFT's 0.999, at about seventeen times PPO's KL (4.23 against 0.25). Its win rate,
+# 0.45 [0.39, 0.51], is no better than a coin toss, and its mean is well below SFT's: its losses cost more than its
+# wins gain (the win rate counts only which answer is better, the mean also by how much). The KL penalty of the
+# stage's PPO is what keeps a policy in the region where its reward model is right.
 
 # %%
 print(f"this notebook has run for {time.perf_counter() - notebook_started:.0f} s with preset {PRESET!r}")

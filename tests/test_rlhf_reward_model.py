@@ -13,7 +13,7 @@ from minilm.finetune.chat import PAD, encode_chat
 from minilm.model import GPT, GPTConfig
 from minilm.model.hf import hf_config, state_dict_from_hf, state_dict_to_hf
 from minilm.rlhf.objectives import bradley_terry_loss
-from minilm.rlhf.reward_model import RewardConfig, RewardModel, accuracy, encode_pairs, train_reward_model
+from minilm.rlhf.reward_model import PromptBatches, RewardConfig, RewardModel, accuracy, encode_pairs, train_reward_model
 from minilm.tokenizer.tokenizer import Tokenizer
 from minilm.world import split_stories
 from test_finetune_lora import base_model  # a tiny GPT-2-shaped model with large weights
@@ -84,6 +84,50 @@ def test_pairs_are_prompt_plus_answer_in_the_chat_format_right_padded(tokenizer)
             assert ids[-1] == tokenizer.special_id("<|end|>")  # the last real token closes the answer
     batch, margin = data.rows(torch.tensor([0, 2]))
     assert batch.shape[-1] == int(data.lengths[[0, 2]].max()) and margin.tolist() == [0.0, 0.0]
+
+
+def every_pair_of(answers: list[str], prompt: list[dict]) -> list[dict]:
+    """The annotators' pairs of one prompt: every two of its answers (the first of each pair chosen)."""
+    return [{"prompt": prompt, "chosen": assistant(a), "rejected": assistant(b)}
+            for i, a in enumerate(answers) for b in answers[i + 1 :]]  # fmt: skip
+
+
+def shared_prompt_pairs() -> list[dict]:
+    """Pairs of three prompts, with three, two and four answers: 3 + 1 + 6 pairs, each answer in several."""
+    return [pair for n, prompt in ((3, "who sat?"), (2, "where?"), (4, "the frog saw the cat?"))
+            for pair in every_pair_of(WORDS[:n], [{"role": "user", "content": prompt}])]  # fmt: skip
+
+
+def test_pairs_of_one_prompt_share_its_number_and_a_batch_is_every_pair_of_its_prompts(tokenizer):
+    data = encode_pairs(tokenizer, shared_prompt_pairs(), CONTEXT)
+    assert data.prompt.tolist() == [0] * 3 + [1] + [2] * 6
+    batches = PromptBatches(data)
+    assert len(batches) == 3
+    ids, margin = batches.rows(torch.tensor([2, 1]))
+    assert ids.shape[:2] == (7, 2) and len(margin) == 7
+    assert torch.equal(ids, data.rows(torch.tensor([4, 5, 6, 7, 8, 9, 3]))[0])
+
+
+def test_an_answer_in_several_pairs_is_scored_once_with_the_loss_and_gradients_of_scoring_each(tokenizer):
+    data = encode_pairs(tokenizer, shared_prompt_pairs(), CONTEXT)
+    pairs, margin = data.rows(torch.arange(len(data)))
+    model = tiny_reward_model(tokenizer, large=True).train()
+    scored = []
+    original = model.score
+    model.score = lambda ids, *rest: scored.append(len(ids)) or original(ids, *rest)
+    rewards, loss = model(pairs, margin)
+    assert scored == [9]  # 3 + 2 + 4 distinct conversations, of the 20 that the 10 pairs hold
+    loss.backward()
+    ours = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    each = original(pairs.flatten(0, 1)).view(-1, 2)  # every row scored, as TRL does
+    expected = bradley_terry_loss(each[:, 0], each[:, 1], margin)
+    expected.backward()
+    torch.testing.assert_close(rewards, each, atol=TOLERANCE, rtol=0)
+    assert abs(loss.item() - expected.item()) < TOLERANCE
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ours[name], p.grad, atol=TOLERANCE, rtol=0, msg=name)
+    assert max(g.abs().max() for g in ours.values()) > 100 * TOLERANCE  # the gradients compared are not all ~0
 
 
 def test_pairs_too_long_or_identical_are_refused_by_name(tokenizer):
@@ -185,7 +229,7 @@ def test_loss_and_gradients_equal_trl_reward_trainer(tokenizer, tmp_path, center
 
 def test_a_synthetic_preference_is_learnt_and_shuffled_labels_stay_at_chance(tokenizer):
     held_out = encode_pairs(tokenizer, synthetic_pairs(200, seed=100), CONTEXT)
-    config = RewardConfig(steps=120, batch_size=32, lr=3e-3, eval_every=40)
+    config = RewardConfig(steps=120, prompts_per_step=32, lr=3e-3, eval_every=40)
     results = {}
     for shuffled in (False, True):
         model = tiny_reward_model(tokenizer, seed=0)

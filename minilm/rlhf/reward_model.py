@@ -34,6 +34,14 @@ raters were sure, as Llama 2 did) travels with each pair as the second tensor of
 where the training loop puts the targets; 0 where a pair has none, which is exactly the loss
 without a margin.
 
+**A prompt at a time.** The annotators compare every two answers to a prompt, so one answer is in
+several pairs. Training draws prompts, not pairs: a step takes every pair of the prompts it draws
+(`PromptBatches`), and the forward pass scores each distinct conversation of the batch once, however
+many pairs it is in. InstructGPT trained its reward model so, for both reasons: K answers cost K
+passes instead of K(K-1), and each answer meets all its comparisons in one step instead of being
+fit again and again in separate ones, which overfit. The loss of a batch is the same mean over its
+pairs as TRL's; only the choice of the batch's pairs differs.
+
 Trained with the course's one training step (`minilm.train.loop.train_step`: AdamW, clipping,
 the precision policy) on the warmup-cosine schedule, through `train_on_rows` as stage 6's classifier. The measure is held-out
 accuracy, the share of pairs whose chosen answer scores higher (TRL logs the same as `accuracy`):
@@ -42,6 +50,7 @@ against the annotators' labels its ceiling is `preferences.ceiling_accuracy`, no
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,14 +73,17 @@ from minilm.train.loop import train_on_rows
 class EncodedPairs:
     """Preference pairs as token ids: `ids` (N, 2, T), the chosen conversation at [:, 0] and the
     rejected one at [:, 1], each right-padded with ``<|pad|>``; their `lengths` (N, 2); each
-    pair's `margin` (N,), 0 where the pair has none; and where each answer starts, `answer_start`
+    pair's `margin` (N,), 0 where the pair has none; where each answer starts, `answer_start`
     (N, 2): tokens answer_start to lengths - 1 are the answer's content and the ``<|end|>`` that closes
-    it, the tokens `encode_chat` marks as trained in the last assistant turn (what DPO scores)."""
+    it, the tokens `encode_chat` marks as trained in the last assistant turn (what DPO scores); and
+    which `prompt` (N,) each pair answers, numbered in order of first appearance (pairs of the same
+    prompt messages share a number)."""
 
     ids: torch.Tensor
     lengths: torch.Tensor
     margin: torch.Tensor
     answer_start: torch.Tensor
+    prompt: torch.Tensor
 
     def __len__(self) -> int:
         return self.ids.size(0)
@@ -94,8 +106,9 @@ def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[dict], context: int) -> E
     if not pairs:
         raise ValueError("no preference pairs to encode")
     pad = tokenizer.special_id(PAD)
-    rows, margins, starts = [], [], []
+    rows, margins, starts, prompts, numbers = [], [], [], [], {}
     for i, pair in enumerate(pairs):
+        prompts.append(numbers.setdefault(json.dumps(pair["prompt"], sort_keys=True), len(numbers)))
         encoded = [encode_chat(tokenizer, [*pair["prompt"], *pair[side]]) for side in ("chosen", "rejected")]
         both = [ids for ids, _ in encoded]
         # The answer is the last run of trained tokens: the prompt ends with <|assistant|>, which is not trained.
@@ -115,7 +128,24 @@ def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[dict], context: int) -> E
         for side, ids in enumerate(both):
             padded[i, side, : len(ids)] = torch.tensor(ids)
     lengths = torch.tensor([[len(ids) for ids in both] for both in rows])
-    return EncodedPairs(padded, lengths, torch.tensor(margins), torch.tensor(starts))
+    return EncodedPairs(padded, lengths, torch.tensor(margins), torch.tensor(starts), torch.tensor(prompts))
+
+
+class PromptBatches:
+    """`EncodedPairs` a prompt at a time, for `train_on_rows`: its rows are the prompts, and a batch
+    of them is every pair of those prompts (as many as they have: a step's batch varies in size)."""
+
+    def __init__(self, pairs: EncodedPairs):
+        order = torch.argsort(pairs.prompt, stable=True)
+        self.pairs = pairs
+        self.prompts = torch.split(order, torch.bincount(pairs.prompt).tolist())  # every number has a pair
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, margin) of every pair of the prompts in `index`: a batch for `train_step`."""
+        return self.pairs.rows(torch.cat([self.prompts[i] for i in index.tolist()]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,12 +180,15 @@ class RewardModel(nn.Module):
     def forward(self, pairs: torch.Tensor, margin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pairs (B, 2, T) -> (rewards (B, 2): chosen, rejected; the Bradley-Terry loss).
 
-        One pass over the 2B conversations, as TRL batches them. The signature is the training
-        loop's (inputs, targets): `train_step` trains a reward model on `EncodedPairs.rows` batches."""
+        One pass over the distinct conversations among the 2B: an answer in several pairs of the batch
+        (a prompt's answers are compared with each other) is scored once, and its score serves each of
+        them, so the loss and its gradients are those of scoring all 2B, as TRL does. The signature is
+        the training loop's (inputs, targets): `train_step` trains a reward model on `EncodedPairs.rows` batches."""
         if pairs.dim() != 3 or pairs.size(1) != 2:
             raise ValueError(f"pairs must have shape (batch, 2, tokens): chosen at [:, 0], rejected at [:, 1]; "
                              f"got {tuple(pairs.shape)}")  # fmt: skip
-        rewards = self.score(pairs.flatten(0, 1)).view(-1, 2)
+        distinct, where = torch.unique(pairs.flatten(0, 1), dim=0, return_inverse=True)
+        rewards = self.score(distinct)[where].view(-1, 2)
         loss = bradley_terry_loss(rewards[:, 0], rewards[:, 1], margin, self.center_rewards_coefficient)
         return rewards, loss
 
@@ -170,7 +203,7 @@ class RewardConfig:
     short, learns faster at a larger rate."""
 
     steps: int = 300
-    batch_size: int = 32  # pairs per step
+    prompts_per_step: int = 10  # each with every pair of its answers (`PromptBatches`)
     lr: float = 3e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -200,7 +233,8 @@ def train_reward_model(
     precision: str = "fp32",
 ) -> list[dict]:
     """Fit every weight of `model` to `pairs` with the loop's `train_on_rows` (`train_step` on the
-    warmup-cosine schedule, random batches); returns the history.
+    warmup-cosine schedule), `config.prompts_per_step` random prompts a step with all their pairs
+    (`PromptBatches`); returns the history.
 
     One record per step: "step", "lr" and "loss", and "validation_accuracy" every `eval_every` steps
     and at the last one when `validation` is given.
@@ -215,6 +249,7 @@ def train_reward_model(
             history[-1]["validation_accuracy"] = accuracy(model, validation)
 
     model.requires_grad_(True)
-    train_on_rows(model, pairs, config.steps, config.batch_size, config.lr, weight_decay=config.weight_decay,
-                  grad_clip=config.grad_clip, seed=config.seed, precision=precision, after_step=record)  # fmt: skip
+    train_on_rows(model, PromptBatches(pairs), config.steps, config.prompts_per_step, config.lr,
+                  weight_decay=config.weight_decay, grad_clip=config.grad_clip, seed=config.seed, precision=precision,
+                  after_step=record)  # fmt: skip
     return history
