@@ -37,10 +37,12 @@ without a margin.
 **A prompt at a time.** The annotators compare every two answers to a prompt, so one answer is in
 several pairs. Training draws prompts, not pairs: a step takes every pair of the prompts it draws
 (`PromptBatches`), and the forward pass scores each distinct conversation of the batch once, however
-many pairs it is in. InstructGPT trained its reward model so, for both reasons: K answers cost K
+many pairs it is in. InstructGPT trained its reward model so, for two reasons: K answers cost K
 passes instead of K(K-1), and each answer meets all its comparisons in one step instead of being
-fit again and again in separate ones, which overfit. The loss of a batch is the same mean over its
-pairs as TRL's; only the choice of the batch's pairs differs.
+fit again and again in separate ones, which overfit its model. On this course's `cpu` model the
+held-out accuracy was the same as with random pairs and the time a third to a half (the numbers are
+beside `RLHFConfig.reward_prompts_per_step`). The loss of a batch is the same mean over its pairs as
+TRL's; only the choice of the batch's pairs differs.
 
 Trained with the course's one training step (`minilm.train.loop.train_step`: AdamW, clipping,
 the precision policy) on the warmup-cosine schedule, through `train_on_rows` as stage 6's classifier. The measure is held-out
