@@ -187,12 +187,12 @@ print(f"held-out labels that agree with the gold order: {preferences.label_agree
 # the labels under Bradley-Terry, −log σ(r(chosen) − r(rejected)) (exercise 1), exactly the loss of TRL's
 # `RewardTrainer` (a test checks it on the same model and pairs). Its batches are InstructGPT's rather than TRL's: a
 # step draws ten prompts and takes every pair of their answers, and the model scores each distinct answer once,
-# however many pairs it is in. The SFT model's six answers to a prompt hold three or four distinct ones, so ten
-# prompts bring about 37 conversations and 104 pairs, where 32 random pairs cost 64 conversations; measured on the
-# pairs of a build beside this one, float32, seeds 1337 and 1, the held-out accuracy against the labels was the same
-# (0.683 and 0.694, against 0.682 and 0.692 for 32 random pairs a step) in a third to a half of the time. Its held-out
-# accuracy, on the pairs that have a gold order, beside two scorers it does not train (the second row is explained
-# below):
+# however many pairs it is in. The SFT model's six answers to a prompt, where they differ at all, hold three or four
+# distinct ones, so ten prompts bring about 37 conversations and 104 pairs, where 32 random pairs cost 64
+# conversations; measured on the pairs of a build beside this one, float32, seeds 1337 and 1, the held-out accuracy
+# against the labels was the same (0.683 and 0.694, against 0.682 and 0.692 for 32 random pairs a step) in a third to
+# a half of the time. Its held-out accuracy, on the pairs that have a gold order, beside two scorers it does not train
+# (the second row is explained below):
 
 # %%
 rm = r["reward_model"]

@@ -30,9 +30,9 @@ inside `compute_loss`.
   reference (per token: each trainer says what it measures). A non-finite value, or a KL above
   `max_kl`, stops the run with a `DivergenceError` that names beta and the learning rate, the two
   settings that cause it; so does a policy whose next-token scores are no longer finite when the
-  next step samples from it (`Run.sample_and_score`). The step's numbers describe the weights the step started from, which the
-  last checkpoint may hold: the guard removes every checkpoint from that step on, and the newest
-  one left is the last whose weights were measured good. Only the newest checkpoint can be
+  next step samples from it (`Run.sample_and_score`). The step's numbers describe the weights the
+  step started from, which the last checkpoint may hold: the guard removes every checkpoint from
+  that step on, and the newest one left is the last whose weights were measured good. Only the newest checkpoint can be
   unmeasured, so keeping two (`keep_checkpoints` >= 2) always leaves a good one once two are written.
 
 The models stay in eval mode throughout: training mode would only switch dropout on, which RLHF
