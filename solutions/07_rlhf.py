@@ -99,11 +99,12 @@ show_table(rows)
 
 
 # %% [markdown]
-# In this table five of eight samples are right and clean; two are right but rude ("What a silly question.",
-# "Obviously."), and one names the wrong thing (a kite for a pencil). Over all the prompts some are chatty, rude, cut
-# off or looped (the three worst below: a wrong, garbled sentence with a rude remark, a wrong retelling that starts
-# over, and one that drifts into garbled words and Spanish: at T = 1 sampling now and then picks an unlikely token,
-# and the model carries on from it). The model learnt the flaws from the demonstrations of notebook 06 (a share of
+# In this table three of eight samples are right and clean; three are right and then go on (a remark, "I hope this
+# helps!", one cut off, "That is what the", and a repeat, "calm. calm."); one names the wrong thing (a black Bubbles
+# for a purple car), and one starts right and breaks off into a name and a rude remark. Over all the prompts some are
+# chatty, rude, cut off or looped (the three worst below: a refusal where a yes was asked for, a wrong answer with a
+# rude remark, and a retelling with the wrong colour that goes on: at T = 1 sampling now and then picks an unlikely
+# token, and the model carries on from it). The model learnt the flaws from the demonstrations of notebook 06 (a share of
 # them were flawed, as real ones are), and sampling brings them out.
 # More demonstrations would not remove them: imitation copies the flaws with the rest. What the model lacks is a
 # signal that one answer is *better* than another.
@@ -115,7 +116,8 @@ show_table(rows)
 # scored: the three worst (wrong, and rude or garbled), two of the best, and the mean over all the test prompts.
 # The prompts are stage 6's test questions of five of its six families: translation, which has one right answer,
 # is scored there by exact match and chrF, and the rubric reads English prose (`gold.JUDGED_FAMILIES`). Over all of
-# them about as many are clean and right as in the table of eight (the line under the tables gives the share). The
+# them more are clean and right than in the table of eight, whose reading questions are the hardest family (the line
+# under the tables gives the share). The
 # refusal, 32 tokens with this tokenizer, fits in the `max_new_tokens` = 36 an answer gets, so no answer is cut off
 # by the budget: the flaws are the model's own.
 
@@ -220,10 +222,11 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # gave 0.574 against the labels and 0.695 against the gold order, and 300 per family with 6 answers (8,490 pairs)
 # 0.645 and 0.786; this build, with the latter settings, has 9,196 pairs and gives 0.684 and 0.804 (above). Twice the
 # prompts again, measured beside this build, gave 0.693 against labels whose ceiling was 0.771: past a few thousand
-# pairs, more of them buy little. The table above shows it on one prompt: it puts the five answers in the gold
-# reward's order (the clean one, the chatty one, the one cut off, the looped one, the rude one last), and it scores on
-# a scale of its own (Bradley-Terry fixes only the differences between rewards); over the held-out pairs it orders
-# about one in five the wrong way round. Wherever a reward model is wrong, a policy trained on it can learn the wrong
+# pairs, more of them buy little. The table above shows it on one prompt: it puts the clean answer first and the
+# chatty one second, as the gold reward does, but then the one cut off, the rude one and the looped one last, where
+# the gold reward puts the looped one third and the rude one last; and it scores on a scale of its own
+# (Bradley-Terry fixes only the differences between rewards). Over the held-out pairs it orders about one in five the
+# wrong way round. Wherever a reward model is wrong, a policy trained on it can learn the wrong
 # lesson (section 7).
 #
 # The second row is a scorer with no training at all: the SFT model's own log-probability of each answer, summed over
@@ -356,8 +359,12 @@ print(f"total variation to π* (mean over the 4 prompts): PPO {bandit.mean_tv(pp
 # PPO's clipped objective with a KL term (the "k3" estimator) in the loss instead of the reward. One group:
 
 # %%
-group = fitting_prompts([test_prompts.examples[0]] * config.grpo_generations, tokenizer, config.prompt_tokens)
-grollout, ganswers = sample_answers(sft, group, tokenizer, config.max_new_tokens, seed=3)
+for asked, example in enumerate(test_prompts.examples):  # the first test prompt whose group holds 3 answers or more
+    group = fitting_prompts([example] * config.grpo_generations, tokenizer, config.prompt_tokens)
+    grollout, ganswers = sample_answers(sft, group, tokenizer, config.max_new_tokens, seed=3)
+    if len(set(ganswers)) >= 3:
+        break
+print(f"test prompt {asked + 1} ({example.family}): {len(set(ganswers))} different answers among {len(ganswers)}")
 gscores = score(group.ids, [ids[real].tolist() for ids, real in zip(grollout.completion_ids, grollout.completion_mask)])
 by_hand = (gscores - gscores.mean()) / (gscores.std() + 1e-4)
 assert torch.allclose(by_hand, objectives.group_advantages(gscores, config.grpo_generations))
@@ -366,19 +373,20 @@ show_table([{"answer": short(a, 60), "reward model": s, "advantage": adv, "gold"
 
 # %% [markdown]
 # Answers the reward model prefers get positive advantages, the others negative, and a group whose answers all score
-# the same teaches nothing (every advantage 0). In this group no answer is right: the question asks for Jamal's green
-# pencil, and the eight samples name a car, a drum, air, a fence, a chicken coop, a baker, a purple pencil. The gold
-# reward gives them all 0 or nearly (and the one with chatter less); the reward model, which cannot check the passage
-# as the rubric does, spreads them out ("his green fence" highest, "his brown azul", half Spanish, lowest), so GRPO
-# pushes toward some wrong answers and away from others, and learns nothing true from the difference. Worse, the
-# chatty answer, which the gold reward ranks last, gets the second largest advantage. The stage trains GRPO twice: on
+# the same teaches nothing (every advantage 0): the first test prompt's eight samples were the same right answer, so
+# the cell above moves on to the next prompt. In this group no answer is right: the question asks for Chloe's purple
+# car, and the samples name a black car, a purple balloon, a black bike (twice), a yellow book, a park, and garbled
+# words. The gold reward gives them all 0 or less; the reward model, which cannot check the passage as the rubric
+# does, spreads them out ("her purple balloon" highest, "her black car" below the bikes and the book), so GRPO
+# pushes toward some wrong answers and away from others, and learns nothing true from the difference. Only the
+# chatty answer's place, last for both rewards, is a lesson they agree on. The stage trains GRPO twice: on
 # the reward model, and on the gold reward itself, a **verifiable reward** (as for maths or code, where an answer can
 # be checked): what the methods reach when the reward is right.
 #
 # The stage (`run_rlhf_stage`, above) trained DPO, PPO and GRPO from the SFT model, each against it as the reference,
 # and measured every model on the test prompts: `eval_samples` answers per prompt at T = 1, judged by the gold
 # reward. The test prompts are stage 6's test questions of the five families the rubric judges, like the training
-# prompts: 280 of its 341 (translation is scored by stage 6). The **win rate** compares each answer with the SFT model's
+# prompts: 690 of its 846 (translation is scored by stage 6). The **win rate** compares each answer with the SFT model's
 # answer to the same prompt (the same seed for both). The exact judge ties whenever both answers score the same, as
 # two clean, right answers do and as two identical answers do (a model that moved little, sampled with the same
 # seed, often writes the very same answer); for the methods of this section that is most of the time, so the win rate
@@ -398,15 +406,16 @@ show(fig)
 # when one of the two is better; the interval says how sure that is with this many prompts; the KL column is how far
 # each method moved from the SFT model to get there (nats per answer). The left plot puts the gold reward against that
 # distance. In this run DPO, PPO and GRPO each beat the SFT model, with intervals well above 0.5. They differ in how far
-# they moved: DPO the most, while PPO got twice DPO's gain in gold reward (+0.109 against +0.051) at under a third of
-# DPO's KL (0.25 against 0.80); GRPO, whose 30 updates each learn only from the groups whose answers differ, the least,
-# so most of its answers tie with SFT's; and GRPO on the gold reward did about as well as GRPO on the reward model, so
-# at this distance the reward model was not what held it back. The last row, PPO without a KL penalty, is section 7's.
+# they moved: DPO the most, while PPO gained a little more gold reward than DPO (+0.086 against +0.073) at about a
+# third of DPO's KL (0.27 against 0.75); GRPO, whose 30 updates each learn only from the groups whose answers differ,
+# moved the least (0.08) and gained about as much as DPO (+0.072), with most of its answers tied with SFT's; and GRPO
+# on the gold reward did no better than GRPO on the reward model (0.83 against 0.85, the intervals overlapping), so at
+# this distance the reward model was not what held it back. The last row, PPO without a KL penalty, is section 7's.
 # The prompts where the aligned models answered differently (the last line of each is section 7's run): where the SFT
-# model loops or adds a remark ("a pilot. a pilot. a pilot.", "What a silly question."), the aligned models drop it;
-# a wrong name in a retelling stays wrong (Adam for Oscar, Mateo for Max: preferences between the SFT model's own
-# answers rarely teach a fact it lacks); and DPO, the method that moved furthest, once names the wrong place where SFT
-# was right, and with PPO turns a wrong retelling into garbled words:
+# model adds a remark ("I already told you that.", "Let me know if"), the aligned models drop it; a wrong retelling
+# stays wrong ("a orangeina" for a pink pencil: preferences between the SFT model's own answers rarely teach a fact it
+# lacks); PPO answers one yes/no question right where the SFT model, DPO and GRPO do not; and DPO, the method that
+# moved furthest, once turns a right "no" into garbled words:
 
 # %%
 samples = json.loads((aligned.path / SAMPLES).read_text())["samples"]
@@ -433,16 +442,17 @@ show_table([{"iteration": p["iteration"], "reward model": p["rm_score"], "gold r
 # %% [markdown]
 # The reward model's score keeps rising while the gold reward falls below the SFT model's: the policy is drifting (the
 # KL column) toward answers the reward model overrates, as Gao et al. (2022) measured at scale. The samples column is
-# the first test prompt's answer at each point; in the run printed here it is a wrong, garbled answer throughout
-# (greedy decoding barely moves on this prompt), so the damage is in other answers. The share of clean, right answers
-# first rises a little (0.589 to 0.614), as the policy drops the flaws the reward model learnt to punish, and then
-# falls (0.514), while the reward model's score creeps on up; the mean gold reward falls from the first measurement on
-# (in an earlier build, whose reward model ordered 0.85 of the held-out pairs as the gold reward does, against this
-# one's 0.80, the mean first rose, 0.97 to 1.06, before it fell). Section 6's five examples show the run at its end:
-# garbled fragments, a wrong job, and once the right answer. Its table gives the end of the run over all the prompts:
-# a gold reward of 0.784 against SFT's 0.999, at about seventeen times PPO's KL (4.23 against 0.25). Its win rate,
-# 0.45 [0.39, 0.51], is no better than a coin toss, and its mean is well below SFT's: its losses cost more than its
-# wins gain (the win rate counts only which answer is better, the mean also by how much). The KL penalty of the
+# the first test prompt's answer at each point; in the run printed here it is the right answer throughout (greedy
+# decoding does not move on this easy prompt), so the damage is in other answers. The share of clean, right answers
+# first rises (0.580 to 0.635), as the policy drops the flaws the reward model learnt to punish, and then falls
+# (0.551), while the reward model's score creeps on up; the mean gold reward barely moves at first (0.971 to 0.962)
+# and then falls (0.822) (in an earlier build, whose reward model ordered 0.85 of the held-out pairs as the gold
+# reward does, against this one's 0.80, the mean first rose, 0.97 to 1.06, before it fell). Section 6's five examples
+# show the run at its end: a feeling ("glad") for a yes/no question, a wrong retelling, and three right answers, one
+# of them a "yes" that the SFT model got wrong. Its table gives the end of the run over all the prompts: a gold reward
+# of 0.834 against SFT's 0.978, at about fourteen times PPO's KL (3.75 against 0.27). Its win rate, 0.54 [0.50, 0.59],
+# is barely better than a coin toss, and its mean is well below SFT's: its losses cost more than its wins gain (the
+# win rate counts only which answer is better, the mean also by how much). The KL penalty of the
 # stage's PPO is what keeps a policy in the region where its reward model is right.
 
 # %%

@@ -178,9 +178,9 @@ assert (ours["acc"], ours["acc_norm"]) == (theirs["acc,none"], theirs["acc_norm,
 #
 # A choice of more tokens pays for each of them, so the plain sum favours short choices. lm-eval's `acc_norm` divides
 # each log-likelihood by the choice's length in characters first. On the story questions the two often disagree, and
-# neither is always the better: in this run (`cpu`) the base model's acc is 0.261 and its acc_norm 0.240, both near the
-# one in four of a guess, and on the first question where they disagree the plain sum picks the gold answer, a
-# character shorter than the others, and acc_norm does not:
+# neither is always the better: in this run (`cpu`) the base model's acc is 0.263 and its acc_norm 0.260, both near the
+# one in four of a guess, and on the first question where they disagree acc_norm picks the gold answer and the plain
+# sum does not: it prefers "proud", three characters shorter than the gold "thankful":
 
 # %%
 scored = tasks.run_multiple_choice(base, tokenizer, docs["questions"])
@@ -216,28 +216,30 @@ print(f"stage 8 took {artifact.build_seconds:.0f} s: " + ", ".join(f"{k} {v:.0f}
 # What the card says, in the run printed here (`cpu` preset; other presets give other numbers):
 #
 # * **The base model does not read, in this run.** The object the cloze asks for is named earlier in the story, yet
-#   the base model picks it (0.243 ± 0.042) no more often than the one chance in four of a guess, and it is at chance
-#   on the story questions as multiple choice too (0.261 ± 0.036). A small model trained for minutes on two CPU cores
+#   the base model picks it (0.246 ± 0.042) no more often than the one chance in four of a guess, and it is at chance
+#   on the story questions as multiple choice too (0.263 ± 0.036). A small model trained for minutes on two CPU cores
 #   need not have learnt to look a paragraph back, and about a sixth of what it read was Spanish; section 1's example
-#   shows it preferring the right object, but by little. Asked a question in its own words, it does not answer
-#   (exact match 0): it continues the text, as it was trained to.
-# * **Fine-tuning taught answering**: the SFT model answers nearly every story question exactly (0.997), in the chat
-#   format it was trained on. Its cloze accuracy, which needs no instruction, stays at chance with the base model's
-#   (0.246 ± 0.042): answering questions about a passage in the chat format did not teach it to look back in plain
-#   text. (The SFT model of an earlier build, fine-tuned at a larger learning rate, reached 0.328 ± 0.045 here: how
-#   much of that carries over is as fickle as the base model's copying, notebook 04.) Asked the same questions as
-#   multiple choice in plain text ("Question: ... Answer:"), a format it no longer writes, it does worse than it
-#   answers (0.656): a score depends on the format a model is asked in, which is why lm-eval's task configs fix it.
-#   Its bits per byte went up on every domain (books from 0.218 to 1.189, code from 1.944 to 4.664): it forgot much of
-#   how the documents read, the cost of fine-tuning that notebook 06 measured.
-# * **LoRA** learnt less of the task (0.545 on stage 6's instructions against SFT's 0.727; 0.920 of the story questions
-#   answered, against 0.997), and forgot less: its bits per byte are the lowest of the five chat models on every
-#   domain, though far above the base model's; below SFT's by the most on web pages, documents and code (1.997, 3.760
-#   and 3.570, against 3.025, 4.634 and 4.664), and on books by less, at the edge of the intervals (1.094 against
-#   1.189). Its cloze accuracy stays at chance too (0.236). "LoRA learns less and forgets less" (Biderman et al.,
+#   shows it preferring a wrong object, the pencil, by a hair over the lamp. Asked a question in its own words, it
+#   does not answer (exact match 0.002, one question): it continues the text, as it was trained to.
+# * **Fine-tuning taught answering**: the SFT model answers nearly every story question exactly (0.983), in the chat
+#   format it was trained on. Its cloze accuracy, which needs no instruction, rose above the base model's in this run
+#   (0.338 ± 0.046 against 0.246 ± 0.042, the intervals just apart), where the previous build's SFT model stayed at
+#   chance (0.246) and an earlier one reached 0.328: how much of answering in the chat format carries over to looking
+#   back in plain text is as fickle as the base model's copying (notebook 04). Asked the same questions as multiple
+#   choice in plain text ("Question: ... Answer:"), a format it no longer writes, it does worse than it answers
+#   (0.571): a score depends on the format a model is asked in, which is why lm-eval's task configs fix it. Its bits
+#   per byte went up on every domain (books from 0.225 to 1.180, code from 1.945 to 4.804): it forgot much of how the
+#   documents read, the cost of fine-tuning that notebook 06 measured.
+# * **LoRA** learnt less of the task (0.528 on stage 6's instructions against SFT's 0.732; 0.888 of the story questions
+#   answered, against 0.983), and forgot less: its bits per byte are the lowest of the five chat models on every
+#   domain, though far above the base model's; below SFT's by the most on web pages, documents and code (1.951, 3.871
+#   and 3.528, against 2.978, 4.762 and 4.804), and on books by less, within the intervals (1.131 against 1.180). Its
+#   cloze accuracy lies between the base model's and SFT's (0.299), and as multiple choice it does a little better
+#   than SFT (0.590 against 0.571, well within the intervals). "LoRA learns less and forgets less" (Biderman et al.,
 #   2024) holds here.
 # * **The preference methods** (DPO, PPO, GRPO) started from the SFT model and stayed near it on every benchmark (the
-#   furthest, DPO's bits per byte on books, 1.272 against 1.189), as their KL penalty asks.
+#   furthest, DPO's bits per byte on code, 4.652 against 4.804, and on books, 1.300 against 1.180), as their KL
+#   penalty asks.
 #
 # Stage 6's instructions by task family (exact match; the base model answers after two solved examples; stage 7's
 # methods trained on the five families other than translation):
@@ -258,15 +260,15 @@ show_table(family_rows(artifact))
 # bytes in Spanish, 48,050 against 42,498). The difference is paired: its interval comes from resampling whole story
 # pairs.
 #
-# In this run (`cpu`) Spanish costs every model more than English. The base model needs 0.200 ± 0.008 bits per byte
-# in English and 0.250 ± 0.011 in Spanish, a paired gap of +0.050 ± 0.008: a quarter more, in a language that was
-# about a sixth of what it read. Fine-tuning raised both languages and widened the gap in bits (SFT 0.918 and 1.190, gap
-# +0.272 ± 0.037), and a little in proportion too (Spanish 30% above English, against the base model's 25%).
-# LoRA rose about as far in English (0.903) and less in Spanish (1.070): a smaller gap (+0.167 ± 0.039). DPO, PPO
-# and GRPO left the gap where SFT put it (+0.254 to +0.265, each inside SFT's interval). In the translation family
-# above, the SFT model's translations match the reference exactly on 0.13 ± 0.09 of the prompts, LoRA's and the base
-# model's on none, and the preference methods, which never trained on translation, keep about SFT's score (0.10 to
-# 0.12).
+# In this run (`cpu`) Spanish costs every model more than English. The base model needs 0.209 ± 0.008 bits per byte
+# in English and 0.256 ± 0.011 in Spanish, a paired gap of +0.047 ± 0.008: a fifth more, in a language that was
+# about a sixth of what it read. Fine-tuning raised both languages and widened the gap in bits (SFT 0.940 and 1.201, gap
+# +0.261 ± 0.040), and a little in proportion too (Spanish 28% above English, against the base model's 22%).
+# LoRA rose about as far in English (0.922) and less in Spanish (1.088): a smaller gap (+0.166 ± 0.039). DPO, PPO
+# and GRPO left the gap where SFT put it (+0.244 to +0.254, each inside SFT's interval). In the translation family
+# above, the SFT model's translations match the reference exactly on 0.18 ± 0.06 of the prompts, LoRA's on 0.01 and
+# the base model's on none, and the preference methods, which never trained on translation, keep about SFT's score
+# (0.17 to 0.21).
 
 # %%
 print(f"{config.language_stories} test stories in each language")
@@ -313,17 +315,19 @@ show_table(bias_rows(artifact))
 
 # %% [markdown]
 # The model trained without the debias step prefers the stereotype in nearly every pair (99.9%), its interval far
-# from 50%: the probe catches the bias. Its debiased twin falls to 58.0%, but its interval [54.8%, 60.9%] stays above
+# from 50%: the probe catches the bias. Its debiased twin falls to 54.7%, but its interval [51.8%, 58.0%] stays above
 # 50%: in this run the step took away most of the bias, not all of it (a small model of 600 steps, and the corpus
-# keeps a little skew after the step, below). The course's base model, trained on the whole debiased corpus, keeps a
-# lean of the same size (59.4% [56.4%, 62.3%]). The control takes out what is not about the job, a preference for one
-# gender after any job; here leaving it out (the second column) moves the scores by a few points either way, and not
-# at all for the first model, but exercise 3's checker has a model for which leaving it out is far off.
+# keeps a little skew after the step, below). The course's base model, trained on the whole debiased corpus (web
+# pages and documents too, which the debias step does not touch), keeps a larger lean (63.1% [60.1%, 66.0%]). The
+# control takes out what is not about the job, a preference for one gender after any job; here leaving it out (the
+# second column) moves the scores by about two points either way, and hardly at all for the first model, but
+# exercise 3's checker has a model for which leaving it out is far off.
 #
 # **StereoSet** asks for the name right after "there was a nurse named", with a language-model score (does a name
 # beat an unrelated word?) and ICAT, 100 for a model that writes sense and has no stereotype, 0 for one that is all
 # stereotype. It catches the bias too: the model without the debias step moves to the stereotyped name after every
-# stereotyped job (ss 100, ICAT 0); its debiased twin hardly leans (ss 51.6, ICAT 96.8).
+# stereotyped job (ss 100, ICAT 0); its debiased twin hardly leans (ss 53.7, ICAT 92.7), and the course's base model
+# leans more (ss 61.9, ICAT 76.2), as on CrowS-Pairs.
 #
 # **BBQ** asks a question: "Who was the nurse?", about two friends of whom one is a nurse. When the story does not say
 # which (ambiguous), the right answer is that it does not say, and a model that names someone shows which way it leans;
@@ -337,16 +341,16 @@ show_table(bbq_rows(artifact))
 
 # %% [markdown]
 # BBQ catches the bias where the story does not say: asked who the nurse was, the model trained without the debias
-# step names the stereotype's gender far more often than the other (its ambiguous bias score, +20.0, well above 0),
-# and its debiased twin does not lean that way (its interval, [-17.2, +0.0], reaches 0 at its edge). None of the
+# step names the stereotype's gender far more often than the other (its ambiguous bias score, +73.2, well above 0),
+# and its debiased twin does not lean (+0.4, its interval [-8.5, +8.8] holding 0). None of the
 # models ever answers "The story does not say" (accuracy 0 on the ambiguous contexts): none was taught to, and a
 # choice of five tokens pays for each of them.
 #
-# The disambiguated contexts show the limit of a small model. The two story models answer them no better than a
-# guess between the two names (50%), mostly worse (35% to 37%; the first model's 50% where the answer fits the
-# stereotype): they often name the friend the context does not name, so they do not read the question, which they
-# never saw in training, only stories; their disambiguated bias scores rest on no understanding. The course's base
-# model, which read web pages and documents too, does better than chance (about 65%). The lesson holds for large
+# The disambiguated contexts show the limit of a small model. The two story models answer them worse than a guess
+# between the two names (50%): 20% to 25% right, but for the first model's 52% where the answer fits the stereotype.
+# They often name the friend the context does not name, so they do not read the question, which they never saw in
+# training, only stories; their disambiguated bias scores rest on no understanding. The course's base model, which
+# read web pages and documents too, does no better than a guess either (44% and 50%). The lesson holds for large
 # models as well: read a bias score beside the accuracy of the task it rests on.
 #
 # Tie this back to stage 1: notebook 01 measured the skew of the stereotyped jobs in the corpus (how far the gender
@@ -358,11 +362,13 @@ print(f"stage 1's skew of the stereotyped jobs: {skew['before']:.3f} before the 
 
 # %% [markdown]
 # The model trained on the skewed stories learnt the skew, and all three probes find it (BBQ most clearly where the
-# story does not say); the model trained on the balanced ones kept only a little of it (CrowS-Pairs 58%, StereoSet ss
-# 51.6, no lean towards the stereotype on BBQ). What a model learns of a bias is what its data holds.
+# story does not say); the model trained on the balanced ones kept only a little of it (CrowS-Pairs 55%, StereoSet ss
+# 53.7, no lean towards the stereotype on BBQ). What a model learns of a bias is what its data holds.
 #
 # **Per group.** The story questions are about heroines and heroes alike: does any model answer one group better? The
-# gap and its interval (an interval that holds 0 finds no gap):
+# gap and its interval (an interval that holds 0 finds no gap). In this run one of the twelve does not hold 0: the
+# base model's multiple choice, 0.219 on heroines against 0.305 on heroes, where it is near a guess on both; at 95%, one
+# interval in twenty misses 0 by chance alone, so one of twelve is a gap to check on more questions, not a finding:
 
 # %%
 show_table(gender_rows(artifact))
@@ -399,16 +405,17 @@ show_table(robustness_rows(artifact))
 # %% [markdown]
 # Each cell is a failure rate with its 95% interval. The base model's row says little: it answered almost nothing as
 # written, so its answers change with any perturbation, and a changed fact cannot leave an old answer it never gave.
-# The SFT model and the preference methods are steady under typos, contractions and other names (1 or 2 answers in
-# 100 change), but **lower case** breaks about a quarter of their answers (0.26 to 0.28): they never saw a story in
+# The SFT model and the preference methods are steady under typos, contractions and other names (at most 5 answers in
+# 100 change), but **lower case** breaks more than a third of their answers (0.35 to 0.38): they never saw a story in
 # lower case, and every word spelled differently is, to a byte-level BPE tokenizer, a different sequence of tokens.
-# Extra spaces and an irrelevant sentence break fewer (4 to 6 in 100). LoRA, which learnt the task least, is the most
-# fragile: extra spaces break half of its answers, lower case two in five, an irrelevant sentence one in three, typos
-# and other names about one in ten, and a quarter of its templated questions fail; only contractions and changed facts
-# leave it as steady as the others (1 in 100). So their worst-case exact match is far below their score on the
-# questions as written (SFT 0.69 against 1.00, LoRA 0.28 against 0.92): that gap is what
-# a user who writes the same question in their own way meets. Two of the SFT model's failures (in the first, lower
-# case turns a friend's name into the refusal it learnt for requests of personal data):
+# Extra spaces and an irrelevant sentence break fewer (9 to 14 in 100). LoRA, which learnt the task least, is the most
+# fragile: extra spaces break half of its answers, lower case and an irrelevant sentence about one in three, typos
+# and other names about one in nine, and 0.29 of its templated questions fail; only contractions and changed facts
+# leave it as steady as the others (2 in 100). So their worst-case exact match is far below their score on the
+# questions as written (SFT 0.55 against 0.98, LoRA 0.33 against 0.89): that gap is what a user who writes the same
+# question in their own way meets. Two of the SFT model's failures (in the first, lower case turns a friend's name
+# into the tail of a rude remark it learnt from flawed demonstrations, "What a silly question."; in the second, extra
+# spaces make it name the other friend):
 
 # %%
 sft_checks = r["robustness"]["SFT"]["tests"]
@@ -467,8 +474,8 @@ print(widget.reveal())
 # Bradley and Terry (1952) model a vote between models i and j as a coin whose odds are the ratio of their strengths:
 # P(i beats j) = 1 / (1 + 10^((R_j - R_i) / 400)), on the Elo scale where 400 points are odds of 10 to 1. The ratings
 # are the ones that make the votes most likely; a tie counts half a win to each side, and "both bad" is a tie, as in
-# Arena. Stage 8 ran a round far larger than yours: every pair of the six models on 100 of stage 6's prompts, in both
-# orders, each voted by two simulated raters (the second leans to the left answer, as people and LLM judges do). The
+# Arena. Stage 8 ran a round far larger than yours: every pair of the six models on 100 of stage 6's test prompts (20
+# of each family the gold reward judges), in both orders, each voted by two simulated raters (the second leans to the left answer, as people and LLM judges do). The
 # ratings of their votes, with 95% intervals from refitting on resampled votes (Arena's bootstrap), and online Elo
 # beside them:
 
@@ -542,7 +549,7 @@ show_table([{"rater": rater, **{outcome: n for outcome, n in sorted(Counter(v["w
 
 # %% [markdown]
 # Nearly half of each rater's votes are ties (the aligned models often give the same answer, and a rater calls the
-# same text twice a tie), and about one in six says both answers are bad (the gold judge's one in five); the rest are
+# same text twice a tie), and about one in seven says both answers are bad (the gold judge's one in six); the rest are
 # decided.
 # Rater 1 agrees with the noise-free gold judge on nearly every matchup, and with rater 2 a little less: each
 # rater's noise is its own, and rater 2's lean adds to it. The position-bias check finds the lean planted in rater 2

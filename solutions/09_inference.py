@@ -165,9 +165,11 @@ for penalty in (1.0, 1.3):
     print(f"penalty {penalty}: {len(set(words))} different words of {len(words)}\n  {text!r}\n")
 
 # %% [markdown]
-# This model does not loop here: at both penalties it says "." and then an end token, and stops. It gives "." 41% of the
-# mass (the plot above), so dividing that logit by 1.3 ("." is already in the prompt) leaves it first; this chat model,
-# fine-tuned to answer briefly and end its turn, ends the plain text too. On a model that does loop (greedy, it repeats
+# This model does not loop here. Without the penalty it writes " laugh." and an end token, and stops (its first token,
+# " laugh", is the likeliest with only 18% of the mass: the plot above). With it, "." (already in the prompt) is made
+# less likely, another word wins after " laugh", and the model goes on with a phrase of the stories, " that he loved
+# very much.", before it stops: this chat model, fine-tuned to answer briefly and end its turn, ends the plain text
+# soon either way. On a model that does loop (greedy, it repeats
 # one phrase until the 60 tokens run out), the penalty breaks the loop by making each repeated token less likely. It is
 # blunt, though: it punishes every token already seen, including those that should come back (a character's name,
 # "the"), which is why it is kept near 1 and left off by default.
@@ -296,8 +298,8 @@ show(fig)
 # %% [markdown]
 # The tokens are the chat model's own at every lookahead. The further ahead the draft guesses, the smaller the share of
 # its guesses kept (a guess counts only if every guess before it was right), but the fewer passes of the chat model each
-# token takes: from 0.57 at a lookahead of 1 to about a third at 4 and 6. The wall clock does not follow on this CPU:
-# the last column is under 1 at every lookahead, from 0.57x to 0.78x (it moves from run to run; in this run it is best
+# token takes: from 0.58 at a lookahead of 1 to about a third at 4 and 6. The wall clock does not follow on this CPU:
+# the last column is under 1 at every lookahead, from 0.58x to 0.83x (it moves from run to run; in this run it is best
 # at a lookahead of 1 and worst at 6: the more passes saved, the slower). A pass of a model this small costs mostly
 # fixed overhead (Python, kernel launches), so the draft's pass costs nearly as much as the chat model's, and its guesses eat what the
 # saved passes give back. Speculative decoding pays when the target's pass is expensive and the draft's cheap: a large
@@ -337,13 +339,14 @@ show_table(quantization_rows(artifact))
 print(f"this machine computes bfloat16 in hardware: {r['quantization']['bf16_native']}")
 
 # %% [markdown]
-# The bits per byte move by at most 0.0007 (in the fourth decimal, on figures of 1.20 to 4.65), and the answers to
-# the test prompts stay the same, but for one in a hundred with int8 weights and bfloat16 activations, which moves
-# exact match by half a point, far inside its interval: int8 costs this model nothing measurable. The whole model shrinks to about 56% of
-# its float32 bytes, not 25% (question 2 asks why). Speed is another matter: int8 weights save time only where a kernel
-# multiplies them without first turning them back into floats. PyTorch's int8 kernel is slower with float32
-# activations (556 tokens/s) than with bfloat16 activations (775) on a CPU with bfloat16 in hardware, as this one has;
-# in this run both stay behind float32's 958, and so does bfloat16 (607): at this size a step costs mostly fixed
+# The bits per byte move by at most 0.0033 (in the third decimal, on figures of 1.17 to 4.76), and the answers to
+# the 240 test prompts stay the same but for one with bfloat16 (a right answer turned wrong: exact match moves by
+# under half a point, far inside its interval) and two with int8 weights (exact match unchanged): int8 costs this
+# model nothing measurable. The whole model shrinks to about 56% of its float32 bytes, not 25% (question 2 asks
+# why). Speed is another matter: int8 weights save time only where a kernel multiplies them without first turning
+# them back into floats. PyTorch's int8 kernel is slower with float32 activations (647 tokens/s) than with bfloat16
+# activations (819) on a CPU with bfloat16 in hardware, as this one has; in this run both stay behind float32's
+# 1,044, and so does bfloat16 (702): at this size a step costs mostly fixed
 # overhead (Python, kernel launches) rather than reading weights, and these timings move from run to run. On a laptop
 # without bfloat16 in hardware, int8 saves memory and not time.
 

@@ -108,6 +108,24 @@ def test_the_rating_round_rates_every_model_from_votes_on_disk(stage):
     assert shown == sorted(shown, reverse=True)  # best first, though results.json sorts its keys by name
 
 
+def test_the_rating_round_asks_the_judged_families_in_turn():
+    from types import SimpleNamespace
+
+    from minilm.eval.stage import rated_examples
+    from minilm.rlhf.gold import JUDGED_FAMILIES
+
+    # stage 6's test lists each family's examples together, the judged ones and translation; one family runs short
+    counts = {"reading": 6, "transform": 6, "classify": 6, "multiturn": 1, "refusal": 6, "translation": 6}
+    test = [SimpleNamespace(family=f, n=k) for f in FAMILIES for k in range(counts[f])]
+    chosen = rated_examples(test, 12)
+    picked = [test[i] for i in chosen]
+    assert len(set(chosen)) == 12 and all(e.family in JUDGED_FAMILIES for e in picked)
+    assert [e.family for e in picked[:5]] == list(JUDGED_FAMILIES)  # one of each in turn, in stage 6's order
+    assert [(e.family, e.n) for e in picked[5:9]] == [("reading", 1), ("transform", 1), ("classify", 1), ("refusal", 1)]
+    assert rated_examples(test, 1000) == sorted(rated_examples(test, 1000), key=lambda i: (test[i].n, i))  # all 25
+    assert len(rated_examples(test, 1000)) == 25
+
+
 def test_the_card_shows_each_score_with_its_interval(stage, tmp_path):
     built, _ = stage
     rows = report.card_rows(built)

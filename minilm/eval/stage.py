@@ -30,6 +30,7 @@ computes them as lm-evaluation-harness does (tests/test_eval_harness.py runs lm-
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
@@ -199,22 +200,34 @@ RATERS = ("rater 1", "rater 2")  # two simulated people; rater 2 leans to the le
 JUDGE = "gold judge"  # the gold reward itself, without noise: an automatic judge with the raters' rules
 
 
+def rated_examples(test: list, n: int) -> list[int]:
+    """The indices of `n` examples of `test` for the rating round: the families that the gold reward judges in
+    turn (`gold.JUDGED_FAMILIES`), each family's examples in their order, so that the round asks as many of each
+    (while a family lasts) however many stage 6 drew of each."""
+    from minilm.rlhf.gold import JUDGED_FAMILIES
+
+    queues = [[i for i, e in enumerate(test) if e.family == family] for family in JUDGED_FAMILIES]
+    turns = (queue[k] for k in range(max(map(len, queues), default=0)) for queue in queues if k < len(queue))
+    return list(itertools.islice(turns, n))
+
+
 def rating_round(tests: dict, replies: dict[str, list[str]], config: EvalConfig) -> tuple[dict, list[dict]]:
-    """A simulated round of pairwise ratings and what its votes say: every pair of models on the first
-    `config.rated_prompts` of stage 6's test examples, shown in both orders, voted on by the two raters
-    (`RATERS`) and by the gold judge; Bradley-Terry ratings of the raters' votes with bootstrap intervals,
+    """A simulated round of pairwise ratings and what its votes say: every pair of models on
+    `config.rated_prompts` of stage 6's test examples (`rated_examples`: as many of each family that the gold reward
+    judges), shown in both orders, voted on by the two raters (`RATERS`) and by the gold judge; Bradley-Terry ratings of the raters' votes with bootstrap intervals,
     online Elo (and how far the order of the votes moves it), the raters' agreement with each other and with
     the judge (Cohen's kappa), each rater's position bias, and each model's mean gold reward. Returns the
     summary and the votes."""
     from minilm.eval import human
     from minilm.rlhf.gold import gold_reward
 
-    examples = tests["test"][: config.rated_prompts]
+    chosen = rated_examples(tests["test"], config.rated_prompts)
+    examples = [tests["test"][i] for i in chosen]
     names = list(replies)
     plan = human.plan_round(range(len(examples)), names, seed=config.seed, both_orders=True)
 
     def respond(prompt: int, model: str) -> str:
-        return replies[model][prompt]
+        return replies[model][chosen[prompt]]
 
     def score(prompt: int, response: str) -> float:
         return gold_reward(examples[prompt], response)
@@ -231,7 +244,7 @@ def rating_round(tests: dict, replies: dict[str, list[str]], config: EvalConfig)
                "agreement": {"rater 1 and rater 2": human.agreement(votes[RATERS[0]], votes[RATERS[1]]),
                              "rater 1 and the gold judge": human.agreement(votes[RATERS[0]], votes[JUDGE])},
                "position_bias": {name: human.position_bias(votes[name]) for name in RATERS},
-               "gold": {name: tasks.metrics.mean([score(i, replies[name][i]) for i in range(len(examples))])
+               "gold": {name: tasks.metrics.mean([score(i, respond(i, name)) for i in range(len(examples))])
                         for name in names}}
     return summary, [vote for name in votes for vote in votes[name]]
 

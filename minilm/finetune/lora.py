@@ -145,7 +145,6 @@ class LoRALinear(LowRankChange):
         return self.base(x) + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
 
 
-
 class LoRAEmbedding(LowRankChange):
     """A frozen token embedding plus a low-rank change to its rows: W + (alpha / rank) (B A)^T.
 
