@@ -213,11 +213,11 @@ def rated_examples(test: list, n: int) -> list[int]:
 
 def rating_round(tests: dict, replies: dict[str, list[str]], config: EvalConfig) -> tuple[dict, list[dict]]:
     """A simulated round of pairwise ratings and what its votes say: every pair of models on
-    `config.rated_prompts` of stage 6's test examples (`rated_examples`: as many of each family that the gold reward
-    judges), shown in both orders, voted on by the two raters (`RATERS`) and by the gold judge; Bradley-Terry ratings of the raters' votes with bootstrap intervals,
-    online Elo (and how far the order of the votes moves it), the raters' agreement with each other and with
-    the judge (Cohen's kappa), each rater's position bias, and each model's mean gold reward. Returns the
-    summary and the votes."""
+    `config.rated_prompts` of stage 6's test examples (`rated_examples`: as many of each family that the gold
+    reward judges), shown in both orders, voted on by the two raters (`RATERS`) and by the gold judge;
+    Bradley-Terry ratings of the raters' votes with bootstrap intervals, online Elo (and how far the order of
+    the votes moves it), the raters' agreement with each other and with the judge (Cohen's kappa), each rater's
+    position bias, and each model's mean gold reward. Returns the summary and the votes."""
     from minilm.eval import human
     from minilm.rlhf.gold import gold_reward
 
