@@ -59,7 +59,9 @@ from minilm.display import short, show, show_table
 from minilm.finetune.chat import END, PAD
 from minilm.finetune.stage import FinetuneConfig, instruction_data, load_finetuned, run_finetune_stage
 from minilm.rlhf import bandit, gold, objectives, preferences
-from minilm.rlhf.report import plot_rlhf, results, score_rows
+from minilm.rlhf.dpo import all_answer_logprobs
+from minilm.rlhf.report import plot_rlhf, results, reward_kind_rows, score_rows
+from minilm.rlhf.reward_model import encode_pairs, scores as reward_scores
 from minilm.rlhf.rollout import ValueModel, completion_logprobs, completion_values
 from minilm.rlhf.stage import (HACKING, METHODS, PAIRS, SAMPLES, RLHFConfig, fitting_prompts, load_policy,
                                load_reward_model, reward_model_scorer, run_rlhf_stage, sample_answers)
@@ -161,7 +163,7 @@ train_pairs = preferences.load_pairs(aligned.path / PAIRS)
 heldout_pairs = preferences.load_pairs(aligned.path / f"heldout_{PAIRS}")
 pair = next(p for p in train_pairs if p["gold_chosen"] != p["gold_rejected"])
 print(json.dumps({key: pair[key] for key in ("prompt", "chosen", "rejected")}, indent=1)[-600:])
-print({key: pair[key] for key in preferences.REWARD_KEYS + ("annotator",)})
+print({key: pair[key] for key in (*preferences.REWARD_KEYS, "right_chosen", "right_rejected", "annotator")})
 print(f"{r['reward_model']['train_pairs']:,} pairs to train on, {r['reward_model']['heldout_pairs']:,} held out "
       f"(from the answers to {r['prompts']['train']} and {r['prompts']['heldout']} prompts); skipped: "
       f"{r['reward_model']['skipped']}")
@@ -242,15 +244,64 @@ show_table([{"answer": short(c, 70), "reward model": s, "gold reward": gold.gold
 # build's pairs, four trained from four seeds (float32) scored 0.674 to 0.694 alone and 0.694 together (their scores
 # standardised and averaged), 0.829 against the gold order: still below the untrained likelihood.
 #
-# Where it falls short is where the SFT model is weak. Split by task family (this build's held-out pairs, against the
-# labels, the ceiling in brackets): refusals 0.785 (0.762), multi-turn 0.695 (0.756), reading 0.700 (0.772), yes/no
-# classification 0.598 (0.898, on 92 pairs only), and retellings 0.627 (0.759), the largest family, where the two
-# answers are often both wrong in different ways and telling which is less wrong means doing the retelling, which the
-# SFT model itself often gets wrong (notebook 06). The likelihood does little better there (0.663). Taking, family by
-# family, the better of the two scorers would reach 0.717: a reward model started from this SFT model has little room
-# left below the ceiling, where a stronger SFT model would have more. A reward model still earns its place over the
-# likelihood: the likelihood knows only what the demonstrations showed (the labels could ask for anything else), and
-# the answer that maximises it is the SFT model's single most probable one, whatever that is worth.
+# Where does it fall short? One accuracy hides it. The stage splits the held-out pairs by what separates their two
+# answers (`preferences.accuracy_by_kind`, from each answer's `right_chosen` and `right_rejected`, whether it earned the
+# rubric's `correct` term): a right answer against a wrong one, where the facts decide and the labels mostly agree
+# with the gold order; two right answers, where only style decides (chatter, a rude remark, a sentence cut off) and
+# many labels are close calls; and two wrong answers, ranked by partial credit and style. Each kind has its own ceiling:
+
+# %%
+show_table(reward_kind_rows(r))
+
+# %% [markdown]
+# The reward model has learnt style, not facts. On pairs of two right answers, which differ only in style, it scores
+# 0.767 against the labels, at their ceiling (0.746; a little above it, by the luck of these labels) and above the
+# likelihood (0.744), and it ranks 92% of them as the gold reward does. On a right answer against a wrong one it
+# scores 0.567 against a ceiling of 0.896: it picks the right answer in 59% of those pairs, little better than a coin,
+# where the likelihood picks it in 87%. Those 480 pairs are most of its shortfall: (0.896 − 0.567) × 480 / 2,092 is
+# 7.6 of the 8.4 points between it and the ceiling; the pairs of two wrong answers cost 1.9 more, and the style pairs
+# give 1.1 back.
+#
+# Why facts and not style? To tell a right answer from a wrong one, a scorer must check the answer against the
+# passage. The SFT model does that reading when it writes an answer, token by token, and the likelihood reads the
+# result straight out: how probable each of the answer's own tokens was. The reward model's head sees one state, the
+# last token's, and the check has to be built into that state from the labels: a fifth of some 9,000 labels compare
+# a right answer with a wrong one, while style, which every kind of pair shows, is cheaper to learn. On pairs of two
+# wrong answers both scorers fall short of the ceiling (0.617 and 0.580 against 0.692): which of two wrong retellings
+# is less wrong is a question the SFT model cannot answer either (it gets a third of the retellings wrong itself,
+# notebook 06).
+#
+# Would a reward model that also knew what the likelihood knows come near the ceiling? Add w times the likelihood to
+# the reward model's score and measure the sum on the same pairs (w is picked here by looking at the held-out pairs
+# themselves, so the best row is an upper bound for this blend, not a fair score):
+
+# %%
+ordered = [pair for pair in heldout_pairs if pair["gold_chosen"] != pair["gold_rejected"]]
+encoded = encode_pairs(tokenizer, ordered, context)
+reward_of, likelihood_of = reward_scores(reward_model, encoded), all_answer_logprobs(sft, encoded, "fp32").cpu()
+blends = []
+for w in (0.0, 0.03, 0.1, 0.3, 1.0, 3.0):
+    blended = reward_of + w * likelihood_of
+    rows = {row["kind"]: row for row in preferences.accuracy_by_kind(ordered, blended[:, 0].tolist(),
+                                                                      blended[:, 1].tolist(), annotators)}
+    blends.append({"score": f"reward model + {w} × log π(y|x)", "all pairs": rows["all"]["accuracy"],
+                   **{kind: rows[kind]["accuracy"] for kind in preferences.PAIR_KINDS if kind in rows}})
+show_table(blends)
+
+# %% [markdown]
+# Adding the likelihood gives the reward model what it lacks: at w = 0.3 the pairs of a right and a wrong answer rise
+# from 0.567 to 0.762, while the style pairs keep most of their gain (0.752), and the sum scores 0.718, 4.9 points
+# below the ceiling. But no w does much better than the likelihood alone (0.714; the best, 0.718, at w = 0.3 and 3):
+# what the reward model adds on style it gives back on the pairs of two wrong answers. Training the blend, rather than adding
+# it afterwards, did worse: measured on this build's pairs (float32, one thread), a reward model trained with 0.1 or
+# 0.3 times the frozen SFT model's log π(y|x) added to its score reached 0.703 and 0.688. Fit to noisy labels, the
+# network learns to undo part of what the likelihood adds. A reward model that must learn facts from labels needs
+# far more of the pairs that teach them, or a base model that checks facts well on its own; with this SFT model, a
+# reward model trained on these labels stays a few points short of the ceiling.
+#
+# A reward model still earns its place over the likelihood: the likelihood knows only what the demonstrations showed
+# (the labels could ask for anything else), and the answer that maximises it is the SFT model's single most probable
+# one, whatever that is worth.
 #
 # ## 4. PPO, one step by hand
 #

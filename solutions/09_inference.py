@@ -299,7 +299,7 @@ show(fig)
 # The tokens are the chat model's own at every lookahead. The further ahead the draft guesses, the smaller the share of
 # its guesses kept (a guess counts only if every guess before it was right), but the fewer passes of the chat model each
 # token takes: from 0.58 at a lookahead of 1 to about a third at 4 and 6. The wall clock does not follow on this CPU:
-# the last column is under 1 at every lookahead, from 0.58x to 0.83x (it moves from run to run; in this run it is best
+# the last column is under 1 at every lookahead, from 0.57x to 0.84x (it moves from run to run; in this run it is best
 # at a lookahead of 1 and worst at 6: the more passes saved, the slower). A pass of a model this small costs mostly
 # fixed overhead (Python, kernel launches), so the draft's pass costs nearly as much as the chat model's, and its guesses eat what the
 # saved passes give back. Speculative decoding pays when the target's pass is expensive and the draft's cheap: a large
@@ -344,9 +344,9 @@ print(f"this machine computes bfloat16 in hardware: {r['quantization']['bf16_nat
 # under half a point, far inside its interval) and two with int8 weights (exact match unchanged): int8 costs this
 # model nothing measurable. The whole model shrinks to about 56% of its float32 bytes, not 25% (question 2 asks
 # why). Speed is another matter: int8 weights save time only where a kernel multiplies them without first turning
-# them back into floats. PyTorch's int8 kernel is slower with float32 activations (647 tokens/s) than with bfloat16
-# activations (819) on a CPU with bfloat16 in hardware, as this one has; in this run both stay behind float32's
-# 1,044, and so does bfloat16 (702): at this size a step costs mostly fixed
+# them back into floats. PyTorch's int8 kernel is slower with float32 activations (609 tokens/s) than with bfloat16
+# activations (762) on a CPU with bfloat16 in hardware, as this one has; in this run both stay behind float32's
+# 943, and so does bfloat16 (598): at this size a step costs mostly fixed
 # overhead (Python, kernel launches) rather than reading weights, and these timings move from run to run. On a laptop
 # without bfloat16 in hardware, int8 saves memory and not time.
 

@@ -23,8 +23,8 @@ from minilm.finetune.tasks import REFUSAL, Example, build_examples, sentences
 from minilm.rlhf import gold
 from minilm.rlhf.gold import BEST, FLAWS, JUDGED_FAMILIES, flawed_response, flaws_for, gold_breakdown, gold_reward
 from minilm.rlhf.preferences import (
-    AnnotatorConfig, ceiling_accuracy, check_pairs, label_agreement, label_pairs, label_probability, load_pairs,
-    save_pairs, sigmoid, verbose_reward,
+    PAIR_KINDS, AnnotatorConfig, accuracy_by_kind, ceiling_accuracy, check_pairs, label_agreement, label_pairs,
+    label_probability, load_pairs, pair_kind, save_pairs, sigmoid, verbose_reward,
 )  # fmt: skip
 from minilm.world import ALL_NAMES, RUDE_PHRASES, split_stories
 
@@ -318,6 +318,51 @@ def test_ceiling_accuracy_matches_monte_carlo(examples):
     standard_error = math.sqrt(sum(q * (1 - q) for q in probabilities)) / len(ordered) / math.sqrt(len(runs))
     assert abs(measured - ceiling) < SIGMAS * standard_error, (measured, ceiling, standard_error)
     assert 0.5 < ceiling < 1.0
+
+
+def test_pairs_keep_which_answers_are_right_and_are_split_by_kind(examples):
+    example = of(examples, "reading")
+    clean, chatter = example.answers[0], flawed_response(example, random.Random(0), "chatter")[0]
+    wrong, other = list(dict.fromkeys(flawed_response(example, random.Random(seed), "wrong")[0] for seed in range(20)))[:2]
+    pairs, _ = label_pairs([example], [[clean, chatter, wrong, other]], AnnotatorConfig(), seed=0)
+    right = {clean: True, chatter: True, wrong: False, other: False}
+    for pair in pairs:
+        assert (pair["right_chosen"], pair["right_rejected"]) == (right[pair["chosen"][0]["content"]],
+                                                                  right[pair["rejected"][0]["content"]])  # fmt: skip
+    kinds = Counter(pair_kind(pair) for pair in pairs)
+    assert kinds == {PAIR_KINDS[0]: 4, PAIR_KINDS[1]: 1, PAIR_KINDS[2]: 1}  # right x wrong, clean x chatter, wrong x wrong
+    with pytest.raises(ValueError, match="label the answers again"):
+        pair_kind({k: v for k, v in pairs[0].items() if k != "right_rejected"})
+
+
+def test_accuracy_by_kind_counts_each_kind_against_labels_and_gold_order(examples):
+    config = AnnotatorConfig(noise=0.15, disagree_share=0.2, temperature=0.3)
+    rng = random.Random(0)
+    wrong = [flawed_response(e, rng, "wrong")[0] for e in examples]
+    # each example's answers, and a wrong one twice: as it is, and cut off mid-sentence (which costs it more)
+    responses = [[*answers, w, f"{w} and"] for answers, w in zip(responses_for(examples, 0), wrong)]
+    pairs, _ = label_pairs(examples, responses, config, seed=3)
+    ordered = [p for p in pairs if p["gold_chosen"] != p["gold_rejected"]]
+    # The gold reward itself as the scorer: the gold order every time, the labels as often as they agree with it
+    rows = {row["kind"]: row for row in accuracy_by_kind(pairs, [p["gold_chosen"] for p in pairs],
+                                                         [p["gold_rejected"] for p in pairs], config)}  # fmt: skip
+    assert set(rows) == {*PAIR_KINDS, "all"}  # these responses make every kind
+    assert rows["all"]["pairs"] == len(ordered) == sum(rows[kind]["pairs"] for kind in PAIR_KINDS)
+    assert rows["all"]["ceiling"] == pytest.approx(ceiling_accuracy(pairs, config))
+    assert rows["all"]["accuracy"] == pytest.approx(label_agreement(pairs))
+    for kind in PAIR_KINDS:
+        mine = [p for p in ordered if pair_kind(p) == kind]
+        assert rows[kind]["gold_order_accuracy"] == 1.0
+        assert rows[kind]["ceiling"] == pytest.approx(ceiling_accuracy(mine, config))
+        assert rows[kind]["accuracy"] == pytest.approx(label_agreement(mine))
+    assert rows[PAIR_KINDS[0]]["ceiling"] > rows[PAIR_KINDS[1]]["ceiling"]  # the facts are a surer call than style
+    # A scorer that always prefers the rejected answer, and one that scores everything alike (a tie is a miss)
+    backwards = accuracy_by_kind(pairs, [0.0] * len(pairs), [1.0] * len(pairs), config)[-1]
+    assert backwards["accuracy"] == 0.0 and backwards["gold_order_accuracy"] == pytest.approx(1 - label_agreement(pairs))
+    alike = accuracy_by_kind(pairs, [1.0] * len(pairs), [1.0] * len(pairs), config)[-1]
+    assert alike["accuracy"] == alike["gold_order_accuracy"] == 0.0
+    with pytest.raises(ValueError, match="one score for each answer"):
+        accuracy_by_kind(pairs, [0.0], [0.0], config)
 
 
 def test_pairs_with_tied_gold_rewards_have_no_gold_order(examples):

@@ -15,7 +15,7 @@ from minilm.finetune.chat import END, PAD, ROLE_TOKENS, encode_chat
 from minilm.finetune.stage import load_finetuned, run_finetune_stage
 from minilm.finetune.tasks import build_examples
 from minilm.rlhf import gold, preferences
-from minilm.rlhf.report import describe, report_section, score_rows
+from minilm.rlhf.report import describe, report_section, reward_kind_rows, score_rows
 from minilm.rlhf.stage import (
     FIGURE, HACKING, METHODS, PAIRS, RESULTS, SAMPLES, RLHFConfig, answer_text, fitting_prompts, gold_scorer,
     kl_to_reference, load_policy, load_reward_model, measure, reward_model_accuracy, reward_model_scorer,
@@ -82,6 +82,9 @@ def test_report_section_copies_the_figure(stages, tmp_path):
     section = report_section(stages["aligned"], tmp_path)
     assert section.figures[0].is_file() and "gold win rate" in section.body
     assert set(section.headline) <= {*METHODS, HACKING}
+    rows = reward_kind_rows(stages["results"])
+    assert [row["held-out pairs"] for row in rows] == [row["kind"] for row in stages["results"]["reward_model"]["by_kind"]]
+    assert rows[-1]["held-out pairs"] == "all" and rows[-1]["reward model"] in section.body
 
 
 def test_the_sft_row_is_what_measure_computes_again(stages, tokenizer):
@@ -107,8 +110,10 @@ def test_reward_model_accuracy_is_recomputed_from_the_saved_pairs(stages, tokeni
     heldout = preferences.load_pairs(stages["aligned"].path / f"heldout_{PAIRS}")
     measured = reward_model_accuracy(load_reward_model(stages["aligned"]), heldout, config.annotators(), tokenizer, 128)
     saved = stages["results"]["reward_model"]
-    for key in ("accuracy", "ceiling", "label_agreement", "gold_order_accuracy", "ordered_heldout_pairs"):
+    for key in ("accuracy", "ceiling", "label_agreement", "gold_order_accuracy", "ordered_heldout_pairs", "by_kind"):
         assert measured[key] == pytest.approx(saved[key]), key
+    assert saved["by_kind"][-1]["kind"] == "all" and saved["by_kind"][-1]["accuracy"] == saved["accuracy"]
+    assert sum(row["pairs"] for row in saved["by_kind"][:-1]) == saved["ordered_heldout_pairs"]
 
 
 def test_likelihood_baseline_is_the_sft_models_answer_log_probability(stages, tokenizer):
@@ -131,6 +136,8 @@ def test_likelihood_baseline_is_the_sft_models_answer_log_probability(stages, to
     assert saved["accuracy"] == pytest.approx(sum(c > r for c, r, _ in scored) / len(scored), abs=1.01 / len(scored))
     gold = sum((c > r) if first else (r > c) for c, r, first in scored) / len(scored)
     assert saved["gold_order_accuracy"] == pytest.approx(gold, abs=1.01 / len(scored))
+    assert saved["by_kind"][-1] == {**saved["by_kind"][-1], "accuracy": saved["accuracy"],
+                                    "gold_order_accuracy": saved["gold_order_accuracy"], "pairs": len(scored)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,13 +21,14 @@ d sigmoid(dverbose / T) (`label_probability`).
 {"prompt": [the conversation up to the last user turn, system message included], "chosen":
 [{"role": "assistant", "content": ...}], "rejected": [...]}. Beside them, for evaluation only,
 each pair keeps its rewards under keys that TRL does not read: `gold_chosen`, `gold_rejected`
-(the gold reward), `verbose_chosen`, `verbose_rejected` (the disagreeing rubric's), `annotator`
-("gold" or "verbose": whose rubric labelled it) and `family` (the example's task family). TRL's
-trainers read prompt, chosen and rejected, give a meaning to a few more names ("margin", "label",
-"tools", "chat_template_kwargs", "images", none of them used here), and drop every other column
-(`remove_unused_columns`, on by default); `unpair_preference_dataset` copies them along. Pairs of
-identical responses (a small model often samples the same reply twice) compare nothing and are
-skipped, as are pairs with an empty response; `label_pairs` counts both.
+(the gold reward), `verbose_chosen`, `verbose_rejected` (the disagreeing rubric's),
+`right_chosen`, `right_rejected` (whether the answer earned the rubric's `correct` term),
+`annotator` ("gold" or "verbose": whose rubric labelled it) and `family` (the example's task
+family). TRL's trainers read prompt, chosen and rejected, give a meaning to a few more names
+("margin", "label", "tools", "chat_template_kwargs", "images", none of them used here), and drop
+every other column (`remove_unused_columns`, on by default); `unpair_preference_dataset` copies
+them along. Pairs of identical responses (a small model often samples the same reply twice)
+compare nothing and are skipped, as are pairs with an empty response; `label_pairs` counts both.
 
 **The ceiling.** What is compared: a reward model's held-out accuracy is the share of held-out
 pairs whose chosen response it scores higher. Against the annotators' labels, no scorer can
@@ -39,6 +40,12 @@ labels). Against the gold order instead, the ceiling is 1: noise hides the order
 but a reward model that learns from many labels can recover it. (Where the disagreeing annotators
 outweigh the gold rubric on a pair, a scorer that learnt their taste could beat the gold reward on
 that pair's labels; with a small `disagree_share` that is rare, and the ceiling is the gold's.)
+
+**Where a scorer falls short.** One accuracy hides what a scorer has learnt. `accuracy_by_kind`
+splits the pairs with a gold order by what separates their answers (`pair_kind`): a right answer
+against a wrong one (only the facts decide, and the labels mostly agree), two right answers (only
+style decides: chatter, rudeness, a remark cut off), and two wrong ones (partial credit and style),
+each kind with its own ceiling.
 
 `save_pairs` and `load_pairs` keep the pairs as JSON lines, written atomically; `check_pairs`
 refuses what a trainer could not use: identical chosen and rejected, empty completions, rewards
@@ -132,8 +139,9 @@ def label_pairs(
             if not isinstance(response, str):
                 raise ValueError(f"responses_per_prompt[{i}] holds {response!r:.60}, not a string: every response is the assistant's text")
             breakdown = gold_breakdown(example, response.strip())
-            scored.append((response.strip(), round(sum(breakdown.values()), 9), verbose_reward(breakdown)))
-        for (a, gold_a, verbose_a), (b, gold_b, verbose_b) in itertools.combinations(scored, 2):
+            scored.append((response.strip(), round(sum(breakdown.values()), 9), verbose_reward(breakdown),
+                           breakdown["correct"] > 0))
+        for (a, gold_a, verbose_a, right_a), (b, gold_b, verbose_b, right_b) in itertools.combinations(scored, 2):
             if not a or not b:
                 skipped["empty"] += 1
                 continue
@@ -145,14 +153,16 @@ def label_pairs(
             a_chosen = rng.random() < sigmoid(delta / config.temperature)
             if rng.random() < config.noise:
                 a_chosen = not a_chosen
-            (chosen, gold_c, verbose_c), (rejected, gold_r, verbose_r) = (
-                ((a, gold_a, verbose_a), (b, gold_b, verbose_b)) if a_chosen else ((b, gold_b, verbose_b), (a, gold_a, verbose_a))
-            )
+            (chosen, gold_c, verbose_c, right_c), (rejected, gold_r, verbose_r, right_r) = (
+                ((a, gold_a, verbose_a, right_a), (b, gold_b, verbose_b, right_b)) if a_chosen else
+                ((b, gold_b, verbose_b, right_b), (a, gold_a, verbose_a, right_a))
+            )  # fmt: skip
             pairs.append({
                 "prompt": [dict(message) for message in example.prompt],
                 "chosen": [{"role": "assistant", "content": chosen}],
                 "rejected": [{"role": "assistant", "content": rejected}],
                 "gold_chosen": gold_c, "gold_rejected": gold_r, "verbose_chosen": verbose_c, "verbose_rejected": verbose_r,
+                "right_chosen": right_c, "right_rejected": right_r,
                 "annotator": "verbose" if verbose else "gold", "family": example.family,
             })  # fmt: skip
     return pairs, skipped
@@ -179,6 +189,50 @@ def ceiling_accuracy(pairs: Sequence[dict], config: AnnotatorConfig) -> float:
         agree.append(label_probability(pair[f"gold_{better}"], pair[f"gold_{worse}"],
                                        pair[f"verbose_{better}"], pair[f"verbose_{worse}"], config))  # fmt: skip
     return sum(agree) / len(agree)
+
+
+PAIR_KINDS = ("one right, one wrong", "both right", "both wrong")
+
+
+def pair_kind(pair: dict) -> str:
+    """Which of `PAIR_KINDS` a pair is: whether one answer, both or neither earned the gold rubric's
+    `correct` term (the keys `right_chosen` and `right_rejected` that `label_pairs` writes)."""
+    if not {"right_chosen", "right_rejected"} <= set(pair):
+        raise ValueError("the pair has no 'right_chosen' and 'right_rejected': it was labelled before label_pairs kept "
+                         "them; label the answers again")  # fmt: skip
+    return PAIR_KINDS[0 if pair["right_chosen"] != pair["right_rejected"] else 1 if pair["right_chosen"] else 2]
+
+
+def accuracy_by_kind(pairs: Sequence[dict], chosen_scores: Sequence[float], rejected_scores: Sequence[float],
+                     config: AnnotatorConfig) -> list[dict]:
+    """A scorer's accuracy on the pairs with a gold order, one row per kind (`pair_kind`) and one for all.
+
+    `chosen_scores[i]` and `rejected_scores[i]` are the scorer's scores of pair i's two answers (the
+    same order as `pairs`; pairs whose gold rewards are tied are left out, as `ceiling_accuracy`
+    leaves them). Each row: "kind", "pairs", "accuracy" (the share whose chosen answer scores strictly
+    higher: agreement with the labels; a tie is a miss), its "ceiling" (`ceiling_accuracy` of those
+    pairs) and "gold_order_accuracy" (agreement with the gold order). A kind with no pair has no row.
+    """
+    if not len(pairs) == len(chosen_scores) == len(rejected_scores):
+        raise ValueError(f"{len(pairs)} pairs but {len(chosen_scores)} chosen and {len(rejected_scores)} rejected "
+                         "scores: give one score for each answer of each pair")  # fmt: skip
+    groups: dict[str, list[tuple[dict, float, float]]] = {kind: [] for kind in (*PAIR_KINDS, "all")}
+    for pair, chosen, rejected in zip(pairs, chosen_scores, rejected_scores):
+        if pair["gold_chosen"] != pair["gold_rejected"]:
+            for kind in (pair_kind(pair), "all"):
+                groups[kind].append((pair, float(chosen), float(rejected)))
+    if not groups["all"]:
+        raise ValueError(f"none of the {len(pairs)} pairs has a gold order (every pair's gold rewards are tied): nothing to compare")
+    rows = []
+    for kind, scored in groups.items():
+        if scored:
+            right_way = [chosen > rejected if pair["gold_chosen"] > pair["gold_rejected"] else rejected > chosen
+                         for pair, chosen, rejected in scored]  # fmt: skip
+            rows.append({"kind": kind, "pairs": len(scored),
+                         "accuracy": sum(chosen > rejected for _, chosen, rejected in scored) / len(scored),
+                         "ceiling": ceiling_accuracy([pair for pair, _, _ in scored], config),
+                         "gold_order_accuracy": sum(right_way) / len(scored)})  # fmt: skip
+    return rows
 
 
 def label_agreement(pairs: Sequence[dict]) -> float:

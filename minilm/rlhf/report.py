@@ -34,6 +34,18 @@ def score_rows(r: dict) -> list[dict]:
     return rows
 
 
+def reward_kind_rows(r: dict) -> list[dict]:
+    """The reward model's held-out accuracy by kind of pair (`preferences.accuracy_by_kind`), against the labels
+    beside their ceiling and against the gold order, with the untrained likelihood's beside each."""
+    rm = r["reward_model"]
+    likelihood = {row["kind"]: row for row in rm["likelihood"]["by_kind"]}
+    return [{"held-out pairs": row["kind"], "count": row["pairs"], "ceiling": f"{row['ceiling']:.3f}",
+             "reward model": f"{row['accuracy']:.3f}", "likelihood": f"{likelihood[row['kind']]['accuracy']:.3f}",
+             "reward model, gold order": f"{row['gold_order_accuracy']:.3f}",
+             "likelihood, gold order": f"{likelihood[row['kind']]['gold_order_accuracy']:.3f}"}
+            for row in rm["by_kind"]]  # fmt: skip
+
+
 def plot_rlhf(r: dict, path: Path | None = None, axes=None):
     """Left: each model's gold reward against its KL to the SFT model. Right: reward hacking, the reward
     model's score and the gold reward of PPO without a KL penalty as it trains."""
@@ -110,6 +122,9 @@ def report_section(artifact: Artifact, report_dir: Path) -> Section:
             f"with the SFT model's answer to the same prompt, among the comparisons that have a winner (the exact judge "
             f"ties whenever both answers are clean and right: the tie share, and the rate with ties as half a win, "
             f"stand beside it), with a bootstrap 95% interval over the prompts.\n\n" + markdown_table(score_rows(r)) + f"\n\n{_reward_line(r)}.\n")
+    if r["reward_model"]["by_kind"]:
+        body += ("\nThe reward model's accuracy by what separates a pair's answers (against the labels, and against the gold "
+                 "order), beside the untrained likelihood's:\n\n" + markdown_table(reward_kind_rows(r)) + "\n")
     samples = json.loads((artifact.path / SAMPLES).read_text(encoding="utf-8"))["samples"][:4]
     for s in samples:
         asked = " / ".join(escape_markdown(" ".join(m["content"].split())) for m in s["messages"] if m["role"] == "user")

@@ -214,17 +214,22 @@ class RewardConfig:
 
 
 @torch.no_grad()
-def accuracy(model: RewardModel, data: EncodedPairs, batch_size: int = 128) -> float:
-    """The share of the pairs whose chosen answer scores strictly higher than the rejected one."""
+def scores(model: RewardModel, data: EncodedPairs, batch_size: int = 128) -> torch.Tensor:
+    """The rewards of every pair's two answers, (N, 2) in float32 on the CPU: chosen at [:, 0], rejected at [:, 1]."""
     was_training = model.training
     model.eval()
-    correct = 0
+    rewards = []
     for start in range(0, len(data), batch_size):
         pairs, _ = data.rows(torch.arange(start, min(start + batch_size, len(data))))
-        rewards, _ = model(pairs.to(model.head.weight.device))
-        correct += int((rewards[:, 0] > rewards[:, 1]).sum())
+        rewards.append(model(pairs.to(model.head.weight.device))[0])
     model.train(was_training)
-    return correct / len(data)
+    return torch.cat(rewards).cpu()
+
+
+def accuracy(model: RewardModel, data: EncodedPairs, batch_size: int = 128) -> float:
+    """The share of the pairs whose chosen answer scores strictly higher than the rejected one."""
+    rewards = scores(model, data, batch_size)
+    return float((rewards[:, 0] > rewards[:, 1]).float().mean())
 
 
 def train_reward_model(

@@ -53,7 +53,8 @@ from minilm.rlhf import gold, preferences
 from minilm.rlhf.dpo import DPOConfig, all_answer_logprobs, train_dpo
 from minilm.rlhf.grpo import GRPOConfig, train_grpo
 from minilm.rlhf.ppo import PPOConfig, train_ppo
-from minilm.rlhf.reward_model import RewardConfig, RewardModel, accuracy, encode_pairs, train_reward_model
+from minilm.rlhf.reward_model import RewardConfig, RewardModel, encode_pairs, train_reward_model
+from minilm.rlhf.reward_model import scores as reward_scores
 from minilm.rlhf.rollout import Rollout, ValueModel, completion_logprobs, sample_completions
 from minilm.rlhf.trainer import CHECKPOINTS
 from minilm.train import checkpoint as ckpt
@@ -448,7 +449,7 @@ def _build(config: RLHFConfig, finetuned: Artifact, tokenizer_artifact: Artifact
     reward_results = {"train_pairs": len(train_pairs), "heldout_pairs": len(heldout_pairs), "skipped": skipped,
                       "history": reward_history,
                       **reward_model_accuracy(reward_model, heldout_pairs, annotators, tokenizer, context),
-                      "likelihood": likelihood_accuracy(sft, heldout_pairs, tokenizer, context, precision)}  # fmt: skip
+                      "likelihood": likelihood_accuracy(sft, heldout_pairs, annotators, tokenizer, context, precision)}  # fmt: skip
     _save_reward_model(reward_model, folder / REWARD_DIR)
     timings["reward model"] = time.perf_counter() - clock
 
@@ -532,44 +533,41 @@ def gold_ordered(pairs: list[dict]) -> list[dict]:
     return [pair for pair in pairs if pair["gold_chosen"] != pair["gold_rejected"]]
 
 
-def turned_to_gold(pairs: list[dict]) -> list[dict]:
-    """`pairs` (gold-ordered) turned where needed so that the answer with the higher gold reward is "chosen"."""
-    return [pair if pair["gold_chosen"] > pair["gold_rejected"] else
-            {**pair, "chosen": pair["rejected"], "rejected": pair["chosen"]} for pair in pairs]  # fmt: skip
-
-
 def reward_model_accuracy(reward_model: RewardModel, pairs: list[dict], annotators: preferences.AnnotatorConfig,
                           tokenizer, context: int) -> dict:
     """The reward model's accuracy on the held-out pairs that have a gold order (gold rewards not tied): against
     the annotators' labels, beside the ceiling their noise allows (`preferences.ceiling_accuracy`) and the
-    labels' own agreement with the gold order; and against the gold order itself (ceiling 1)."""
+    labels' own agreement with the gold order; against the gold order itself (ceiling 1); and both again for
+    each kind of pair ("by_kind", `preferences.accuracy_by_kind`: a right answer against a wrong one, two right
+    answers, two wrong ones), which shows what the reward model has learnt to tell apart."""
     ordered = gold_ordered(pairs)
     if not ordered:
         return {"ordered_heldout_pairs": 0, "accuracy": None, "ceiling": None, "label_agreement": None,
-                "gold_order_accuracy": None}  # fmt: skip
-    return {"ordered_heldout_pairs": len(ordered),
-            "accuracy": accuracy(reward_model, encode_pairs(tokenizer, ordered, context)),
-            "ceiling": preferences.ceiling_accuracy(ordered, annotators),
+                "gold_order_accuracy": None, "by_kind": []}  # fmt: skip
+    rewards = reward_scores(reward_model, encode_pairs(tokenizer, ordered, context))
+    by_kind = preferences.accuracy_by_kind(ordered, rewards[:, 0].tolist(), rewards[:, 1].tolist(), annotators)
+    overall = by_kind[-1]  # the row of all the pairs
+    return {"ordered_heldout_pairs": len(ordered), "accuracy": overall["accuracy"], "ceiling": overall["ceiling"],
             "label_agreement": preferences.label_agreement(ordered),
-            "gold_order_accuracy": accuracy(reward_model, encode_pairs(tokenizer, turned_to_gold(ordered), context))}  # fmt: skip
+            "gold_order_accuracy": overall["gold_order_accuracy"], "by_kind": by_kind}  # fmt: skip
 
 
-def likelihood_accuracy(model: GPT, pairs: list[dict], tokenizer, context: int, precision: str = "fp32") -> dict:
+def likelihood_accuracy(model: GPT, pairs: list[dict], annotators: preferences.AnnotatorConfig, tokenizer, context: int,
+                        precision: str = "fp32") -> dict:
     """The scorer a reward model must beat, untrained: each answer's summed log-probability under `model`
     (the SFT model), log pi(y | x), on the held-out pairs that have a gold order.
 
     The SFT model has read the passages and learnt the clean answers, and a longer answer has more tokens to
     pay for, so its likelihood already prefers right, short answers. It knows nothing of what the annotators
-    want beyond what the demonstrations showed. Returns its "accuracy" against the labels and its
-    "gold_order_accuracy", counted as `reward_model_accuracy` counts them (a tie is a miss)."""
+    want beyond what the demonstrations showed. Returns its "accuracy" against the labels, its
+    "gold_order_accuracy" and both "by_kind", counted as `reward_model_accuracy` counts them (a tie is a miss)."""
     ordered = gold_ordered(pairs)
     if not ordered:
-        return {"accuracy": None, "gold_order_accuracy": None}
-    logps = all_answer_logprobs(model, encode_pairs(tokenizer, ordered, context), precision).cpu()  # one pass, then turned
-    gold_first = torch.tensor([pair["gold_chosen"] > pair["gold_rejected"] for pair in ordered])
-    better, worse = torch.where(gold_first, logps[:, 0], logps[:, 1]), torch.where(gold_first, logps[:, 1], logps[:, 0])
-    return {"accuracy": float((logps[:, 0] > logps[:, 1]).float().mean()),
-            "gold_order_accuracy": float((better > worse).float().mean())}  # fmt: skip
+        return {"accuracy": None, "gold_order_accuracy": None, "by_kind": []}
+    logps = all_answer_logprobs(model, encode_pairs(tokenizer, ordered, context), precision).cpu()
+    by_kind = preferences.accuracy_by_kind(ordered, logps[:, 0].tolist(), logps[:, 1].tolist(), annotators)
+    return {"accuracy": by_kind[-1]["accuracy"], "gold_order_accuracy": by_kind[-1]["gold_order_accuracy"],
+            "by_kind": by_kind}  # fmt: skip
 
 
 def _hacking_point(iteration: int, policy: GPT, reference: GPT, reward_model: RewardModel, prompts: Prompts, tokenizer,
