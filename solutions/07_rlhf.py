@@ -63,7 +63,7 @@ from minilm.rlhf.dpo import all_answer_logprobs
 from minilm.rlhf.report import plot_rlhf, results, reward_kind_rows, score_rows
 from minilm.rlhf.reward_model import encode_pairs, scores as reward_scores
 from minilm.rlhf.rollout import ValueModel, completion_logprobs, completion_values
-from minilm.rlhf.stage import (HACKING, METHODS, PAIRS, SAMPLES, RLHFConfig, fitting_prompts, load_policy,
+from minilm.rlhf.stage import (HACKING, METHODS, PAIRS, SAMPLES, RLHFConfig, fitting_prompts, gold_ordered, load_policy,
                                load_reward_model, reward_model_scorer, run_rlhf_stage, sample_answers)
 from minilm.tokenizer.stage import load_tokenizer, run_tokenizer_stage
 
@@ -265,18 +265,18 @@ show_table(reward_kind_rows(r))
 # Why facts and not style? To tell a right answer from a wrong one, a scorer must check the answer against the
 # passage. The SFT model does that reading when it writes an answer, token by token, and the likelihood reads the
 # result straight out: how probable each of the answer's own tokens was. The reward model's head sees one state, the
-# last token's, and the check has to be built into that state from the labels: a fifth of some 9,000 labels compare
-# a right answer with a wrong one, while style, which every kind of pair shows, is cheaper to learn. On pairs of two
-# wrong answers both scorers fall short of the ceiling (0.617 and 0.580 against 0.692): which of two wrong retellings
-# is less wrong is a question the SFT model cannot answer either (it gets a third of the retellings wrong itself,
-# notebook 06).
+# last token's, and the check has to be built into that state from the labels: fewer than a quarter of the pairs (480
+# of the 2,092 held out) compare a right answer with a wrong one, while style, which every kind of pair shows, is
+# cheaper to learn. On pairs of two wrong answers both scorers fall short of the ceiling (0.617 and 0.580 against
+# 0.692): which of two wrong retellings is less wrong is a question the SFT model cannot answer either (it gets a
+# third of the retellings wrong itself, notebook 06).
 #
 # Would a reward model that also knew what the likelihood knows come near the ceiling? Add w times the likelihood to
 # the reward model's score and measure the sum on the same pairs (w is picked here by looking at the held-out pairs
 # themselves, so the best row is an upper bound for this blend, not a fair score):
 
 # %%
-ordered = [pair for pair in heldout_pairs if pair["gold_chosen"] != pair["gold_rejected"]]
+ordered = gold_ordered(heldout_pairs)  # the pairs the accuracies above count: gold rewards not tied
 encoded = encode_pairs(tokenizer, ordered, context)
 reward_of, likelihood_of = reward_scores(reward_model, encoded), all_answer_logprobs(sft, encoded, "fp32").cpu()
 blends = []
@@ -292,10 +292,10 @@ show_table(blends)
 # Adding the likelihood gives the reward model what it lacks: at w = 0.3 the pairs of a right and a wrong answer rise
 # from 0.567 to 0.762, while the style pairs keep most of their gain (0.752), and the sum scores 0.718, 4.9 points
 # below the ceiling. But no w does much better than the likelihood alone (0.714; the best, 0.718, at w = 0.3 and 3):
-# what the reward model adds on style it gives back on the pairs of two wrong answers. Training the blend, rather than adding
-# it afterwards, did worse: measured on this build's pairs (float32, one thread), a reward model trained with 0.1 or
-# 0.3 times the frozen SFT model's log π(y|x) added to its score reached 0.703 and 0.688. Fit to noisy labels, the
-# network learns to undo part of what the likelihood adds. A reward model that must learn facts from labels needs
+# what the reward model adds on style it gives back on the pairs of two wrong answers. Training the blend, rather than
+# adding it afterwards, did worse: measured on this build's pairs (float32, one thread), a reward model trained with
+# 0.1 or 0.3 times the frozen SFT model's log π(y|x) added to its score reached 0.703 and 0.688. Fit to noisy labels,
+# the network learns to undo part of what the likelihood adds. A reward model that must learn facts from labels needs
 # far more of the pairs that teach them, or a base model that checks facts well on its own; with this SFT model, a
 # reward model trained on these labels stays a few points short of the ceiling.
 #
